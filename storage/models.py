@@ -1,0 +1,156 @@
+"""Plain records the Store reads and writes. They know nothing of JSON or HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
+Status = Literal["open", "waiting", "active", "resolved"]
+Mode = Literal["bot", "operator"]
+Sender = Literal["visitor", "operator", "bot", "system"]
+Delivery = Literal["queued", "sent", "failed"]
+EventKind = Literal["conversation:new", "conversation:updated", "message:new"]
+
+SOURCE_APPS: tuple[SourceApp, ...] = ("chatbot", "smsbroadcast", "emailbroadcast", "liveoperator")
+STATUSES: tuple[Status, ...] = ("open", "waiting", "active", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    account_id: str
+    id: int
+    name: str
+    email: str
+    is_admin: bool
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCredentials:
+    operator: Operator
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    account_id: str
+    id: int
+    name: str
+    member_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CannedResponse:
+    account_id: str
+    id: int
+    name: str
+    tag: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    fname: str = ""
+    lname: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    account_id: str
+    source_app: SourceApp
+    status: Status
+    mode: Mode
+    operator_id: int | None
+    team_id: int | None
+    user_info: UserInfo
+    created: float
+    last_activity: float
+    resolved_at: float | None
+    # Highest message seq in this conversation; the next message gets last_seq + 1.
+    last_seq: int = 0
+    # Visitor messages the operators have not read yet.
+    unread: int = 0
+    # Read cursors: the highest seq each side has been shown by a poll.
+    operator_read_seq: int = 0
+    visitor_read_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    convo_id: str
+    seq: int
+    sender: Sender
+    operator_id: int | None
+    operator_name: str | None
+    text: str
+    created: float
+    client_msg_id: str | None
+    # None for conversations delivered to a live web session; a status for SMS/email.
+    delivery: Delivery | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    account_id: str
+    seq: int
+    kind: EventKind
+    convo_id: str
+    msg_seq: int | None
+    created: float
+
+
+# Fields whose change is worth a conversation:updated event on its own. last_seq and
+# last_activity move with every message, which message:new already announces.
+_ANNOUNCED_FIELDS = ("status", "mode", "operator_id", "team_id", "user_info", "resolved_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one engine decision does to one conversation, applied atomically by the Store.
+
+    ``messages`` carry their final seq (assigned by the engine from the locked row), so the
+    Store only has to write them; ``after.last_seq`` must equal the last message's seq.
+    """
+
+    before: Conversation | None
+    after: Conversation
+    messages: tuple[Message, ...] = field(default=())
+
+    def event_kinds(self) -> list[tuple[EventKind, int | None]]:
+        kinds: list[tuple[EventKind, int | None]] = []
+        if self.before is None:
+            kinds.append(("conversation:new", None))
+        kinds.extend(("message:new", m.seq) for m in self.messages)
+        if self.before is not None and self._announces_update(self.before):
+            kinds.append(("conversation:updated", None))
+        return kinds
+
+    def _announces_update(self, before: Conversation) -> bool:
+        if any(getattr(before, f) != getattr(self.after, f) for f in _ANNOUNCED_FIELDS):
+            return True
+        # A read cursor moving without a new message changes the unread badge operators see.
+        return not self.messages and before.unread != self.after.unread
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The outcome of Store.write: the conversation as committed, plus what was appended."""
+
+    conversation: Conversation
+    messages: tuple[Message, ...] = ()
+    events: tuple[Event, ...] = ()
+    # True when a message with the same client id already existed: nothing was written and
+    # ``messages`` holds the original.
+    duplicate: bool = False

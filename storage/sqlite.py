@@ -1,0 +1,653 @@
+"""SQLite backend: the embedded default.
+
+One writer thread owns the only writing connection and commits in groups: it takes every write
+waiting in line, runs each inside its own SAVEPOINT (a decision that raises rolls back only
+itself), commits once and only then answers the callers. That keeps ``synchronous=FULL``
+durability (a success means the commit reached the disk) at the cost of one fsync per group
+rather than one per message. Reads run on a small pool of reader connections, which WAL lets
+proceed while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from storage.base import (
+    CannedPatch,
+    Decide,
+    DuplicateEmail,
+    OperatorPatch,
+    TeamPatch,
+)
+from storage.migrations import load_migrations
+from storage.models import (
+    Account,
+    CannedResponse,
+    Committed,
+    Conversation,
+    Event,
+    Message,
+    Operator,
+    OperatorCredentials,
+    Team,
+    UserInfo,
+)
+
+T = TypeVar("T")
+
+# Writes that may wait for the writer thread at once. Callers past this wait on the semaphore,
+# which pushes back on request handlers instead of growing a queue without bound.
+MAX_PENDING_WRITES = 1024
+# The most writes one group commit takes; bounds how long the first caller of a group waits.
+MAX_GROUP = 256
+# Readers in the pool. Two matches this machine's cores; SQLite releases the GIL while it works.
+READERS = 2
+# How long a connection waits on a lock held by another process before giving up.
+BUSY_TIMEOUT_MS = 5000
+
+_CONVO_COLS = (
+    "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
+    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq"
+)
+_MSG_COLS = (
+    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery"
+)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _convo(row: Sequence[Any]) -> Conversation:
+    return Conversation(
+        id=row[0],
+        account_id=row[1],
+        source_app=row[2],
+        status=row[3],
+        mode=row[4],
+        operator_id=row[5],
+        team_id=row[6],
+        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10]),
+        created=row[11],
+        last_activity=row[12],
+        resolved_at=row[13],
+        last_seq=row[14],
+        unread=row[15],
+        operator_read_seq=row[16],
+        visitor_read_seq=row[17],
+    )
+
+
+def _convo_params(c: Conversation) -> tuple[Any, ...]:
+    u = c.user_info
+    return (
+        c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
+        u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
+        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq,
+    )  # fmt: skip
+
+
+def _message(row: Sequence[Any]) -> Message:
+    return Message(
+        id=row[0],
+        convo_id=row[1],
+        seq=row[2],
+        sender=row[3],
+        operator_id=row[4],
+        operator_name=row[5],
+        text=row[6],
+        created=row[7],
+        client_msg_id=row[8],
+        delivery=row[9],
+    )
+
+
+def _operator(row: Sequence[Any]) -> Operator:
+    return Operator(
+        account_id=row[0], id=row[1], name=row[2], email=row[3], is_admin=bool(row[4]),
+        created=row[5],
+    )  # fmt: skip
+
+
+def _next_id(conn: sqlite3.Connection, account_id: str, kind: str) -> int:
+    row = conn.execute(
+        "INSERT INTO counters (account_id, kind, last_id) VALUES (?, ?, 1)"
+        " ON CONFLICT (account_id, kind) DO UPDATE SET last_id = last_id + 1 RETURNING last_id",
+        (account_id, kind),
+    ).fetchone()
+    return int(row[0])
+
+
+def _team_members(conn: sqlite3.Connection, account_id: str, team_id: int) -> tuple[int, ...]:
+    rows = conn.execute(
+        "SELECT operator_id FROM team_members WHERE account_id = ? AND team_id = ?"
+        " ORDER BY operator_id",
+        (account_id, team_id),
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
+def _set_members(
+    conn: sqlite3.Connection, account_id: str, team_id: int, member_ids: Iterable[int]
+) -> None:
+    conn.execute(
+        "DELETE FROM team_members WHERE account_id = ? AND team_id = ?", (account_id, team_id)
+    )
+    conn.executemany(
+        "INSERT INTO team_members (account_id, team_id, operator_id) VALUES (?, ?, ?)",
+        [(account_id, team_id, m) for m in sorted(set(member_ids))],
+    )
+
+
+def _patch(
+    conn: sqlite3.Connection, table: str, account_id: str, row_id: int, values: dict[str, Any]
+) -> bool:
+    """Updates the given columns of one account-scoped row; True when the row exists."""
+    sets = {k: v for k, v in values.items() if v is not None}
+    exists = conn.execute(
+        f"SELECT 1 FROM {table} WHERE account_id = ? AND id = ?", (account_id, row_id)
+    ).fetchone()
+    if exists and sets:
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE account_id = ? AND id = ?",
+            (*sets.values(), account_id, row_id),
+        )
+    return exists is not None
+
+
+def _delete(conn: sqlite3.Connection, table: str, account_id: str, row_id: int) -> bool:
+    cur = conn.execute(f"DELETE FROM {table} WHERE account_id = ? AND id = ?", (account_id, row_id))
+    return cur.rowcount > 0
+
+
+@dataclass
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class _Writer:
+    """The single writing connection and its group-commit thread."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._slots = asyncio.Semaphore(MAX_PENDING_WRITES)
+        self._thread = threading.Thread(target=self._run, name="liveop-sqlite-writer", daemon=True)
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+
+    def start(self, migrate: Callable[[sqlite3.Connection], None]) -> None:
+        self._migrate = migrate
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Runs ``fn`` in its own savepoint of the next group commit; returns after COMMIT."""
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[T] = loop.create_future()
+            self._jobs.put(_Job(fn, future, loop))
+            return await future
+
+    def _run(self) -> None:
+        try:
+            conn = _connect(self._path)
+            self._migrate(conn)
+        except BaseException as exc:  # reported to start() in the caller's thread
+            self._failure = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        with conn:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        self._jobs.put(None)
+                        break
+                    group.append(job)
+                self._commit_group(conn, group)
+
+    @staticmethod
+    def _commit_group(conn: sqlite3.Connection, group: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in group:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((False, exc))
+                else:
+                    outcomes.append((True, result))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(group)
+        for job, (ok, value) in zip(group, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SQLiteStore:
+    """Store on one SQLite file (see the module docstring for the threading model)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._writer = _Writer(path)
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+
+    async def open(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._writer.start, _migrate)
+        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="liveop-read")
+
+    async def close(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        await asyncio.to_thread(self._writer.stop)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._readers is not None, "store is not open"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._in_reader, fn)
+
+    def _in_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return fn(conn)
+
+    # accounts and keys
+
+    async def create_account(self, account_id: str, name: str, api_key_hash: str) -> Account:
+        def fn(conn: sqlite3.Connection) -> Account:
+            created = time.time()
+            conn.execute(
+                "INSERT INTO accounts (id, name, created) VALUES (?, ?, ?)",
+                (account_id, name, created),
+            )
+            conn.execute(
+                "INSERT INTO api_keys (key_hash, account_id, created) VALUES (?, ?, ?)",
+                (api_key_hash, account_id, created),
+            )
+            return Account(id=account_id, name=name, created=created)
+
+        return await self._writer.run(fn)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        def fn(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(
+                "SELECT id, name, created FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            return Account(id=row[0], name=row[1], created=row[2]) if row else None
+
+        return await self._read(fn)
+
+    async def account_for_api_key(self, api_key_hash: str) -> str | None:
+        def fn(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT account_id FROM api_keys WHERE key_hash = ?", (api_key_hash,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._read(fn)
+
+    # operators
+
+    async def create_operator(
+        self, account_id: str, name: str, email: str, password_hash: str, is_admin: bool
+    ) -> Operator:
+        def fn(conn: sqlite3.Connection) -> Operator:
+            operator_id = _next_id(conn, account_id, "operator")
+            created = time.time()
+            try:
+                conn.execute(
+                    "INSERT INTO operators (account_id, id, name, email, password_hash, is_admin,"
+                    " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (account_id, operator_id, name, email, password_hash, is_admin, created),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateEmail(email) from exc
+            return Operator(account_id, operator_id, name, email, is_admin, created)
+
+        return await self._writer.run(fn)
+
+    async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
+        def fn(conn: sqlite3.Connection) -> Operator | None:
+            row = conn.execute(
+                "SELECT account_id, id, name, email, is_admin, created FROM operators"
+                " WHERE account_id = ? AND id = ?",
+                (account_id, operator_id),
+            ).fetchone()
+            return _operator(row) if row else None
+
+        return await self._read(fn)
+
+    async def get_credentials(self, email: str) -> OperatorCredentials | None:
+        def fn(conn: sqlite3.Connection) -> OperatorCredentials | None:
+            row = conn.execute(
+                "SELECT account_id, id, name, email, is_admin, created, password_hash"
+                " FROM operators WHERE email = ?",
+                (email,),
+            ).fetchone()
+            return OperatorCredentials(_operator(row), row[6]) if row else None
+
+        return await self._read(fn)
+
+    async def list_operators(self, account_id: str) -> list[Operator]:
+        def fn(conn: sqlite3.Connection) -> list[Operator]:
+            rows = conn.execute(
+                "SELECT account_id, id, name, email, is_admin, created FROM operators"
+                " WHERE account_id = ? ORDER BY id",
+                (account_id,),
+            ).fetchall()
+            return [_operator(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def update_operator(
+        self, account_id: str, operator_id: int, patch: OperatorPatch
+    ) -> Operator | None:
+        def fn(conn: sqlite3.Connection) -> Operator | None:
+            values = {
+                "name": patch.name,
+                "email": patch.email,
+                "password_hash": patch.password_hash,
+                "is_admin": patch.is_admin,
+            }
+            try:
+                found = _patch(conn, "operators", account_id, operator_id, values)
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateEmail(patch.email or "") from exc
+            if not found:
+                return None
+            row = conn.execute(
+                "SELECT account_id, id, name, email, is_admin, created FROM operators"
+                " WHERE account_id = ? AND id = ?",
+                (account_id, operator_id),
+            ).fetchone()
+            return _operator(row)
+
+        return await self._writer.run(fn)
+
+    async def delete_operator(self, account_id: str, operator_id: int) -> bool:
+        return await self._writer.run(
+            lambda conn: _delete(conn, "operators", account_id, operator_id)
+        )
+
+    # teams
+
+    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:
+        def fn(conn: sqlite3.Connection) -> Team:
+            team_id = _next_id(conn, account_id, "team")
+            conn.execute(
+                "INSERT INTO teams (account_id, id, name) VALUES (?, ?, ?)",
+                (account_id, team_id, name),
+            )
+            _set_members(conn, account_id, team_id, member_ids)
+            return Team(account_id, team_id, name, _team_members(conn, account_id, team_id))
+
+        return await self._writer.run(fn)
+
+    async def list_teams(self, account_id: str) -> list[Team]:
+        def fn(conn: sqlite3.Connection) -> list[Team]:
+            rows = conn.execute(
+                "SELECT id, name FROM teams WHERE account_id = ? ORDER BY id", (account_id,)
+            ).fetchall()
+            return [
+                Team(account_id, r[0], r[1], _team_members(conn, account_id, r[0])) for r in rows
+            ]
+
+        return await self._read(fn)
+
+    async def update_team(self, account_id: str, team_id: int, patch: TeamPatch) -> Team | None:
+        def fn(conn: sqlite3.Connection) -> Team | None:
+            if not _patch(conn, "teams", account_id, team_id, {"name": patch.name}):
+                return None
+            if patch.member_ids is not None:
+                _set_members(conn, account_id, team_id, patch.member_ids)
+            row = conn.execute(
+                "SELECT name FROM teams WHERE account_id = ? AND id = ?", (account_id, team_id)
+            ).fetchone()
+            return Team(account_id, team_id, row[0], _team_members(conn, account_id, team_id))
+
+        return await self._writer.run(fn)
+
+    async def delete_team(self, account_id: str, team_id: int) -> bool:
+        return await self._writer.run(lambda conn: _delete(conn, "teams", account_id, team_id))
+
+    # canned responses
+
+    async def create_canned(
+        self, account_id: str, name: str, tag: str, message: str
+    ) -> CannedResponse:
+        def fn(conn: sqlite3.Connection) -> CannedResponse:
+            canned_id = _next_id(conn, account_id, "canned")
+            conn.execute(
+                "INSERT INTO canned (account_id, id, name, tag, message) VALUES (?, ?, ?, ?, ?)",
+                (account_id, canned_id, name, tag, message),
+            )
+            return CannedResponse(account_id, canned_id, name, tag, message)
+
+        return await self._writer.run(fn)
+
+    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
+        return await self._read(lambda conn: _get_canned(conn, account_id, canned_id))
+
+    async def list_canned(self, account_id: str) -> list[CannedResponse]:
+        def fn(conn: sqlite3.Connection) -> list[CannedResponse]:
+            rows = conn.execute(
+                "SELECT id, name, tag, message FROM canned WHERE account_id = ? ORDER BY id",
+                (account_id,),
+            ).fetchall()
+            return [CannedResponse(account_id, *r) for r in rows]
+
+        return await self._read(fn)
+
+    async def update_canned(
+        self, account_id: str, canned_id: int, patch: CannedPatch
+    ) -> CannedResponse | None:
+        def fn(conn: sqlite3.Connection) -> CannedResponse | None:
+            values = {"name": patch.name, "tag": patch.tag, "message": patch.message}
+            if not _patch(conn, "canned", account_id, canned_id, values):
+                return None
+            return _get_canned(conn, account_id, canned_id)
+
+        return await self._writer.run(fn)
+
+    async def delete_canned(self, account_id: str, canned_id: int) -> bool:
+        return await self._writer.run(lambda conn: _delete(conn, "canned", account_id, canned_id))
+
+    # conversations
+
+    async def write(
+        self,
+        account_id: str,
+        convo_id: str | None,
+        decide: Decide,
+        *,
+        client_msg_id: str | None = None,
+    ) -> Committed:
+        def fn(conn: sqlite3.Connection) -> Committed:
+            if client_msg_id is not None:
+                row = conn.execute(
+                    f"SELECT {_MSG_COLS} FROM messages WHERE account_id = ? AND client_msg_id = ?",
+                    (account_id, client_msg_id),
+                ).fetchone()
+                if row is not None:
+                    original = _message(row)
+                    current = _get_convo(conn, account_id, original.convo_id)
+                    assert current is not None
+                    return Committed(current, (original,), duplicate=True)
+            before = _get_convo(conn, account_id, convo_id) if convo_id else None
+            change = decide(before)
+            if change is None:
+                if before is None:
+                    raise LookupError("a decision on no conversation must create one")
+                return Committed(before)
+            after = change.after
+            if change.before is None:
+                conn.execute(
+                    f"INSERT INTO conversations ({_CONVO_COLS}) VALUES ({', '.join('?' * 18)})",
+                    _convo_params(after),
+                )
+            else:
+                conn.execute(
+                    f"UPDATE conversations SET ({_CONVO_COLS}) = ({', '.join('?' * 18)})"
+                    " WHERE id = ?",
+                    (*_convo_params(after), after.id),
+                )
+            conn.executemany(
+                f"INSERT INTO messages ({_MSG_COLS}, account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (m.id, m.convo_id, m.seq, m.sender, m.operator_id, m.operator_name, m.text,
+                     m.created, m.client_msg_id, m.delivery, account_id)
+                    for m in change.messages
+                ],
+            )  # fmt: skip
+            kinds = change.event_kinds()
+            events: tuple[Event, ...] = ()
+            if kinds:
+                (last,) = conn.execute(
+                    "UPDATE accounts SET last_event_seq = last_event_seq + ? WHERE id = ?"
+                    " RETURNING last_event_seq",
+                    (len(kinds), account_id),
+                ).fetchone()
+                first = last - len(kinds) + 1
+                events = tuple(
+                    Event(account_id, seq, kind, after.id, msg_seq, after.last_activity)
+                    for seq, (kind, msg_seq) in zip(itertools.count(first), kinds)
+                )
+                conn.executemany(
+                    "INSERT INTO events (account_id, seq, kind, convo_id, msg_seq, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created)
+                        for e in events
+                    ],
+                )
+            return Committed(after, change.messages, events)
+
+        return await self._writer.run(fn)
+
+    async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None:
+        return await self._read(lambda conn: _get_convo(conn, account_id, convo_id))
+
+    async def list_messages(
+        self,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+    ) -> list[Message]:
+        order = "DESC" if newest else "ASC"
+
+        def fn(conn: sqlite3.Connection) -> list[Message]:
+            rows = conn.execute(
+                f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = ? AND seq > ? AND created > ?"
+                f" ORDER BY seq {order} LIMIT ?",
+                (convo_id, after_seq, after_created, limit),
+            ).fetchall()
+            messages = [_message(r) for r in rows]
+            return messages[::-1] if newest else messages
+
+        return await self._read(fn)
+
+    async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
+        def fn(conn: sqlite3.Connection) -> list[Event]:
+            rows = conn.execute(
+                "SELECT account_id, seq, kind, convo_id, msg_seq, created FROM events"
+                " WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (account_id, after_seq, limit),
+            ).fetchall()
+            return [Event(*r) for r in rows]
+
+        return await self._read(fn)
+
+
+def _get_convo(conn: sqlite3.Connection, account_id: str, convo_id: str) -> Conversation | None:
+    row = conn.execute(
+        f"SELECT {_CONVO_COLS} FROM conversations WHERE id = ? AND account_id = ?",
+        (convo_id, account_id),
+    ).fetchone()
+    return _convo(row) if row else None
+
+
+def _get_canned(conn: sqlite3.Connection, account_id: str, canned_id: int) -> CannedResponse | None:
+    row = conn.execute(
+        "SELECT id, name, tag, message FROM canned WHERE account_id = ? AND id = ?",
+        (account_id, canned_id),
+    ).fetchone()
+    return CannedResponse(account_id, *row) if row else None
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+    applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    for version, sql in load_migrations("sqlite"):
+        if version in applied:
+            continue
+        # executescript commits first, so the migration and its bookkeeping share one BEGIN.
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {sql}\n;INSERT INTO schema_migrations (version) VALUES ({version});"
+            " COMMIT;"
+        )
