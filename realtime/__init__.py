@@ -1,0 +1,1 @@
+"""Moving events: broker backends, typing and presence with expiry. Never imports storage."""
