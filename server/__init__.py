@@ -1,0 +1,1 @@
+"""Live Operator Chat: the application (endpoints, auth, the conversation engine)."""

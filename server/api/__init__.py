@@ -1,0 +1,1 @@
+"""Public surfaces: each module translates one documented API into calls on the engine."""

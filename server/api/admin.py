@@ -1,0 +1,134 @@
+"""Admin REST, account-scoped: operators, teams and canned responses.
+
+``GET`` lists (any operator of the account may read: the inbox needs canned responses and
+transfer targets); ``POST`` creates, ``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which
+need the API key or an admin operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.operators import canned_json, operator_json, team_json
+from server.api.wire import JSON, Fields, ok, read_fields
+from server.auth import Principal
+from server.directory import Directory
+from server.services import services
+
+ROOT = "/api/v1/admin"
+CREATED = 201
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    plural: str
+    singular: str
+    render: Callable[[Any], dict[str, Any]]
+    list: Callable[[Directory, str], Awaitable[Sequence[Any]]]
+    create: Callable[[Directory, str, Fields], Awaitable[Any]]
+    update: Callable[[Directory, str, int, Fields], Awaitable[Any]]
+    delete: Callable[[Directory, str, int], Awaitable[None]]
+
+
+OPERATORS = Resource(
+    plural="operators",
+    singular="operator",
+    render=operator_json,
+    list=lambda d, acc: d.list_operators(acc),
+    create=lambda d, acc, f: d.create_operator(
+        acc,
+        name=f.require("name"),
+        email=f.require("email"),
+        password=f.require("password"),
+        is_admin=bool(f.boolean("is_admin")),
+    ),
+    update=lambda d, acc, i, f: d.update_operator(
+        acc,
+        i,
+        name=f.text("name"),
+        email=f.text("email"),
+        password=f.text("password"),
+        is_admin=f.boolean("is_admin"),
+    ),
+    delete=lambda d, acc, i: d.delete_operator(acc, i),
+)
+
+TEAMS = Resource(
+    plural="teams",
+    singular="team",
+    render=team_json,
+    list=lambda d, acc: d.list_teams(acc),
+    create=lambda d, acc, f: d.create_team(
+        acc, name=f.require("name"), member_ids=f.int_list("member_ids") or []
+    ),
+    update=lambda d, acc, i, f: d.update_team(
+        acc, i, name=f.text("name"), member_ids=f.int_list("member_ids")
+    ),
+    delete=lambda d, acc, i: d.delete_team(acc, i),
+)
+
+CANNED = Resource(
+    plural="canned",
+    singular="canned",
+    render=canned_json,
+    list=lambda d, acc: d.list_canned(acc),
+    create=lambda d, acc, f: d.create_canned(
+        acc, name=f.require("name"), tag=f.text("tag") or "", message=f.require("message")
+    ),
+    update=lambda d, acc, i, f: d.update_canned(
+        acc, i, name=f.text("name"), tag=f.text("tag"), message=f.text("message")
+    ),
+    delete=lambda d, acc, i: d.delete_canned(acc, i),
+)
+
+
+async def _principal(request: Request, *, admin: bool) -> Principal:
+    principal = await services(request).auth.headers(request.headers)
+    if admin:
+        principal.require_admin()
+    return principal
+
+
+def _routes(resource: Resource) -> list[Route]:
+    async def listing(request: Request) -> Response:
+        principal = await _principal(request, admin=False)
+        items = await resource.list(services(request).directory, principal.account_id)
+        return ok(**{resource.plural: [resource.render(i) for i in items]})
+
+    async def create(request: Request) -> Response:
+        principal = await _principal(request, admin=True)
+        fields = await read_fields(request)
+        item = await resource.create(services(request).directory, principal.account_id, fields)
+        return JSON({"success": True, resource.singular: resource.render(item)}, CREATED)
+
+    async def update(request: Request) -> Response:
+        principal = await _principal(request, admin=True)
+        fields = await read_fields(request)
+        item = await resource.update(
+            services(request).directory, principal.account_id, request.path_params["id"], fields
+        )
+        return ok(**{resource.singular: resource.render(item)})
+
+    async def delete(request: Request) -> Response:
+        principal = await _principal(request, admin=True)
+        await resource.delete(
+            services(request).directory, principal.account_id, request.path_params["id"]
+        )
+        return ok()
+
+    path = f"{ROOT}/{resource.plural}"
+    return [
+        Route(path, listing, methods=["GET"]),
+        Route(path, create, methods=["POST"]),
+        Route(path + "/{id:int}", update, methods=["PATCH"]),
+        Route(path + "/{id:int}", delete, methods=["DELETE"]),
+    ]
+
+
+routes = [route for resource in (OPERATORS, TEAMS, CANNED) for route in _routes(resource)]

@@ -1,0 +1,158 @@
+"""The App Command API of seed 000: ``POST /`` with accountID, key, app, command and json."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.camelcase import conversation_json, message_json, user_info_json
+from server.api.wire import JSON, Fields, ok, read_fields
+from server.conversations import HISTORY_DEFAULT
+from server.errors import Invalid, Unauthorized
+from server.services import Services, services
+from storage.models import SOURCE_APPS, SourceApp, UserInfo
+
+APP = "liveoperator"
+# Conversation ids we issue are 22 characters; the bound only keeps junk out of queries.
+ID_MAX_CHARS = 64
+CLIENT_MSG_ID_MAX_CHARS = 128
+
+Command = Callable[[Services, str, Fields], Awaitable[JSON]]
+
+
+def convo_id(fields: Fields) -> str:
+    return fields.require("convoID", max_chars=ID_MAX_CHARS)
+
+
+def optional_convo_id(fields: Fields) -> str | None:
+    return fields.text("convoID", max_chars=ID_MAX_CHARS) or None
+
+
+def client_msg_id(fields: Fields) -> str | None:
+    return fields.text("clientMsgID", max_chars=CLIENT_MSG_ID_MAX_CHARS) or None
+
+
+def source_app(fields: Fields) -> SourceApp:
+    value = fields.text("sourceApp") or "chatbot"
+    for app in SOURCE_APPS:
+        if value == app:
+            return app
+    raise Invalid("invalid_source_app", f"sourceApp must be one of {', '.join(SOURCE_APPS)}")
+
+
+def user_info(fields: Fields | None) -> UserInfo | None:
+    if fields is None:
+        return None
+    return UserInfo(
+        fname=fields.text("fname") or "",
+        lname=fields.text("lname") or "",
+        email=fields.text("email") or "",
+        phone=fields.text("phone") or "",
+    )
+
+
+async def sendmessage(svc: Services, account_id: str, fields: Fields) -> JSON:
+    sender = fields.text("sender") or "visitor"
+    if sender not in ("visitor", "bot"):
+        raise Invalid("invalid_field", "sender must be visitor or bot (operators use operatorID)")
+    committed = await svc.engine.send(
+        account_id,
+        convo_id=optional_convo_id(fields),
+        text=fields.text("message") or "",
+        operator_id=fields.integer("operatorID", minimum=1),
+        bot=sender == "bot",
+        canned_id=fields.integer("canned", minimum=1),
+        user_info=user_info(fields.nested("userInfo")),
+        source_app=source_app(fields),
+        client_msg_id=client_msg_id(fields),
+    )
+    return ok(
+        convoID=committed.conversation.id,
+        message=message_json(committed.messages[0]),
+        duplicate=committed.duplicate,
+    )
+
+
+async def poll(svc: Services, account_id: str, fields: Fields) -> JSON:
+    source_app(fields)
+    result = await svc.engine.poll(
+        account_id,
+        convo_id(fields),
+        operator_id=fields.integer("operatorID", minimum=1),
+        since=fields.number("since", minimum=0) or 0.0,
+    )
+    return ok(
+        convoID=result.conversation.id,
+        messages=[message_json(m) for m in result.messages],
+        typing=result.typing,
+        status=result.conversation.status,
+    )
+
+
+async def settyping(svc: Services, account_id: str, fields: Fields) -> JSON:
+    source_app(fields)
+    await svc.engine.set_typing(
+        account_id, convo_id(fields), operator_id=fields.integer("operatorID", minimum=1)
+    )
+    return ok()
+
+
+async def gethistory(svc: Services, account_id: str, fields: Fields) -> JSON:
+    source_app(fields)
+    conversation, messages = await svc.engine.history(
+        account_id,
+        convo_id(fields),
+        fields.integer("numMessages") or HISTORY_DEFAULT,
+    )
+    return ok(
+        conversation=conversation_json(conversation),
+        userInfo=user_info_json(conversation.user_info),
+        messages=[message_json(m) for m in messages],
+    )
+
+
+async def setstatus(svc: Services, account_id: str, fields: Fields) -> JSON:
+    source_app(fields)
+    conversation = await svc.engine.set_status(
+        account_id, convo_id(fields), fields.require("status")
+    )
+    return ok(conversation=conversation_json(conversation))
+
+
+COMMANDS: Mapping[str, Command] = MappingProxyType(
+    {
+        "sendmessage": sendmessage,
+        "poll": poll,
+        "settyping": settyping,
+        "gethistory": gethistory,
+        "setstatus": setstatus,
+    }
+)
+
+
+async def app_command(request: Request) -> Response:
+    svc = services(request)
+    fields = await read_fields(request)
+    account_id = fields.require("accountID", max_chars=ID_MAX_CHARS)
+    key = fields.text("key") or fields.text("apiKey")
+    if not key:
+        raise Unauthorized("missing_credentials", "key (or apiKey) is required")
+    principal = await svc.auth.account_key(account_id, key)
+    app = fields.text("app", required=True)
+    if app != APP:
+        raise Invalid("unknown_app", f"unknown app {app!r}; this server runs {APP!r}")
+    name = fields.require("command")
+    command = COMMANDS.get(name.lower())
+    if command is None:
+        raise Invalid("unknown_command", f"unknown command {name!r}")
+    # The seed's SDK sends the command's fields JSON-encoded in `json` (its docs say
+    # `jsonData`); a caller that puts them beside accountID is understood too.
+    payload = fields.nested("json") or fields.nested("jsonData") or fields
+    return await command(svc, principal.account_id, payload)
+
+
+routes = [Route("/", app_command, methods=["POST"])]

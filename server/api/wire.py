@@ -1,0 +1,268 @@
+"""What every HTTP surface shares: reading fields strictly, answering JSON, reporting errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    LiveOpError,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+STATUS_FOR: dict[type[LiveOpError], int] = {
+    Invalid: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    UnsupportedMediaType: 415,
+}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def ok(**fields: Any) -> JSON:
+    return JSON({"success": True, **fields})
+
+
+def error_response(status: int, code: str, message: str) -> JSON:
+    return JSON({"success": False, "error": {"code": code, "message": message}}, status_code=status)
+
+
+async def on_liveop_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LiveOpError)
+    return error_response(STATUS_FOR.get(type(exc), 400), exc.code, exc.message)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal_error", "the server failed; the error was logged")
+
+
+class Fields:
+    """Typed, validating access to one request's fields (a form or a JSON object)."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str = "") -> None:
+        self._data = data
+        self._prefix = prefix
+
+    def _raw(self, name: str, required: bool) -> Any:
+        value = self._data.get(name)
+        if value is None or value == "":
+            if required:
+                raise Invalid("missing_field", f"{self._prefix}{name} is required")
+            return None
+        return value
+
+    def _bad(self, name: str, what: str) -> Invalid:
+        return Invalid("invalid_field", f"{self._prefix}{name} must be {what}")
+
+    def text(
+        self, name: str, *, required: bool = False, max_chars: int | None = None
+    ) -> str | None:
+        """Present strings are returned as sent (even empty); absent ones are None."""
+        value = self._data.get(name)
+        if value is None or (required and value == ""):
+            if required:
+                raise Invalid("missing_field", f"{self._prefix}{name} is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self._bad(name, "a string")
+        text = str(value)
+        if max_chars is not None and len(text) > max_chars:
+            raise self._bad(name, f"at most {max_chars} characters")
+        return text
+
+    def require(self, name: str, *, max_chars: int | None = None) -> str:
+        """A string that must be present and non-empty."""
+        return self.text(name, required=True, max_chars=max_chars) or ""
+
+    def integer(
+        self, name: str, *, required: bool = False, minimum: int | None = None
+    ) -> int | None:
+        value = self._raw(name, required)
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(name, "a whole number")
+        if minimum is not None and value < minimum:
+            raise self._bad(name, f"at least {minimum}")
+        return value
+
+    def number(self, name: str, *, minimum: float | None = None) -> float | None:
+        value = self._raw(name, False)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise self._bad(name, "a number") from None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise self._bad(name, "a number")
+        if minimum is not None and value < minimum:
+            raise self._bad(name, f"at least {minimum}")
+        return float(value)
+
+    def boolean(self, name: str) -> bool | None:
+        value = self._raw(name, False)
+        if value is None:
+            return None
+        if isinstance(value, str) and value.lower() in _BOOLEANS:
+            return _BOOLEANS[value.lower()]
+        if not isinstance(value, bool):
+            raise self._bad(name, "true or false")
+        return value
+
+    def int_list(self, name: str) -> list[int] | None:
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in value
+        ):
+            raise self._bad(name, "a list of whole numbers")
+        return value
+
+    def nested(self, name: str) -> Fields | None:
+        """An object, sent as one (JSON bodies) or as a JSON-encoded string (forms)."""
+        value = self._raw(name, False)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise Invalid("invalid_json", f"{self._prefix}{name} is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise self._bad(name, "a JSON object")
+        return Fields(value, f"{self._prefix}{name}.")
+
+
+async def read_fields(request: Request) -> Fields:
+    """The query string's fields, overlaid by the body's (form, multipart or JSON)."""
+    data: dict[str, Any] = dict(_parse_query(request.scope.get("query_string", b"")))
+    if request.method in ("GET", "HEAD"):
+        return Fields(data)
+    full_type = request.headers.get("content-type", "")
+    content_type = full_type.split(";")[0].strip().lower()
+    body = await request.body()
+    if not body:
+        return Fields(data)
+    if content_type == "multipart/form-data":
+        data.update(_multipart(full_type, body))
+    elif content_type == "application/json":
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Invalid("invalid_json", "the body is not valid UTF-8 JSON") from None
+        if not isinstance(parsed, dict):
+            raise Invalid("invalid_json", "the body must be a JSON object")
+        data.update(parsed)
+    elif content_type in ("application/x-www-form-urlencoded", ""):
+        data.update(_parse_query(body))
+    else:
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            "send application/json, application/x-www-form-urlencoded or multipart/form-data",
+        )
+    return Fields(data)
+
+
+def _parse_query(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw.decode("ascii"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise Invalid("invalid_encoding", "fields must be UTF-8 (percent-encoded)") from None
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, str]:
+    """Text fields of a multipart body, decoded as strict UTF-8.
+
+    The stdlib MIME parser is used rather than Starlette's form parser because that one
+    silently falls back to Latin-1 for bytes that are not UTF-8.
+    """
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        raise Invalid("invalid_form", "the multipart body is malformed")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            raise Invalid("invalid_form", "multipart parts must be named text fields")
+        payload = part.get_payload(decode=True)
+        try:
+            fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+        except UnicodeDecodeError:
+            raise Invalid("invalid_encoding", f"{name} is not UTF-8") from None
+    return fields
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = error_response(413, "body_too_large", self._message())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise TooLarge("body_too_large", self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"

@@ -1,0 +1,103 @@
+"""Who is calling: operators by login and JWT, integrations by account API key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from server.errors import Forbidden, Unauthorized
+from server.security import (
+    API_KEY_PREFIX,
+    DUMMY_PASSWORD_HASH,
+    InvalidToken,
+    TokenClaims,
+    hash_api_key,
+    issue_token,
+    read_token,
+    verify_password,
+)
+from storage.base import Store
+from storage.models import Operator
+
+BEARER = "bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller, always scoped to exactly one account."""
+
+    account_id: str
+    # None when the caller holds the account's API key, which acts with admin rights.
+    operator: Operator | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.operator is None or self.operator.is_admin
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("admin_required", "this needs an admin operator or the API key")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str
+    expires: float
+    operator: Operator
+
+
+def _invalid() -> Unauthorized:
+    return Unauthorized("invalid_credentials", "the credentials do not match")
+
+
+class Authenticator:
+    def __init__(self, store: Store, secret_key: str, jwt_ttl_s: int) -> None:
+        self._store = store
+        self._secret = secret_key
+        self._ttl_s = jwt_ttl_s
+
+    async def login(self, email: str, password: str) -> Session:
+        found = await self._store.get_credentials(email.strip().lower())
+        # The KDF runs even for an unknown email so the response time reveals nothing.
+        encoded = found.password_hash if found else DUMMY_PASSWORD_HASH
+        matches = await asyncio.to_thread(verify_password, password, encoded)
+        if found is None or not matches:
+            raise _invalid()
+        operator = found.operator
+        token, expires = issue_token(
+            self._secret, TokenClaims(operator.account_id, operator.id), self._ttl_s
+        )
+        return Session(token, expires, operator)
+
+    async def account_key(self, account_id: str, key: str) -> Principal:
+        """The App Command API names the account and the key; both must agree."""
+        if await self._store.account_for_api_key(hash_api_key(key)) != account_id:
+            raise _invalid()
+        return Principal(account_id, None)
+
+    async def token(self, token: str) -> Principal:
+        try:
+            claims = read_token(self._secret, token)
+        except InvalidToken:
+            raise Unauthorized("invalid_token", "the token is invalid or has expired") from None
+        operator = await self._store.get_operator(claims.account_id, claims.operator_id)
+        if operator is None:  # deleted since the token was issued
+            raise Unauthorized("invalid_token", "the token's operator no longer exists")
+        return Principal(claims.account_id, operator)
+
+    async def headers(self, headers: Mapping[str, str]) -> Principal:
+        """``X-Api-Key: KEY``, or ``Authorization: Bearer`` with a JWT or an API key."""
+        key = headers.get("x-api-key")
+        authorization = headers.get("authorization", "")
+        if not key and authorization[: len(BEARER)].lower() == BEARER:
+            credential = authorization[len(BEARER) :].strip()
+            if not credential.startswith(API_KEY_PREFIX):
+                return await self.token(credential)
+            key = credential
+        if not key:
+            raise Unauthorized("missing_credentials", "send X-Api-Key or Authorization: Bearer")
+        account_id = await self._store.account_for_api_key(hash_api_key(key))
+        if account_id is None:
+            raise _invalid()
+        return Principal(account_id, None)

@@ -1,0 +1,152 @@
+"""``liveop``: run the server and manage accounts from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import uvicorn
+
+from server.app import create_app
+from server.directory import Directory
+from server.errors import LiveOpError
+from server.settings import Settings, SettingsError, load_settings
+from storage import create_store
+
+T = TypeVar("T")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEMO_FILE = "demo.json"
+DEMO_EMAIL = "demo@example.com"
+DEMO_CANNED = (
+    ("Greeting", "welcome", "Hi {fname}, I'm {operator}. How can I help you today?"),
+    ("Email follow-up", "followup", "Thanks {fname}! I'll follow up at {email} shortly."),
+    ("Closing", "", "Glad I could help, {fname}. Have a great day! - {operator}"),
+)
+
+
+def _print(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+async def _with_directory(settings: Settings, fn: Callable[[Directory], Awaitable[T]]) -> T:
+    store = create_store(settings.database_url)
+    await store.open()
+    try:
+        return await fn(Directory(store, settings.max_message_chars))
+    finally:
+        await store.close()
+
+
+async def _create_account(directory: Directory, name: str) -> dict[str, str]:
+    account, key = await directory.create_account(name)
+    return {"accountID": account.id, "apiKey": key}
+
+
+async def _create_operator(directory: Directory, args: argparse.Namespace) -> dict[str, int]:
+    await directory.get_account(args.account)
+    operator = await directory.create_operator(
+        args.account, name=args.name, email=args.email, password=args.password, is_admin=args.admin
+    )
+    return {"operatorID": operator.id}
+
+
+async def _demo(directory: Directory, data_dir: Path) -> dict[str, Any]:
+    """The demo account of this data directory, created on first run."""
+    path = data_dir / DEMO_FILE
+    if path.exists():
+        saved: dict[str, Any] = orjson.loads(path.read_bytes())
+        return saved
+    account, key = await directory.create_account("Demo Company")
+    password = secrets.token_urlsafe(9)
+    operator = await directory.create_operator(
+        account.id, name="Alex Demo", email=DEMO_EMAIL, password=password, is_admin=True
+    )
+    for name, tag, message in DEMO_CANNED:
+        await directory.create_canned(account.id, name=name, tag=tag, message=message)
+    demo = {
+        "accountID": account.id,
+        "apiKey": key,
+        "operatorID": operator.id,
+        "email": DEMO_EMAIL,
+        "password": password,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(orjson.dumps(demo))
+    return demo
+
+
+def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+    if demo:
+        info = asyncio.run(_with_directory(settings, lambda d: _demo(d, settings.data_dir)))
+        base = settings.public_url or f"http://{host}:{port}"
+        sys.stdout.write(
+            "Live Operator Chat demo\n"
+            f"  chat window:  {base}/{info['accountID']}/liveoperator/loadchat\n"
+            f"  operator:     {info['email']} / {info['password']}\n"
+            f"  operatorID:   {info['operatorID']}\n"
+            f"  account:      {info['accountID']}\n"
+            f"  API key:      {info['apiKey']}\n"
+            f"  data dir:     {settings.data_dir}\n\n"
+        )
+        sys.stdout.flush()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveop", description="Live Operator Chat server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    for name, help_text in (
+        ("serve", "run the server"),
+        ("demo", "create a demo account on first run, print how to use it, and serve"),
+    ):
+        serve = sub.add_parser(name, help=help_text)
+        serve.add_argument("--host", default=DEFAULT_HOST)
+        serve.add_argument("--port", type=int, default=port, help="default: $PORT or 8000")
+        if name == "serve":
+            serve.add_argument("--demo", action="store_true", help="same as `liveop demo`")
+
+    account = sub.add_parser("account", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    create_account = account.add_parser("create", help="create an account and its API key")
+    create_account.add_argument("--name", required=True)
+
+    operator = sub.add_parser("operator", help="manage operators").add_subparsers(
+        dest="action", required=True
+    )
+    create_operator = operator.add_parser("create", help="create an operator")
+    create_operator.add_argument("--account", required=True)
+    create_operator.add_argument("--name", required=True)
+    create_operator.add_argument("--email", required=True)
+    create_operator.add_argument("--password", required=True)
+    create_operator.add_argument("--admin", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command in ("serve", "demo"):
+            _serve(settings, args.host, args.port, args.command == "demo" or args.demo)
+        elif args.command == "account":
+            _print(asyncio.run(_with_directory(settings, lambda d: _create_account(d, args.name))))
+        else:
+            _print(asyncio.run(_with_directory(settings, lambda d: _create_operator(d, args))))
+    except LiveOpError as exc:
+        sys.stderr.write(f"liveop: {exc.code}: {exc.message}\n")
+        return 1
+    except SettingsError as exc:
+        sys.stderr.write(f"liveop: {exc}\n")
+        return 2
+    return 0

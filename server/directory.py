@@ -1,0 +1,211 @@
+"""Accounts and their people and settings: operators, teams, canned responses.
+
+Validates what the admin surfaces and the CLI hand in, then makes one Store call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Sequence
+from typing import TypeVar
+
+from server.errors import Conflict, Invalid, NotFound
+from server.security import hash_api_key, hash_password, new_api_key
+from storage.base import CannedPatch, DuplicateEmail, OperatorPatch, Store, TeamPatch
+from storage.models import Account, CannedResponse, Operator, Team
+
+NAME_MAX = 100
+TAG_MAX = 50
+EMAIL_MAX = 254
+# NIST SP 800-63B: at least 8 characters; the upper bound only stops KDF abuse.
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
+# secret, only unique and opaque.
+ACCOUNT_ID_BYTES = 8
+
+T = TypeVar("T")
+
+
+def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
+    value = value.strip()
+    if not value:
+        raise Invalid("invalid_field", f"{field} must not be empty")
+    if len(value) > limit:
+        raise Invalid("invalid_field", f"{field} is longer than {limit} characters")
+    return value
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) > EMAIL_MAX or not _EMAIL.match(value):
+        raise Invalid("invalid_field", "email is not an email address")
+    return value
+
+
+def _password(value: str) -> str:
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise Invalid(
+            "invalid_field", f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+        )
+    return value
+
+
+class Directory:
+    def __init__(self, store: Store, max_message_chars: int) -> None:
+        self._store = store
+        self._max_message_chars = max_message_chars
+
+    async def create_account(self, name: str) -> tuple[Account, str]:
+        """The new account and its API key, which is shown this once and stored hashed."""
+        key = new_api_key()
+        account = await self._store.create_account(
+            secrets.token_hex(ACCOUNT_ID_BYTES), _name(name, "name"), hash_api_key(key)
+        )
+        return account, key
+
+    async def get_account(self, account_id: str) -> Account:
+        account = await self._store.get_account(account_id)
+        if account is None:
+            raise NotFound("account_not_found", "no such account")
+        return account
+
+    # operators
+
+    async def list_operators(self, account_id: str) -> list[Operator]:
+        return await self._store.list_operators(account_id)
+
+    async def create_operator(
+        self, account_id: str, *, name: str, email: str, password: str, is_admin: bool
+    ) -> Operator:
+        name, email = _name(name, "name"), _email(email)
+        password_hash = await asyncio.to_thread(hash_password, _password(password))
+        try:
+            return await self._store.create_operator(
+                account_id, name, email, password_hash, is_admin
+            )
+        except DuplicateEmail:
+            raise Conflict("email_taken", "an operator with this email already exists") from None
+
+    async def update_operator(
+        self,
+        account_id: str,
+        operator_id: int,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        is_admin: bool | None = None,
+    ) -> Operator:
+        password_hash = None
+        if password is not None:
+            password_hash = await asyncio.to_thread(hash_password, _password(password))
+        patch = OperatorPatch(
+            name=_name(name, "name") if name is not None else None,
+            email=_email(email) if email is not None else None,
+            password_hash=password_hash,
+            is_admin=is_admin,
+        )
+        try:
+            operator = await self._store.update_operator(account_id, operator_id, patch)
+        except DuplicateEmail:
+            raise Conflict("email_taken", "an operator with this email already exists") from None
+        return _found(operator, "operator_not_found", f"no operator {operator_id}")
+
+    async def delete_operator(self, account_id: str, operator_id: int) -> None:
+        deleted = await self._store.delete_operator(account_id, operator_id)
+        _found(deleted or None, "operator_not_found", f"no operator {operator_id}")
+
+    # teams
+
+    async def list_teams(self, account_id: str) -> list[Team]:
+        return await self._store.list_teams(account_id)
+
+    async def create_team(self, account_id: str, *, name: str, member_ids: Sequence[int]) -> Team:
+        await self._check_members(account_id, member_ids)
+        return await self._store.create_team(account_id, _name(name, "name"), member_ids)
+
+    async def update_team(
+        self,
+        account_id: str,
+        team_id: int,
+        *,
+        name: str | None = None,
+        member_ids: Sequence[int] | None = None,
+    ) -> Team:
+        if member_ids is not None:
+            await self._check_members(account_id, member_ids)
+        patch = TeamPatch(
+            name=_name(name, "name") if name is not None else None,
+            member_ids=tuple(member_ids) if member_ids is not None else None,
+        )
+        team = await self._store.update_team(account_id, team_id, patch)
+        return _found(team, "team_not_found", f"no team {team_id}")
+
+    async def delete_team(self, account_id: str, team_id: int) -> None:
+        deleted = await self._store.delete_team(account_id, team_id)
+        _found(deleted or None, "team_not_found", f"no team {team_id}")
+
+    async def _check_members(self, account_id: str, member_ids: Sequence[int]) -> None:
+        known = {o.id for o in await self._store.list_operators(account_id)}
+        unknown = sorted(set(member_ids) - known)
+        if unknown:
+            raise Invalid("unknown_operator", f"no operator {unknown[0]} in this account")
+
+    # canned responses
+
+    async def list_canned(self, account_id: str) -> list[CannedResponse]:
+        return await self._store.list_canned(account_id)
+
+    async def create_canned(
+        self, account_id: str, *, name: str, tag: str, message: str
+    ) -> CannedResponse:
+        return await self._store.create_canned(
+            account_id, _name(name, "name"), self._tag(tag), self._message(message)
+        )
+
+    async def update_canned(
+        self,
+        account_id: str,
+        canned_id: int,
+        *,
+        name: str | None = None,
+        tag: str | None = None,
+        message: str | None = None,
+    ) -> CannedResponse:
+        patch = CannedPatch(
+            name=_name(name, "name") if name is not None else None,
+            tag=self._tag(tag) if tag is not None else None,
+            message=self._message(message) if message is not None else None,
+        )
+        canned = await self._store.update_canned(account_id, canned_id, patch)
+        return _found(canned, "canned_not_found", f"no canned response {canned_id}")
+
+    async def delete_canned(self, account_id: str, canned_id: int) -> None:
+        deleted = await self._store.delete_canned(account_id, canned_id)
+        _found(deleted or None, "canned_not_found", f"no canned response {canned_id}")
+
+    @staticmethod
+    def _tag(tag: str) -> str:
+        tag = tag.strip()
+        if len(tag) > TAG_MAX:
+            raise Invalid("invalid_field", f"tag is longer than {TAG_MAX} characters")
+        return tag
+
+    def _message(self, message: str) -> str:
+        if not message.strip():
+            raise Invalid("invalid_field", "message must not be empty")
+        if len(message) > self._max_message_chars:
+            raise Invalid(
+                "invalid_field", f"message is longer than {self._max_message_chars} characters"
+            )
+        return message
+
+
+def _found(value: T | None, code: str, message: str) -> T:
+    if value is None:
+        raise NotFound(code, message)
+    return value

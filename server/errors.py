@@ -1,0 +1,42 @@
+"""Errors every surface reports the same way: a snake_case code and a sentence for humans.
+
+The engine raises these; each transport maps the class to its own status (HTTP status, or
+WebSocket close code) in one place.
+"""
+
+from __future__ import annotations
+
+
+class LiveOpError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Invalid(LiveOpError):
+    """The request is malformed or breaks a documented limit."""
+
+
+class Unauthorized(LiveOpError):
+    """No credentials, or credentials that do not check out."""
+
+
+class Forbidden(LiveOpError):
+    """Authenticated, but this principal may not do this."""
+
+
+class NotFound(LiveOpError):
+    """Absent, or belongs to another account (which must look the same)."""
+
+
+class Conflict(LiveOpError):
+    """Well-formed, but contradicts the current state."""
+
+
+class TooLarge(LiveOpError):
+    """The body exceeds the size limit."""
+
+
+class UnsupportedMediaType(LiveOpError):
+    """The body is in a format this endpoint does not read."""

@@ -1,0 +1,75 @@
+"""Every knob, read once from the environment (``LIVEOP_*``), with units in the names."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "liveop-data"
+SECRET_KEY_FILE = "secret_key"
+# Operator sessions last a working day; the dashboard logs in again after.
+DEFAULT_JWT_TTL_S = 12 * 3600
+# Largest request body a JSON/form endpoint reads; messages are capped far below this.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_MAX_MESSAGE_CHARS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    secret_key: str
+    jwt_ttl_s: int = DEFAULT_JWT_TTL_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    # Public base URL for links the server prints (demo); empty means http://host:port.
+    public_url: str = ""
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, not {value}")
+    return value
+
+
+def _secret_key(data_dir: Path) -> str:
+    """The key from the data directory, created on first run with owner-only permissions."""
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return key
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    data_dir = Path(environ.get("LIVEOP_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    database_url = environ.get("LIVEOP_DATABASE_URL") or f"sqlite:///{data_dir / 'liveop.db'}"
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        broker_url=environ.get("LIVEOP_BROKER_URL") or "memory://",
+        secret_key=environ.get("LIVEOP_SECRET_KEY") or _secret_key(data_dir),
+        jwt_ttl_s=_int(environ, "LIVEOP_JWT_TTL_S", DEFAULT_JWT_TTL_S),
+        max_body_bytes=_int(environ, "LIVEOP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        max_message_chars=_int(environ, "LIVEOP_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS),
+        public_url=(environ.get("LIVEOP_PUBLIC_URL") or "").rstrip("/"),
+    )
