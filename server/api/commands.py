@@ -103,10 +103,9 @@ async def settyping(svc: Services, account_id: str, fields: Fields) -> JSON:
 
 async def gethistory(svc: Services, account_id: str, fields: Fields) -> JSON:
     source_app(fields)
+    count = fields.integer("numMessages")
     conversation, messages = await svc.engine.history(
-        account_id,
-        convo_id(fields),
-        fields.integer("numMessages") or HISTORY_DEFAULT,
+        account_id, convo_id(fields), HISTORY_DEFAULT if count is None else count
     )
     return ok(
         conversation=conversation_json(conversation),
