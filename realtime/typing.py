@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
 
 Side = Literal["visitor", "operator"]
 
@@ -13,6 +20,8 @@ TYPING_TTL_S = 5.0
 # Expired entries are swept when the table grows past this many, so abandoned conversations
 # do not accumulate; live ones are re-added by their next heartbeat.
 SWEEP_ABOVE = 10_000
+# A typing flag is worth little: no request waits longer than this on Redis for one.
+REDIS_TYPING_TIMEOUT_S = 0.5
 
 
 class TypingIndicators(Protocol):
@@ -39,3 +48,54 @@ class MemoryTypingIndicators:
 
     async def is_typing(self, convo_id: str, side: Side) -> bool:
         return self._expiry.get((convo_id, side), 0.0) > self._clock()
+
+
+class RedisTypingIndicators:
+    """Indicators shared by every process: one Redis key per conversation and side, which
+    Redis expires itself. Typing is ephemeral, so a Redis outage reads as "nobody is typing"
+    instead of failing the request that asked.
+
+    Each call bounds itself; build ``redis`` with ``socket_timeout=None``, since redis-py's
+    socket timeout routes every write through asyncio.wait_for, which on Python 3.11 can
+    swallow the caller's cancellation (see realtime.backends.redis)."""
+
+    def __init__(
+        self, redis: Redis, key_prefix: str = "liveop:typing:", ttl_s: float = TYPING_TTL_S
+    ) -> None:
+        # Imported here so that the embedded default never pays for loading redis-py.
+        from redis.exceptions import RedisError
+
+        # Everything an outage can raise: redis-py wraps most socket errors, not all of them.
+        self._outage_errors = (RedisError, OSError)
+        self._redis = redis
+        self._key_prefix = key_prefix
+        self._ttl_ms = max(1, round(ttl_s * 1000))
+        self._failing = False
+
+    def _key(self, convo_id: str, side: Side) -> str:
+        return f"{self._key_prefix}{convo_id}:{side}"
+
+    async def touch(self, convo_id: str, side: Side) -> None:
+        try:
+            async with asyncio.timeout(REDIS_TYPING_TIMEOUT_S):
+                await self._redis.set(self._key(convo_id, side), b"1", px=self._ttl_ms)
+        except self._outage_errors as exc:
+            self._outage(exc)
+        else:
+            self._failing = False
+
+    async def is_typing(self, convo_id: str, side: Side) -> bool:
+        try:
+            async with asyncio.timeout(REDIS_TYPING_TIMEOUT_S):
+                found = await self._redis.exists(self._key(convo_id, side))
+        except self._outage_errors as exc:
+            self._outage(exc)
+            return False
+        self._failing = False
+        return bool(found)
+
+    def _outage(self, exc: BaseException) -> None:
+        # Warn once per outage: every typing client heartbeats every few seconds.
+        if not self._failing:
+            log.warning("typing indicators: Redis unavailable, nobody reads as typing: %r", exc)
+        self._failing = True

@@ -1,0 +1,131 @@
+"""One connection's outbox: what the hub pushes, delivered exactly once and in seq order.
+
+The hub pushes whatever the broker rang (possibly duplicated, reordered across processes, or
+with holes after a broker outage). The consumer side turns that into the gapless sequence the
+client must see: it drops seqs it has delivered, fills any hole from the store (the log) before
+moving on, and gives up with ``Overflow`` when the client reads too slowly, so that the client
+reconnects and resumes from its cursor instead of the server buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+# Events one connection may have waiting. A visitor or operator that is this far behind is
+# better served by reconnecting and replaying from the store than by a growing buffer.
+OUTBOX_LIMIT = 1024
+# The most events one catch-up replays; a client further behind is told to reset (reload).
+REPLAY_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One event for clients. ``seq`` None marks an ephemeral one (typing, presence), which
+    is delivered as it comes and never replayed. ``data`` is the JSON the client receives."""
+
+    seq: int | None
+    kind: str
+    data: bytes
+
+
+# (after_seq, upto_seq or None for "the latest", limit) -> the channel's items in that range,
+# oldest first. It may return fewer than exist (items the subscriber must not see are left
+# out), so the outbox moves its cursor to ``upto`` even when the range comes back empty.
+Fetch = Callable[[int, int | None, int], Awaitable[list[Item]]]
+
+
+class Overflow(Exception):
+    """The consumer fell more than OUTBOX_LIMIT events behind and must reconnect."""
+
+
+class Reset(Exception):
+    """The cursor is too far behind (or ahead) to replay: the client must reload."""
+
+
+class _Resync:
+    """Marker the hub pushes after a broker outage: catch up from the store."""
+
+
+RESYNC = _Resync()
+
+
+class Outbox:
+    def __init__(self, cursor: int, fetch: Fetch, *, limit: int = OUTBOX_LIMIT) -> None:
+        self.cursor = cursor  # the highest seq delivered (or known to be invisible)
+        self._fetch = fetch
+        self._limit = limit
+        self._queue: deque[Item | _Resync] = deque()
+        self._ready = asyncio.Event()
+        self._overflowed = False
+        self._closed = False
+        self._caught_up = False
+
+    def push(self, item: Item | _Resync) -> None:
+        """Called by the hub on the event loop; never blocks, never grows past the limit."""
+        if self._closed or self._overflowed:
+            return
+        if len(self._queue) >= self._limit:
+            self._overflowed = True
+            self._queue.clear()
+        else:
+            self._queue.append(item)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def next_batch(self) -> list[Item]:
+        """The next events to send, in order; [] once closed.
+
+        Raises Overflow when the consumer fell too far behind, Reset when a catch-up would
+        replay more than REPLAY_LIMIT events.
+        """
+        if self._overflowed:
+            raise Overflow
+        if not self._caught_up:
+            self._caught_up = True
+            batch = await self._fill(None)
+            if batch:
+                return batch
+        while True:
+            if self._overflowed:
+                raise Overflow
+            if self._closed:
+                return []
+            if self._queue:
+                return await self._drain()
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def _drain(self) -> list[Item]:
+        out: list[Item] = []
+        while self._queue and not self._overflowed:
+            item = self._queue.popleft()
+            if isinstance(item, _Resync):
+                out.extend(await self._fill(None))
+            elif item.seq is None:
+                out.append(item)
+            elif item.seq > self.cursor:
+                if item.seq > self.cursor + 1:
+                    out.extend(await self._fill(item.seq - 1))
+                out.append(item)
+                self.cursor = item.seq
+        return out
+
+    async def _fill(self, upto: int | None) -> list[Item]:
+        """Everything after the cursor up to ``upto`` (or the latest), from the store."""
+        if upto is not None and upto - self.cursor > REPLAY_LIMIT:
+            raise Reset
+        items = await self._fetch(self.cursor, upto, REPLAY_LIMIT + 1)
+        if len(items) > REPLAY_LIMIT:
+            raise Reset
+        fresh = [i for i in items if i.seq is not None and i.seq > self.cursor]
+        if fresh:
+            self.cursor = max(self.cursor, *(i.seq for i in fresh if i.seq is not None))
+        if upto is not None:
+            self.cursor = max(self.cursor, upto)
+        return fresh

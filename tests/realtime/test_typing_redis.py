@@ -1,0 +1,103 @@
+"""Typing indicators on Redis keys that expire on their own, shared by every process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from realtime.typing import RedisTypingIndicators
+from tests.realtime.conftest import RedisServer, eventually
+
+# Short enough to watch a flag expire without slowing the suite.
+TTL_S = 0.3
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    # No socket_timeout, as RedisTypingIndicators asks: each call bounds itself.
+    client = Redis.from_url(redis_server.url, socket_timeout=None)
+    yield client
+    await client.aclose()
+
+
+async def test_a_flag_holds_for_the_ttl_then_expires(redis: Redis) -> None:
+    typing = RedisTypingIndicators(redis, ttl_s=TTL_S)
+    assert not await typing.is_typing("c1", "visitor")
+
+    await typing.touch("c1", "visitor")
+    touched = time.monotonic()
+    assert await typing.is_typing("c1", "visitor")
+
+    async def expired() -> bool:
+        return not await typing.is_typing("c1", "visitor")
+
+    await eventually(expired, "the flag to expire")
+    assert time.monotonic() - touched >= TTL_S * 0.9
+
+
+async def test_a_heartbeat_extends_the_flag(redis: Redis) -> None:
+    typing = RedisTypingIndicators(redis, ttl_s=TTL_S)
+    await typing.touch("c1", "operator")
+    # Elapsed time is what is under test here, so these sleeps are the point.
+    await asyncio.sleep(TTL_S * 0.6)
+    await typing.touch("c1", "operator")
+    await asyncio.sleep(TTL_S * 0.6)
+    assert await typing.is_typing("c1", "operator"), "expired despite the heartbeat"
+    assert 0 < await redis.pttl("liveop:typing:c1:operator") <= TTL_S * 1000
+
+
+async def test_flags_are_isolated_by_conversation_side_and_prefix(redis: Redis) -> None:
+    typing = RedisTypingIndicators(redis)
+    other_deployment = RedisTypingIndicators(redis, key_prefix="other:typing:")
+    await typing.touch("c1", "visitor")
+
+    assert await typing.is_typing("c1", "visitor")
+    assert not await typing.is_typing("c1", "operator")
+    assert not await typing.is_typing("c2", "visitor")
+    assert not await other_deployment.is_typing("c1", "visitor")
+
+
+async def test_two_processes_see_each_others_flags(redis_server: RedisServer, redis: Redis) -> None:
+    other_process = Redis.from_url(redis_server.url, socket_timeout=None)
+    try:
+        await RedisTypingIndicators(redis).touch("c1", "visitor")
+        assert await RedisTypingIndicators(other_process).is_typing("c1", "visitor")
+    finally:
+        await other_process.aclose()
+
+
+async def test_a_redis_outage_reads_as_nobody_typing(
+    redis_server: RedisServer, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    typing = RedisTypingIndicators(redis)
+    await typing.touch("c1", "visitor")
+    assert await typing.is_typing("c1", "visitor")
+
+    redis_server.stop()
+    await typing.touch("c1", "visitor")
+    assert not await typing.is_typing("c1", "visitor")
+    assert not await typing.is_typing("c1", "visitor")
+    outage_warnings = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(outage_warnings) == 1, "one warning per outage, not one per call"
+
+    redis_server.start()
+    await typing.touch("c1", "visitor")
+    assert await typing.is_typing("c1", "visitor")
+
+
+async def test_a_frozen_redis_reads_as_nobody_typing_within_a_bound(
+    redis_server: RedisServer, redis: Redis
+) -> None:
+    typing = RedisTypingIndicators(redis)
+    await typing.touch("c1", "visitor")
+    redis_server.freeze()
+    try:
+        started = time.monotonic()
+        assert not await typing.is_typing("c1", "visitor")
+        assert time.monotonic() - started < 2
+    finally:
+        redis_server.thaw()
