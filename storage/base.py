@@ -13,6 +13,7 @@ from storage.models import (
     Committed,
     Conversation,
     Event,
+    EventDetail,
     Message,
     Operator,
     OperatorCredentials,
@@ -31,6 +32,10 @@ class StoreError(Exception):
 
 class DuplicateEmail(StoreError):
     """An operator with this email already exists (emails are global: they are logins)."""
+
+
+class UnknownReference(StoreError):
+    """A row names another that does not exist (e.g. a team member deleted meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +159,11 @@ class Store(Protocol):
 
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
         """Account events with seq > after_seq, oldest first."""
+
+    async def replay_events(
+        self, account_id: str, *, after_seq: int, limit: int
+    ) -> list[EventDetail]:
+        """Like list_events, each with its conversation and message (current state)."""
+
+    async def head_event_seq(self, account_id: str) -> int:
+        """The account's latest event seq (0 before the first)."""

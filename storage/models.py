@@ -111,6 +111,15 @@ class Event:
     created: float
 
 
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    """An account event with what it refers to, as they are now (for replays)."""
+
+    event: Event
+    conversation: Conversation
+    message: Message | None
+
+
 # Fields whose change is worth a conversation:updated event on its own. last_seq and
 # last_activity move with every message, which message:new already announces.
 _ANNOUNCED_FIELDS = ("status", "mode", "operator_id", "team_id", "user_info", "resolved_at")
@@ -154,3 +163,5 @@ class Committed:
     # True when a message with the same client id already existed: nothing was written and
     # ``messages`` holds the original.
     duplicate: bool = False
+    # The conversation before the change (None when the change created it, or wrote nothing).
+    before: Conversation | None = None

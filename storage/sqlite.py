@@ -28,6 +28,7 @@ from storage.base import (
     DuplicateEmail,
     OperatorPatch,
     TeamPatch,
+    UnknownReference,
 )
 from storage.migrations import load_migrations
 from storage.models import (
@@ -36,6 +37,7 @@ from storage.models import (
     Committed,
     Conversation,
     Event,
+    EventDetail,
     Message,
     Operator,
     OperatorCredentials,
@@ -58,6 +60,11 @@ BUSY_TIMEOUT_MS = 5000
 _CONVO_COLS = (
     "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
     " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq"
+)
+_UPDATE_CONVO_SQL = (
+    "UPDATE conversations SET (source_app, status, mode, operator_id, team_id, fname, lname,"
+    " email, phone, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,"
+    " visitor_read_seq) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?"
 )
 _MSG_COLS = (
     "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery"
@@ -148,10 +155,13 @@ def _set_members(
     conn.execute(
         "DELETE FROM team_members WHERE account_id = ? AND team_id = ?", (account_id, team_id)
     )
-    conn.executemany(
-        "INSERT INTO team_members (account_id, team_id, operator_id) VALUES (?, ?, ?)",
-        [(account_id, team_id, m) for m in sorted(set(member_ids))],
-    )
+    try:
+        conn.executemany(
+            "INSERT INTO team_members (account_id, team_id, operator_id) VALUES (?, ?, ?)",
+            [(account_id, team_id, m) for m in sorted(set(member_ids))],
+        )
+    except sqlite3.IntegrityError as exc:
+        raise UnknownReference("a team member is not an operator of the account") from exc
 
 
 def _patch(
@@ -549,11 +559,9 @@ class SQLiteStore:
                     _convo_params(after),
                 )
             else:
-                conn.execute(
-                    f"UPDATE conversations SET ({_CONVO_COLS}) = ({', '.join('?' * 18)})"
-                    " WHERE id = ?",
-                    (*_convo_params(after), after.id),
-                )
+                # The key columns stay out of the SET list: assigning the primary key, even to
+                # itself, makes SQLite re-check every message that references it.
+                conn.execute(_UPDATE_CONVO_SQL, (*_convo_params(after)[2:], after.id))
             conn.executemany(
                 f"INSERT INTO messages ({_MSG_COLS}, account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
@@ -583,9 +591,32 @@ class SQLiteStore:
                         for e in events
                     ],
                 )
-            return Committed(after, change.messages, events)
+            return Committed(after, change.messages, events, before=change.before)
 
         return await self._writer.run(fn)
+
+    async def replay_events(
+        self, account_id: str, *, after_seq: int, limit: int
+    ) -> list[EventDetail]:
+        def fn(conn: sqlite3.Connection) -> list[EventDetail]:
+            rows = conn.execute(_REPLAY_SQL, (account_id, after_seq, limit)).fetchall()
+            details = []
+            for row in rows:
+                convo_end = 6 + _CONVO_WIDTH
+                message = _message(row[convo_end:]) if row[convo_end] is not None else None
+                details.append(EventDetail(Event(*row[:6]), _convo(row[6:convo_end]), message))
+            return details
+
+        return await self._read(fn)
+
+    async def head_event_seq(self, account_id: str) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT last_event_seq FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._read(fn)
 
     async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None:
         return await self._read(lambda conn: _get_convo(conn, account_id, convo_id))
@@ -622,6 +653,20 @@ class SQLiteStore:
             return [Event(*r) for r in rows]
 
         return await self._read(fn)
+
+
+def _prefixed(columns: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+_REPLAY_SQL = (
+    f"SELECT e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created,"
+    f" {_prefixed(_CONVO_COLS, 'c')}, {_prefixed(_MSG_COLS, 'm')}"
+    " FROM events e JOIN conversations c ON c.id = e.convo_id"
+    " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
+    " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
+)
+_CONVO_WIDTH = len(_CONVO_COLS.split(","))
 
 
 def _get_convo(conn: sqlite3.Connection, account_id: str, convo_id: str) -> Conversation | None:

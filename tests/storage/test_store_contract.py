@@ -8,7 +8,14 @@ import secrets
 
 import pytest
 
-from storage.base import CannedPatch, DuplicateEmail, OperatorPatch, Store, TeamPatch
+from storage.base import (
+    CannedPatch,
+    DuplicateEmail,
+    OperatorPatch,
+    Store,
+    TeamPatch,
+    UnknownReference,
+)
 from storage.models import Change, Conversation, Message, UserInfo
 
 
@@ -243,3 +250,26 @@ async def test_teams_keep_members_and_lose_deleted_operators(store: Store) -> No
 def _req(current: Conversation | None) -> Conversation:
     assert current is not None
     return current
+
+
+async def test_replay_joins_events_with_their_rows(store: Store) -> None:
+    account = await _account(store)
+    convo = await _open(store, account)
+    await store.write(account, convo.id, lambda c: _append(_req(c), "hello"))
+    assert await store.head_event_seq(account) == 2
+    details = await store.replay_events(account, after_seq=0, limit=10)
+    assert [(d.event.kind, d.message.text if d.message else None) for d in details] == [
+        ("conversation:new", None),
+        ("message:new", "hello"),
+    ]
+    assert all(d.conversation.id == convo.id and d.conversation.last_seq == 1 for d in details)
+    assert await store.replay_events(account, after_seq=2, limit=10) == []
+    assert await store.head_event_seq("no-such-account") == 0
+
+
+async def test_a_team_member_that_does_not_exist_is_refused_whole(store: Store) -> None:
+    account = await _account(store)
+    one = await store.create_operator(account, "One", "one@x.test", "h", False)
+    with pytest.raises(UnknownReference):
+        await store.create_team(account, "Support", [one.id, 99])
+    assert await store.list_teams(account) == []
