@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,13 +18,27 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from realtime.typing import MemoryTypingIndicators
-from server.api import admin, auth, chat_window, commands
+from realtime.broker import create_broker
+from realtime.hub import Hub
+from realtime.presence import MemoryPresence, Presence, RedisPresence
+from realtime.typing import MemoryTypingIndicators, RedisTypingIndicators, TypingIndicators
+from server.api import (
+    admin,
+    auth,
+    chat_window,
+    commands,
+    operator,
+    stream,
+    tenant_ws,
+    visitor_ws,
+)
 from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
+from server.availability import Availability
 from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.errors import LiveOpError
+from server.events import EventFeed
 from server.services import Services
 from server.settings import Settings
 from storage import create_store
@@ -31,25 +48,50 @@ async def healthz(request: Request) -> Response:
     return ok(status="ok")
 
 
+async def _ephemeral_state(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[TypingIndicators, Presence]:
+    """Typing and presence live where the broker does: in this process, or in Redis so that
+    every process behind the load balancer sees the same."""
+    if urlsplit(settings.broker_url).scheme == "memory":
+        return MemoryTypingIndicators(), MemoryPresence()
+    from redis.asyncio import Redis
+
+    # No socket timeout: each typing/presence call bounds itself, and redis-py's socket timeout
+    # can swallow a task's cancellation on Python 3.11 (see realtime.backends.redis).
+    client = Redis.from_url(settings.broker_url, socket_timeout=None)
+    stack.push_async_callback(client.aclose)
+    return RedisTypingIndicators(client), RedisPresence(client)
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = create_store(settings.database_url)
+        hub = Hub(create_broker(settings.broker_url))
         await store.open()
-        try:
-            typing = MemoryTypingIndicators()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(store.close)
+            await hub.start()
+            stack.push_async_callback(hub.close)
+            typing, presence = await _ephemeral_state(settings, stack)
+            feed = EventFeed(hub, store)
+            availability = Availability(presence, feed, store)
+            refresher = asyncio.create_task(availability.refresh_connected())
+            stack.callback(refresher.cancel)
             app.state.services = Services(
                 settings=settings,
                 store=store,
                 engine=ConversationEngine(
-                    store, typing, max_message_chars=settings.max_message_chars
+                    store, typing, feed, presence, max_message_chars=settings.max_message_chars
                 ),
                 directory=Directory(store, settings.max_message_chars),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
+                hub=hub,
+                feed=feed,
+                availability=availability,
             )
             yield
-        finally:
-            await store.close()
 
     assets = Path(str(resources.files("widget_assets")))
     return Starlette(
@@ -58,6 +100,10 @@ def create_app(settings: Settings) -> Starlette:
             *commands.routes,
             *auth.routes,
             *admin.routes,
+            *stream.routes,
+            *operator.routes,
+            *tenant_ws.routes,
+            *visitor_ws.routes,
             Mount(chat_window.ASSET_BASE, StaticFiles(directory=assets), name="assets"),
             *chat_window.routes(chat_window.load_template()),
         ],

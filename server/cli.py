@@ -16,13 +16,21 @@ import uvicorn
 
 from server.app import create_app
 from server.directory import Directory
-from server.errors import LiveOpError
+from server.errors import LiveOpError, NotFound
+from server.logs import uvicorn_log_config
 from server.settings import Settings, SettingsError, load_settings
 from storage import create_store
 
 T = TypeVar("T")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+# Frames carry one chat message (5,000 characters, at most 20 KB of UTF-8) plus JSON framing.
+WS_MAX_FRAME_BYTES = 64 * 1024
+# Protocol pings find dead peers behind NATs that drop idle flows after ~30-60 s.
+WS_PING_INTERVAL_S = 20.0
+WS_PING_TIMEOUT_S = 20.0
+# Open SSE streams and sockets never finish on their own; clients reconnect and resume.
+GRACEFUL_SHUTDOWN_S = 5
 DEMO_FILE = "demo.json"
 DEMO_EMAIL = "demo@example.com"
 DEMO_CANNED = (
@@ -63,7 +71,12 @@ async def _demo(directory: Directory, data_dir: Path) -> dict[str, Any]:
     path = data_dir / DEMO_FILE
     if path.exists():
         saved: dict[str, Any] = orjson.loads(path.read_bytes())
-        return saved
+        try:
+            await directory.get_account(str(saved["accountID"]))
+            return saved
+        except NotFound:
+            # The database was reset (or moved) under the file: its credentials are dead.
+            path.unlink()
     account, key = await directory.create_account("Demo Company")
     password = secrets.token_urlsafe(9)
     operator = await directory.create_operator(
@@ -98,13 +111,25 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
             f"  data dir:     {settings.data_dir}\n\n"
         )
         sys.stdout.flush()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=uvicorn_log_config(),
+        ws_max_size=WS_MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,
+        ws_ping_interval=WS_PING_INTERVAL_S,
+        ws_ping_timeout=WS_PING_TIMEOUT_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liveop", description="Live Operator Chat server")
     sub = parser.add_subparsers(dest="command", required=True)
-    port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    # Left as text for argparse to convert: a bad $PORT then fails only `serve`, with a usage
+    # message, instead of crashing every command while the parser is built.
+    port = os.environ.get("PORT") or str(DEFAULT_PORT)
     for name, help_text in (
         ("serve", "run the server"),
         ("demo", "create a demo account on first run, print how to use it, and serve"),

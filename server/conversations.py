@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from realtime.presence import Presence
 from realtime.typing import Side, TypingIndicators
 from server.errors import Conflict, Invalid, NotFound
-from storage.base import Store
+from server.events import EventFeed
+from storage.base import Decide, Store
 from storage.models import (
     STATUSES,
     Change,
@@ -40,6 +42,8 @@ POLL_BATCH = 200
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32}
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
+# Room for a UUID or a provider's message id with a prefix; longer is a client bug.
+CLIENT_MSG_ID_MAX_CHARS = 128
 # 16 random bytes: 128 bits, beyond the 96 the design requires of a capability URL.
 CONVO_ID_BYTES = 16
 MESSAGE_ID_BYTES = 12
@@ -98,12 +102,16 @@ class ConversationEngine:
         self,
         store: Store,
         typing: TypingIndicators,
+        feed: EventFeed,
+        presence: Presence,
         *,
         max_message_chars: int,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
         self._typing = typing
+        self._feed = feed
+        self._presence = presence
         self._max_chars = max_message_chars
         self._clock = clock
 
@@ -126,6 +134,10 @@ class ConversationEngine:
         """
         if user_info is not None:
             check_user_info(user_info)
+        if client_msg_id is not None and len(client_msg_id) > CLIENT_MSG_ID_MAX_CHARS:
+            raise Invalid(
+                "invalid_field", f"clientMsgID is longer than {CLIENT_MSG_ID_MAX_CHARS} characters"
+            )
         if convo_id is None and await self._store.get_account(account_id) is None:
             raise NotFound("account_not_found", "no such account")
         operator = await self._operator(account_id, operator_id)
@@ -161,9 +173,7 @@ class ConversationEngine:
                 self._check_length(body)
             return _append(before, current, sender, operator, body, client_msg_id, now)
 
-        committed = await self._store.write(
-            account_id, convo_id, decide, client_msg_id=client_msg_id
-        )
+        committed = await self._write(account_id, convo_id, decide, client_msg_id)
         if committed.duplicate and convo_id is not None and committed.conversation.id != convo_id:
             raise Conflict(
                 "client_msg_id_reused",
@@ -180,10 +190,9 @@ class ConversationEngine:
         """
         side = await self._side(account_id, operator_id)
         current = await self._conversation(account_id, convo_id)
-        cursor = current.operator_read_seq if side == "operator" else current.visitor_read_seq
+        cursor = _read_seq(current, side)
         fetched = await self._store.list_messages(convo_id, after_seq=cursor, limit=POLL_BATCH)
-        if fetched:
-            current = await self._mark_read(account_id, convo_id, side, fetched)
+        current = await self._mark_read(current, side, fetched)
         news = [m for m in fetched if _other_side(m.sender, side) and m.created > since]
         return PollResult(current, news, await self._other_typing(convo_id, side))
 
@@ -193,7 +202,8 @@ class ConversationEngine:
         """The chat window's view: every message of both sides after a cursor (``after_seq``
         when the client has one, else the seed's ``since`` time), newest POLL_BATCH at most.
         Marks the operators' messages as read by the visitor."""
-        await self._conversation(account_id, convo_id)
+        current = await self._conversation(account_id, convo_id)
+        await self._presence.visitors_seen(account_id, [convo_id])
         if after_seq is not None:
             messages = await self._store.list_messages(
                 convo_id, after_seq=after_seq, limit=POLL_BATCH
@@ -202,7 +212,7 @@ class ConversationEngine:
             messages = await self._store.list_messages(
                 convo_id, after_created=since, limit=POLL_BATCH, newest=True
             )
-        current = await self._mark_read(account_id, convo_id, "visitor", messages)
+        current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
     async def history(
@@ -230,12 +240,13 @@ class ConversationEngine:
             )
             return Change(current, after)
 
-        return (await self._store.write(account_id, convo_id, decide)).conversation
+        return (await self._write(account_id, convo_id, decide)).conversation
 
     async def set_typing(self, account_id: str, convo_id: str, *, operator_id: int | None) -> None:
         side = await self._side(account_id, operator_id)
         await self._conversation(account_id, convo_id)
         await self._typing.touch(convo_id, side)
+        await self._feed.typing(account_id, convo_id, side)
 
     async def _side(self, account_id: str, operator_id: int | None) -> Side:
         return "operator" if await self._operator(account_id, operator_id) else "visitor"
@@ -260,11 +271,12 @@ class ConversationEngine:
         )
 
     async def _mark_read(
-        self, account_id: str, convo_id: str, side: Side, shown: list[Message]
+        self, current: Conversation, side: Side, shown: list[Message]
     ) -> Conversation:
-        """Moves ``side``'s read cursor past ``shown`` (a contiguous run of seqs)."""
-        if not shown:
-            return await self._conversation(account_id, convo_id)
+        """Moves ``side``'s read cursor past ``shown`` (a contiguous run of seqs), writing only
+        when it actually moves."""
+        if not shown or _read_seq(current, side) >= shown[-1].seq:
+            return current
         high = shown[-1].seq
 
         def decide(current: Conversation | None) -> Change | None:
@@ -284,7 +296,21 @@ class ConversationEngine:
             )
             return Change(current, after)
 
-        return (await self._store.write(account_id, convo_id, decide)).conversation
+        return (await self._write(current.account_id, current.id, decide)).conversation
+
+    async def _write(
+        self,
+        account_id: str,
+        convo_id: str | None,
+        decide: Decide,
+        client_msg_id: str | None = None,
+    ) -> Committed:
+        """The one place a change is committed, and announced only once it is."""
+        committed = await self._store.write(
+            account_id, convo_id, decide, client_msg_id=client_msg_id
+        )
+        await self._feed.committed(committed)
+        return committed
 
     def _check_length(self, text: str) -> None:
         if len(text) > self._max_chars:
@@ -309,6 +335,12 @@ class ConversationEngine:
             last_activity=now,
             resolved_at=None,
         )
+
+
+def _read_seq(conversation: Conversation, side: Side) -> int:
+    if side == "operator":
+        return conversation.operator_read_seq
+    return conversation.visitor_read_seq
 
 
 def _require(current: Conversation | None) -> Conversation:

@@ -6,14 +6,22 @@ Validates what the admin surfaces and the CLI hand in, then makes one Store call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from server.errors import Conflict, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key
-from storage.base import CannedPatch, DuplicateEmail, OperatorPatch, Store, TeamPatch
+from storage.base import (
+    CannedPatch,
+    DuplicateEmail,
+    OperatorPatch,
+    Store,
+    TeamPatch,
+    UnknownReference,
+)
 from storage.models import Account, CannedResponse, Operator, Team
 
 NAME_MAX = 100
@@ -23,6 +31,9 @@ EMAIL_MAX = 254
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Names and emails are shown in the inbox and the chat window and written to logs: control
+# characters (NUL, newlines, escapes) there corrupt displays and forge log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
@@ -36,12 +47,14 @@ def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
         raise Invalid("invalid_field", f"{field} must not be empty")
     if len(value) > limit:
         raise Invalid("invalid_field", f"{field} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise Invalid("invalid_field", f"{field} must not contain control characters")
     return value
 
 
 def _email(value: str) -> str:
     value = value.strip().lower()
-    if len(value) > EMAIL_MAX or not _EMAIL.match(value):
+    if len(value) > EMAIL_MAX or not _EMAIL.match(value) or _CONTROL.search(value):
         raise Invalid("invalid_field", "email is not an email address")
     return value
 
@@ -126,7 +139,8 @@ class Directory:
 
     async def create_team(self, account_id: str, *, name: str, member_ids: Sequence[int]) -> Team:
         await self._check_members(account_id, member_ids)
-        return await self._store.create_team(account_id, _name(name, "name"), member_ids)
+        with _members_exist():
+            return await self._store.create_team(account_id, _name(name, "name"), member_ids)
 
     async def update_team(
         self,
@@ -142,7 +156,8 @@ class Directory:
             name=_name(name, "name") if name is not None else None,
             member_ids=tuple(member_ids) if member_ids is not None else None,
         )
-        team = await self._store.update_team(account_id, team_id, patch)
+        with _members_exist():
+            team = await self._store.update_team(account_id, team_id, patch)
         return _found(team, "team_not_found", f"no team {team_id}")
 
     async def delete_team(self, account_id: str, team_id: int) -> None:
@@ -193,6 +208,8 @@ class Directory:
         tag = tag.strip()
         if len(tag) > TAG_MAX:
             raise Invalid("invalid_field", f"tag is longer than {TAG_MAX} characters")
+        if _CONTROL.search(tag):
+            raise Invalid("invalid_field", "tag must not contain control characters")
         return tag
 
     def _message(self, message: str) -> str:
@@ -203,6 +220,15 @@ class Directory:
                 "invalid_field", f"message is longer than {self._max_message_chars} characters"
             )
         return message
+
+
+@contextlib.contextmanager
+def _members_exist() -> Iterator[None]:
+    """A member checked above may be deleted before the write; the store refuses it then."""
+    try:
+        yield
+    except UnknownReference:
+        raise Invalid("unknown_operator", "a member is not an operator of this account") from None
 
 
 def _found(value: T | None, code: str, message: str) -> T:

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from realtime.hub import Hub
 from server.auth import Authenticator
+from server.availability import Availability
 from server.conversations import ConversationEngine
 from server.directory import Directory
+from server.events import EventFeed
 from server.settings import Settings
 from storage.base import Store
 
@@ -20,6 +23,9 @@ class Services:
     engine: ConversationEngine
     directory: Directory
     auth: Authenticator
+    hub: Hub
+    feed: EventFeed
+    availability: Availability
 
 
 def services(conn: HTTPConnection) -> Services:

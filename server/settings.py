@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "liveop-data"
 SECRET_KEY_FILE = "secret_key"
+# 32 characters of url-safe base64 carry 192 bits; anything shorter is a mistake, not a key.
+MIN_SECRET_KEY_CHARS = 32
 # Operator sessions last a working day; the dashboard logs in again after.
 DEFAULT_JWT_TTL_S = 12 * 3600
 # Largest request body a JSON/form endpoint reads; messages are capped far below this.
@@ -48,15 +52,31 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _secret_key(data_dir: Path) -> str:
-    """The key from the data directory, created on first run with owner-only permissions."""
+    """The key from the data directory, created on first run with owner-only permissions.
+
+    Written to a private temporary file and linked into place, so that processes starting
+    together agree on one key and none ever reads a half-written file.
+    """
     path = data_dir / SECRET_KEY_FILE
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process won the race
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < MIN_SECRET_KEY_CHARS:
+        raise SettingsError(f"{path} holds no usable key: delete it to generate a new one")
+    return key
+
+
+def _given_key(key: str | None) -> str | None:
+    if key and len(key) < MIN_SECRET_KEY_CHARS:
+        raise SettingsError(f"LIVEOP_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters")
     return key
 
 
@@ -67,7 +87,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         data_dir=data_dir,
         database_url=database_url,
         broker_url=environ.get("LIVEOP_BROKER_URL") or "memory://",
-        secret_key=environ.get("LIVEOP_SECRET_KEY") or _secret_key(data_dir),
+        secret_key=_given_key(environ.get("LIVEOP_SECRET_KEY")) or _secret_key(data_dir),
         jwt_ttl_s=_int(environ, "LIVEOP_JWT_TTL_S", DEFAULT_JWT_TTL_S),
         max_body_bytes=_int(environ, "LIVEOP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_message_chars=_int(environ, "LIVEOP_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS),

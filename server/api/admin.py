@@ -19,10 +19,14 @@ from server.api.operators import canned_json, operator_json, team_json
 from server.api.wire import JSON, Fields, ok, read_fields
 from server.auth import Principal
 from server.directory import Directory
+from server.errors import NotFound
 from server.services import services
 
 ROOT = "/api/v1/admin"
 CREATED = 201
+# Ids are SQLite INTEGERs (signed 64-bit): a larger path id names nothing, and the driver
+# raises OverflowError on it instead of finding no row.
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,13 @@ CANNED = Resource(
 )
 
 
+def _item_id(request: Request, resource: Resource) -> int:
+    item_id: int = request.path_params["id"]
+    if item_id > MAX_ID:
+        raise NotFound(f"{resource.singular}_not_found", f"no {resource.singular} {item_id}")
+    return item_id
+
+
 async def _principal(request: Request, *, admin: bool) -> Principal:
     principal = await services(request).auth.headers(request.headers)
     if admin:
@@ -111,14 +122,14 @@ def _routes(resource: Resource) -> list[Route]:
         principal = await _principal(request, admin=True)
         fields = await read_fields(request)
         item = await resource.update(
-            services(request).directory, principal.account_id, request.path_params["id"], fields
+            services(request).directory, principal.account_id, _item_id(request, resource), fields
         )
         return ok(**{resource.singular: resource.render(item)})
 
     async def delete(request: Request) -> Response:
         principal = await _principal(request, admin=True)
         await resource.delete(
-            services(request).directory, principal.account_id, request.path_params["id"]
+            services(request).directory, principal.account_id, _item_id(request, resource)
         )
         return ok()
 

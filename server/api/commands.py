@@ -19,7 +19,6 @@ from storage.models import SOURCE_APPS, SourceApp, UserInfo
 APP = "liveoperator"
 # Conversation ids we issue are 22 characters; the bound only keeps junk out of queries.
 ID_MAX_CHARS = 64
-CLIENT_MSG_ID_MAX_CHARS = 128
 
 Command = Callable[[Services, str, Fields], Awaitable[JSON]]
 
@@ -33,7 +32,7 @@ def optional_convo_id(fields: Fields) -> str | None:
 
 
 def client_msg_id(fields: Fields) -> str | None:
-    return fields.text("clientMsgID", max_chars=CLIENT_MSG_ID_MAX_CHARS) or None
+    return fields.text("clientMsgID") or None
 
 
 def source_app(fields: Fields) -> SourceApp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import CannedResponse, Operator, Team
+from storage.models import CannedResponse, Conversation, Message, Operator, Team
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
@@ -17,3 +17,51 @@ def team_json(t: Team) -> dict[str, Any]:
 
 def canned_json(c: CannedResponse) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "tag": c.tag, "message": c.message}
+
+
+# Seed 003's `channel` tag for each source app, as the inbox colours them.
+CHANNEL_TAGS = {
+    "chatbot": "chatbot",
+    "smsbroadcast": "sms",
+    "emailbroadcast": "email",
+    "liveoperator": "chat",
+}
+
+
+def conversation_data(c: Conversation) -> dict[str, Any]:
+    info = c.user_info
+    return {
+        "id": c.id,
+        "channel": CHANNEL_TAGS[c.source_app],
+        "source_app": c.source_app,
+        "status": c.status,
+        "mode": c.mode,
+        "operator_id": c.operator_id,
+        "team_id": c.team_id,
+        "contact_data": {
+            "fname": info.fname,
+            "lname": info.lname,
+            "email": info.email,
+            "phone": info.phone,
+        },
+        "unread": c.unread,
+        "created": c.created,
+        "last_activity": c.last_activity,
+        "resolved_at": c.resolved_at,
+        "last_seq": c.last_seq,
+    }
+
+
+def message_data(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": m.convo_id,
+        "seq": m.seq,
+        "sender": m.sender,
+        "operator_id": m.operator_id,
+        "operator_name": m.operator_name,
+        "content": m.text,
+        "created": m.created,
+        "client_msg_id": m.client_msg_id,
+        "delivery": m.delivery,
+    }

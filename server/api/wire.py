@@ -35,6 +35,8 @@ STATUS_FOR: dict[type[LiveOpError], int] = {
     TooLarge: 413,
     UnsupportedMediaType: 415,
 }
+# Ids and counts are stored as signed 64-bit integers by every backend.
+MAX_INTEGER = 2**63 - 1
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -115,7 +117,7 @@ class Fields:
             return None
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INTEGER:
             raise self._bad(name, "a whole number")
         if minimum is not None and value < minimum:
             raise self._bad(name, f"at least {minimum}")

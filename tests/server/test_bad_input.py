@@ -262,3 +262,19 @@ async def test_unsupported_media_type(tenant: Tenant) -> None:
 async def test_wrong_method_and_unknown_path(tenant: Tenant) -> None:
     _assert_error(await tenant.client.get("/"), 405, "method_not_allowed")
     _assert_error(await tenant.client.get("/no/such/path"), 404, "not_found")
+
+
+async def test_integers_beyond_64_bits_are_refused_not_crashed(tenant: Tenant) -> None:
+    for field in ("operatorID", "canned"):
+        response = await tenant.client.post(
+            "/",
+            data={
+                "accountID": tenant.account_id,
+                "key": tenant.api_key,
+                "app": "liveoperator",
+                "command": "sendmessage",
+                "message": "hi",
+                field: "99999999999999999999",
+            },
+        )
+        _assert_error(response, 400, "invalid_field")

@@ -1,0 +1,116 @@
+"""What the visitor and tenant WebSockets share: limits, close codes, framing, the pump."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime.hub import Hub
+from realtime.outbox import Outbox, Overflow, Reset
+
+# The client must introduce itself (hello or auth) within this many seconds (seed 003).
+HELLO_TIMEOUT_S = 5.0
+# RFC 6455 leaves 4000-4999 to applications. Each tells the client what to do next.
+CLOSE_BAD_FRAME = 4000  # fix the client: a frame was not the JSON object we expect
+CLOSE_HELLO_TIMEOUT = 4001  # reconnect and send hello/auth first
+CLOSE_UNAUTHORIZED = 4003  # log in again: the token is missing, invalid or expired
+CLOSE_NOT_FOUND = 4004  # forget this conversation id
+CLOSE_RESUME = 4008  # too slow: reconnect and resume from the last seq received
+CLOSE_SHUTDOWN = 1012  # the server is restarting: reconnect and resume (RFC 6455 "service restart")
+
+# What the hub holds while a socket is open: where it listens and its outbox.
+Subscription = tuple[str, Outbox]
+
+
+def frame(kind: str, seq: int | None, data: bytes) -> str:
+    """``{"type", "seq", "data"}`` with the client-ready data spliced in, not re-encoded."""
+    head = orjson.dumps({"type": kind, "seq": seq})
+    return (head[:-1] + b',"data":' + data + b"}").decode()
+
+
+def control(kind: str, **fields: Any) -> str:
+    return orjson.dumps({"type": kind, **fields}).decode()
+
+
+async def read_json(websocket: WebSocket, timeout_s: float | None = None) -> dict[str, Any] | None:
+    """The next frame as a JSON object; None (after closing the socket) when it is not one
+    or the timeout passed. Raises WebSocketDisconnect when the client left."""
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), timeout_s)
+    except TimeoutError:
+        await websocket.close(CLOSE_HELLO_TIMEOUT, "hello expected within 5 seconds")
+        return None
+    except KeyError:  # a binary frame: receive_text found no "text" key
+        await websocket.close(CLOSE_BAD_FRAME, "frames must be JSON text")
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        await websocket.close(CLOSE_BAD_FRAME, "frames must be JSON objects")
+        return None
+    return parsed
+
+
+async def pump(
+    websocket: WebSocket, outbox: Outbox, on_reset: Callable[[], Awaitable[int]]
+) -> None:
+    """Sends the outbox to the socket until it closes. ``on_reset`` moves the outbox to the
+    present and returns the seq the client should reload up to."""
+    while True:
+        try:
+            batch = await outbox.next_batch()
+        except Reset:
+            await websocket.send_text(control("reset", seq=await on_reset()))
+            continue
+        except Overflow:
+            await websocket.close(CLOSE_RESUME, "too far behind: resume from your last seq")
+            return
+        if not batch:
+            await websocket.close(CLOSE_SHUTDOWN, "server shutting down")
+            return
+        for item in batch:
+            await websocket.send_text(frame(item.kind, item.seq, item.data))
+
+
+class Session:
+    """One socket's subscriptions and the task pumping them; torn down together."""
+
+    def __init__(self, websocket: WebSocket, hub: Hub) -> None:
+        self._websocket = websocket
+        self._hub = hub
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscription is not None
+
+    async def subscribe(
+        self, channel: str, outbox: Outbox, cursor: Callable[[], Awaitable[int]],
+        on_reset: Callable[[], Awaitable[int]],
+    ) -> None:  # fmt: skip
+        """Attaches first, then sets the cursor, so nothing committed in between is lost."""
+        await self._hub.attach(channel, outbox)
+        self._subscription = (channel, outbox)
+        outbox.cursor = await cursor()
+        self._task = asyncio.create_task(self._run(outbox, on_reset))
+
+    async def _run(self, outbox: Outbox, on_reset: Callable[[], Awaitable[int]]) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await pump(self._websocket, outbox, on_reset)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._subscription is not None:
+            await self._hub.detach(*self._subscription)
+            self._subscription = None

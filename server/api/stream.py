@@ -1,0 +1,94 @@
+"""Seed 001's operator SSE stream, ``GET /api/v1/operator/stream?token=JWT``.
+
+Every event of the operator's account, ``id:`` set to the account event seq. A reconnecting
+EventSource sends ``Last-Event-ID`` and receives exactly what it missed; a cursor that cannot
+be replayed (unknown, or too far behind) gets a ``reset`` event whose id is the present, after
+which the dashboard reloads and continues. Otherwise the first event is ``ready``, whose id is
+the cursor the stream continues from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from realtime.outbox import Outbox, Overflow, Reset
+from server.auth import Principal
+from server.errors import Invalid
+from server.events import account_channel
+from server.services import Services, services
+
+ROUTE = "/api/v1/operator/stream"
+# A comment line this often keeps proxies and load balancers from closing an idle stream.
+KEEPALIVE_S = 15
+# A client that takes longer than this to accept one write is gone; drop it.
+SEND_TIMEOUT_S = 30
+RESET = "reset"
+READY = "ready"
+
+
+def _cursor(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise Invalid("invalid_field", "Last-Event-ID must be a whole number")
+    return int(raw)
+
+
+async def _principal(request: Request, svc: Services) -> Principal:
+    # EventSource cannot send headers, so the seed puts the JWT in the query string;
+    # server.logs keeps it out of the access log.
+    token = request.query_params.get("token")
+    if token:
+        return await svc.auth.token(token)
+    return await svc.auth.headers(request.headers)
+
+
+async def stream(request: Request) -> Response:
+    svc = services(request)
+    principal = await _principal(request, svc)
+    resume = _cursor(request)
+    account_id = principal.account_id
+    channel = account_channel(account_id)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        outbox = Outbox(0, svc.feed.account_fetch(account_id))
+        await svc.hub.attach(channel, outbox)
+        try:
+            head = await svc.feed.account_head(account_id)
+            outbox.cursor = head if resume is None or resume > head else resume
+            if resume is not None and resume > head:
+                yield ServerSentEvent(data="{}", event=RESET, id=str(head))
+            else:
+                # Live from here: a client that starts without a cursor learns one at once,
+                # so even its first reconnect resumes exactly.
+                yield ServerSentEvent(data="{}", event=READY, id=str(outbox.cursor))
+            while True:
+                try:
+                    batch = await outbox.next_batch()
+                except Reset:
+                    outbox.cursor = await svc.feed.account_head(account_id)
+                    yield ServerSentEvent(data="{}", event=RESET, id=str(outbox.cursor))
+                    continue
+                except Overflow:
+                    return  # the EventSource reconnects with Last-Event-ID and catches up
+                if not batch:
+                    return
+                for item in batch:
+                    yield ServerSentEvent(
+                        data=item.data.decode(),
+                        event=item.kind,
+                        id=None if item.seq is None else str(item.seq),
+                    )
+        finally:
+            await svc.hub.detach(channel, outbox)
+
+    return EventSourceResponse(events(), ping=KEEPALIVE_S, send_timeout=SEND_TIMEOUT_S)
+
+
+routes = [Route(ROUTE, stream, methods=["GET"])]

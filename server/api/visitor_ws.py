@@ -1,0 +1,170 @@
+"""The chat window's WebSocket: ``/{accountID}/liveoperator/ws``. No API key; the convoID is
+the capability, as on the chat-window URLs.
+
+Client frames: ``hello`` (first, within 5 s: ``convoID`` and the last ``seq`` seen, both
+optional), ``send`` (``message``, ``clientMsgID``, ``fname``, ``email``), ``typing``,
+``ping``. Server frames: ``message:new`` and ``typing`` and ``status`` events, ``ack`` per
+send, ``error``, ``reset``, ``pong``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime.outbox import Outbox
+from server.api.sockets import (
+    CLOSE_BAD_FRAME,
+    CLOSE_NOT_FOUND,
+    HELLO_TIMEOUT_S,
+    Session,
+    control,
+    read_json,
+)
+from server.errors import LiveOpError, NotFound
+from server.events import conversation_channel
+from server.services import Services, services
+from storage.models import UserInfo
+
+ROUTE = "/{account_id}/liveoperator/ws"
+
+
+def _text(frame: dict[str, Any], name: str) -> str | None:
+    value = frame.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+class VisitorSocket:
+    def __init__(self, websocket: WebSocket, svc: Services, account_id: str) -> None:
+        self.websocket = websocket
+        self.svc = svc
+        self.account_id = account_id
+        self.convo_id: str | None = None
+        self.session = Session(websocket, svc.hub)
+
+    async def follow(self, convo_id: str, seq: int) -> None:
+        self.convo_id = convo_id
+        outbox = Outbox(0, self.svc.feed.visitor_fetch(convo_id))
+
+        async def cursor() -> int:
+            return seq
+
+        async def on_reset() -> int:
+            latest = (await self.svc.engine.conversation(self.account_id, convo_id)).last_seq
+            outbox.cursor = latest
+            return latest
+
+        await self.session.subscribe(conversation_channel(convo_id), outbox, cursor, on_reset)
+        await self.svc.availability.connected.opened(self.account_id, convo_id)
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self.convo_id is not None:
+            self.svc.availability.connected.closed(self.account_id, self.convo_id)
+
+    async def handle(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "send":
+            await self.send(frame)
+        elif kind == "typing":
+            if self.convo_id is None:
+                raise NotFound("conversation_not_found", "send a message first")
+            await self.svc.engine.set_typing(self.account_id, self.convo_id, operator_id=None)
+        elif kind == "ping":
+            await self.websocket.send_text(control("pong"))
+        else:
+            raise LiveOpError("unknown_frame", f"unknown frame type {kind!r}")
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        message = frame.get("message")
+        committed = await self.svc.engine.send(
+            self.account_id,
+            convo_id=self.convo_id,
+            text=message if isinstance(message, str) else "",
+            user_info=UserInfo(
+                fname=_text(frame, "fname") or "", email=_text(frame, "email") or ""
+            ),
+            source_app="liveoperator",
+            client_msg_id=_text(frame, "clientMsgID"),
+        )
+        sent = committed.messages[0]
+        if self.convo_id is None:
+            await self.follow(committed.conversation.id, 0)
+        await self.websocket.send_text(
+            control(
+                "ack",
+                clientMsgID=sent.client_msg_id,
+                convoID=sent.convo_id,
+                seq=sent.seq,
+                duplicate=committed.duplicate,
+            )
+        )
+
+
+async def visitor_socket(websocket: WebSocket) -> None:
+    svc = services(websocket)
+    account_id = str(websocket.path_params["account_id"])
+    await websocket.accept()
+    sock = VisitorSocket(websocket, svc, account_id)
+    try:
+        hello = await read_json(websocket, HELLO_TIMEOUT_S)
+        if hello is None:
+            return
+        if hello.get("type") != "hello":
+            await websocket.close(CLOSE_BAD_FRAME, "the first frame must be hello")
+            return
+        seq = hello.get("seq", 0)
+        convo_id = _text(hello, "convoID")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            await websocket.close(CLOSE_BAD_FRAME, "seq must be a whole number")
+            return
+        if convo_id is None:
+            await websocket.send_text(control("ready", convoID=None, status=None, seq=0))
+        else:
+            try:
+                conversation = await svc.engine.conversation(account_id, convo_id)
+            except NotFound:
+                await websocket.close(CLOSE_NOT_FOUND, "no such conversation")
+                return
+            # Sent before the replay starts, with the state a reconnecting window cannot
+            # have heard about (status changes are not replayed).
+            await websocket.send_text(
+                control(
+                    "ready",
+                    convoID=convo_id,
+                    status=conversation.status,
+                    seq=conversation.last_seq,
+                )
+            )
+            if seq > conversation.last_seq:
+                # A cursor from the future (another install, a tampered client): start over.
+                await websocket.send_text(control("reset", seq=conversation.last_seq))
+                seq = conversation.last_seq
+            await sock.follow(convo_id, seq)
+        while True:
+            frame = await read_json(websocket)
+            if frame is None:
+                return
+            try:
+                await sock.handle(frame)
+            except LiveOpError as exc:
+                await websocket.send_text(
+                    control(
+                        "error",
+                        clientMsgID=frame.get("clientMsgID"),
+                        error={"code": exc.code, "message": exc.message},
+                    )
+                )
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await sock.close()
+        # The client may be gone already, which Starlette reports as a disconnect.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close()
+
+
+routes = [WebSocketRoute(ROUTE, visitor_socket)]

@@ -1,0 +1,140 @@
+"""From committed changes to client events: render once per audience, ring after commit.
+
+Two kinds of channel, each with its own seq:
+- ``acct:{account}`` carries every event of an account to its operators (SSE, tenant
+  WebSocket), sequenced by the account event seq, rendered in the operator format.
+- ``conv:{conversation}`` carries what the visitor may see (WebSocket), sequenced by the
+  message seq, rendered in seed 000's camelCase.
+Typing and status changes ride along unsequenced: they are state, not log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from realtime.hub import Hub
+from realtime.outbox import Fetch, Item
+from realtime.typing import Side
+from server.api.camelcase import message_json
+from server.api.operators import conversation_data, message_data
+from storage.base import Store
+from storage.models import Committed, Conversation, EventDetail, EventKind, Message
+
+log = logging.getLogger(__name__)
+
+TYPING = "typing"
+STATUS = "status"
+# Seconds a typing event stays true on the client without another heartbeat (seed 000).
+TYPING_EXPIRES_S = 5
+
+
+def account_channel(account_id: str) -> str:
+    return f"acct:{account_id}"
+
+
+def conversation_channel(convo_id: str) -> str:
+    return f"conv:{convo_id}"
+
+
+def _json(data: Any) -> bytes:
+    return orjson.dumps(data)
+
+
+def operator_event(kind: EventKind, conversation: Conversation, message: Message | None) -> bytes:
+    if kind == "message:new" and message is not None:
+        return _json(
+            {
+                "conversation_id": conversation.id,
+                "message": message_data(message),
+                "conversation": conversation_data(conversation),
+            }
+        )
+    return _json(conversation_data(conversation))
+
+
+def visitor_status(conversation: Conversation) -> bytes:
+    return _json({"convoID": conversation.id, "status": conversation.status})
+
+
+class EventFeed:
+    def __init__(self, hub: Hub, store: Store) -> None:
+        self._hub = hub
+        self._store = store
+
+    async def committed(self, committed: Committed) -> None:
+        """Rings every channel the change concerns. Never raises: the change is committed,
+        and a client that misses the ring catches up from the store."""
+        if committed.duplicate or not committed.events:
+            return
+        try:
+            await self._ring(committed)
+        except Exception:
+            log.exception("publishing committed events failed; clients will catch up")
+
+    async def _ring(self, committed: Committed) -> None:
+        conversation = committed.conversation
+        by_seq = {m.seq: m for m in committed.messages}
+        account = account_channel(conversation.account_id)
+        visitor = conversation_channel(conversation.id)
+        for event in committed.events:
+            message = by_seq.get(event.msg_seq) if event.msg_seq is not None else None
+            data = operator_event(event.kind, conversation, message)
+            await self._hub.publish(account, event.seq, event.kind, data)
+            if message is not None:
+                await self._hub.publish(
+                    visitor, message.seq, event.kind, _json(message_json(message))
+                )
+            elif event.kind == "conversation:updated" and _status_changed(committed):
+                await self._hub.publish(visitor, None, STATUS, visitor_status(conversation))
+
+    async def typing(self, account_id: str, convo_id: str, side: Side) -> None:
+        data = _json({"conversation_id": convo_id, "side": side, "expires_in": TYPING_EXPIRES_S})
+        try:
+            await self._hub.publish(account_channel(account_id), None, TYPING, data)
+            if side == "operator":
+                await self._hub.publish(conversation_channel(convo_id), None, TYPING, data)
+        except Exception:
+            log.exception("publishing a typing event failed")
+
+    async def ephemeral(self, account_id: str, kind: str, data: bytes) -> None:
+        """An unsequenced event for the account's operators (presence): state, not log."""
+        try:
+            await self._hub.publish(account_channel(account_id), None, kind, data)
+        except Exception:
+            log.exception("publishing a %s event failed", kind)
+
+    async def account_head(self, account_id: str) -> int:
+        return await self._store.head_event_seq(account_id)
+
+    def account_fetch(self, account_id: str) -> Fetch:
+        async def fetch(after: int, upto: int | None, limit: int) -> list[Item]:
+            details = await self._store.replay_events(account_id, after_seq=after, limit=limit)
+            return [_operator_item(d) for d in details if upto is None or d.event.seq <= upto]
+
+        return fetch
+
+    def visitor_fetch(self, convo_id: str) -> Fetch:
+        async def fetch(after: int, upto: int | None, limit: int) -> list[Item]:
+            messages = await self._store.list_messages(convo_id, after_seq=after, limit=limit)
+            return [
+                Item(m.seq, "message:new", _json(message_json(m)))
+                for m in messages
+                if upto is None or m.seq <= upto
+            ]
+
+        return fetch
+
+
+def _status_changed(committed: Committed) -> bool:
+    before = committed.before
+    return before is None or before.status != committed.conversation.status
+
+
+def _operator_item(detail: EventDetail) -> Item:
+    event = detail.event
+    return Item(
+        event.seq, event.kind, operator_event(event.kind, detail.conversation, detail.message)
+    )

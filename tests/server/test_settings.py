@@ -1,0 +1,44 @@
+"""Settings read once from the environment, and the secret key kept safe on disk."""
+
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from server.settings import SettingsError, load_settings
+
+
+def test_secret_key_is_generated_once_with_owner_only_permissions(tmp_path: Path) -> None:
+    env = {"LIVEOP_DATA_DIR": str(tmp_path)}
+    first = load_settings(env)
+    assert load_settings(env).secret_key == first.secret_key
+    mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
+    assert mode == 0o600
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    env = {"LIVEOP_DATA_DIR": str(tmp_path)}
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: load_settings(env).secret_key, range(16)))
+    assert len(keys) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_an_empty_key_file_is_refused_rather_than_signing_with_nothing(tmp_path: Path) -> None:
+    (tmp_path / "secret_key").write_text("")
+    with pytest.raises(SettingsError):
+        load_settings({"LIVEOP_DATA_DIR": str(tmp_path)})
+
+
+def test_a_short_key_from_the_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        load_settings({"LIVEOP_DATA_DIR": str(tmp_path), "LIVEOP_SECRET_KEY": "short"})
+
+
+def test_bad_numbers_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        load_settings({"LIVEOP_DATA_DIR": str(tmp_path), "LIVEOP_MAX_BODY_BYTES": "lots"})
