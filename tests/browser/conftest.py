@@ -284,16 +284,24 @@ class Window:
 
 OpenWindow = Callable[..., Awaitable[Window]]
 
+# Before any page script runs: the window then finds no WebSocket and uses its polling transport.
+NO_WEBSOCKET_SCRIPT = "window.WebSocket = undefined;"
+
 
 @pytest.fixture
 async def open_window(browser: Any) -> AsyncIterator[OpenWindow]:
-    """Opens a page in a fresh browser context (own localStorage); kwargs go to new_context."""
+    """Opens a page in a fresh browser context (own localStorage); kwargs go to new_context.
+
+    ``websocket=False`` hides ``window.WebSocket`` from the page, so the chat window polls.
+    """
     contexts: list[Any] = []
 
-    async def open_(**context_options: Any) -> Window:
+    async def open_(*, websocket: bool = True, **context_options: Any) -> Window:
         options = {"locale": "en-US", "timezone_id": "UTC", **context_options}
         context = await browser.new_context(**options)
         contexts.append(context)
+        if not websocket:
+            await context.add_init_script(NO_WEBSOCKET_SCRIPT)
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))

@@ -1,5 +1,10 @@
 """The visitor chat window in a real Chromium, against a real server, with an operator
-answering through the App Command API."""
+answering through the App Command API.
+
+These tests drive the polling transport (chatpoll, postmessage, chattyping): each page is
+opened without ``window.WebSocket``, which is also how the window falls back in browsers or
+networks without WebSockets. The WebSocket transport is tested in test_chat_window_socket.py.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +64,7 @@ async def test_visitor_chats_with_operator(
 ) -> None:
     from playwright.async_api import expect
 
-    window = await open_window(viewport={"width": 420, "height": 720})
+    window = await open_window(websocket=False, viewport={"width": 420, "height": 720})
     page = window.page
     op_id = operator_api.operator_id
     await page.goto(live_server.chat_url)
@@ -70,6 +75,7 @@ async def test_visitor_chats_with_operator(
     await expect(page.locator("#typing")).to_be_hidden()
     await expect(page.locator("#banner")).to_be_hidden()
     await expect(page.locator("#send")).to_be_disabled()  # nothing to send yet
+    await expect(page.locator("body")).to_have_attribute("data-transport", "polling")
 
     # Optional visitor details, in a collapsible area.
     await page.locator("#details summary").click()
@@ -180,7 +186,7 @@ async def test_visitor_chats_with_operator(
     await expect(operator_msgs.locator(".msg__name")).to_have_text(live_server.operator_name)
 
     # The same conversation opened by its URL in a fresh browser (no stored state).
-    other = await open_window()
+    other = await open_window(websocket=False)
     await other.page.goto(f"{live_server.chat_url}/{convo_id}")
     other_msgs = other.page.locator("#messages .msg")
     await expect(other_msgs).to_have_count(3)
@@ -197,6 +203,7 @@ async def test_mobile_window_is_keyboard_usable(
 
     width = 375
     window = await open_window(
+        websocket=False,
         viewport={"width": width, "height": 667},
         device_scale_factor=2,
         is_mobile=True,
@@ -273,7 +280,7 @@ async def test_window_recovers_from_trouble(
 ) -> None:
     from playwright.async_api import Route, expect
 
-    window = await open_window()
+    window = await open_window(websocket=False)
     page = window.page
     op_id = operator_api.operator_id
     key = f"liveop:{live_server.account_id}:convo"
