@@ -118,3 +118,7 @@ async def tenant(client: httpx.AsyncClient, services: Services) -> Tenant:
 @pytest.fixture
 async def other_tenant(client: httpx.AsyncClient, services: Services) -> Tenant:
     return await make_tenant(client, services, "Globex")
+
+
+# The private redis-server fixture, for every suite that needs a Redis it may break.
+pytest_plugins = ["tests.redis_server"]

@@ -1,0 +1,311 @@
+"""Two `liveop serve` processes sharing one database and one Redis behave as one server,
+and every acknowledged message reaches the other side exactly once, in order, through
+broker faults and dropped clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.redis_server import RedisServer
+from tests.server.realtime_clients import free_port, sse, websocket
+
+START_TIMEOUT_S = 20.0
+# How long the ledger waits for the last deliveries once the traffic has stopped.
+SETTLE_S = 20.0
+MESSAGES_PER_SIDE = 40
+
+
+@dataclass
+class Node:
+    base: str
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    account_id: str
+    api_key: str
+    operator_id: int
+    email: str
+    password: str = "cluster-pass-1"
+
+
+def _cli(env: dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "server", *args], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return orjson.loads(done.stdout)
+
+
+def _wait_healthy(node: Node, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://{node.base}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not become healthy:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEOP_")}
+    env.update(LIVEOP_DATA_DIR=str(tmp_path / "data"), LIVEOP_BROKER_URL=redis_server.url)
+    account = _cli(env, "account", "create", "--name", "Cluster")
+    email = "op@cluster.test"
+    operator = _cli(
+        env, "operator", "create", "--account", account["accountID"], "--name", "Olga",
+        "--email", email, "--password", "cluster-pass-1",
+    )  # fmt: skip
+    nodes: list[Node] = []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            log = tmp_path / f"{name}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "server", "serve", "--port", str(port)],
+                    env=env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            node = Node(f"127.0.0.1:{port}", process)
+            nodes.append(node)
+            _wait_healthy(node, log)
+        yield Cluster(nodes, account["accountID"], account["apiKey"], operator["operatorID"], email)
+    finally:
+        for node in nodes:
+            node.process.terminate()
+        for node in nodes:
+            try:
+                node.process.wait(10)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+
+
+async def _token(cluster: Cluster, node: Node) -> str:
+    async with httpx.AsyncClient(base_url=f"http://{node.base}") as client:
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": cluster.email, "password": cluster.password}
+        )
+        token: str = response.json()["token"]
+        return token
+
+
+async def _command(cluster: Cluster, node: Node, command: str, **fields: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://{node.base}", timeout=10) as client:
+        response = await client.post(
+            "/",
+            data={
+                "accountID": cluster.account_id,
+                "key": cluster.api_key,
+                "app": "liveoperator",
+                "command": command,
+                "json": orjson.dumps(fields).decode(),
+            },
+        )
+    body: dict[str, Any] = response.json()
+    assert body["success"] is True, body
+    return body
+
+
+async def test_an_operator_on_one_process_and_a_visitor_on_another_hold_a_conversation(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster.nodes
+    async with (
+        sse(a.base, await _token(cluster, a)) as stream,
+        websocket(f"ws://{b.base}/{cluster.account_id}/liveoperator/ws") as visitor,
+    ):
+        await visitor.send(type="hello")
+        await visitor.until("ready")
+        await visitor.send(type="send", message="Hello from B", clientMsgID="v1")
+        convo = (await visitor.until("ack"))["convoID"]
+        assert (await stream.until("conversation:new")).data["id"] == convo
+        arrived = await stream.until("message:new")
+        assert arrived.data["message"]["content"] == "Hello from B"
+        await visitor.send(type="typing")
+        typing = await stream.until("typing")
+        assert typing.data["side"] == "visitor"
+        polled = await _command(cluster, a, "poll", convoID=convo, operatorID=cluster.operator_id)
+        assert polled["typing"] is True
+        await _command(cluster, a, "settyping", convoID=convo, operatorID=cluster.operator_id)
+        assert (await visitor.until("typing"))["data"]["side"] == "operator"
+        await _command(
+            cluster, a, "sendmessage", convoID=convo, operatorID=cluster.operator_id,
+            message="Hello from A",
+        )  # fmt: skip
+        reply = await visitor.until("message:new")
+        assert (reply["seq"], reply["data"]["message"]) == (2, "Hello from A")
+
+
+@dataclass
+class Ledger:
+    """What was acknowledged against what each side received."""
+
+    visitor_acked: dict[str, int] = field(default_factory=dict)  # clientMsgID -> seq
+    operator_acked: dict[str, int] = field(default_factory=dict)  # message id -> seq
+    # What the operator's stream delivered: (account seq, message seq, message id)
+    operator_got: list[tuple[int, int, str]] = field(default_factory=list)
+    # What the visitor's socket delivered: (message seq, message id)
+    visitor_got: list[tuple[int, str]] = field(default_factory=list)
+
+    def missing(self) -> bool:
+        report = self.report()
+        return bool(report["lost_to_operator"] or report["lost_to_visitor"])
+
+    def report(self) -> dict[str, int]:
+        account_seqs = [s for s, _, _ in self.operator_got]
+        conversation_seqs = [s for s, _ in self.visitor_got]
+        operator_ids = [m for _, _, m in self.operator_got]
+        visitor_ids = [m for _, m in self.visitor_got]
+        expected = set(self.visitor_acked.values()) | set(self.operator_acked.values())
+        got_by_operator = {s for _, s, _ in self.operator_got}
+        got_by_visitor = set(conversation_seqs)
+        return {
+            "acknowledged": len(expected),
+            "lost_to_operator": len(expected - got_by_operator),
+            "lost_to_visitor": len(expected - got_by_visitor),
+            "duplicates": (len(operator_ids) - len(set(operator_ids)))
+            + (len(visitor_ids) - len(set(visitor_ids))),
+            "out_of_order": sum(x >= y for x, y in itertools.pairwise(account_seqs))
+            + sum(x >= y for x, y in itertools.pairwise(conversation_seqs)),
+        }
+
+
+async def _operator_reader(
+    base: str, token: str, ledger: Ledger, drops: asyncio.Queue[None], done: asyncio.Event
+) -> None:
+    """An EventSource that reconnects with Last-Event-ID whenever it is dropped; it starts
+    from the beginning of the account's log so the first message counts too."""
+    last: str | None = "0"
+    while not done.is_set():
+        with contextlib.suppress(httpx.HTTPError, EOFError, TimeoutError):
+            async with sse(base, token, last_event_id=last) as stream:
+                assert stream.first is not None and stream.first.event == "ready"
+                last = stream.first.id
+                while not done.is_set():
+                    if not drops.empty():
+                        drops.get_nowait()
+                        break  # drop the connection abruptly, mid-stream
+                    with contextlib.suppress(TimeoutError):
+                        event = await stream.next(timeout_s=0.2)
+                        last = stream.last_id
+                        if event.event == "message:new":
+                            message = event.data["message"]
+                            seq = int(event.id or 0)
+                            ledger.operator_got.append((seq, message["seq"], message["id"]))
+        await asyncio.sleep(0.05)
+
+
+async def _visitor_reader(
+    url: str, convo: str, ledger: Ledger, drops: asyncio.Queue[None], done: asyncio.Event
+) -> None:
+    """The chat window's socket, resuming from the last seq after every drop."""
+    last = 0
+    while not done.is_set():
+        with contextlib.suppress(OSError, TimeoutError, Exception):
+            async with websocket(url) as ws:
+                await ws.send(type="hello", convoID=convo, seq=last)
+                await ws.until("ready")
+                while not done.is_set():
+                    if not drops.empty():
+                        drops.get_nowait()
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        frame = await ws.recv(timeout_s=0.2)
+                        if frame["type"] == "message:new":
+                            last = frame["seq"]
+                            ledger.visitor_got.append((frame["seq"], frame["data"]["id"]))
+        await asyncio.sleep(0.05)
+
+
+async def test_every_acknowledged_message_arrives_once_in_order_through_faults(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    a, b = cluster.nodes
+    ledger = Ledger()
+    first = await _command(cluster, b, "sendmessage", message="start", clientMsgID="v0",
+                           sourceApp="liveoperator")  # fmt: skip
+    convo = first["convoID"]
+    ledger.visitor_acked["v0"] = first["message"]["seq"]
+    done = asyncio.Event()
+    operator_drops: asyncio.Queue[None] = asyncio.Queue()
+    visitor_drops: asyncio.Queue[None] = asyncio.Queue()
+    readers = [
+        asyncio.create_task(
+            _operator_reader(a.base, await _token(cluster, a), ledger, operator_drops, done)
+        ),
+        asyncio.create_task(
+            _visitor_reader(
+                f"ws://{b.base}/{cluster.account_id}/liveoperator/ws",
+                convo, ledger, visitor_drops, done,
+            )
+        ),
+    ]  # fmt: skip
+    admin = redis_server.client()
+    faults = {
+        10: lambda: admin.client_kill_filter(_type="pubsub"),
+        20: lambda: asyncio.to_thread(redis_server.restart),
+        30: lambda: _put(operator_drops),
+        35: lambda: _put(visitor_drops),
+    }
+    try:
+        for i in range(1, MESSAGES_PER_SIDE):
+            if i in faults:
+                with contextlib.suppress(Exception):
+                    await faults[i]()
+            await _say(cluster, convo, ledger, i)
+        # The last words are said while Redis is down and nothing follows them, so no later
+        # ring can reveal the hole: only the catch-up after the broker reconnects delivers.
+        await asyncio.to_thread(redis_server.stop)
+        await _say(cluster, convo, ledger, MESSAGES_PER_SIDE)
+        await asyncio.to_thread(redis_server.start)
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline and ledger.missing():  # noqa: ASYNC110 - polls a ledger
+            await asyncio.sleep(0.1)
+    finally:
+        done.set()
+        await asyncio.gather(*readers, return_exceptions=True)
+    report = ledger.report()
+    assert report == {
+        "acknowledged": 2 * MESSAGES_PER_SIDE + 1,
+        "lost_to_operator": 0,
+        "lost_to_visitor": 0,
+        "duplicates": 0,
+        "out_of_order": 0,
+    }, report
+
+
+async def _say(cluster: Cluster, convo: str, ledger: Ledger, i: int) -> None:
+    """The visitor writes through process B, an operator answers through process A."""
+    a, b = cluster.nodes
+    sent = await _command(
+        cluster, b, "sendmessage", convoID=convo, message=f"visitor {i}", clientMsgID=f"v{i}"
+    )
+    ledger.visitor_acked[f"v{i}"] = sent["message"]["seq"]
+    reply = await _command(
+        cluster, a, "sendmessage", convoID=convo, operatorID=cluster.operator_id,
+        message=f"operator {i}",
+    )  # fmt: skip
+    ledger.operator_acked[reply["message"]["id"]] = reply["message"]["seq"]
+
+
+async def _put(queue: asyncio.Queue[None]) -> None:
+    queue.put_nowait(None)
