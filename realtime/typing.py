@@ -32,6 +32,9 @@ class TypingIndicators(Protocol):
 
     async def is_typing(self, convo_id: str, side: Side) -> bool: ...
 
+    async def clear(self, convo_id: str, side: Side) -> None:
+        """Ends the indicator at once: the message it announced has arrived."""
+
 
 class MemoryTypingIndicators:
     """One process's indicators, for the embedded default."""
@@ -48,6 +51,9 @@ class MemoryTypingIndicators:
 
     async def is_typing(self, convo_id: str, side: Side) -> bool:
         return self._expiry.get((convo_id, side), 0.0) > self._clock()
+
+    async def clear(self, convo_id: str, side: Side) -> None:
+        self._expiry.pop((convo_id, side), None)
 
 
 class RedisTypingIndicators:
@@ -93,6 +99,13 @@ class RedisTypingIndicators:
             return False
         self._failing = False
         return bool(found)
+
+    async def clear(self, convo_id: str, side: Side) -> None:
+        try:
+            async with asyncio.timeout(REDIS_TYPING_TIMEOUT_S):
+                await self._redis.delete(self._key(convo_id, side))
+        except self._outage_errors as exc:
+            self._outage(exc)
 
     def _outage(self, exc: BaseException) -> None:
         # Warn once per outage: every typing client heartbeats every few seconds.

@@ -179,6 +179,8 @@ class ConversationEngine:
                 "client_msg_id_reused",
                 "clientMsgID was already used for a message in another conversation",
             )
+        if sender == "visitor" or sender == "operator":
+            await self._typing.clear(committed.conversation.id, sender)
         return committed
 
     async def poll(

@@ -101,3 +101,11 @@ async def test_a_frozen_redis_reads_as_nobody_typing_within_a_bound(
         assert time.monotonic() - started < 2
     finally:
         redis_server.thaw()
+
+
+async def test_clear_ends_a_redis_indicator_at_once(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    typing = RedisTypingIndicators(client)
+    await typing.touch("c1", "visitor")
+    await typing.clear("c1", "visitor")
+    assert not await typing.is_typing("c1", "visitor")

@@ -266,3 +266,13 @@ async def test_json_body_and_json_data_and_api_key_aliases(tenant: Tenant) -> No
         },
     )
     assert flat.json()["message"]["message"] == "flat fields"
+
+
+async def test_typing_stops_when_the_typists_message_arrives(tenant: Tenant) -> None:
+    convo = await tenant.visitor_says("hi")
+    await tenant.ok("settyping", convoID=convo)
+    await tenant.visitor_says("here it is", convoID=convo)
+    assert not (await tenant.ok("poll", convoID=convo, operatorID=tenant.operator_id))["typing"]
+    await tenant.ok("settyping", convoID=convo, operatorID=tenant.operator_id)
+    await tenant.ok("sendmessage", convoID=convo, operatorID=tenant.operator_id, message="ok")
+    assert not (await tenant.ok("poll", convoID=convo))["typing"]
