@@ -19,6 +19,19 @@ from server.services import Services
 from server.settings import Settings, load_settings
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """The documented error shape: the status, success false, a code and a message."""
+    body = response.json()
+    assert response.status_code == status, body
+    assert body["success"] is False
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
 def require_service(reason: str) -> None:
     """Skip with ``reason`` on a laptop; CI sets LIVEOP_REQUIRE_SERVICES=1 to fail instead."""
     if os.environ.get("LIVEOP_REQUIRE_SERVICES") == "1":
@@ -62,17 +75,19 @@ class Tenant:
     admin_id: int
     operator_id: int
 
+    def envelope(self, command: str, **fields: str) -> dict[str, str]:
+        """An App Command form, with ``fields`` beside the credentials."""
+        return {
+            "accountID": self.account_id,
+            "key": self.api_key,
+            "app": "liveoperator",
+            "command": command,
+            **fields,
+        }
+
     async def command(self, command: str, **fields: Any) -> httpx.Response:
-        return await self.client.post(
-            "/",
-            data={
-                "accountID": self.account_id,
-                "key": self.api_key,
-                "app": "liveoperator",
-                "command": command,
-                "json": orjson.dumps(fields).decode(),
-            },
-        )
+        form = self.envelope(command, json=orjson.dumps(fields).decode())
+        return await self.client.post("/", data=form)
 
     async def ok(self, command: str, **fields: Any) -> dict[str, Any]:
         response = await self.command(command, **fields)

@@ -11,7 +11,7 @@ import pytest
 
 from server.security import hash_api_key
 from server.services import Services
-from tests.conftest import TEST_PASSWORD, Tenant
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 
 ROOT = "/api/v1/admin"
 SINGULAR = {"operators": "operator", "teams": "team", "canned": "canned"}
@@ -25,18 +25,6 @@ NEW_OPERATOR = {"name": "Bea", "email": "bea@example.test", "password": "bea-pas
 
 def key(tenant: Tenant) -> dict[str, str]:
     return {"X-Api-Key": tenant.api_key}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    body = response.json()
-    assert response.status_code == status, body
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
 
 
 async def token_of(client: httpx.AsyncClient, email: str, password: str = TEST_PASSWORD) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from server.security import TokenClaims, issue_token
 from server.services import Services
-from tests.conftest import TEST_PASSWORD, Tenant
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 
 LOGIN = "/api/v1/auth/login"
 CANNED = "/api/v1/admin/canned"
@@ -25,18 +25,6 @@ def admin_email(tenant: Tenant) -> str:
 
 def operator_email(tenant: Tenant) -> str:
     return f"alex@{tenant.account_id}.test"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    body = response.json()
-    assert response.status_code == status, body
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, Any]:

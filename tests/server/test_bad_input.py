@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from server.services import Services
-from tests.conftest import Tenant
+from tests.conftest import Tenant, assert_error
 
 CONVO = "{convo}"  # replaced by a real conversation of the tenant
 FOREIGN = "{foreign}"  # replaced by a conversation of another account
@@ -96,13 +96,6 @@ async def _snapshot(services: Services, *tenants: Tenant) -> list[int]:
     return [await t.event_seq(services) for t in tenants]
 
 
-def _assert_error(response: Any, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-
-
 async def _post(tenant: Tenant, envelope: dict[str, Any], payload: Any) -> Any:
     form = {
         "accountID": tenant.account_id,
@@ -132,7 +125,7 @@ async def test_bad_sendmessage(
 ) -> None:
     before = await _snapshot(services, tenant, other_tenant)
     response = await _post(tenant, envelope, _fill(payload, *convos))
-    _assert_error(response, status, code)
+    assert_error(response, status, code)
     assert await _snapshot(services, tenant, other_tenant) == before
 
 
@@ -152,7 +145,7 @@ async def test_bad_setstatus(
 ) -> None:
     before = await _snapshot(services, tenant, other_tenant)
     response = await _post(tenant, {"command": "setstatus"}, _fill(fields, *convos))
-    _assert_error(response, status, code)
+    assert_error(response, status, code)
     assert await _snapshot(services, tenant, other_tenant) == before
 
 
@@ -172,14 +165,14 @@ async def test_bad_reads(
 ) -> None:
     before = await _snapshot(services, tenant)
     response = await _post(tenant, {"command": command}, _fill(fields, *convos))
-    _assert_error(response, status, code)
+    assert_error(response, status, code)
     assert await _snapshot(services, tenant) == before
 
 
 async def test_oversized_body_is_refused_before_parsing(tenant: Tenant, services: Services) -> None:
     before = await _snapshot(services, tenant)
     response = await _post(tenant, {}, {"message": "x" * (70 * 1024)})
-    _assert_error(response, 413, "body_too_large")
+    assert_error(response, 413, "body_too_large")
     assert await _snapshot(services, tenant) == before
 
 
@@ -191,7 +184,7 @@ async def test_oversized_chunked_body_is_refused(tenant: Tenant) -> None:
     response = await tenant.client.post(
         "/", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
     )
-    _assert_error(response, 413, "body_too_large")
+    assert_error(response, 413, "body_too_large")
 
 
 async def test_non_utf8_form_is_refused(tenant: Tenant, services: Services) -> None:
@@ -203,7 +196,7 @@ async def test_non_utf8_form_is_refused(tenant: Tenant, services: Services) -> N
     response = await tenant.client.post(
         "/", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
     )
-    _assert_error(response, 400, "invalid_encoding")
+    assert_error(response, 400, "invalid_encoding")
     assert await _snapshot(services, tenant) == before
 
 
@@ -212,7 +205,7 @@ async def test_non_utf8_json_is_refused(tenant: Tenant) -> None:
     response = await tenant.client.post(
         "/", content=body, headers={"content-type": "application/json"}
     )
-    _assert_error(response, 400, "invalid_json")
+    assert_error(response, 400, "invalid_json")
 
 
 async def test_non_utf8_multipart_is_refused(tenant: Tenant) -> None:
@@ -234,7 +227,7 @@ async def test_non_utf8_multipart_is_refused(tenant: Tenant) -> None:
     response = await tenant.client.post(
         "/", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
     )
-    _assert_error(response, 400, "invalid_encoding")
+    assert_error(response, 400, "invalid_encoding")
 
 
 async def test_multipart_form_is_understood(tenant: Tenant) -> None:
@@ -256,25 +249,16 @@ async def test_unsupported_media_type(tenant: Tenant) -> None:
     response = await tenant.client.post(
         "/", content=b"<xml/>", headers={"content-type": "application/xml"}
     )
-    _assert_error(response, 415, "unsupported_media_type")
+    assert_error(response, 415, "unsupported_media_type")
 
 
 async def test_wrong_method_and_unknown_path(tenant: Tenant) -> None:
-    _assert_error(await tenant.client.get("/"), 405, "method_not_allowed")
-    _assert_error(await tenant.client.get("/no/such/path"), 404, "not_found")
+    assert_error(await tenant.client.get("/"), 405, "method_not_allowed")
+    assert_error(await tenant.client.get("/no/such/path"), 404, "not_found")
 
 
 async def test_integers_beyond_64_bits_are_refused_not_crashed(tenant: Tenant) -> None:
     for field in ("operatorID", "canned"):
-        response = await tenant.client.post(
-            "/",
-            data={
-                "accountID": tenant.account_id,
-                "key": tenant.api_key,
-                "app": "liveoperator",
-                "command": "sendmessage",
-                "message": "hi",
-                field: "99999999999999999999",
-            },
-        )
-        _assert_error(response, 400, "invalid_field")
+        form = tenant.envelope("sendmessage", message="hi", **{field: "99999999999999999999"})
+        response = await tenant.client.post("/", data=form)
+        assert_error(response, 400, "invalid_field")

@@ -255,16 +255,7 @@ async def test_json_body_and_json_data_and_api_key_aliases(tenant: Tenant) -> No
         },
     )
     assert response.status_code == 200 and response.json()["success"] is True
-    flat = await tenant.client.post(
-        "/",
-        data={
-            "accountID": tenant.account_id,
-            "key": tenant.api_key,
-            "app": "liveoperator",
-            "command": "sendmessage",
-            "message": "flat fields",
-        },
-    )
+    flat = await tenant.client.post("/", data=tenant.envelope("sendmessage", message="flat fields"))
     assert flat.json()["message"]["message"] == "flat fields"
 
 
