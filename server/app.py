@@ -95,17 +95,19 @@ def create_app(settings: Settings) -> Starlette:
 
     assets = Path(str(resources.files("widget_assets")))
     return Starlette(
+        # Starlette tries routes in order: the busiest (chat-window polls, App Commands)
+        # go first. "/{account_id}/liveoperator/..." cannot shadow the fixed paths below.
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
+            *chat_window.routes(chat_window.load_template()),
             *commands.routes,
-            *auth.routes,
-            *admin.routes,
+            *visitor_ws.routes,
             *stream.routes,
             *operator.routes,
             *tenant_ws.routes,
-            *visitor_ws.routes,
+            *auth.routes,
+            *admin.routes,
+            Route("/healthz", healthz, methods=["GET"]),
             Mount(chat_window.ASSET_BASE, StaticFiles(directory=assets), name="assets"),
-            *chat_window.routes(chat_window.load_template()),
         ],
         middleware=[Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
         exception_handlers={
