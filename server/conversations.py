@@ -41,6 +41,8 @@ POLL_BATCH = 200
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32}
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
+# Visitor details appear in inboxes, logs and emails; no line breaks or terminal escapes.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
 # Room for a UUID or a provider's message id with a prefix; longer is a client bug.
 CLIENT_MSG_ID_MAX_CHARS = 128
@@ -74,8 +76,11 @@ def expand_macros(template: str, info: UserInfo, operator_name: str) -> str:
 
 def check_user_info(info: UserInfo) -> None:
     for name, limit in USER_INFO_LIMITS.items():
-        if len(getattr(info, name)) > limit:
+        value = getattr(info, name)
+        if len(value) > limit:
             raise Invalid("invalid_user_info", f"userInfo.{name} is longer than {limit} characters")
+        if _CONTROL.search(value):
+            raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
     if info.email and "@" not in info.email:
         raise Invalid("invalid_user_info", "userInfo.email is not an email address")
     if not _PHONE.match(info.phone):
@@ -315,6 +320,8 @@ class ConversationEngine:
         return committed
 
     def _check_length(self, text: str) -> None:
+        if "\x00" in text:
+            raise Invalid("invalid_characters", "message contains a NUL character")
         if len(text) > self._max_chars:
             raise Invalid(
                 "message_too_long", f"message is longer than {self._max_chars} characters"

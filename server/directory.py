@@ -215,6 +215,8 @@ class Directory:
     def _message(self, message: str) -> str:
         if not message.strip():
             raise Invalid("invalid_field", "message must not be empty")
+        if "\x00" in message:  # no backend can store it (PostgreSQL text refuses U+0000)
+            raise Invalid("invalid_field", "message contains a NUL character")
         if len(message) > self._max_message_chars:
             raise Invalid(
                 "invalid_field", f"message is longer than {self._max_message_chars} characters"

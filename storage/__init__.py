@@ -13,7 +13,8 @@ class UnsupportedStoreURL(ValueError):
 
 def create_store(url: str) -> Store:
     """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (a file: readers and
-    the writer need to share it, so there is no in-memory variant).
+    the writer need to share it, so there is no in-memory variant), or a PostgreSQL URL,
+    ``postgresql://user:password@host:port/database`` (``postgres://`` also works).
 
     Backends are imported lazily so an installation only needs the driver it uses.
     """
@@ -26,6 +27,10 @@ def create_store(url: str) -> Store:
         if not path:
             raise UnsupportedStoreURL(f"no database path in {url!r}")
         return SQLiteStore(path)
+    if scheme in ("postgresql", "postgres"):
+        from storage.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise UnsupportedStoreURL(f"unsupported database URL scheme {scheme!r} in {url!r}")
 
 

@@ -784,3 +784,12 @@ async def test_admin_responses_never_carry_password_hashes(
     for response in (created, listed):
         assert "scrypt" not in response.text
         assert NEW_OPERATOR["password"] not in response.text
+
+
+async def test_canned_message_with_a_nul_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/api/v1/admin/canned", json={"name": "x", "message": "a\u0000b"}, headers=key(tenant)
+    )
+    assert_error(response, 400, "invalid_field")

@@ -29,6 +29,8 @@ COMMAND_CASES: list[tuple[str, dict[str, Any], Any, int, str]] = [
     ("empty message", {}, {"message": "   "}, 400, "empty_message"),
     ("message too long", {}, {"message": "x" * 5001}, 400, "message_too_long"),
     ("message not text", {}, {"message": {"a": 1}}, 400, "invalid_field"),
+    ("nul in message", {}, {"message": "a\u0000b"}, 400, "invalid_characters"),
+    ("control in name", {}, {"userInfo": {"fname": "J\u001b[31m"}, **OK}, 400, "invalid_user_info"),
     ("unknown convo", {}, {"convoID": "nope", **OK}, 404, "conversation_not_found"),
     ("foreign convo", {}, {"convoID": FOREIGN, **OK}, 404, "conversation_not_found"),
     ("unknown operator", {}, {"convoID": CONVO, "operatorID": 99, **OK}, 404, "operator_not_found"),
