@@ -97,7 +97,12 @@ class Outbox:
             if self._closed:
                 return []
             if self._queue:
-                return await self._drain()
+                batch = await self._drain()
+                if batch:
+                    return batch
+                # Everything queued was already delivered (a hole fill got there first):
+                # nothing to send is not the end of the stream, so wait for more.
+                continue
             self._ready.clear()
             await self._ready.wait()
 

@@ -41,7 +41,11 @@ async def read_json(websocket: WebSocket, timeout_s: float | None = None) -> dic
     """The next frame as a JSON object; None (after closing the socket) when it is not one
     or the timeout passed. Raises WebSocketDisconnect when the client left."""
     try:
-        text = await asyncio.wait_for(websocket.receive_text(), timeout_s)
+        if timeout_s is None:
+            # wait_for would wrap every idle read in a Task of its own: memory per socket.
+            text = await websocket.receive_text()
+        else:
+            text = await asyncio.wait_for(websocket.receive_text(), timeout_s)
     except TimeoutError:
         await websocket.close(CLOSE_HELLO_TIMEOUT, "hello expected within 5 seconds")
         return None

@@ -144,6 +144,7 @@ async def visitor_socket(websocket: WebSocket) -> None:
                 await websocket.send_text(control("reset", seq=conversation.last_seq))
                 seq = conversation.last_seq
             await sock.follow(convo_id, seq)
+            del conversation  # an idle socket should not keep the row alive
         while True:
             frame = await read_json(websocket)
             if frame is None:

@@ -122,3 +122,22 @@ async def test_close_wakes_the_consumer() -> None:
     await asyncio.sleep(0)
     outbox.close()
     assert await asyncio.wait_for(waiter, 1) == []
+
+
+async def test_a_drain_that_finds_only_delivered_items_keeps_waiting() -> None:
+    """Regression: next_batch returned [] (read as "closed") when a hole fill had already
+    delivered everything queued, which ended operator streams under Redis load."""
+    log = Log(1)
+    outbox = Outbox(0, log.fetch)
+    assert await _drain(outbox, 1) == [1]
+    log.head = 3
+    outbox.push(log.item(3))  # hole at 2: the fill delivers 2 and 3
+    outbox.push(log.item(2))  # already delivered by then
+    assert await _drain(outbox, 2) == [2, 3]
+    outbox.push(log.item(3))  # only a duplicate left in the queue
+    waiting = asyncio.create_task(outbox.next_batch())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    log.head = 4
+    outbox.push(log.item(4))
+    assert [i.seq for i in await asyncio.wait_for(waiting, 1)] == [4]

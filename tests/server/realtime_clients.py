@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -52,47 +53,59 @@ class SSEEvent:
     id: str | None
 
 
-@dataclass
 class SSEClient:
-    """A minimal EventSource: parses the stream and remembers the last id."""
+    """A minimal EventSource: one task parses the stream into a queue, so a read that times
+    out leaves the stream intact (cancelling a line iterator would break it)."""
 
-    response: httpx.Response
-    last_id: str | None = None
-    first: SSEEvent | None = None
-    _lines: AsyncIterator[str] | None = field(default=None)
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.last_id: str | None = None
+        self.first: SSEEvent | None = None
+        self._events: asyncio.Queue[SSEEvent | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._pump())
 
     async def next(self, timeout_s: float = WAIT_S) -> SSEEvent:
-        return await asyncio.wait_for(self._next(), timeout_s)
-
-    async def _next(self) -> SSEEvent:
-        if self._lines is None:
-            self._lines = self.response.aiter_lines()
-        event, data, event_id = "message", [], None
-        async for line in self._lines:
-            if line == "":
-                if data:
-                    if event_id is not None:
-                        self.last_id = event_id
-                    return SSEEvent(event, orjson.loads("\n".join(data)), event_id)
-                event, data, event_id = "message", [], None
-            elif line.startswith(":"):
-                continue
-            else:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = value
-        raise EOFError("stream ended")
+        event = await asyncio.wait_for(self._events.get(), timeout_s)
+        if event is None:
+            self._events.put_nowait(None)  # stays ended for every later read
+            raise EOFError("stream ended")
+        if event.id is not None:
+            self.last_id = event.id
+        return event
 
     async def until(self, kind: str, timeout_s: float = WAIT_S) -> SSEEvent:
         while True:
             event = await self.next(timeout_s)
             if event.event == kind:
                 return event
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _pump(self) -> None:
+        event, data, event_id = "message", [], None
+        try:
+            async for line in self.response.aiter_lines():
+                if line == "":
+                    if data:
+                        parsed = orjson.loads("\n".join(data))
+                        self._events.put_nowait(SSEEvent(event, parsed, event_id))
+                    event, data, event_id = "message", [], None
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "event":
+                        event = value
+                    elif name == "data":
+                        data.append(value)
+                    elif name == "id":
+                        event_id = value
+        except httpx.HTTPError:
+            pass
+        finally:
+            self._events.put_nowait(None)
 
 
 @asynccontextmanager
@@ -106,10 +119,13 @@ async def sse(base: str, token: str, last_event_id: str | None = None) -> AsyncI
     ):
         assert response.status_code == 200, await response.aread()
         client = SSEClient(response)
-        first = await client.next()
-        assert first.event in ("ready", "reset"), first
-        client.first = first
-        yield client
+        try:
+            first = await client.next()
+            assert first.event in ("ready", "reset"), first
+            client.first = first
+            yield client
+        finally:
+            await client.close()
 
 
 class Socket:
