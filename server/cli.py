@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import uvicorn
@@ -20,6 +21,8 @@ from server.errors import LiveOpError, NotFound
 from server.logs import uvicorn_log_config
 from server.settings import Settings, SettingsError, load_settings
 from storage import create_store
+from storage.base import Store, StoreError
+from storage.transfer import ImportFailed, export_to, import_from
 
 T = TypeVar("T")
 DEFAULT_HOST = "127.0.0.1"
@@ -44,13 +47,24 @@ def _print(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-async def _with_directory(settings: Settings, fn: Callable[[Directory], Awaitable[T]]) -> T:
+async def _with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Runs ``fn`` on the configured store, opened (and so migrated) first."""
     store = create_store(settings.database_url)
     await store.open()
     try:
-        return await fn(Directory(store, settings.max_message_chars))
+        return await fn(store)
     finally:
         await store.close()
+
+
+async def _with_directory(settings: Settings, fn: Callable[[Directory], Awaitable[T]]) -> T:
+    return await _with_store(
+        settings, lambda store: fn(Directory(store, settings.max_message_chars))
+    )
+
+
+async def _migrated(store: Store) -> None:
+    """Nothing to do: opening the store applied the migrations."""
 
 
 async def _create_account(directory: Directory, name: str) -> dict[str, str]:
@@ -155,21 +169,43 @@ def _parser() -> argparse.ArgumentParser:
     create_operator.add_argument("--email", required=True)
     create_operator.add_argument("--password", required=True)
     create_operator.add_argument("--admin", action="store_true")
+
+    sub.add_parser("migrate", help="apply pending migrations to $LIVEOP_DATABASE_URL and exit")
+    export = sub.add_parser("export", help="write the whole installation as JSON Lines")
+    export.add_argument("--output", type=Path, help="default: stdout")
+    import_ = sub.add_parser("import", help="load an export into an empty store")
+    import_.add_argument("--input", type=Path, help="default: stdin")
     return parser
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command in ("serve", "demo"):
+        _serve(settings, args.host, args.port, args.command == "demo" or args.demo)
+    elif args.command == "account":
+        _print(asyncio.run(_with_directory(settings, lambda d: _create_account(d, args.name))))
+    elif args.command == "operator":
+        _print(asyncio.run(_with_directory(settings, lambda d: _create_operator(d, args))))
+    elif args.command == "migrate":
+        asyncio.run(_with_store(settings, _migrated))
+        _print({"database": urlsplit(settings.database_url).scheme, "migrated": True})
+    elif args.command == "export":
+        count = asyncio.run(_with_store(settings, lambda store: export_to(store, args.output)))
+        if args.output is not None:  # stdout carries the rows themselves
+            _print({"exported": count})
+    else:
+        count = asyncio.run(_with_store(settings, lambda store: import_from(store, args.input)))
+        _print({"imported": count})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
-        if args.command in ("serve", "demo"):
-            _serve(settings, args.host, args.port, args.command == "demo" or args.demo)
-        elif args.command == "account":
-            _print(asyncio.run(_with_directory(settings, lambda d: _create_account(d, args.name))))
-        else:
-            _print(asyncio.run(_with_directory(settings, lambda d: _create_operator(d, args))))
+        _run(args, load_settings())
     except LiveOpError as exc:
         sys.stderr.write(f"liveop: {exc.code}: {exc.message}\n")
+        return 1
+    except (StoreError, ImportFailed) as exc:
+        sys.stderr.write(f"liveop: {args.command} failed: {exc}\n")
         return 1
     except SettingsError as exc:
         sys.stderr.write(f"liveop: {exc}\n")

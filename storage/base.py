@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from storage.models import (
     Account,
@@ -36,6 +36,132 @@ class DuplicateEmail(StoreError):
 
 class UnknownReference(StoreError):
     """A row names another that does not exist (e.g. a team member deleted meanwhile)."""
+
+
+class StoreNotEmpty(StoreError):
+    """An import was asked of a store that already holds an account."""
+
+
+class InvalidRow(StoreError):
+    """An imported row does not fit the schema: unknown table, wrong columns or types, or a
+    key that is taken or names a missing parent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    # The JSON type of the value; int for float columns is accepted and widened on import.
+    kind: type
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    # The primary key: exports are ordered by it, so two exports of one state list it alike.
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+def _columns(spec: str) -> tuple[Column, ...]:
+    """``"id:str name:str resolved_at:float?"`` as Columns (``?`` marks a nullable column)."""
+    kinds: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+    columns = []
+    for item in spec.split():
+        name, kind = item.split(":")
+        columns.append(Column(name, kinds[kind.rstrip("?")], kind.endswith("?")))
+    return tuple(columns)
+
+
+# Every table of an installation, parents before children, so that an export read in this
+# order imports with every foreign key already satisfied. Both backends and the JSON Lines
+# format of `liveop export`/`import` follow this one list; a migration that adds a column adds
+# it here too.
+TABLES: tuple[Table, ...] = (
+    Table("accounts", _columns("id:str name:str created:float last_event_seq:int"), ("id",)),
+    Table("api_keys", _columns("key_hash:str account_id:str created:float"), ("key_hash",)),
+    Table("counters", _columns("account_id:str kind:str last_id:int"), ("account_id", "kind")),
+    Table(
+        "operators",
+        _columns(
+            "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
+        ),
+        ("account_id", "id"),
+    ),
+    Table("teams", _columns("account_id:str id:int name:str"), ("account_id", "id")),
+    Table(
+        "team_members",
+        _columns("account_id:str team_id:int operator_id:int"),
+        ("account_id", "team_id", "operator_id"),
+    ),
+    Table(
+        "canned",
+        _columns("account_id:str id:int name:str tag:str message:str"),
+        ("account_id", "id"),
+    ),
+    Table(
+        "conversations",
+        _columns(
+            "id:str account_id:str source_app:str status:str mode:str operator_id:int?"
+            " team_id:int? fname:str lname:str email:str phone:str created:float"
+            " last_activity:float resolved_at:float? last_seq:int unread:int"
+            " operator_read_seq:int visitor_read_seq:int"
+        ),
+        ("id",),
+    ),
+    Table(
+        "messages",
+        _columns(
+            "convo_id:str seq:int id:str account_id:str sender:str operator_id:int?"
+            " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
+        ),
+        ("convo_id", "seq"),
+    ),
+    Table(
+        "events",
+        _columns("account_id:str seq:int kind:str convo_id:str msg_seq:int? created:float"),
+        ("account_id", "seq"),
+    ),
+)
+TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
+# Rows per round trip when exporting or importing: large enough to amortise the round trip,
+# small enough that a batch of long messages stays a few megabytes.
+TRANSFER_BATCH_ROWS = 1000
+
+
+def row_values(table_name: str, row: Mapping[str, Any]) -> tuple[Table, tuple[Any, ...]]:
+    """The table and the row's values in column order, checked against TABLES.
+
+    Raises InvalidRow naming the table and column, so a bad export fails with a clear message
+    before the database sees it.
+    """
+    table = TABLES_BY_NAME.get(table_name)
+    if table is None:
+        raise InvalidRow(f"unknown table {table_name!r}")
+    if set(row) != set(table.column_names):
+        missing = sorted(set(table.column_names) - set(row))
+        unknown = sorted(set(row) - set(table.column_names))
+        raise InvalidRow(f"{table_name}: missing columns {missing}, unknown columns {unknown}")
+    values: list[Any] = []
+    for column in table.columns:
+        value = row[column.name]
+        if value is None and column.nullable:
+            values.append(None)
+            continue
+        # bool is an int to Python, but never a valid id or seq.
+        if column.kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not column.kind:
+            raise InvalidRow(
+                f"{table_name}.{column.name}: expected {column.kind.__name__}"
+                f"{' or null' if column.nullable else ''}, got {value!r}"
+            )
+        values.append(value)
+    return table, tuple(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +200,23 @@ class Store(Protocol):
         """Connect and apply pending migrations."""
 
     async def close(self) -> None: ...
+
+    # the whole installation, for `liveop export` and `liveop import`
+    async def is_empty(self) -> bool:
+        """True when the store holds no account (and therefore nothing else)."""
+
+    def export_rows(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Every row of every table as (table, {column: value}), tables in TABLES order and
+        rows by primary key, read from one snapshot: rows committed while the export runs are
+        either all in it or all absent. Streams in batches of TRANSFER_BATCH_ROWS."""
+        ...
+
+    async def import_rows(self, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Inserts ``rows`` (as export_rows yields them) verbatim, ids, seqs, counters and
+        hashes included, and returns how many. All or nothing: one transaction for the whole
+        import. Raises StoreNotEmpty when the store holds an account, InvalidRow when a row does
+        not fit; exceptions raised by ``rows`` itself (a parse error) abort it the same way.
+        ``rows`` is iterated lazily, in a thread of the backend's choosing."""
 
     # accounts and keys
     async def create_account(self, account_id: str, name: str, api_key_hash: str) -> Account: ...

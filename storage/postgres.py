@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -35,12 +35,18 @@ from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
 from storage.base import (
+    TABLES,
+    TRANSFER_BATCH_ROWS,
     CannedPatch,
     Decide,
     DuplicateEmail,
+    InvalidRow,
     OperatorPatch,
+    StoreNotEmpty,
+    Table,
     TeamPatch,
     UnknownReference,
+    row_values,
 )
 from storage.migrations import load_migrations
 from storage.models import (
@@ -281,6 +287,21 @@ async def _duplicate_of(conn: _Conn, account_id: str, client_msg_id: str) -> Com
     return Committed(_convo(current), (original,), duplicate=True)
 
 
+async def _insert_batch(conn: _Conn, table: Table | None, batch: list[tuple[Any, ...]]) -> None:
+    """Inserts and empties ``batch``, rows of ``table``."""
+    if table is None or not batch:
+        return
+    marks = ", ".join(f"${i}" for i in range(1, len(table.columns) + 1))
+    try:
+        await conn.executemany(
+            f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES ({marks})", batch
+        )
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        detail = f" ({exc.detail})" if exc.detail else ""
+        raise InvalidRow(f"{table.name}: {exc}{detail}") from exc
+    batch.clear()
+
+
 async def _migrate(conn: _Conn) -> None:
     async with conn.transaction():
         # Taken before anything else, so a second process waits here and then finds the
@@ -356,6 +377,54 @@ class PostgresStore:
     async def _fetchrow(self, sql: str, *args: Any) -> Record | None:
         async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             return await conn.fetchrow(sql, *args)
+
+    # the whole installation
+
+    async def is_empty(self) -> bool:
+        return await self._fetchrow("SELECT 1 FROM accounts LIMIT 1") is None
+
+    async def export_rows(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        async with (
+            self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
+            # One snapshot for every table, as the protocol promises.
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            # The export may outlast IDLE_IN_TRANSACTION_TIMEOUT_MS while its consumer writes a
+            # large batch out; the session must not be ended for that.
+            await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            for table in TABLES:
+                names = table.column_names
+                sql = f"SELECT {', '.join(names)} FROM {table.name} ORDER BY {', '.join(table.key)}"
+                async for row in conn.cursor(sql, prefetch=TRANSFER_BATCH_ROWS):
+                    yield table.name, dict(zip(names, row, strict=True))
+
+    async def import_rows(self, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        async with (
+            self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
+            conn.transaction(),
+        ):
+            # Reading the rows (a file, stdin) may pause the transaction for longer than a
+            # live request ever would.
+            await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            # Holds off account creation (and a second import) until this one commits, so the
+            # emptiness checked here is still true at COMMIT.
+            await conn.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
+            if await conn.fetchval("SELECT 1 FROM accounts LIMIT 1") is not None:
+                raise StoreNotEmpty(
+                    "the target store already holds accounts; import needs an empty one"
+                )
+            count = 0
+            batch: list[tuple[Any, ...]] = []
+            table: Table | None = None
+            for name, row in rows:
+                row_table, values = row_values(name, row)
+                if row_table is not table or len(batch) >= TRANSFER_BATCH_ROWS:
+                    await _insert_batch(conn, table, batch)
+                    table = row_table
+                batch.append(values)
+                count += 1
+            await _insert_batch(conn, table, batch)
+            return count
 
     # accounts and keys
 

@@ -16,19 +16,25 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.base import (
+    TABLES,
+    TRANSFER_BATCH_ROWS,
     CannedPatch,
     Decide,
     DuplicateEmail,
+    InvalidRow,
     OperatorPatch,
+    StoreNotEmpty,
+    Table,
     TeamPatch,
     UnknownReference,
+    row_values,
 )
 from storage.migrations import load_migrations
 from storage.models import (
@@ -323,6 +329,31 @@ class SQLiteStore:
             with self._reader_lock:
                 self._reader_conns.append(conn)
         return fn(conn)
+
+    # the whole installation
+
+    async def is_empty(self) -> bool:
+        return await self._read(_is_empty)
+
+    async def export_rows(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        # A connection of its own, holding one read transaction from the first table to the
+        # last: WAL keeps that snapshot while the writer goes on committing.
+        conn = await asyncio.to_thread(_connect, self._path)
+        try:
+            await asyncio.to_thread(conn.execute, "BEGIN")
+            for table in TABLES:
+                names = table.column_names
+                cursor = await asyncio.to_thread(conn.execute, _select_all(table))
+                while batch := await asyncio.to_thread(cursor.fetchmany, TRANSFER_BATCH_ROWS):
+                    for row in batch:
+                        yield table.name, _exported(table, dict(zip(names, row, strict=True)))
+        finally:
+            await asyncio.to_thread(conn.close)
+
+    async def import_rows(self, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        # One job of the writer thread, so one transaction; the rows are read in that thread,
+        # which may block on the file they come from without holding up the event loop.
+        return await self._writer.run(lambda conn: _import(conn, rows))
 
     # accounts and keys
 
@@ -683,6 +714,57 @@ def _get_canned(conn: sqlite3.Connection, account_id: str, canned_id: int) -> Ca
         (account_id, canned_id),
     ).fetchone()
     return CannedResponse(account_id, *row) if row else None
+
+
+def _is_empty(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM accounts LIMIT 1").fetchone() is None
+
+
+def _select_all(table: Table) -> str:
+    return (
+        f"SELECT {', '.join(table.column_names)} FROM {table.name} ORDER BY {', '.join(table.key)}"
+    )
+
+
+def _exported(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    # SQLite has no boolean type: is_admin comes back as 0 or 1.
+    for column in table.columns:
+        if column.kind is bool and row[column.name] is not None:
+            row[column.name] = bool(row[column.name])
+    return row
+
+
+def _import(conn: sqlite3.Connection, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+    if not _is_empty(conn):
+        raise StoreNotEmpty("the target store already holds accounts; import needs an empty one")
+    count = 0
+    batch: list[tuple[Any, ...]] = []
+    table: Table | None = None
+
+    def flush() -> None:
+        if table is None or not batch:
+            return
+        marks = ", ".join("?" * len(table.columns))
+        try:
+            conn.executemany(
+                f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES ({marks})",
+                batch,
+            )
+        except sqlite3.IntegrityError as exc:
+            raise InvalidRow(f"{table.name}: {exc}") from exc
+        batch.clear()
+
+    for name, row in rows:
+        row_table, values = row_values(name, row)
+        if row_table is not table:
+            flush()
+            table = row_table
+        batch.append(values)
+        count += 1
+        if len(batch) >= TRANSFER_BATCH_ROWS:
+            flush()
+    flush()
+    return count
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
