@@ -33,7 +33,9 @@ check: install
 	$(BIN)/mypy
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.http_bench
+	$(BIN)/python -m bench.realtime_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
