@@ -53,12 +53,17 @@ RESYNC = _Resync()
 
 
 class Outbox:
+    # Ten thousand idle sockets each hold one: no per-instance dict, and the queue and the
+    # waiter exist only while something is queued or awaited.
+    __slots__ = ("_caught_up", "_closed", "_fetch", "_limit", "_overflowed", "_queue", "_waiter",
+                 "cursor")  # fmt: skip
+
     def __init__(self, cursor: int, fetch: Fetch, *, limit: int = OUTBOX_LIMIT) -> None:
         self.cursor = cursor  # the highest seq delivered (or known to be invisible)
         self._fetch = fetch
         self._limit = limit
-        self._queue: deque[Item | _Resync] = deque()
-        self._ready = asyncio.Event()
+        self._queue: deque[Item | _Resync] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
         self._caught_up = False
@@ -67,16 +72,22 @@ class Outbox:
         """Called by the hub on the event loop; never blocks, never grows past the limit."""
         if self._closed or self._overflowed:
             return
+        if self._queue is None:
+            self._queue = deque()
         if len(self._queue) >= self._limit:
             self._overflowed = True
-            self._queue.clear()
+            self._queue = None
         else:
             self._queue.append(item)
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         self._closed = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def next_batch(self) -> list[Item]:
         """The next events to send, in order; [] once closed.
@@ -103,8 +114,12 @@ class Outbox:
                 # Everything queued was already delivered (a hole fill got there first):
                 # nothing to send is not the end of the stream, so wait for more.
                 continue
-            self._ready.clear()
-            await self._ready.wait()
+            self._queue = None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     async def _drain(self) -> list[Item]:
         out: list[Item] = []

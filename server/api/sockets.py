@@ -86,6 +86,8 @@ async def pump(
 class Session:
     """One socket's subscriptions and the task pumping them; torn down together."""
 
+    __slots__ = ("_hub", "_subscription", "_task", "_websocket")
+
     def __init__(self, websocket: WebSocket, hub: Hub) -> None:
         self._websocket = websocket
         self._hub = hub

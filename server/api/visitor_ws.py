@@ -38,6 +38,8 @@ def _text(frame: dict[str, Any], name: str) -> str | None:
 
 
 class VisitorSocket:
+    __slots__ = ("account_id", "convo_id", "session", "svc", "websocket")
+
     def __init__(self, websocket: WebSocket, svc: Services, account_id: str) -> None:
         self.websocket = websocket
         self.svc = svc
