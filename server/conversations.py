@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from realtime.presence import Presence
 from realtime.typing import Side, TypingIndicators
@@ -53,6 +54,7 @@ MESSAGE_ID_BYTES = 12
 OUTBOUND_CHANNELS: frozenset[SourceApp] = frozenset({"smsbroadcast", "emailbroadcast"})
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +211,16 @@ class ConversationEngine:
         """The chat window's view: every message of both sides after a cursor (``after_seq``
         when the client has one, else the seed's ``since`` time), newest POLL_BATCH at most.
         Marks the operators' messages as read by the visitor."""
-        current = await self._conversation(account_id, convo_id)
-        await self._presence.visitors_seen(account_id, [convo_id])
         if after_seq is not None:
-            messages = await self._store.list_messages(
-                convo_id, after_seq=after_seq, limit=POLL_BATCH
+            found = await self._store.read_conversation(
+                account_id, convo_id, after_seq=after_seq, limit=POLL_BATCH
             )
         else:
-            messages = await self._store.list_messages(
-                convo_id, after_created=since, limit=POLL_BATCH, newest=True
+            found = await self._store.read_conversation(
+                account_id, convo_id, after_created=since, limit=POLL_BATCH, newest=True
             )
+        current, messages = _require(found)
+        await self._presence.visitors_seen(account_id, [convo_id])
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
@@ -227,9 +229,8 @@ class ConversationEngine:
     ) -> tuple[Conversation, list[Message]]:
         if not 1 <= limit <= HISTORY_MAX:
             raise Invalid("invalid_field", f"numMessages must be between 1 and {HISTORY_MAX}")
-        current = await self._conversation(account_id, convo_id)
-        messages = await self._store.list_messages(convo_id, limit=limit, newest=True)
-        return current, messages
+        found = await self._store.read_conversation(account_id, convo_id, limit=limit, newest=True)
+        return _require(found)
 
     async def set_status(self, account_id: str, convo_id: str, status: str) -> Conversation:
         if status not in STATUSES:
@@ -352,7 +353,7 @@ def _read_seq(conversation: Conversation, side: Side) -> int:
     return conversation.visitor_read_seq
 
 
-def _require(current: Conversation | None) -> Conversation:
+def _require(current: T | None) -> T:
     if current is None:
         raise NotFound("conversation_not_found", "no such conversation")
     return current

@@ -300,6 +300,20 @@ class Store(Protocol):
         """Messages with seq > after_seq and created > after_created, oldest first: the first
         ``limit`` of them, or with ``newest`` the last ``limit`` of them."""
 
+    async def read_conversation(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+    ) -> tuple[Conversation, list[Message]] | None:
+        """The conversation (None when it is not this account's) with its messages chosen as
+        list_messages chooses them, in one round trip: the chat window's poll is the busiest
+        read there is."""
+
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
         """Account events with seq > after_seq, oldest first."""
 

@@ -709,17 +709,29 @@ class PostgresStore:
         limit: int = 200,
         newest: bool = False,
     ) -> list[Message]:
-        order = "DESC" if newest else "ASC"
-        rows = await self._fetch(
-            f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = $1 AND seq > $2 AND created > $3"
-            f" ORDER BY seq {order} LIMIT $4",
-            convo_id,
-            after_seq,
-            after_created,
-            limit,
-        )
-        messages = [_message(r) for r in rows]
-        return messages[::-1] if newest else messages
+        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            return await _messages(conn, convo_id, after_seq, after_created, limit, newest)
+
+    async def read_conversation(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+    ) -> tuple[Conversation, list[Message]] | None:
+        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_CONVO_COLS} FROM conversations WHERE id = $1 AND account_id = $2",
+                convo_id,
+                account_id,
+            )
+            if row is None:
+                return None
+            messages = await _messages(conn, convo_id, after_seq, after_created, limit, newest)
+            return _convo(row), messages
 
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
         rows = await self._fetch(
@@ -748,3 +760,24 @@ class PostgresStore:
     async def head_event_seq(self, account_id: str) -> int:
         row = await self._fetchrow("SELECT last_event_seq FROM accounts WHERE id = $1", account_id)
         return int(row[0]) if row else 0
+
+
+async def _messages(
+    conn: _Conn,
+    convo_id: str,
+    after_seq: int,
+    after_created: float,
+    limit: int,
+    newest: bool,
+) -> list[Message]:
+    order = "DESC" if newest else "ASC"
+    rows = await conn.fetch(
+        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = $1 AND seq > $2 AND created > $3"
+        f" ORDER BY seq {order} LIMIT $4",
+        convo_id,
+        after_seq,
+        after_created,
+        limit,
+    )
+    messages = [_message(r) for r in rows]
+    return messages[::-1] if newest else messages

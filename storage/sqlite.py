@@ -661,16 +661,25 @@ class SQLiteStore:
         limit: int = 200,
         newest: bool = False,
     ) -> list[Message]:
-        order = "DESC" if newest else "ASC"
+        return await self._read(
+            lambda conn: _messages(conn, convo_id, after_seq, after_created, limit, newest)
+        )
 
-        def fn(conn: sqlite3.Connection) -> list[Message]:
-            rows = conn.execute(
-                f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = ? AND seq > ? AND created > ?"
-                f" ORDER BY seq {order} LIMIT ?",
-                (convo_id, after_seq, after_created, limit),
-            ).fetchall()
-            messages = [_message(r) for r in rows]
-            return messages[::-1] if newest else messages
+    async def read_conversation(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+    ) -> tuple[Conversation, list[Message]] | None:
+        def fn(conn: sqlite3.Connection) -> tuple[Conversation, list[Message]] | None:
+            conversation = _get_convo(conn, account_id, convo_id)
+            if conversation is None:
+                return None
+            return conversation, _messages(conn, convo_id, after_seq, after_created, limit, newest)
 
         return await self._read(fn)
 
@@ -698,6 +707,24 @@ _REPLAY_SQL = (
     " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
 )
 _CONVO_WIDTH = len(_CONVO_COLS.split(","))
+
+
+def _messages(
+    conn: sqlite3.Connection,
+    convo_id: str,
+    after_seq: int,
+    after_created: float,
+    limit: int,
+    newest: bool,
+) -> list[Message]:
+    order = "DESC" if newest else "ASC"
+    rows = conn.execute(
+        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = ? AND seq > ? AND created > ?"
+        f" ORDER BY seq {order} LIMIT ?",
+        (convo_id, after_seq, after_created, limit),
+    ).fetchall()
+    messages = [_message(r) for r in rows]
+    return messages[::-1] if newest else messages
 
 
 def _get_convo(conn: sqlite3.Connection, account_id: str, convo_id: str) -> Conversation | None:

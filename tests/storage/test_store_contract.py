@@ -273,3 +273,21 @@ async def test_a_team_member_that_does_not_exist_is_refused_whole(store: Store) 
     with pytest.raises(UnknownReference):
         await store.create_team(account, "Support", [one.id, 99])
     assert await store.list_teams(account) == []
+
+
+async def test_read_conversation_returns_the_row_and_its_messages_in_one_call(
+    store: Store,
+) -> None:
+    account, other = await _account(store), await _account(store, "globex")
+    convo = await _open(store, account)
+    for i in range(5):
+        await store.write(account, convo.id, lambda c, i=i: _append(_req(c), f"m{i}"))
+    found = await store.read_conversation(account, convo.id, after_seq=3)
+    assert found is not None
+    conversation, messages = found
+    assert conversation.last_seq == 5
+    assert [m.seq for m in messages] == [4, 5]
+    newest = await store.read_conversation(account, convo.id, limit=2, newest=True)
+    assert newest is not None
+    assert [m.seq for m in newest[1]] == [4, 5]
+    assert await store.read_conversation(other, convo.id) is None
