@@ -32,12 +32,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from bench.harness import HOST, raise_open_files_limit
 from server.app import create_app
-from server.cli import (
-    GRACEFUL_SHUTDOWN_S,
-    WS_MAX_FRAME_BYTES,
-    WS_PING_INTERVAL_S,
-    WS_PING_TIMEOUT_S,
-)
+from server.cli import uvicorn_options
 from server.logs import uvicorn_log_config
 from server.settings import load_settings
 
@@ -89,20 +84,19 @@ def report_gc_on_sigusr1(path: Path) -> None:
     signal.signal(signal.SIGUSR1, on_signal)
 
 
-def serve(app: Any, port: int, *, deflate: bool, log_config: dict[str, Any] | None) -> None:
-    """``uvicorn.run`` with server/cli.py's settings; ``log_config`` None is uvicorn's own."""
+def serve(
+    app: Any,
+    port: int,
+    *,
+    deflate: bool,
+    log_config: dict[str, Any] | None,
+    access_log: bool = True,
+) -> None:
+    """``uvicorn.run`` with ``liveop serve``'s options; ``log_config`` None is uvicorn's own."""
     raise_open_files_limit()
-    uvicorn.run(
-        app,
-        host=HOST,
-        port=port,
-        log_config=log_config or LOGGING_CONFIG,
-        ws_max_size=WS_MAX_FRAME_BYTES,
-        ws_per_message_deflate=deflate,
-        ws_ping_interval=WS_PING_INTERVAL_S,
-        ws_ping_timeout=WS_PING_TIMEOUT_S,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    options = uvicorn_options(access_log=access_log)
+    options.update(ws_per_message_deflate=deflate, log_config=log_config or LOGGING_CONFIG)
+    uvicorn.run(app, host=HOST, port=port, **options)
 
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
@@ -118,11 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser("python -m bench.launcher", __doc__).parse_args(argv)
     if args.gc_stats is not None:
         report_gc_on_sigusr1(args.gc_stats)
+    settings = load_settings()
     serve(
-        create_app(load_settings()),
+        create_app(settings),
         args.port,
         deflate=args.deflate,
         log_config=uvicorn_log_config(),
+        access_log=settings.access_log,
     )
     return 0
 

@@ -129,13 +129,23 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         create_app(settings),
         host=host,
         port=port,
-        log_config=uvicorn_log_config(),
-        ws_max_size=WS_MAX_FRAME_BYTES,
-        ws_per_message_deflate=False,
-        ws_ping_interval=WS_PING_INTERVAL_S,
-        ws_ping_timeout=WS_PING_TIMEOUT_S,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **uvicorn_options(access_log=settings.access_log),
     )
+
+
+def uvicorn_options(*, access_log: bool) -> dict[str, Any]:
+    """How ``liveop serve`` runs uvicorn; the benchmarks' launcher starts from the same."""
+    return {
+        "log_config": uvicorn_log_config(),
+        "access_log": access_log,
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+        # Deflate keeps a zlib context per socket: 73 KiB per idle socket instead of 31 KiB
+        # (bench/realtime_bench.py), for chat frames of a few hundred bytes.
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": WS_PING_INTERVAL_S,
+        "ws_ping_timeout": WS_PING_TIMEOUT_S,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:

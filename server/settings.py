@@ -32,6 +32,9 @@ class Settings:
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
     # Public base URL for links the server prints (demo); empty means http://host:port.
     public_url: str = ""
+    # One line per request; a busy install behind a proxy that logs may turn it off (it costs
+    # 9-15% of chatpoll throughput in bench/http_bench.py).
+    access_log: bool = True
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,17 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
     return value
+
+
+def _flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = (environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -92,4 +106,5 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         max_body_bytes=_int(environ, "LIVEOP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_message_chars=_int(environ, "LIVEOP_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS),
         public_url=(environ.get("LIVEOP_PUBLIC_URL") or "").rstrip("/"),
+        access_log=_flag(environ, "LIVEOP_ACCESS_LOG", default=True),
     )

@@ -42,3 +42,11 @@ def test_a_short_key_from_the_environment_is_refused(tmp_path: Path) -> None:
 def test_bad_numbers_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError):
         load_settings({"LIVEOP_DATA_DIR": str(tmp_path), "LIVEOP_MAX_BODY_BYTES": "lots"})
+
+
+def test_access_log_can_be_turned_off_and_garbage_is_refused(tmp_path: Path) -> None:
+    env = {"LIVEOP_DATA_DIR": str(tmp_path)}
+    assert load_settings(env).access_log is True
+    assert load_settings({**env, "LIVEOP_ACCESS_LOG": "0"}).access_log is False
+    with pytest.raises(SettingsError):
+        load_settings({**env, "LIVEOP_ACCESS_LOG": "sometimes"})
