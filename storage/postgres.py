@@ -60,8 +60,18 @@ from storage.models import (
     Operator,
     OperatorCredentials,
     Team,
-    UserInfo,
 )
+from storage.rows import CONVO_COLS as _CONVO_COLS
+from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
+from storage.rows import EVENT_COLS as _EVENT_COLS
+from storage.rows import MSG_COLS as _MSG_COLS
+from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
+from storage.rows import convo as _convo
+from storage.rows import convo_params as _convo_params
+from storage.rows import event as _event
+from storage.rows import message as _message
+from storage.rows import operator as _operator
+from storage.rows import prefixed as _prefixed
 
 T = TypeVar("T")
 _Conn: TypeAlias = "PoolConnectionProxy[Record]"
@@ -97,11 +107,6 @@ MIGRATION_LOCK_KEY = 0x6C6976656F70
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _CLIENT_ID_INDEX = "messages_client_id"
 
-_CONVO_COLS = (
-    "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
-    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq"
-)
-_CONVO_WIDTH = len(_CONVO_COLS.split(","))
 _INSERT_CONVO_SQL = (
     f"INSERT INTO conversations ({_CONVO_COLS})"
     f" VALUES ({', '.join(f'${i}' for i in range(1, _CONVO_WIDTH + 1))})"
@@ -114,25 +119,16 @@ _UPDATE_CONVO_SQL = (
     " visitor_read_seq) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
     " $18) WHERE id = $1 AND account_id = $2"
 )
-_MSG_COLS = (
-    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery"
-)
 _INSERT_MSG_SQL = (
     f"INSERT INTO messages ({_MSG_COLS}, account_id)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
-_EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created"
-_OPERATOR_COLS = "account_id, id, name, email, is_admin, created"
 _CANNED_COLS = "id, name, tag, message"
 _TEAM_SQL = (
     "SELECT t.id, t.name, ARRAY(SELECT m.operator_id FROM team_members m"
     " WHERE m.account_id = t.account_id AND m.team_id = t.id ORDER BY m.operator_id)"
     " FROM teams t WHERE t.account_id = $1"
 )
-
-
-def _prefixed(columns: str, alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
 
 
 _REPLAY_SQL = (
@@ -142,63 +138,6 @@ _REPLAY_SQL = (
     " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
     " WHERE e.account_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
 )
-
-
-def _convo(row: _Row) -> Conversation:
-    return Conversation(
-        id=row[0],
-        account_id=row[1],
-        source_app=row[2],
-        status=row[3],
-        mode=row[4],
-        operator_id=row[5],
-        team_id=row[6],
-        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10]),
-        created=row[11],
-        last_activity=row[12],
-        resolved_at=row[13],
-        last_seq=row[14],
-        unread=row[15],
-        operator_read_seq=row[16],
-        visitor_read_seq=row[17],
-    )
-
-
-def _convo_params(c: Conversation) -> tuple[Any, ...]:
-    u = c.user_info
-    return (
-        c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
-        u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
-        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq,
-    )  # fmt: skip
-
-
-def _message(row: _Row) -> Message:
-    return Message(
-        id=row[0],
-        convo_id=row[1],
-        seq=row[2],
-        sender=row[3],
-        operator_id=row[4],
-        operator_name=row[5],
-        text=row[6],
-        created=row[7],
-        client_msg_id=row[8],
-        delivery=row[9],
-    )
-
-
-def _event(row: _Row) -> Event:
-    return Event(
-        account_id=row[0], seq=row[1], kind=row[2], convo_id=row[3], msg_seq=row[4],
-        created=row[5],
-    )  # fmt: skip
-
-
-def _operator(row: _Row) -> Operator:
-    return Operator(
-        account_id=row[0], id=row[1], name=row[2], email=row[3], is_admin=row[4], created=row[5]
-    )
 
 
 def _canned(account_id: str, row: _Row) -> CannedResponse:

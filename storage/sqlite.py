@@ -48,8 +48,15 @@ from storage.models import (
     Operator,
     OperatorCredentials,
     Team,
-    UserInfo,
 )
+from storage.rows import CONVO_COLS as _CONVO_COLS
+from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
+from storage.rows import MSG_COLS as _MSG_COLS
+from storage.rows import convo as _convo
+from storage.rows import convo_params as _convo_params
+from storage.rows import message as _message
+from storage.rows import operator as _operator
+from storage.rows import prefixed as _prefixed
 
 T = TypeVar("T")
 
@@ -63,17 +70,10 @@ READERS = 2
 # How long a connection waits on a lock held by another process before giving up.
 BUSY_TIMEOUT_MS = 5000
 
-_CONVO_COLS = (
-    "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
-    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq"
-)
 _UPDATE_CONVO_SQL = (
     "UPDATE conversations SET (source_app, status, mode, operator_id, team_id, fname, lname,"
     " email, phone, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,"
     " visitor_read_seq) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?"
-)
-_MSG_COLS = (
-    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery"
 )
 
 
@@ -84,57 +84,6 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
-
-
-def _convo(row: Sequence[Any]) -> Conversation:
-    return Conversation(
-        id=row[0],
-        account_id=row[1],
-        source_app=row[2],
-        status=row[3],
-        mode=row[4],
-        operator_id=row[5],
-        team_id=row[6],
-        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10]),
-        created=row[11],
-        last_activity=row[12],
-        resolved_at=row[13],
-        last_seq=row[14],
-        unread=row[15],
-        operator_read_seq=row[16],
-        visitor_read_seq=row[17],
-    )
-
-
-def _convo_params(c: Conversation) -> tuple[Any, ...]:
-    u = c.user_info
-    return (
-        c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
-        u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
-        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq,
-    )  # fmt: skip
-
-
-def _message(row: Sequence[Any]) -> Message:
-    return Message(
-        id=row[0],
-        convo_id=row[1],
-        seq=row[2],
-        sender=row[3],
-        operator_id=row[4],
-        operator_name=row[5],
-        text=row[6],
-        created=row[7],
-        client_msg_id=row[8],
-        delivery=row[9],
-    )
-
-
-def _operator(row: Sequence[Any]) -> Operator:
-    return Operator(
-        account_id=row[0], id=row[1], name=row[2], email=row[3], is_admin=bool(row[4]),
-        created=row[5],
-    )  # fmt: skip
 
 
 def _next_id(conn: sqlite3.Connection, account_id: str, kind: str) -> int:
@@ -695,10 +644,6 @@ class SQLiteStore:
         return await self._read(fn)
 
 
-def _prefixed(columns: str, alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
-
-
 _REPLAY_SQL = (
     f"SELECT e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created,"
     f" {_prefixed(_CONVO_COLS, 'c')}, {_prefixed(_MSG_COLS, 'm')}"
@@ -706,7 +651,6 @@ _REPLAY_SQL = (
     " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
     " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
 )
-_CONVO_WIDTH = len(_CONVO_COLS.split(","))
 
 
 def _messages(
