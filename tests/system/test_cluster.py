@@ -17,22 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.redis_server import RedisServer
 from tests.server.realtime_clients import free_port, sse, websocket
+from tests.system.processes import Node, cli, command, login, wait_healthy
 
-START_TIMEOUT_S = 20.0
 # How long the ledger waits for the last deliveries once the traffic has stopped.
 SETTLE_S = 20.0
 MESSAGES_PER_SIDE = 40
-
-
-@dataclass
-class Node:
-    base: str
-    process: subprocess.Popen[bytes]
 
 
 @dataclass
@@ -45,33 +38,13 @@ class Cluster:
     password: str = "cluster-pass-1"
 
 
-def _cli(env: dict[str, str], *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "server", *args], env=env, capture_output=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return orjson.loads(done.stdout)
-
-
-def _wait_healthy(node: Node, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if node.process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{node.base}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not become healthy:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEOP_")}
     env.update(LIVEOP_DATA_DIR=str(tmp_path / "data"), LIVEOP_BROKER_URL=redis_server.url)
-    account = _cli(env, "account", "create", "--name", "Cluster")
+    account = cli(env, "account", "create", "--name", "Cluster")
     email = "op@cluster.test"
-    operator = _cli(
+    operator = cli(
         env, "operator", "create", "--account", account["accountID"], "--name", "Olga",
         "--email", email, "--password", "cluster-pass-1",
     )  # fmt: skip
@@ -87,7 +60,7 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
                 )  # fmt: skip
             node = Node(f"127.0.0.1:{port}", process)
             nodes.append(node)
-            _wait_healthy(node, log)
+            wait_healthy(node, log)
         yield Cluster(nodes, account["accountID"], account["apiKey"], operator["operatorID"], email)
     finally:
         for node in nodes:
@@ -100,29 +73,11 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
 
 
 async def _token(cluster: Cluster, node: Node) -> str:
-    async with httpx.AsyncClient(base_url=f"http://{node.base}") as client:
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": cluster.email, "password": cluster.password}
-        )
-        token: str = response.json()["token"]
-        return token
+    return await login(node, cluster.email, cluster.password)
 
 
-async def _command(cluster: Cluster, node: Node, command: str, **fields: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=f"http://{node.base}", timeout=10) as client:
-        response = await client.post(
-            "/",
-            data={
-                "accountID": cluster.account_id,
-                "key": cluster.api_key,
-                "app": "liveoperator",
-                "command": command,
-                "json": orjson.dumps(fields).decode(),
-            },
-        )
-    body: dict[str, Any] = response.json()
-    assert body["success"] is True, body
-    return body
+async def _command(cluster: Cluster, node: Node, name: str, **fields: Any) -> dict[str, Any]:
+    return await command(node, cluster.account_id, cluster.api_key, name, **fields)
 
 
 async def test_an_operator_on_one_process_and_a_visitor_on_another_hold_a_conversation(

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.redis_server import RedisServer
 from tests.server.realtime_clients import SSEClient, free_port, sse, websocket
 from tests.storage import conftest as storage_fixtures
-from tests.system.test_cluster import Node, _cli, _wait_healthy
+from tests.system.processes import Node, cli, command, login, wait_healthy
 
 # A fresh PostgreSQL database per test, dropped afterwards (skips without a server).
 postgres_url = storage_fixtures.postgres_url
@@ -55,9 +54,9 @@ def installation(
         LIVEOP_SECRET_KEY=SECRET_KEY,
     )
     # As a rollout does it: the schema first, then the processes.
-    assert _cli(env, "migrate") == {"database": "postgresql", "migrated": True}
-    account = _cli(env, "account", "create", "--name", "Scale")
-    operator = _cli(
+    assert cli(env, "migrate") == {"database": "postgresql", "migrated": True}
+    account = cli(env, "account", "create", "--name", "Scale")
+    operator = cli(
         env, "operator", "create", "--account", account["accountID"], "--name", "Olga",
         "--email", EMAIL, "--password", PASSWORD,
     )  # fmt: skip
@@ -72,7 +71,7 @@ def installation(
                     env=env, stdout=out, stderr=subprocess.STDOUT,
                 )  # fmt: skip
             nodes.append(Node(f"127.0.0.1:{port}", process))
-            _wait_healthy(nodes[-1], log)
+            wait_healthy(nodes[-1], log)
         a, b, c = nodes
         yield Installation(a, b, c, account["accountID"], account["apiKey"], operator["operatorID"])
     finally:
@@ -87,27 +86,11 @@ def installation(
 
 
 async def _login(node: Node) -> str:
-    async with httpx.AsyncClient(base_url=f"http://{node.base}", timeout=10) as client:
-        response = await client.post(
-            "/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
-        )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["token"]
-    return token
+    return await login(node, EMAIL, PASSWORD)
 
 
-async def _command(site: Installation, node: Node, command: str, **fields: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=f"http://{node.base}", timeout=10) as client:
-        response = await client.post(
-            "/",
-            data={
-                "accountID": site.account_id, "key": site.api_key, "app": "liveoperator",
-                "command": command, "json": orjson.dumps(fields).decode(),
-            },
-        )  # fmt: skip
-    body: dict[str, Any] = response.json()
-    assert response.status_code == 200 and body["success"] is True, body
-    return body
+async def _command(site: Installation, node: Node, name: str, **fields: Any) -> dict[str, Any]:
+    return await command(node, site.account_id, site.api_key, name, **fields)
 
 
 async def _logged(stream: SSEClient) -> tuple[int, str, dict[str, Any]]:
