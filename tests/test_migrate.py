@@ -18,7 +18,7 @@ import pytest
 
 from tests.server.realtime_clients import SSEClient, free_port, sse
 from tests.storage import conftest as storage_fixtures
-from tests.system.test_cluster import Node, _cli, _wait_healthy
+from tests.system.processes import Node, cli, wait_healthy
 
 # A fresh PostgreSQL database per test, dropped afterwards (skips without a server).
 postgres_url = storage_fixtures.postgres_url
@@ -64,7 +64,7 @@ def _server(env: dict[str, str], log: Path) -> Iterator[str]:
         )  # fmt: skip
     try:
         node = Node(f"127.0.0.1:{port}", process)
-        _wait_healthy(node, log)
+        wait_healthy(node, log)
         yield node.base
     finally:
         process.terminate()
@@ -141,10 +141,10 @@ async def test_an_installation_moved_from_sqlite_to_postgresql_keeps_working(
     tmp_path: Path, postgres_url: str
 ) -> None:
     sqlite_env = _env(tmp_path / "sqlite-data")
-    account = _cli(sqlite_env, "account", "create", "--name", "Movers")
+    account = cli(sqlite_env, "account", "create", "--name", "Movers")
     account_id, api_key = account["accountID"], account["apiKey"]
     email = "ada@movers.test"
-    _cli(
+    cli(
         sqlite_env, "operator", "create", "--account", account_id, "--name", "Ada",
         "--email", email, "--password", PASSWORD, "--admin",
     )  # fmt: skip
@@ -213,8 +213,8 @@ async def test_an_installation_moved_from_sqlite_to_postgresql_keeps_working(
 def dump_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     """An export of a small installation: accounts, api_keys, counters, operators, in order."""
     env = _env(tmp_path_factory.mktemp("source"))
-    account = _cli(env, "account", "create", "--name", "Source")
-    _cli(
+    account = cli(env, "account", "create", "--name", "Source")
+    cli(
         env, "operator", "create", "--account", account["accountID"], "--name", "Sam",
         "--email", "sam@source.test", "--password", PASSWORD,
     )  # fmt: skip
@@ -243,7 +243,7 @@ def test_import_into_a_store_that_holds_an_account_fails_and_writes_nothing(
     request: pytest.FixtureRequest, target: str, tmp_path: Path, dump_lines: list[bytes]
 ) -> None:
     env = _target_env(request, target, tmp_path)
-    _cli(env, "account", "create", "--name", "Already here")
+    cli(env, "account", "create", "--name", "Already here")
     before = _export(env)
     done = _import(env, dump_lines, tmp_path / "dump.jsonl")
     assert done.returncode == 1
