@@ -20,6 +20,9 @@ OPERATOR_TTL_S = 75.0
 VISITOR_TTL_S = 60.0
 # Presence is a convenience: a slow Redis must not hold up the request that asked.
 REDIS_PRESENCE_TIMEOUT_S = 0.5
+# Visitor marks between two sweeps of expired ones in the memory backend: often enough to
+# bound memory, rarely enough that the sweep costs nothing per poll.
+SWEEP_EVERY = 10_000
 # Connected visitors are re-marked this often by one task per process, well inside the TTL.
 VISITOR_REFRESH_S = 20.0
 
@@ -52,6 +55,7 @@ class MemoryPresence:
         self._operators: dict[str, dict[int, float]] = {}
         self._away: dict[tuple[str, int], set[int]] = {}
         self._visitors: dict[str, dict[str, float]] = {}
+        self._marks = 0
 
     async def operator_beat(self, account_id: str, operator_id: int) -> bool:
         now = self._clock()
@@ -78,10 +82,20 @@ class MemoryPresence:
         return set(self._away.get((account_id, operator_id), set()))
 
     async def visitors_seen(self, account_id: str, convo_ids: Iterable[str]) -> None:
-        expiry = self._clock() + VISITOR_TTL_S
+        now = self._clock()
         seen = self._visitors.setdefault(account_id, {})
         for convo_id in convo_ids:
-            seen[convo_id] = expiry
+            seen[convo_id] = now + VISITOR_TTL_S
+        self._marks += 1
+        if self._marks > SWEEP_EVERY:
+            # Reads trim only the account they read; an account nobody lists would keep
+            # every visitor it ever had.
+            self._marks = 0
+            self._visitors = {
+                account: live
+                for account, marks in self._visitors.items()
+                if (live := {c: e for c, e in marks.items() if e > now})
+            }
 
     async def visitors_online(self, account_id: str) -> list[str]:
         now = self._clock()

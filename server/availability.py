@@ -19,6 +19,8 @@ from storage.models import Conversation
 # The most visitors one listing returns; the busiest sites page through the inbox instead.
 VISITORS_MAX = 200
 PRESENCE = "presence"
+# A heartbeat names the sites an operator serves; more than this is a client bug.
+SITES_MAX = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,8 @@ class Availability:
 
     async def heartbeat(self, principal: Principal, site_ids: Sequence[int]) -> None:
         operator = _operator_id(principal)
+        if len(site_ids) > SITES_MAX:
+            raise Invalid("invalid_field", f"site_ids may name at most {SITES_MAX} sites")
         if any(s < 1 for s in site_ids):
             raise Invalid("invalid_field", "site_ids must be positive whole numbers")
         if await self._presence.operator_beat(principal.account_id, operator):

@@ -19,6 +19,7 @@ from realtime.presence import Presence
 from realtime.typing import Side, TypingIndicators
 from server.errors import Conflict, Invalid, NotFound
 from server.events import EventFeed
+from server.text import check_body, has_control_characters
 from storage.base import Decide, Store
 from storage.models import (
     STATUSES,
@@ -42,8 +43,6 @@ POLL_BATCH = 200
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32}
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
-# Visitor details appear in inboxes, logs and emails; no line breaks or terminal escapes.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
 # Room for a UUID or a provider's message id with a prefix; longer is a client bug.
 CLIENT_MSG_ID_MAX_CHARS = 128
@@ -81,7 +80,7 @@ def check_user_info(info: UserInfo) -> None:
         value = getattr(info, name)
         if len(value) > limit:
             raise Invalid("invalid_user_info", f"userInfo.{name} is longer than {limit} characters")
-        if _CONTROL.search(value):
+        if has_control_characters(value):
             raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
     if info.email and "@" not in info.email:
         raise Invalid("invalid_user_info", "userInfo.email is not an email address")
@@ -321,12 +320,7 @@ class ConversationEngine:
         return committed
 
     def _check_length(self, text: str) -> None:
-        if "\x00" in text:
-            raise Invalid("invalid_characters", "message contains a NUL character")
-        if len(text) > self._max_chars:
-            raise Invalid(
-                "message_too_long", f"message is longer than {self._max_chars} characters"
-            )
+        check_body(text, self._max_chars)
 
     @staticmethod
     def _new_conversation(

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from server.errors import Conflict, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key
+from server.text import check_body, has_control_characters
 from storage.base import (
     CannedPatch,
     DuplicateEmail,
@@ -31,9 +32,6 @@ EMAIL_MAX = 254
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Names and emails are shown in the inbox and the chat window and written to logs: control
-# characters (NUL, newlines, escapes) there corrupt displays and forge log lines.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
@@ -47,14 +45,14 @@ def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
         raise Invalid("invalid_field", f"{field} must not be empty")
     if len(value) > limit:
         raise Invalid("invalid_field", f"{field} is longer than {limit} characters")
-    if _CONTROL.search(value):
+    if has_control_characters(value):
         raise Invalid("invalid_field", f"{field} must not contain control characters")
     return value
 
 
 def _email(value: str) -> str:
     value = value.strip().lower()
-    if len(value) > EMAIL_MAX or not _EMAIL.match(value) or _CONTROL.search(value):
+    if len(value) > EMAIL_MAX or not _EMAIL.match(value) or has_control_characters(value):
         raise Invalid("invalid_field", "email is not an email address")
     return value
 
@@ -208,19 +206,14 @@ class Directory:
         tag = tag.strip()
         if len(tag) > TAG_MAX:
             raise Invalid("invalid_field", f"tag is longer than {TAG_MAX} characters")
-        if _CONTROL.search(tag):
+        if has_control_characters(tag):
             raise Invalid("invalid_field", "tag must not contain control characters")
         return tag
 
     def _message(self, message: str) -> str:
         if not message.strip():
             raise Invalid("invalid_field", "message must not be empty")
-        if "\x00" in message:  # no backend can store it (PostgreSQL text refuses U+0000)
-            raise Invalid("invalid_field", "message contains a NUL character")
-        if len(message) > self._max_message_chars:
-            raise Invalid(
-                "invalid_field", f"message is longer than {self._max_message_chars} characters"
-            )
+        check_body(message, self._max_message_chars)
         return message
 
 

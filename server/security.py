@@ -19,6 +19,8 @@ SCRYPT_P = 1
 SCRYPT_DKLEN = 32
 SALT_BYTES = 16
 API_KEY_PREFIX = "lok_"
+# 32 random bytes: 256 bits, so a key can be stored as a plain SHA-256 hash.
+API_KEY_BYTES = 32
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "liveop"
 
@@ -60,7 +62,7 @@ DUMMY_PASSWORD_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
 
 
 def hash_api_key(key: str) -> str:

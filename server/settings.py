@@ -14,6 +14,8 @@ DEFAULT_DATA_DIR = "liveop-data"
 SECRET_KEY_FILE = "secret_key"
 # 32 characters of url-safe base64 carry 192 bits; anything shorter is a mistake, not a key.
 MIN_SECRET_KEY_CHARS = 32
+# A generated key: 384 random bits, beyond HS256's 256-bit hash output.
+SECRET_KEY_BYTES = 48
 # Operator sessions last a working day; the dashboard logs in again after.
 DEFAULT_JWT_TTL_S = 12 * 3600
 # Largest request body a JSON/form endpoint reads; messages are capped far below this.
@@ -77,7 +79,7 @@ def _secret_key(data_dir: Path) -> str:
         fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(secrets.token_urlsafe(48))
+                handle.write(secrets.token_urlsafe(SECRET_KEY_BYTES))
             with contextlib.suppress(FileExistsError):  # another process won the race
                 os.link(temporary, path)
         finally:

@@ -16,6 +16,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Outbox
+from server.api.commands import ID_MAX_CHARS
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -24,17 +25,13 @@ from server.api.sockets import (
     control,
     read_json,
 )
-from server.errors import LiveOpError, NotFound
+from server.api.wire import Fields
+from server.errors import Invalid, LiveOpError, NotFound
 from server.events import conversation_channel
 from server.services import Services, services
 from storage.models import UserInfo
 
 ROUTE = "/{account_id}/liveoperator/ws"
-
-
-def _text(frame: dict[str, Any], name: str) -> str | None:
-    value = frame.get(name)
-    return value if isinstance(value, str) and value else None
 
 
 class VisitorSocket:
@@ -81,16 +78,16 @@ class VisitorSocket:
             raise LiveOpError("unknown_frame", f"unknown frame type {kind!r}")
 
     async def send(self, frame: dict[str, Any]) -> None:
-        message = frame.get("message")
+        # The same typed reading as the HTTP surfaces: a field of the wrong type is an error
+        # frame, never silently dropped (a lost clientMsgID would lose idempotency).
+        fields = Fields(frame)
         committed = await self.svc.engine.send(
             self.account_id,
             convo_id=self.convo_id,
-            text=message if isinstance(message, str) else "",
-            user_info=UserInfo(
-                fname=_text(frame, "fname") or "", email=_text(frame, "email") or ""
-            ),
+            text=fields.require("message"),
+            user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
             source_app="liveoperator",
-            client_msg_id=_text(frame, "clientMsgID"),
+            client_msg_id=fields.text("clientMsgID") or None,
         )
         sent = committed.messages[0]
         if self.convo_id is None:
@@ -118,10 +115,12 @@ async def visitor_socket(websocket: WebSocket) -> None:
         if hello.get("type") != "hello":
             await websocket.close(CLOSE_BAD_FRAME, "the first frame must be hello")
             return
-        seq = hello.get("seq", 0)
-        convo_id = _text(hello, "convoID")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            await websocket.close(CLOSE_BAD_FRAME, "seq must be a whole number")
+        try:
+            greeting = Fields(hello)
+            convo_id = greeting.text("convoID", max_chars=ID_MAX_CHARS) or None
+            seq = greeting.integer("seq", minimum=0) or 0
+        except Invalid as exc:
+            await websocket.close(CLOSE_BAD_FRAME, exc.message)
             return
         if convo_id is None:
             await websocket.send_text(control("ready", convoID=None, status=None, seq=0))

@@ -361,7 +361,7 @@ CANNED_CREATE_REJECTS = [
     ({"name": "Hi"}, 400, "missing_field"),
     ({"message": "Hello"}, 400, "missing_field"),
     ({"name": "Hi", "message": "  \n "}, 400, "invalid_field"),
-    ({"name": "Hi", "message": "x" * 5001}, 400, "invalid_field"),
+    ({"name": "Hi", "message": "x" * 5001}, 400, "message_too_long"),
     ({"name": "x" * 101, "message": "Hello"}, 400, "invalid_field"),
     ({"name": "Hi", "tag": "t" * 51, "message": "Hello"}, 400, "invalid_field"),
     ({"name": "Hi", "message": ["Hello"]}, 400, "invalid_field"),
@@ -403,7 +403,7 @@ UPDATE_REJECTS = [
     ("teams/1", {"member_ids": [99]}, 400, "unknown_operator"),
     ("teams/1", {"name": "Renamed", "member_ids": [1, 99]}, 400, "unknown_operator"),
     ("canned/1", {"message": ""}, 400, "invalid_field"),
-    ("canned/1", {"message": "x" * 5001}, 400, "invalid_field"),
+    ("canned/1", {"message": "x" * 5001}, 400, "message_too_long"),
     ("canned/1", {"name": "   "}, 400, "invalid_field"),
     ("canned/1", {"tag": "t" * 51}, 400, "invalid_field"),
     ("canned/1", {"name": "Renamed", "message": " "}, 400, "invalid_field"),
@@ -792,4 +792,4 @@ async def test_canned_message_with_a_nul_is_refused(
     response = await client.post(
         "/api/v1/admin/canned", json={"name": "x", "message": "a\u0000b"}, headers=key(tenant)
     )
-    assert_error(response, 400, "invalid_field")
+    assert_error(response, 400, "invalid_characters")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from realtime.presence import OPERATOR_TTL_S, VISITOR_TTL_S, MemoryPresence
+from realtime.presence import OPERATOR_TTL_S, SWEEP_EVERY, VISITOR_TTL_S, MemoryPresence
 from tests.conftest import TEST_PASSWORD, Tenant
 from tests.server.realtime_clients import serve, sse, websocket
 
@@ -148,3 +148,15 @@ async def test_memory_presence_expires() -> None:
     now[0] += OPERATOR_TTL_S
     assert await presence.operators_online("a") == set()
     assert await presence.operator_beat("a", 1) is True
+
+
+async def test_memory_presence_forgets_accounts_nobody_lists() -> None:
+    """Regression: marks were trimmed only when their account's list was read, so an
+    account whose operators never listed visitors kept every visitor it ever had."""
+    now = [1000.0]
+    presence = MemoryPresence(clock=lambda: now[0])
+    await presence.visitors_seen("quiet", ["c1"])
+    now[0] += VISITOR_TTL_S + 1
+    for i in range(SWEEP_EVERY + 1):
+        await presence.visitors_seen("busy", [f"v{i % 10}"])
+    assert "quiet" not in presence._visitors

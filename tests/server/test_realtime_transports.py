@@ -303,3 +303,40 @@ async def test_a_visitor_closing_its_socket_logs_no_error(
         await ws.until("ready")
     await asyncio.sleep(0.2)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_visitor_frames_of_the_wrong_type_are_errors_not_silently_dropped(
+    base: str, tenant: Tenant
+) -> None:
+    async with websocket(_ws(base, tenant)) as ws:
+        await ws.send(type="hello")
+        await ws.recv()
+        await ws.send(type="send", message="hi", clientMsgID={"not": "text"})
+        assert (await ws.until("error"))["error"]["code"] == "invalid_field"
+        await ws.send(type="send", clientMsgID="m-9")
+        missing = await ws.until("error")
+        assert missing["error"]["code"] == "missing_field"
+        assert missing["clientMsgID"] == "m-9"
+        await ws.send(type="send", message=["hi"])
+        assert (await ws.until("error"))["error"]["code"] == "invalid_field"
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        {"type": "hello", "convoID": 42.5},
+        {"type": "hello", "convoID": "x" * 65},
+        {"type": "hello", "seq": True},
+        {"type": "hello", "seq": -1},
+        {"type": "hello", "seq": "soon"},
+    ],
+)
+async def test_a_malformed_hello_closes_with_4000(
+    base: str, tenant: Tenant, hello: dict[str, object]
+) -> None:
+    async with websocket(_ws(base, tenant)) as ws:
+        await ws.send(**hello)
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4000
