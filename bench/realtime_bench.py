@@ -309,7 +309,12 @@ class Session:
         self.workdir = workdir
         self.pool = pool
         self.options = options
-        self.env = {**os.environ, "LIVEOP_DATA_DIR": str(workdir / "data")}
+        # The bench drives one visitor far past the per-conversation limit on purpose.
+        self.env = {
+            **os.environ,
+            "LIVEOP_DATA_DIR": str(workdir / "data"),
+            "LIVEOP_RATE_LIMITS": "0",
+        }
         self.port = free_ports(1)[0]
         self.base_url = f"http://{HOST}:{self.port}"
         self.gc_path = workdir / "gc.json"

@@ -29,6 +29,20 @@ VISITOR_REFRESH_S = 20.0
 Clock = Callable[[], float]
 
 
+def session_mark(site_id: int, session_id: str) -> str:
+    """A visitor mark for a widget session that has no conversation yet. Marks are otherwise
+    conversation ids, which never contain ':'."""
+    return f"s{site_id}:{session_id}"
+
+
+def parse_session_mark(mark: str) -> tuple[int, str] | None:
+    """(site id, session id) of a session mark; None for a conversation id."""
+    site, sep, session_id = mark.partition(":")
+    if not sep or not site.startswith("s") or not site[1:].isdigit():
+        return None
+    return int(site[1:]), session_id
+
+
 class Presence(Protocol):
     """Guarantees: a mark lasts its TTL after the last refresh; reads never raise for an
     outage of the backing service (they answer as if nobody were there)."""
@@ -43,10 +57,11 @@ class Presence(Protocol):
 
     async def away_sites(self, account_id: str, operator_id: int) -> set[int]: ...
 
-    async def visitors_seen(self, account_id: str, convo_ids: Iterable[str]) -> None: ...
+    async def visitors_seen(self, account_id: str, convo_ids: Iterable[str]) -> None:
+        """Marks visitors online: by conversation id, or by session_mark() before they have one."""
 
     async def visitors_online(self, account_id: str) -> list[str]:
-        """Conversation ids of visitors seen within VISITOR_TTL_S, most recent first."""
+        """Marks of visitors seen within VISITOR_TTL_S, most recent first."""
 
 
 class MemoryPresence:

@@ -21,7 +21,9 @@ from starlette.staticfiles import StaticFiles
 from realtime.broker import create_broker
 from realtime.hub import Hub
 from realtime.presence import MemoryPresence, Presence, RedisPresence
+from realtime.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Unlimited
 from realtime.typing import MemoryTypingIndicators, RedisTypingIndicators, TypingIndicators
+from server.adapters.translate import create_translator
 from server.api import (
     admin,
     auth,
@@ -30,6 +32,7 @@ from server.api import (
     operator,
     stream,
     tenant_ws,
+    uploads,
     visitor_ws,
 )
 from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
@@ -39,8 +42,11 @@ from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.errors import LiveOpError
 from server.events import EventFeed
+from server.inbox import Inbox
+from server.outbound import outbound_worker
 from server.services import Services
 from server.settings import Settings
+from server.uploads import ImageStore
 from storage import create_store
 
 
@@ -50,18 +56,18 @@ async def healthz(request: Request) -> Response:
 
 async def _ephemeral_state(
     settings: Settings, stack: contextlib.AsyncExitStack
-) -> tuple[TypingIndicators, Presence]:
-    """Typing and presence live where the broker does: in this process, or in Redis so that
-    every process behind the load balancer sees the same."""
+) -> tuple[TypingIndicators, Presence, RateLimiter]:
+    """Typing, presence and rate limits live where the broker does: in this process, or in
+    Redis so that every process behind the load balancer sees the same."""
     if urlsplit(settings.broker_url).scheme == "memory":
-        return MemoryTypingIndicators(), MemoryPresence()
+        return MemoryTypingIndicators(), MemoryPresence(), MemoryRateLimiter()
     from redis.asyncio import Redis
 
     # No socket timeout: each typing/presence call bounds itself, and redis-py's socket timeout
     # can swallow a task's cancellation on Python 3.11 (see realtime.backends.redis).
     client = Redis.from_url(settings.broker_url, socket_timeout=None)
     stack.push_async_callback(client.aclose)
-    return RedisTypingIndicators(client), RedisPresence(client)
+    return RedisTypingIndicators(client), RedisPresence(client), RedisRateLimiter(client)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -74,22 +80,36 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(store.close)
             await hub.start()
             stack.push_async_callback(hub.close)
-            typing, presence = await _ephemeral_state(settings, stack)
+            typing, presence, limiter = await _ephemeral_state(settings, stack)
             feed = EventFeed(hub, store)
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
+            await stack.enter_async_context(outbound_worker(settings, store, feed))
+            translator = create_translator(settings.translate_url, settings.translate_api_key)
+            if translator is not None:
+                stack.push_async_callback(translator.aclose)
             app.state.services = Services(
                 settings=settings,
                 store=store,
                 engine=ConversationEngine(
-                    store, typing, feed, presence, max_message_chars=settings.max_message_chars
+                    store,
+                    typing,
+                    feed,
+                    presence,
+                    max_message_chars=settings.max_message_chars,
+                    translator=translator,
                 ),
                 directory=Directory(store, settings.max_message_chars),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,
                 availability=availability,
+                inbox=Inbox(store),
+                images=ImageStore(
+                    settings.data_dir / "uploads", max_bytes=settings.max_image_bytes
+                ),
+                limiter=limiter if settings.rate_limits else Unlimited(),
             )
             yield
 
@@ -106,10 +126,13 @@ def create_app(settings: Settings) -> Starlette:
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,
+            *uploads.routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Mount(chat_window.ASSET_BASE, StaticFiles(directory=assets), name="assets"),
         ],
-        middleware=[Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH})
+        ],
         exception_handlers={
             LiveOpError: on_liveop_error,
             HTTPException: on_http_error,

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from server.errors import Forbidden, Unauthorized
+from server.errors import Forbidden, Invalid, Unauthorized
 from server.security import (
     API_KEY_PREFIX,
     DUMMY_PASSWORD_HASH,
@@ -38,6 +38,11 @@ class Principal:
     def require_admin(self) -> None:
         if not self.is_admin:
             raise Forbidden("admin_required", "this needs an admin operator or the API key")
+
+    def require_operator(self) -> Operator:
+        if self.operator is None:
+            raise Invalid("operator_required", "this needs an operator's token, not the API key")
+        return self.operator
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,29 @@ from dataclasses import dataclass
 
 import orjson
 
-from realtime.presence import VISITOR_REFRESH_S, ConnectedVisitors, Presence
-from server.auth import Principal
+from realtime.presence import (
+    VISITOR_REFRESH_S,
+    ConnectedVisitors,
+    Presence,
+    parse_session_mark,
+)
 from server.errors import Invalid
 from server.events import EventFeed
 from storage.base import Store
-from storage.models import Conversation
+from storage.models import Conversation, Operator
 
 # The most visitors one listing returns; the busiest sites page through the inbox instead.
 VISITORS_MAX = 200
 PRESENCE = "presence"
 # A heartbeat names the sites an operator serves; more than this is a client bug.
 SITES_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    site_id: int
+    session_id: str | None
+    conversation: Conversation | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,31 +47,58 @@ class Availability:
         self._store = store
         self.connected = ConnectedVisitors(presence)
 
-    async def heartbeat(self, principal: Principal, site_ids: Sequence[int]) -> None:
-        operator = _operator_id(principal)
+    async def heartbeat(self, operator: Operator, site_ids: Sequence[int]) -> None:
         if len(site_ids) > SITES_MAX:
             raise Invalid("invalid_field", f"site_ids may name at most {SITES_MAX} sites")
         if any(s < 1 for s in site_ids):
             raise Invalid("invalid_field", "site_ids must be positive whole numbers")
-        if await self._presence.operator_beat(principal.account_id, operator):
-            await self._announce(principal, online=True)
+        if await self._presence.operator_beat(operator.account_id, operator.id):
+            await self._announce(operator, online=True)
 
-    async def status(self, principal: Principal, site_id: int | None) -> OperatorStatus:
-        operator = _operator_id(principal)
-        beating = operator in await self._presence.operators_online(principal.account_id)
-        away = await self._presence.away_sites(principal.account_id, operator)
+    async def status(self, operator: Operator, site_id: int | None) -> OperatorStatus:
+        beating = operator.id in await self._presence.operators_online(operator.account_id)
+        away = await self._presence.away_sites(operator.account_id, operator.id)
         online = beating and (site_id not in away if site_id is not None else True)
         return OperatorStatus(online, tuple(sorted(away)))
 
-    async def set_status(self, principal: Principal, site_id: int, online: bool) -> None:
-        operator = _operator_id(principal)
-        await self._presence.set_away(principal.account_id, operator, site_id, not online)
-        await self._announce(principal, online=online, site_id=site_id)
+    async def set_status(self, operator: Operator, site_id: int, online: bool) -> None:
+        await self._presence.set_away(operator.account_id, operator.id, site_id, not online)
+        await self._announce(operator, online=online, site_id=site_id)
 
-    async def online_visitors(self, account_id: str) -> list[Conversation]:
-        convo_ids = (await self._presence.visitors_online(account_id))[:VISITORS_MAX]
-        found = [await self._store.get_conversation(account_id, c) for c in convo_ids]
-        return [c for c in found if c is not None]
+    async def online_visitors(self, account_id: str, site_id: int | None = None) -> list[Visitor]:
+        """Visitors seen lately, newest first: those in a conversation, and widget sessions
+        that have none yet (the ones a proactive message can reach)."""
+        visitors: list[Visitor] = []
+        sessions_in_conversations: set[str] = set()
+        for mark in await self._presence.visitors_online(account_id):
+            session = parse_session_mark(mark)
+            if session is not None:
+                visitors.append(Visitor(session[0], session[1], None))
+                continue
+            conversation = await self._store.get_conversation(account_id, mark)
+            if conversation is not None:
+                visitors.append(
+                    Visitor(conversation.site_id, conversation.session_id, conversation)
+                )
+                if conversation.session_id is not None:
+                    sessions_in_conversations.add(conversation.session_id)
+        listed = [
+            v for v in visitors
+            if (site_id is None or v.site_id == site_id)
+            and (v.conversation is not None or v.session_id not in sessions_in_conversations)
+        ]  # fmt: skip
+        return listed[:VISITORS_MAX]
+
+    async def session_online(self, account_id: str, site_id: int, session_id: str) -> bool:
+        return any(
+            v.site_id == site_id and v.session_id == session_id
+            for v in await self.online_visitors(account_id, site_id)
+        )
+
+    async def operators(self, account_id: str) -> list[tuple[Operator, bool]]:
+        """Every operator of the account, with whether they are online now."""
+        online = await self._presence.operators_online(account_id)
+        return [(o, o.id in online) for o in await self._store.list_operators(account_id)]
 
     async def visitor_polled(self, account_id: str, convo_id: str) -> None:
         await self._presence.visitors_seen(account_id, [convo_id])
@@ -73,15 +111,7 @@ class Availability:
                 await self.connected.refresh()
 
     async def _announce(
-        self, principal: Principal, *, online: bool, site_id: int | None = None
+        self, operator: Operator, *, online: bool, site_id: int | None = None
     ) -> None:
-        data = orjson.dumps(
-            {"operator_id": _operator_id(principal), "online": online, "site_id": site_id}
-        )
-        await self._feed.ephemeral(principal.account_id, PRESENCE, data)
-
-
-def _operator_id(principal: Principal) -> int:
-    if principal.operator is None:
-        raise Invalid("operator_required", "this needs an operator's token, not the API key")
-    return principal.operator.id
+        data = orjson.dumps({"operator_id": operator.id, "online": online, "site_id": site_id})
+        await self._feed.ephemeral(operator.account_id, PRESENCE, data)

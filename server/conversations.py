@@ -8,6 +8,7 @@ applied atomically with the seq numbers they assign.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import secrets
 import time
@@ -15,14 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from realtime.presence import Presence
+from realtime.presence import Presence, session_mark
 from realtime.typing import Side, TypingIndicators
-from server.errors import Conflict, Invalid, NotFound
+from server.adapters.translate import TranslationFailed, Translator, check_language
+from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed
 from server.text import check_body, has_control_characters
-from storage.base import Decide, Store
+from storage.base import Decide, InboxQuery, Store
 from storage.models import (
+    BLOCK_TYPES,
+    DEFAULT_SITE_ID,
     STATUSES,
+    BlockType,
     Change,
     Committed,
     Conversation,
@@ -41,7 +46,9 @@ HISTORY_MAX = 200
 # The most messages one poll returns; a client that is further behind polls again.
 POLL_BATCH = 200
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
-USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32}
+USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
+# Fields where line breaks are fine: free-form notes about the visitor.
+MULTILINE_FIELDS = frozenset({"info"})
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
 # Room for a UUID or a provider's message id with a prefix; longer is a client bug.
@@ -51,9 +58,26 @@ CONVO_ID_BYTES = 16
 MESSAGE_ID_BYTES = 12
 # Replies on these channels leave through an outbound adapter, not the web session.
 OUTBOUND_CHANNELS: frozenset[SourceApp] = frozenset({"smsbroadcast", "emailbroadcast"})
+# An inbox row shows this much of the newest message.
+PREVIEW_CHARS = 140
+# What an inbox row shows for a message that is only an image.
+IMAGE_PREVIEW = "[image]"
+# Longer than any real image URL (browsers cap near 2 MB, but CDNs near 8 KB); a data: URL is
+# refused outright, so this only bounds honest links.
+IMAGE_URL_MAX_CHARS = 2048
+_IMAGE_URL = re.compile(r"^https?://[^\s]+$")
+# Widget session ids come from the visitor's browser; bounded like client message ids.
+SESSION_ID_MAX_CHARS = 128
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{8,128}$")
+# The language of an operator who has not chosen one.
+DEFAULT_LANG = "en"
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+# Seed 001's visitor fields an operator may correct (name is split into fname and lname).
+VisitorPatch = dict[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +104,9 @@ def check_user_info(info: UserInfo) -> None:
         value = getattr(info, name)
         if len(value) > limit:
             raise Invalid("invalid_user_info", f"userInfo.{name} is longer than {limit} characters")
-        if has_control_characters(value):
+        if name in MULTILINE_FIELDS:
+            check_body(value, limit)
+        elif has_control_characters(value):
             raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
     if info.email and "@" not in info.email:
         raise Invalid("invalid_user_info", "userInfo.email is not an email address")
@@ -103,6 +129,43 @@ def _other_side(sender: Sender, side: Side) -> bool:
     return sender != side
 
 
+def check_image_url(url: str) -> str:
+    if len(url) > IMAGE_URL_MAX_CHARS:
+        raise Invalid("invalid_image_url", f"image_url is longer than {IMAGE_URL_MAX_CHARS}")
+    if not _IMAGE_URL.match(url):
+        raise Invalid("invalid_image_url", "image_url must be an http(s) URL")
+    return url
+
+
+def check_session_id(session_id: str) -> str:
+    if not _SESSION_ID.match(session_id):
+        raise Invalid("invalid_session_id", "sessionID must be 8-128 letters, digits, '-' or '_'")
+    return session_id
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """One message as a surface asked for it, before the rules give it a seq."""
+
+    sender: Sender
+    operator: Operator | None
+    text: str
+    client_msg_id: str | None = None
+    image_url: str | None = None
+    private: bool = False
+    translation: str | None = None
+    translation_lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a new conversation comes from: which site, and which widget session."""
+
+    source_app: SourceApp = "chatbot"
+    site_id: int = DEFAULT_SITE_ID
+    session_id: str | None = None
+
+
 class ConversationEngine:
     def __init__(
         self,
@@ -112,6 +175,7 @@ class ConversationEngine:
         presence: Presence,
         *,
         max_message_chars: int,
+        translator: Translator | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
@@ -119,6 +183,7 @@ class ConversationEngine:
         self._feed = feed
         self._presence = presence
         self._max_chars = max_message_chars
+        self._translator = translator
         self._clock = clock
 
     async def send(
@@ -131,10 +196,12 @@ class ConversationEngine:
         bot: bool = False,
         canned_id: int | None = None,
         user_info: UserInfo | None = None,
-        source_app: SourceApp = "chatbot",
+        origin: Origin | None = None,
         client_msg_id: str | None = None,
+        image_url: str | None = None,
     ) -> Committed:
-        """Appends one message; creates the conversation when ``convo_id`` is None.
+        """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
+        is None.
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
         """
@@ -144,8 +211,8 @@ class ConversationEngine:
             raise Invalid(
                 "invalid_field", f"clientMsgID is longer than {CLIENT_MSG_ID_MAX_CHARS} characters"
             )
-        if convo_id is None and await self._store.get_account(account_id) is None:
-            raise NotFound("account_not_found", "no such account")
+        if image_url is not None:
+            check_image_url(image_url)
         operator = await self._operator(account_id, operator_id)
         template: str | None = None
         if canned_id is not None:
@@ -155,18 +222,18 @@ class ConversationEngine:
             if canned is None:
                 raise NotFound("canned_not_found", f"no canned response {canned_id}")
             template = canned.message
-        elif not text.strip():
+        elif not text.strip() and image_url is None:
             raise Invalid("empty_message", "message is empty")
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
-        now = self._clock()
+        new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
+        translation = await self._translation(account_id, convo_id, sender, operator, text)
 
         def decide(current: Conversation | None) -> Change:
             if current is None:
-                if convo_id is not None:
+                if new is None:
                     raise NotFound("conversation_not_found", "no such conversation")
-                current = self._new_conversation(account_id, source_app, user_info, now)
-                before = None
+                current, before = new, None
             else:
                 before = current
                 current = dataclasses.replace(
@@ -177,7 +244,12 @@ class ConversationEngine:
                 assert operator is not None
                 body = expand_macros(template, current.user_info, operator.name)
                 self._check_length(body)
-            return _append(before, current, sender, operator, body, client_msg_id, now)
+            draft = Draft(
+                sender, operator, body, client_msg_id, image_url,
+                translation=translation[0] if translation else None,
+                translation_lang=translation[1] if translation else None,
+            )  # fmt: skip
+            return _append(before, current, draft, self._clock())
 
         committed = await self._write(account_id, convo_id, decide, client_msg_id)
         if committed.duplicate and convo_id is not None and committed.conversation.id != convo_id:
@@ -187,6 +259,126 @@ class ConversationEngine:
             )
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
+        return committed
+
+    async def note(self, account_id: str, convo_id: str, operator_id: int, text: str) -> Committed:
+        """A private note: shown to operators with its author, never to the visitor."""
+        operator = await self._require_operator(account_id, operator_id)
+        if not text.strip():
+            raise Invalid("empty_message", "note is empty")
+        self._check_length(text)
+
+        def decide(current: Conversation | None) -> Change:
+            current = _require(current)
+            draft = Draft("operator", operator, text, private=True)
+            return _append(current, current, draft, self._clock())
+
+        return await self._write(account_id, convo_id, decide)
+
+    async def accept(self, account_id: str, convo_id: str, operator_id: int) -> Conversation:
+        """Takes over: the bot stops, the conversation is active, and the caller owns it
+        unless somebody already does."""
+        operator = await self._require_operator(account_id, operator_id)
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            after = dataclasses.replace(
+                current,
+                mode="operator",
+                operator_id=current.operator_id if current.operator_id is not None else operator.id,
+                status="active",
+                resolved_at=None,
+            )
+            return None if after == current else Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def transfer(
+        self,
+        account_id: str,
+        convo_id: str,
+        by: Operator,
+        *,
+        to_operator: int | None = None,
+        to_team: int | None = None,
+    ) -> Conversation:
+        """Hands the conversation to another operator, or back to a team's queue (unowned,
+        so the first of them to reply claims it). Only its owner or an admin may transfer
+        a conversation somebody owns."""
+        if (to_operator is None) == (to_team is None):
+            raise Invalid("invalid_field", "give exactly one of operator_id and team_id")
+        if to_operator is not None:
+            await self._require_operator(account_id, to_operator)
+        if to_team is not None and not any(
+            t.id == to_team for t in await self._store.list_teams(account_id)
+        ):
+            raise NotFound("team_not_found", f"no team {to_team}")
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            if current.operator_id not in (None, by.id) and not by.is_admin:
+                raise Forbidden("not_owner", "only its owner or an admin may transfer it")
+            if to_operator is not None:
+                after = dataclasses.replace(current, operator_id=to_operator)
+            else:
+                after = dataclasses.replace(current, operator_id=None, team_id=to_team)
+            return None if after == current else Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
+        """Sets (or with None lifts) the visitor's block."""
+        if block_type is not None and block_type not in BLOCK_TYPES:
+            raise Invalid(
+                "invalid_block_type", f"block_type must be one of {', '.join(BLOCK_TYPES)}"
+            )
+        chosen: BlockType | None = block_type
+        return await self._patch(account_id, convo_id, block_type=chosen)
+
+    async def update_visitor(
+        self, account_id: str, convo_id: str, given: VisitorPatch
+    ) -> Conversation:
+        """Operators correct what they know of the visitor: given fields replace stored ones."""
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            info = dataclasses.replace(
+                current.user_info, **{k: v for k, v in given.items() if v is not None}
+            )
+            check_user_info(info)
+            after = dataclasses.replace(current, user_info=info)
+            return None if after == current else Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def set_translation(self, account_id: str, convo_id: str, enabled: bool) -> Conversation:
+        if enabled and self._translator is None:
+            raise Conflict(
+                "translation_unavailable",
+                "no translator is configured on this server (LIVEOP_TRANSLATE_URL)",
+            )
+        return await self._patch(account_id, convo_id, translate=enabled)
+
+    async def set_visitor_lang(self, account_id: str, convo_id: str, lang: str) -> Conversation:
+        return await self._patch(account_id, convo_id, visitor_lang=check_language(lang))
+
+    async def proactive(
+        self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
+    ) -> Committed:
+        """An operator reaches out to a visitor browsing a site: the message goes into the
+        session's open conversation, or opens one that the visitor's window shows at once."""
+        check_session_id(session_id)
+        open_ones = await self._store.list_conversations(
+            account_id, _session_query(site_id, session_id)
+        )
+        committed = await self.send(
+            account_id,
+            convo_id=open_ones[0].id if open_ones else None,
+            text=text,
+            operator_id=operator_id,
+            origin=Origin("liveoperator", site_id, session_id),
+        )
+        await self._feed.session_conversation(account_id, session_id, committed.conversation.id)
         return committed
 
     async def poll(
@@ -199,7 +391,9 @@ class ConversationEngine:
         side = await self._side(account_id, operator_id)
         current = await self._conversation(account_id, convo_id)
         cursor = _read_seq(current, side)
-        fetched = await self._store.list_messages(convo_id, after_seq=cursor, limit=POLL_BATCH)
+        fetched = await self._store.list_messages(
+            convo_id, after_seq=cursor, limit=POLL_BATCH, visitor_view=True
+        )
         current = await self._mark_read(current, side, fetched)
         news = [m for m in fetched if _other_side(m.sender, side) and m.created > since]
         return PollResult(current, news, await self._other_typing(convo_id, side))
@@ -212,24 +406,66 @@ class ConversationEngine:
         Marks the operators' messages as read by the visitor."""
         if after_seq is not None:
             found = await self._store.read_conversation(
-                account_id, convo_id, after_seq=after_seq, limit=POLL_BATCH
+                account_id, convo_id, after_seq=after_seq, limit=POLL_BATCH, visitor_view=True
             )
         else:
             found = await self._store.read_conversation(
-                account_id, convo_id, after_created=since, limit=POLL_BATCH, newest=True
+                account_id,
+                convo_id,
+                after_created=since,
+                limit=POLL_BATCH,
+                newest=True,
+                visitor_view=True,
             )
         current, messages = _require(found)
         await self._presence.visitors_seen(account_id, [convo_id])
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
+    async def session_conversation(self, account_id: str, origin: Origin) -> Conversation | None:
+        """Marks a widget session online and finds the conversation an operator opened for it."""
+        if origin.session_id is None:
+            raise Invalid("missing_field", "convoID or sessionID is required")
+        await self._presence.visitors_seen(
+            account_id, [session_mark(origin.site_id, origin.session_id)]
+        )
+        found = await self._store.list_conversations(
+            account_id, _session_query(origin.site_id, origin.session_id)
+        )
+        return found[0] if found else None
+
     async def history(
-        self, account_id: str, convo_id: str, limit: int = HISTORY_DEFAULT
+        self,
+        account_id: str,
+        convo_id: str,
+        limit: int = HISTORY_DEFAULT,
+        *,
+        with_notes: bool = False,
+        before_seq: int | None = None,
     ) -> tuple[Conversation, list[Message]]:
+        """The newest ``limit`` messages (before ``before_seq``, to page back). Notes only
+        ``with_notes``: the operator panel is the one surface that shows them."""
         if not 1 <= limit <= HISTORY_MAX:
-            raise Invalid("invalid_field", f"numMessages must be between 1 and {HISTORY_MAX}")
-        found = await self._store.read_conversation(account_id, convo_id, limit=limit, newest=True)
+            raise Invalid("invalid_field", f"the limit must be between 1 and {HISTORY_MAX}")
+        found = await self._store.read_conversation(
+            account_id,
+            convo_id,
+            limit=limit,
+            newest=True,
+            visitor_view=not with_notes,
+            before_seq=before_seq,
+        )
         return _require(found)
+
+    async def operator_view(
+        self, account_id: str, convo_id: str, *, limit: int, before_seq: int | None
+    ) -> tuple[Conversation, list[Message]]:
+        """The operator panel's view: notes included, and the visitor's messages it shows
+        marked read for the operators."""
+        current, messages = await self.history(
+            account_id, convo_id, limit, with_notes=True, before_seq=before_seq
+        )
+        return await self._mark_read(current, "operator", messages), messages
 
     async def set_status(self, account_id: str, convo_id: str, status: str) -> Conversation:
         if status not in STATUSES:
@@ -272,6 +508,88 @@ class ConversationEngine:
             raise NotFound("operator_not_found", f"no operator {operator_id}")
         return operator
 
+    async def _require_operator(self, account_id: str, operator_id: int) -> Operator:
+        operator = await self._operator(account_id, operator_id)
+        assert operator is not None
+        return operator
+
+    async def _patch(self, account_id: str, convo_id: str, **fields: object) -> Conversation:
+        """Sets conversation fields that follow no rule beyond their own validity."""
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            after = dataclasses.replace(current, **fields)  # type: ignore[arg-type]
+            return None if after == current else Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def _new_conversation(
+        self, account_id: str, origin: Origin | None, user_info: UserInfo | None
+    ) -> Conversation:
+        """A conversation not yet written, routed to its site's team."""
+        origin = origin or Origin()
+        if origin.session_id is not None:
+            check_session_id(origin.session_id)
+        site = await self._store.get_site(account_id, origin.site_id)
+        if site is None:
+            if await self._store.get_account(account_id) is None:
+                raise NotFound("account_not_found", "no such account")
+            raise NotFound("site_not_found", f"no site {origin.site_id}")
+        now = self._clock()
+        return Conversation(
+            id=secrets.token_urlsafe(CONVO_ID_BYTES),
+            account_id=account_id,
+            source_app=origin.source_app,
+            status="open",
+            mode="bot",
+            operator_id=None,
+            team_id=site.team_id,
+            user_info=user_info or UserInfo(),
+            created=now,
+            last_activity=now,
+            resolved_at=None,
+            site_id=site.id,
+            session_id=origin.session_id,
+        )
+
+    async def _translation(
+        self,
+        account_id: str,
+        convo_id: str | None,
+        sender: Sender,
+        operator: Operator | None,
+        text: str,
+    ) -> tuple[str, str] | None:
+        """(translated text, its language) when the conversation translates live.
+
+        A translator outage never costs the message: it is stored untranslated."""
+        if self._translator is None or convo_id is None or sender == "bot" or not text.strip():
+            return None
+        current = await self._store.get_conversation(account_id, convo_id)
+        if current is None or not current.translate:
+            return None
+        if sender == "operator":
+            assert operator is not None
+            if not current.visitor_lang:
+                return None
+            source, target = operator.lang, current.visitor_lang
+        else:
+            owner = await self._operator_or_none(account_id, current.operator_id)
+            source = current.visitor_lang or "auto"
+            target = owner.lang if owner else DEFAULT_LANG
+        if source == target:
+            return None
+        try:
+            return await self._translator.translate(text, source=source, target=target), target
+        except TranslationFailed:
+            log.warning("translation failed; the message is kept untranslated", exc_info=True)
+            return None
+
+    async def _operator_or_none(self, account_id: str, operator_id: int | None) -> Operator | None:
+        if operator_id is None:
+            return None
+        return await self._store.get_operator(account_id, operator_id)
+
     async def _other_typing(self, convo_id: str, side: Side) -> bool:
         return await self._typing.is_typing(
             convo_id, "visitor" if side == "operator" else "operator"
@@ -294,13 +612,13 @@ class ConversationEngine:
                 return Change(current, dataclasses.replace(current, visitor_read_seq=high))
             if current.operator_read_seq >= high:
                 return None
-            # Only messages past the cursor as it is now were still counted as unread.
+            # Only messages past the cursor as it is now were still counted as unread; a view
+            # that reaches the newest message has shown everything.
             seen = sum(
                 1 for m in shown if m.sender == "visitor" and m.seq > current.operator_read_seq
             )
-            after = dataclasses.replace(
-                current, operator_read_seq=high, unread=max(0, current.unread - seen)
-            )
+            unread = 0 if high >= current.last_seq else max(0, current.unread - seen)
+            after = dataclasses.replace(current, operator_read_seq=high, unread=unread)
             return Change(current, after)
 
         return (await self._write(current.account_id, current.id, decide)).conversation
@@ -322,23 +640,17 @@ class ConversationEngine:
     def _check_length(self, text: str) -> None:
         check_body(text, self._max_chars)
 
-    @staticmethod
-    def _new_conversation(
-        account_id: str, source_app: SourceApp, user_info: UserInfo | None, now: float
-    ) -> Conversation:
-        return Conversation(
-            id=secrets.token_urlsafe(CONVO_ID_BYTES),
-            account_id=account_id,
-            source_app=source_app,
-            status="open",
-            mode="bot",
-            operator_id=None,
-            team_id=None,
-            user_info=user_info or UserInfo(),
-            created=now,
-            last_activity=now,
-            resolved_at=None,
-        )
+
+def _session_query(site_id: int, session_id: str) -> InboxQuery:
+    """A session's newest unresolved conversation, whoever may see it in the inbox."""
+    return InboxQuery(
+        viewer=0,
+        every_team=True,
+        session_id=session_id,
+        site_id=site_id,
+        statuses=("open", "waiting", "active"),
+        limit=1,
+    )
 
 
 def _read_seq(conversation: Conversation, side: Side) -> int:
@@ -353,35 +665,36 @@ def _require(current: T | None) -> T:
     return current
 
 
-def _append(
-    before: Conversation | None,
-    current: Conversation,
-    sender: Sender,
-    operator: Operator | None,
-    text: str,
-    client_msg_id: str | None,
-    now: float,
-) -> Change:
-    """The rules of seed 000 for one new message."""
+def _append(before: Conversation | None, current: Conversation, draft: Draft, now: float) -> Change:
+    """The rules of seed 000 for one new message, and seed 001's blocks and notes."""
     # Never earlier than what the conversation already holds, so `since` filters stay exact.
     created = max(now, current.last_activity)
     status, mode, owner = current.status, current.mode, current.operator_id
-    resolved_at, unread = current.resolved_at, current.unread
+    resolved_at, unread, preview = current.resolved_at, current.unread, current.preview
     delivery: Delivery | None = None
-    if sender == "operator":
+    sender, operator = draft.sender, draft.operator
+    if draft.private:
+        pass  # a note changes nothing the visitor or the queue would notice
+    elif sender == "operator":
         assert operator is not None
         mode = "operator"  # the bot never answers again
         owner = owner if owner is not None else operator.id  # first replier owns it, for good
         status = "active" if status == "open" else status
     elif sender == "bot" and mode == "operator":
         raise Conflict("bot_stopped", "an operator has taken over this conversation")
+    elif sender == "bot" and current.block_type in ("ai", "both"):
+        raise Conflict("bot_blocked", "the bot is blocked from this conversation")
+    elif sender == "visitor" and current.block_type == "both":
+        raise Forbidden("visitor_blocked", "this visitor has been blocked")
     else:
         if sender == "visitor":
             unread += 1
         if status == "resolved":  # the customer wrote again: back in the queue, owner kept
             status, resolved_at = "open", None
-    if sender != "visitor" and current.source_app in OUTBOUND_CHANNELS:
-        delivery = "queued"
+    if not draft.private:
+        preview = (draft.text.strip() or IMAGE_PREVIEW)[:PREVIEW_CHARS]
+        if sender != "visitor" and current.source_app in OUTBOUND_CHANNELS:
+            delivery = "queued"
     seq = current.last_seq + 1
     message = Message(
         id=secrets.token_urlsafe(MESSAGE_ID_BYTES),
@@ -390,10 +703,14 @@ def _append(
         sender=sender,
         operator_id=operator.id if operator else None,
         operator_name=operator.name if operator else None,
-        text=text,
+        text=draft.text,
         created=created,
-        client_msg_id=client_msg_id,
+        client_msg_id=draft.client_msg_id,
         delivery=delivery,
+        private=draft.private,
+        image_url=draft.image_url,
+        translation=draft.translation,
+        translation_lang=draft.translation_lang,
     )
     after = dataclasses.replace(
         current,
@@ -404,5 +721,6 @@ def _append(
         unread=unread,
         last_seq=seq,
         last_activity=created,
+        preview=preview,
     )
     return Change(before, after, (message,))

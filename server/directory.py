@@ -1,4 +1,4 @@
-"""Accounts and their people and settings: operators, teams, canned responses.
+"""Accounts and their people and settings: operators, teams, canned responses, sites.
 
 Validates what the admin surfaces and the CLI hand in, then makes one Store call.
 """
@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
+from server.adapters.translate import check_language
 from server.errors import Conflict, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key
 from server.text import check_body, has_control_characters
@@ -19,11 +20,21 @@ from storage.base import (
     CannedPatch,
     DuplicateEmail,
     OperatorPatch,
+    SitePatch,
     Store,
     TeamPatch,
     UnknownReference,
 )
-from storage.models import Account, CannedResponse, Operator, Team
+from storage.models import (
+    DEFAULT_SITE_ID,
+    WIDGET_POSITIONS,
+    Account,
+    CannedResponse,
+    Operator,
+    Site,
+    Team,
+    WidgetPosition,
+)
 
 NAME_MAX = 100
 TAG_MAX = 50
@@ -35,6 +46,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
+# A widget greeting is a line or two shown above the chat, not a message.
+GREETING_MAX = 300
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 T = TypeVar("T")
 
@@ -90,13 +104,21 @@ class Directory:
         return await self._store.list_operators(account_id)
 
     async def create_operator(
-        self, account_id: str, *, name: str, email: str, password: str, is_admin: bool
+        self,
+        account_id: str,
+        *,
+        name: str,
+        email: str,
+        password: str,
+        is_admin: bool,
+        lang: str | None = None,
     ) -> Operator:
         name, email = _name(name, "name"), _email(email)
+        lang = check_language(lang) if lang is not None else "en"
         password_hash = await asyncio.to_thread(hash_password, _password(password))
         try:
             return await self._store.create_operator(
-                account_id, name, email, password_hash, is_admin
+                account_id, name, email, password_hash, is_admin, lang
             )
         except DuplicateEmail:
             raise Conflict("email_taken", "an operator with this email already exists") from None
@@ -110,6 +132,7 @@ class Directory:
         email: str | None = None,
         password: str | None = None,
         is_admin: bool | None = None,
+        lang: str | None = None,
     ) -> Operator:
         password_hash = None
         if password is not None:
@@ -119,6 +142,7 @@ class Directory:
             email=_email(email) if email is not None else None,
             password_hash=password_hash,
             is_admin=is_admin,
+            lang=check_language(lang) if lang is not None else None,
         )
         try:
             operator = await self._store.update_operator(account_id, operator_id, patch)
@@ -201,6 +225,63 @@ class Directory:
         deleted = await self._store.delete_canned(account_id, canned_id)
         _found(deleted or None, "canned_not_found", f"no canned response {canned_id}")
 
+    # sites
+
+    async def list_sites(self, account_id: str) -> list[Site]:
+        return await self._store.list_sites(account_id)
+
+    async def get_site(self, account_id: str, site_id: int) -> Site:
+        site = await self._store.get_site(account_id, site_id)
+        return _found(site, "site_not_found", f"no site {site_id}")
+
+    async def create_site(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        color: str | None,
+        position: str | None,
+        greeting: str | None,
+        team_id: int | None,
+    ) -> Site:
+        with _team_exists():
+            return await self._store.create_site(
+                account_id,
+                _name(name, "name"),
+                _color(color) if color is not None else "#2563eb",
+                _position(position) if position is not None else "right",
+                _greeting(greeting) if greeting is not None else "",
+                team_id or None,
+            )
+
+    async def update_site(
+        self,
+        account_id: str,
+        site_id: int,
+        *,
+        name: str | None,
+        color: str | None,
+        position: str | None,
+        greeting: str | None,
+        team_id: int | None,
+    ) -> Site:
+        patch = SitePatch(
+            name=_name(name, "name") if name is not None else None,
+            color=_color(color) if color is not None else None,
+            position=_position(position) if position is not None else None,
+            greeting=_greeting(greeting) if greeting is not None else None,
+            team_id=team_id,
+        )
+        with _team_exists():
+            site = await self._store.update_site(account_id, site_id, patch)
+        return _found(site, "site_not_found", f"no site {site_id}")
+
+    async def delete_site(self, account_id: str, site_id: int) -> None:
+        if site_id == DEFAULT_SITE_ID:
+            raise Conflict("default_site", "the account's first site cannot be deleted")
+        deleted = await self._store.delete_site(account_id, site_id)
+        _found(deleted or None, "site_not_found", f"no site {site_id}")
+
     @staticmethod
     def _tag(tag: str) -> str:
         tag = tag.strip()
@@ -215,6 +296,36 @@ class Directory:
             raise Invalid("invalid_field", "message must not be empty")
         check_body(message, self._max_message_chars)
         return message
+
+
+def _color(value: str) -> str:
+    if not _COLOR.match(value):
+        raise Invalid("invalid_field", "color must be a #RRGGBB hex colour")
+    return value.lower()
+
+
+def _position(value: str) -> WidgetPosition:
+    for position in WIDGET_POSITIONS:
+        if value == position:
+            return position
+    raise Invalid("invalid_field", f"position must be one of {', '.join(WIDGET_POSITIONS)}")
+
+
+def _greeting(value: str) -> str:
+    value = value.strip()
+    if len(value) > GREETING_MAX:
+        raise Invalid("invalid_field", f"greeting is longer than {GREETING_MAX} characters")
+    if has_control_characters(value):
+        raise Invalid("invalid_field", "greeting must not contain control characters")
+    return value
+
+
+@contextlib.contextmanager
+def _team_exists() -> Iterator[None]:
+    try:
+        yield
+    except UnknownReference:
+        raise NotFound("team_not_found", "no such team in this account") from None
 
 
 @contextlib.contextmanager

@@ -40,3 +40,12 @@ class TooLarge(LiveOpError):
 
 class UnsupportedMediaType(LiveOpError):
     """The body is in a format this endpoint does not read."""
+
+
+class TooManyRequests(LiveOpError):
+    """A rate limit is spent: the same request succeeds after ``retry_after_s`` whole
+    seconds (rounded up, never 0, as HTTP's Retry-After says it)."""
+
+    def __init__(self, code: str, message: str, retry_after_s: int) -> None:
+        super().__init__(code, message)
+        self.retry_after_s = retry_after_s

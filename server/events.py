@@ -39,6 +39,16 @@ def conversation_channel(convo_id: str) -> str:
     return f"conv:{convo_id}"
 
 
+def session_channel(account_id: str, session_id: str) -> str:
+    """A widget session's sockets that follow no conversation yet, so an operator's
+    proactive message can hand them one."""
+    return f"sess:{account_id}:{session_id}"
+
+
+# The frame a session's socket gets when a conversation is opened for it.
+SESSION_CONVERSATION = "conversation"
+
+
 def _json(data: Any) -> bytes:
     return orjson.dumps(data)
 
@@ -83,7 +93,7 @@ class EventFeed:
             message = by_seq.get(event.msg_seq) if event.msg_seq is not None else None
             data = operator_event(event.kind, conversation, message)
             await self._hub.publish(account, event.seq, event.kind, data)
-            if message is not None:
+            if message is not None and not message.private:
                 await self._hub.publish(
                     visitor, message.seq, event.kind, _json(message_json(message))
                 )
@@ -98,6 +108,17 @@ class EventFeed:
                 await self._hub.publish(conversation_channel(convo_id), None, TYPING, data)
         except Exception:
             log.exception("publishing a typing event failed")
+
+    async def session_conversation(self, account_id: str, session_id: str, convo_id: str) -> None:
+        try:
+            await self._hub.publish(
+                session_channel(account_id, session_id),
+                None,
+                SESSION_CONVERSATION,
+                _json({"convoID": convo_id}),
+            )
+        except Exception:
+            log.exception("telling a session about its conversation failed")
 
     async def ephemeral(self, account_id: str, kind: str, data: bytes) -> None:
         """An unsequenced event for the account's operators (presence): state, not log."""
@@ -118,7 +139,9 @@ class EventFeed:
 
     def visitor_fetch(self, convo_id: str) -> Fetch:
         async def fetch(after: int, upto: int | None, limit: int) -> list[Item]:
-            messages = await self._store.list_messages(convo_id, after_seq=after, limit=limit)
+            messages = await self._store.list_messages(
+                convo_id, after_seq=after, limit=limit, visitor_view=True
+            )
             return [
                 Item(m.seq, "message:new", _json(message_json(m)))
                 for m in messages

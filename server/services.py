@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
 from realtime.hub import Hub
+from realtime.ratelimit import RateLimiter, Rule
 from server.auth import Authenticator
 from server.availability import Availability
 from server.conversations import ConversationEngine
 from server.directory import Directory
+from server.errors import TooManyRequests
 from server.events import EventFeed
+from server.inbox import Inbox
 from server.settings import Settings
+from server.uploads import ImageStore
 from storage.base import Store
 
 
@@ -26,9 +31,26 @@ class Services:
     hub: Hub
     feed: EventFeed
     availability: Availability
+    images: ImageStore
+    inbox: Inbox
+    limiter: RateLimiter
+
+    async def limit(self, rule: Rule, purpose: str, *subject: str) -> None:
+        """Spends one hit of ``rule`` on the key ``rl:PURPOSE:SUBJECT...``, shared by every
+        process; TooManyRequests (429) when none is left."""
+        decision = await self.limiter.hit(":".join(("rl", purpose, *subject)), rule)
+        if not decision.allowed:
+            wait_s = max(1, math.ceil(decision.retry_after_s))
+            raise TooManyRequests("rate_limited", f"too many requests: retry in {wait_s} s", wait_s)
 
 
 def services(conn: HTTPConnection) -> Services:
     found = conn.app.state.services
     assert isinstance(found, Services)
     return found
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    """The caller's address, as uvicorn reports it: the proxy's X-Forwarded-For when the
+    proxy is trusted (FORWARDED_ALLOW_IPS), the peer's address otherwise."""
+    return conn.client.host if conn.client else "unknown"

@@ -9,6 +9,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from server.adapters.email import parse_sender, parse_smtp_url
+from server.adapters.sms import TWILIO_URL
 
 DEFAULT_DATA_DIR = "liveop-data"
 SECRET_KEY_FILE = "secret_key"
@@ -21,6 +25,12 @@ DEFAULT_JWT_TTL_S = 12 * 3600
 # Largest request body a JSON/form endpoint reads; messages are capped far below this.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_CHARS = 5000
+DEFAULT_FCM_URL = "https://fcm.googleapis.com"
+# Largest image an operator uploads; a phone photo is 2-5 MB.
+DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+# How long an outbound worker holds a claimed message; a delivery may take a third of it.
+DEFAULT_OUTBOUND_LEASE_S = 90
+_SMS_SETTINGS = ("LIVEOP_SMS_ACCOUNT_SID", "LIVEOP_SMS_AUTH_TOKEN", "LIVEOP_SMS_FROM")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +42,31 @@ class Settings:
     jwt_ttl_s: int = DEFAULT_JWT_TTL_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     # Public base URL for links the server prints (demo); empty means http://host:port.
     public_url: str = ""
     # One line per request; a busy install behind a proxy that logs may turn it off (it costs
     # 9-15% of chatpoll throughput in bench/http_bench.py).
     access_log: bool = True
+    # The public surfaces' rate limits (docs/api.md); off only for load tests, which send
+    # faster than any visitor.
+    rate_limits: bool = True
+    # Live translation through a LibreTranslate server; off when the URL is unset.
+    translate_url: str | None = None
+    translate_api_key: str | None = None
+    # A Google service-account JSON key file; push notifications are off without one.
+    fcm_credentials: str | None = None
+    fcm_url: str = DEFAULT_FCM_URL
+    # Outbound replies (server/outbound.py): email through SMTP, SMS through Twilio's API. A
+    # channel left unset keeps its replies queued until a process that has it starts.
+    smtp_url: str | None = None
+    email_from: str | None = None
+    sms_url: str = TWILIO_URL
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    outbound_worker: bool = True
+    outbound_lease_s: int = DEFAULT_OUTBOUND_LEASE_S
 
 
 class SettingsError(ValueError):
@@ -65,6 +95,37 @@ def _flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
+def _url(environ: Mapping[str, str], name: str) -> str | None:
+    raw = (environ.get(name) or "").strip()
+    if raw == "":
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _smtp_url(environ: Mapping[str, str]) -> str | None:
+    """LIVEOP_SMTP_URL, checked with the LIVEOP_EMAIL_FROM it needs beside it."""
+    url = (environ.get("LIVEOP_SMTP_URL") or "").strip()
+    if url == "":
+        return None
+    try:
+        parse_smtp_url(url)
+        parse_sender(environ.get("LIVEOP_EMAIL_FROM") or "")
+    except ValueError as exc:
+        raise SettingsError(f"LIVEOP_SMTP_URL: {exc}") from None
+    return url
+
+
+def _sms_account_sid(environ: Mapping[str, str]) -> str | None:
+    """LIVEOP_SMS_ACCOUNT_SID, checked with the token and sender it needs beside it."""
+    missing = [name for name in _SMS_SETTINGS if not environ.get(name)]
+    if missing and len(missing) < len(_SMS_SETTINGS):
+        raise SettingsError(f"SMS needs {', '.join(_SMS_SETTINGS)}; missing {', '.join(missing)}")
+    return environ.get(_SMS_SETTINGS[0]) or None
 
 
 def _secret_key(data_dir: Path) -> str:
@@ -107,6 +168,20 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         jwt_ttl_s=_int(environ, "LIVEOP_JWT_TTL_S", DEFAULT_JWT_TTL_S),
         max_body_bytes=_int(environ, "LIVEOP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_message_chars=_int(environ, "LIVEOP_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS),
+        max_image_bytes=_int(environ, "LIVEOP_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
         public_url=(environ.get("LIVEOP_PUBLIC_URL") or "").rstrip("/"),
         access_log=_flag(environ, "LIVEOP_ACCESS_LOG", default=True),
+        rate_limits=_flag(environ, "LIVEOP_RATE_LIMITS", default=True),
+        translate_url=_url(environ, "LIVEOP_TRANSLATE_URL"),
+        translate_api_key=environ.get("LIVEOP_TRANSLATE_API_KEY") or None,
+        fcm_credentials=environ.get("LIVEOP_FCM_CREDENTIALS") or None,
+        fcm_url=_url(environ, "LIVEOP_FCM_URL") or DEFAULT_FCM_URL,
+        smtp_url=_smtp_url(environ),
+        email_from=environ.get("LIVEOP_EMAIL_FROM") or None,
+        sms_url=_url(environ, "LIVEOP_SMS_URL") or TWILIO_URL,
+        sms_account_sid=_sms_account_sid(environ),
+        sms_auth_token=environ.get("LIVEOP_SMS_AUTH_TOKEN") or None,
+        sms_from=environ.get("LIVEOP_SMS_FROM") or None,
+        outbound_worker=_flag(environ, "LIVEOP_OUTBOUND_WORKER", default=True),
+        outbound_lease_s=_int(environ, "LIVEOP_OUTBOUND_LEASE_S", DEFAULT_OUTBOUND_LEASE_S),
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from storage.models import (
     Account,
@@ -17,8 +18,13 @@ from storage.models import (
     Message,
     Operator,
     OperatorCredentials,
+    Site,
+    SourceApp,
+    Status,
     Team,
+    WidgetPosition,
 )
+from storage.outbound import OutboundChannel, OutboundJob
 
 # A pure decision over the current, locked state of one conversation (None when it does not
 # exist yet or was not asked for). It returns the change to commit, None to write nothing, or
@@ -89,6 +95,7 @@ TABLES: tuple[Table, ...] = (
         "operators",
         _columns(
             "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
+            " lang:str"
         ),
         ("account_id", "id"),
     ),
@@ -104,12 +111,26 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "sites",
+        _columns(
+            "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
+            " created:float"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
+        "push_tokens",
+        _columns("account_id:str operator_id:int token:str created:float"),
+        ("account_id", "operator_id", "token"),
+    ),
+    Table(
         "conversations",
         _columns(
             "id:str account_id:str source_app:str status:str mode:str operator_id:int?"
             " team_id:int? fname:str lname:str email:str phone:str created:float"
             " last_activity:float resolved_at:float? last_seq:int unread:int"
-            " operator_read_seq:int visitor_read_seq:int"
+            " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
+            " block_type:str? translate:bool visitor_lang:str info:str preview:str"
         ),
         ("id",),
     ),
@@ -118,6 +139,7 @@ TABLES: tuple[Table, ...] = (
         _columns(
             "convo_id:str seq:int id:str account_id:str sender:str operator_id:int?"
             " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
+            " private:bool image_url:str? translation:str? translation_lang:str?"
         ),
         ("convo_id", "seq"),
     ),
@@ -125,6 +147,15 @@ TABLES: tuple[Table, ...] = (
         "events",
         _columns("account_id:str seq:int kind:str convo_id:str msg_seq:int? created:float"),
         ("account_id", "seq"),
+    ),
+    Table(
+        "outbound",
+        _columns(
+            "convo_id:str seq:int account_id:str channel:str state:str attempts:int"
+            " claimed_by:str? lease_until:float? next_attempt_at:float last_error:str?"
+            " created:float"
+        ),
+        ("convo_id", "seq"),
     ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
@@ -170,6 +201,7 @@ class OperatorPatch:
     email: str | None = None
     password_hash: str | None = None
     is_admin: bool | None = None
+    lang: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +215,61 @@ class CannedPatch:
     name: str | None = None
     tag: str | None = None
     message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SitePatch:
+    name: str | None = None
+    color: str | None = None
+    position: WidgetPosition | None = None
+    greeting: str | None = None
+    # None leaves the routing as it is; NO_TEAM routes new conversations to nobody in particular.
+    team_id: int | None = None
+
+
+# Past every seq there can be (both backends store 64-bit integers).
+SEQ_END = 2**63 - 1
+# SitePatch.team_id meaning "no team" (team ids start at 1).
+NO_TEAM = 0
+
+
+def patch_values(patch: OperatorPatch | CannedPatch | SitePatch) -> dict[str, Any]:
+    """The columns a patch sets, None meaning unchanged. A site's NO_TEAM is left to the
+    caller, since a generic update cannot tell "set to NULL" from "leave alone"."""
+    values = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch)}
+    if isinstance(patch, SitePatch) and patch.team_id == NO_TEAM:
+        values["team_id"] = None
+    return values
+
+
+Owner = Literal["mine", "unassigned", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxQuery:
+    """Which conversations an inbox listing shows; every filter left as None matches all.
+
+    ``viewer`` is the operator asking: ``owner="mine"`` means theirs, and unless ``every_team``
+    (admins) they see only conversations routed to no team, to one of ``viewer_teams``, or to
+    themselves. Conversations blocked from operators show only when ``blocked`` asks for them.
+    """
+
+    viewer: int
+    viewer_teams: tuple[int, ...] = ()
+    every_team: bool = False
+    statuses: tuple[Status, ...] | None = None
+    source_apps: tuple[SourceApp, ...] | None = None
+    owner: Owner = "all"
+    team_id: int | None = None
+    site_id: int | None = None
+    session_id: str | None = None
+    # Words that must all occur in a message or in the visitor's details (case-insensitive).
+    search: str | None = None
+    # True: only blocked conversations (of any block type); False: hide `operator` blocks.
+    blocked: bool = False
+    # Keyset cursor: rows strictly after (last_activity, id) in the listing's order.
+    after: tuple[float, str] | None = None
+    limit: int = 50
 
 
 class Store(Protocol):
@@ -228,7 +315,13 @@ class Store(Protocol):
 
     # operators
     async def create_operator(
-        self, account_id: str, name: str, email: str, password_hash: str, is_admin: bool
+        self,
+        account_id: str,
+        name: str,
+        email: str,
+        password_hash: str,
+        is_admin: bool,
+        lang: str = "en",
     ) -> Operator:
         """Raises DuplicateEmail when the email (case-insensitive) is taken."""
 
@@ -270,6 +363,48 @@ class Store(Protocol):
 
     async def delete_canned(self, account_id: str, canned_id: int) -> bool: ...
 
+    # sites (every account has site DEFAULT_SITE_ID from its creation)
+    async def create_site(
+        self,
+        account_id: str,
+        name: str,
+        color: str,
+        position: WidgetPosition,
+        greeting: str,
+        team_id: int | None,
+    ) -> Site:
+        """Raises UnknownReference when team_id names no team of the account."""
+
+    async def get_site(self, account_id: str, site_id: int) -> Site | None: ...
+
+    async def list_sites(self, account_id: str) -> list[Site]: ...
+
+    async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
+        """Raises UnknownReference when patch.team_id names no team of the account."""
+
+    async def delete_site(self, account_id: str, site_id: int) -> bool:
+        """Its conversations keep their site id (history is never rewritten)."""
+
+    # push tokens (an operator's devices)
+    async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
+        """Idempotent."""
+
+    async def remove_push_tokens(
+        self, account_id: str, operator_id: int, token: str | None = None
+    ) -> int:
+        """Removes one token, or every token of the operator; returns how many."""
+
+    async def push_tokens(
+        self, account_id: str, operator_ids: Sequence[int]
+    ) -> dict[int, list[str]]: ...
+
+    # the inbox
+    async def list_conversations(self, account_id: str, query: InboxQuery) -> list[Conversation]:
+        """Newest activity first (ties by id), at most query.limit rows."""
+
+    async def count_conversations(self, account_id: str, query: InboxQuery) -> dict[Status, int]:
+        """How many conversations per status match (ignoring after/limit)."""
+
     # conversations: the one write path
     async def write(
         self,
@@ -296,9 +431,12 @@ class Store(Protocol):
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> list[Message]:
         """Messages with seq > after_seq and created > after_created, oldest first: the first
-        ``limit`` of them, or with ``newest`` the last ``limit`` of them."""
+        ``limit`` of them, or with ``newest`` the last ``limit`` of them. ``visitor_view``
+        leaves out private notes (before the limit applies); ``before_seq`` pages back."""
 
     async def read_conversation(
         self,
@@ -309,6 +447,8 @@ class Store(Protocol):
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> tuple[Conversation, list[Message]] | None:
         """The conversation (None when it is not this account's) with its messages chosen as
         list_messages chooses them, in one round trip: the chat window's poll is the busiest
@@ -324,3 +464,33 @@ class Store(Protocol):
 
     async def head_event_seq(self, account_id: str) -> int:
         """The account's latest event seq (0 before the first)."""
+
+    # outbound delivery (storage/outbound.py)
+    async def claim_outbound(
+        self,
+        worker_id: str,
+        *,
+        channels: Collection[OutboundChannel],
+        now: float,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboundJob]:
+        """Claims up to ``limit`` due deliveries on ``channels`` for ``worker_id`` until
+        ``now + lease_s``, oldest due first, and counts an attempt on each. Claims by
+        concurrent callers, in any process, never overlap; a row whose lease has passed is due
+        again, so a crashed worker's claims are taken over. At most one message per
+        conversation is claimed or held at a time, earliest seq first."""
+
+    async def finish_outbound(
+        self,
+        job: OutboundJob,
+        worker_id: str,
+        *,
+        sent: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        """Records the outcome of ``job``'s attempt: sent, failed (no ``retry_at``), or queued
+        again until ``retry_at``; a final outcome is also the message's ``delivery``, in the
+        same transaction. Returns False and changes nothing when ``worker_id`` no longer holds
+        this claim (its lease ran out and the row was claimed again)."""

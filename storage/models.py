@@ -11,9 +11,17 @@ Mode = Literal["bot", "operator"]
 Sender = Literal["visitor", "operator", "bot", "system"]
 Delivery = Literal["queued", "sent", "failed"]
 EventKind = Literal["conversation:new", "conversation:updated", "message:new"]
+# Seed 001's block types: `both` refuses the visitor's messages, `ai` stops only the bot,
+# `operator` hides the conversation from the operators' queues.
+BlockType = Literal["both", "ai", "operator"]
+WidgetPosition = Literal["right", "left"]
 
 SOURCE_APPS: tuple[SourceApp, ...] = ("chatbot", "smsbroadcast", "emailbroadcast", "liveoperator")
 STATUSES: tuple[Status, ...] = ("open", "waiting", "active", "resolved")
+BLOCK_TYPES: tuple[BlockType, ...] = ("both", "ai", "operator")
+WIDGET_POSITIONS: tuple[WidgetPosition, ...] = ("right", "left")
+# Every account has this site; conversations that name none belong to it.
+DEFAULT_SITE_ID = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,8 @@ class Operator:
     email: str
     is_admin: bool
     created: float
+    # The language live translation renders visitor messages in for this operator.
+    lang: str = "en"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +67,33 @@ class CannedResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class Site:
+    """One of an account's websites: how its widget looks, and which team its new
+    conversations are routed to (None: every operator's queue)."""
+
+    account_id: str
+    id: int
+    name: str
+    color: str
+    position: WidgetPosition
+    greeting: str
+    team_id: int | None
+    created: float
+
+
+def default_site(account_id: str, created: float) -> Site:
+    """What every account starts with: one site, the widget in its default look."""
+    return Site(account_id, DEFAULT_SITE_ID, "Default", "#2563eb", "right", "", None, created)
+
+
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     fname: str = ""
     lname: str = ""
     email: str = ""
     phone: str = ""
+    # Free-form notes operators keep about the visitor (seed 001's `info`).
+    info: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +116,15 @@ class Conversation:
     # Read cursors: the highest seq each side has been shown by a poll.
     operator_read_seq: int = 0
     visitor_read_seq: int = 0
+    site_id: int = DEFAULT_SITE_ID
+    # The widget session that opened it (or that a proactive message was sent to).
+    session_id: str | None = None
+    block_type: BlockType | None = None
+    # Live translation: visitor messages into the operator's language, replies into visitor_lang.
+    translate: bool = False
+    visitor_lang: str = ""
+    # The newest message the visitor can see, cut short, for inbox rows.
+    preview: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +140,12 @@ class Message:
     client_msg_id: str | None
     # None for conversations delivered to a live web session; a status for SMS/email.
     delivery: Delivery | None = None
+    # A note: operators only, on every surface.
+    private: bool = False
+    image_url: str | None = None
+    # With live translation: the text in the other side's language; `text` stays the original.
+    translation: str | None = None
+    translation_lang: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +169,10 @@ class EventDetail:
 
 # Fields whose change is worth a conversation:updated event on its own. last_seq and
 # last_activity move with every message, which message:new already announces.
-_ANNOUNCED_FIELDS = ("status", "mode", "operator_id", "team_id", "user_info", "resolved_at")
+_ANNOUNCED_FIELDS = (
+    "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
+    "block_type", "translate", "visitor_lang",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,29 +27,45 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
+from storage import outbound as _outbound
 from storage.base import (
+    NO_TEAM,
+    SEQ_END,
     TABLES,
     TRANSFER_BATCH_ROWS,
     CannedPatch,
     Decide,
     DuplicateEmail,
+    InboxQuery,
     InvalidRow,
     OperatorPatch,
+    SitePatch,
     StoreNotEmpty,
     Table,
     TeamPatch,
     UnknownReference,
+    patch_values,
     row_values,
 )
+from storage.inbox import InboxSql
 from storage.migrations import load_migrations
 from storage.models import (
+    DEFAULT_SITE_ID,
     Account,
     CannedResponse,
     Committed,
@@ -59,19 +75,29 @@ from storage.models import (
     Message,
     Operator,
     OperatorCredentials,
+    Site,
+    Status,
     Team,
+    WidgetPosition,
+    default_site,
 )
+from storage.outbound import OutboundChannel, OutboundJob
 from storage.rows import CONVO_COLS as _CONVO_COLS
+from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
 from storage.rows import EVENT_COLS as _EVENT_COLS
 from storage.rows import MSG_COLS as _MSG_COLS
+from storage.rows import MSG_WIDTH as _MSG_WIDTH
 from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
+from storage.rows import SITE_COLS as _SITE_COLS
 from storage.rows import convo as _convo
 from storage.rows import convo_params as _convo_params
 from storage.rows import event as _event
 from storage.rows import message as _message
+from storage.rows import message_params as _message_params
 from storage.rows import operator as _operator
 from storage.rows import prefixed as _prefixed
+from storage.rows import site as _site
 
 T = TypeVar("T")
 _Conn: TypeAlias = "PoolConnectionProxy[Record]"
@@ -111,18 +137,31 @@ _INSERT_CONVO_SQL = (
     f"INSERT INTO conversations ({_CONVO_COLS})"
     f" VALUES ({', '.join(f'${i}' for i in range(1, _CONVO_WIDTH + 1))})"
 )
-# The key columns stay out of the SET list, so the update takes the same lock as the
-# FOR NO KEY UPDATE that read the row, not a stronger one.
 _UPDATE_CONVO_SQL = (
-    "UPDATE conversations SET (source_app, status, mode, operator_id, team_id, fname, lname,"
-    " email, phone, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,"
-    " visitor_read_seq) = ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-    " $18) WHERE id = $1 AND account_id = $2"
+    f"UPDATE conversations SET ({_CONVO_SET_COLS})"
+    f" = ({', '.join(f'${i}' for i in range(3, _CONVO_WIDTH + 1))})"
+    " WHERE id = $1 AND account_id = $2"
 )
 _INSERT_MSG_SQL = (
     f"INSERT INTO messages ({_MSG_COLS}, account_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, _MSG_WIDTH + 2))})"
 )
+_INSERT_OUTBOUND_SQL = (
+    f"INSERT INTO outbound ({_outbound.INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+# Rows locked by a concurrent claim are skipped, not waited for; a row claimed and committed
+# meanwhile fails the re-checked lease condition. So concurrent claims never overlap.
+_CLAIM_SQL = (
+    "WITH due AS (SELECT o.convo_id, o.seq FROM outbound o WHERE o.channel = ANY($2::TEXT[])"
+    f" AND {_outbound.DUE_WHERE.format(now='$3')} ORDER BY {_outbound.DUE_ORDER} LIMIT $5"
+    " FOR UPDATE SKIP LOCKED),"
+    " claimed AS (UPDATE outbound u SET claimed_by = $1, lease_until = $4,"
+    " attempts = u.attempts + 1 FROM due WHERE u.convo_id = due.convo_id AND u.seq = due.seq"
+    " RETURNING u.*)"
+    f" {_outbound.JOB_SELECT.format(rows='claimed')} ORDER BY {_outbound.DUE_ORDER}"
+)
+_FINISH_SQL = _outbound.FINISH_SQL.format(*(f"${i}" for i in range(1, 8))) + " RETURNING true"
+_SET_DELIVERY_SQL = _outbound.SET_DELIVERY_SQL.format("$1", "$2", "$3")
 _CANNED_COLS = "id, name, tag, message"
 _TEAM_SQL = (
     "SELECT t.id, t.name, ARRAY(SELECT m.operator_id FROM team_members m"
@@ -202,6 +241,20 @@ async def _patch(
         row_id,
         *sets.values(),
     )
+
+
+_INBOX = InboxSql(lambda n: f"${n}", "ILIKE")
+
+
+async def _insert_site(conn: _Conn, site: Site) -> None:
+    try:
+        await conn.execute(
+            f"INSERT INTO sites ({_SITE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            site.account_id, site.id, site.name, site.color, site.position, site.greeting,
+            site.team_id, site.created,
+        )  # fmt: skip
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise UnknownReference(f"no team {site.team_id}") from exc
 
 
 async def _team_of(conn: _Conn, account_id: str, team_id: int) -> Team:
@@ -382,6 +435,10 @@ class PostgresStore:
                 account_id,
                 created,
             )
+            # The first site id of an account, through the same counter as every later site.
+            site_id = await _next_id(conn, account_id, "site")
+            assert site_id == DEFAULT_SITE_ID
+            await _insert_site(conn, default_site(account_id, created))
             return Account(id=account_id, name=name, created=created)
 
         return await self._transact(fn)
@@ -401,7 +458,13 @@ class PostgresStore:
     # operators
 
     async def create_operator(
-        self, account_id: str, name: str, email: str, password_hash: str, is_admin: bool
+        self,
+        account_id: str,
+        name: str,
+        email: str,
+        password_hash: str,
+        is_admin: bool,
+        lang: str = "en",
     ) -> Operator:
         async def fn(conn: _Conn) -> Operator:
             operator_id = await _next_id(conn, account_id, "operator")
@@ -409,7 +472,7 @@ class PostgresStore:
             try:
                 await conn.execute(
                     "INSERT INTO operators (account_id, id, name, email, password_hash, is_admin,"
-                    " created) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    " created, lang) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     account_id,
                     operator_id,
                     name,
@@ -417,10 +480,11 @@ class PostgresStore:
                     password_hash,
                     is_admin,
                     created,
+                    lang,
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise DuplicateEmail(email) from exc
-            return Operator(account_id, operator_id, name, email, is_admin, created)
+            return Operator(account_id, operator_id, name, email, is_admin, created, lang)
 
         return await self._transact(fn)
 
@@ -438,7 +502,7 @@ class PostgresStore:
             f"SELECT {_OPERATOR_COLS}, password_hash FROM operators WHERE lower(email) = lower($1)",
             email,
         )
-        return OperatorCredentials(_operator(row), row[6]) if row else None
+        return OperatorCredentials(_operator(row), row[-1]) if row else None
 
     async def list_operators(self, account_id: str) -> list[Operator]:
         rows = await self._fetch(
@@ -451,15 +515,9 @@ class PostgresStore:
         self, account_id: str, operator_id: int, patch: OperatorPatch
     ) -> Operator | None:
         async def fn(conn: _Conn) -> Operator | None:
-            values = {
-                "name": patch.name,
-                "email": patch.email,
-                "password_hash": patch.password_hash,
-                "is_admin": patch.is_admin,
-            }
             try:
                 row = await _patch(
-                    conn, "operators", _OPERATOR_COLS, account_id, operator_id, values
+                    conn, "operators", _OPERATOR_COLS, account_id, operator_id, patch_values(patch)
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise DuplicateEmail(patch.email or "") from exc
@@ -542,7 +600,7 @@ class PostgresStore:
         self, account_id: str, canned_id: int, patch: CannedPatch
     ) -> CannedResponse | None:
         async def fn(conn: _Conn) -> CannedResponse | None:
-            values = {"name": patch.name, "tag": patch.tag, "message": patch.message}
+            values = patch_values(patch)
             row = await _patch(conn, "canned", _CANNED_COLS, account_id, canned_id, values)
             return _canned(account_id, row) if row else None
 
@@ -550,6 +608,112 @@ class PostgresStore:
 
     async def delete_canned(self, account_id: str, canned_id: int) -> bool:
         return await self._delete("canned", account_id, canned_id)
+
+    # sites
+
+    async def create_site(
+        self,
+        account_id: str,
+        name: str,
+        color: str,
+        position: WidgetPosition,
+        greeting: str,
+        team_id: int | None,
+    ) -> Site:
+        async def fn(conn: _Conn) -> Site:
+            site_id = await _next_id(conn, account_id, "site")
+            site = Site(account_id, site_id, name, color, position, greeting, team_id, time.time())
+            await _insert_site(conn, site)
+            return site
+
+        return await self._transact(fn)
+
+    async def get_site(self, account_id: str, site_id: int) -> Site | None:
+        row = await self._fetchrow(
+            f"SELECT {_SITE_COLS} FROM sites WHERE account_id = $1 AND id = $2",
+            account_id,
+            site_id,
+        )
+        return _site(row) if row else None
+
+    async def list_sites(self, account_id: str) -> list[Site]:
+        rows = await self._fetch(
+            f"SELECT {_SITE_COLS} FROM sites WHERE account_id = $1 ORDER BY id", account_id
+        )
+        return [_site(r) for r in rows]
+
+    async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
+        async def fn(conn: _Conn) -> Site | None:
+            values = patch_values(patch)
+            try:
+                row = await _patch(conn, "sites", _SITE_COLS, account_id, site_id, values)
+                if row is not None and patch.team_id == NO_TEAM:
+                    row = await conn.fetchrow(
+                        f"UPDATE sites SET team_id = NULL WHERE account_id = $1 AND id = $2"
+                        f" RETURNING {_SITE_COLS}",
+                        account_id,
+                        site_id,
+                    )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise UnknownReference(f"no team {patch.team_id}") from exc
+            return _site(row) if row else None
+
+        return await self._transact(fn)
+
+    async def delete_site(self, account_id: str, site_id: int) -> bool:
+        return await self._delete("sites", account_id, site_id)
+
+    # push tokens
+
+    async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
+        await self._transact(
+            lambda conn: conn.execute(
+                "INSERT INTO push_tokens (account_id, operator_id, token, created)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                account_id,
+                operator_id,
+                token,
+                time.time(),
+            )
+        )
+
+    async def remove_push_tokens(
+        self, account_id: str, operator_id: int, token: str | None = None
+    ) -> int:
+        status = await self._transact(
+            lambda conn: conn.execute(
+                "DELETE FROM push_tokens WHERE account_id = $1 AND operator_id = $2"
+                " AND ($3::text IS NULL OR token = $3)",
+                account_id,
+                operator_id,
+                token,
+            )
+        )
+        return int(status.split()[-1])
+
+    async def push_tokens(
+        self, account_id: str, operator_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        rows = await self._fetch(
+            "SELECT operator_id, token FROM push_tokens WHERE account_id = $1"
+            " AND operator_id = ANY($2::bigint[]) ORDER BY operator_id, created",
+            account_id,
+            list(operator_ids),
+        )
+        found: dict[int, list[str]] = {}
+        for row in rows:
+            found.setdefault(row[0], []).append(row[1])
+        return found
+
+    # the inbox
+
+    async def list_conversations(self, account_id: str, query: InboxQuery) -> list[Conversation]:
+        sql, params = _INBOX.select(_prefixed(_CONVO_COLS, "c"), account_id, query)
+        return [_convo(r) for r in await self._fetch(sql, *params)]
+
+    async def count_conversations(self, account_id: str, query: InboxQuery) -> dict[Status, int]:
+        sql, params = _INBOX.count(account_id, query)
+        return {row[0]: row[1] for row in await self._fetch(sql, *params)}
 
     async def _delete(self, table: str, account_id: str, row_id: int) -> bool:
         async def fn(conn: _Conn) -> bool:
@@ -601,13 +765,11 @@ class PostgresStore:
                 await conn.execute(_UPDATE_CONVO_SQL, *_convo_params(after))
             if change.messages:
                 await conn.executemany(
-                    _INSERT_MSG_SQL,
-                    [
-                        (m.id, m.convo_id, m.seq, m.sender, m.operator_id, m.operator_name,
-                         m.text, m.created, m.client_msg_id, m.delivery, account_id)
-                        for m in change.messages
-                    ],
-                )  # fmt: skip
+                    _INSERT_MSG_SQL, [(*_message_params(m), account_id) for m in change.messages]
+                )
+                queued = _outbound.queued_rows(account_id, after, change.messages)
+                if queued:
+                    await conn.executemany(_INSERT_OUTBOUND_SQL, queued)
             kinds = change.event_kinds()
             if not kinds:
                 return Committed(after, change.messages, before=change.before)
@@ -647,9 +809,13 @@ class PostgresStore:
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> list[Message]:
         async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            return await _messages(conn, convo_id, after_seq, after_created, limit, newest)
+            return await _messages(
+                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
+            )
 
     async def read_conversation(
         self,
@@ -660,6 +826,8 @@ class PostgresStore:
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> tuple[Conversation, list[Message]] | None:
         async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             row = await conn.fetchrow(
@@ -669,7 +837,9 @@ class PostgresStore:
             )
             if row is None:
                 return None
-            messages = await _messages(conn, convo_id, after_seq, after_created, limit, newest)
+            messages = await _messages(
+                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
+            )
             return _convo(row), messages
 
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
@@ -700,6 +870,46 @@ class PostgresStore:
         row = await self._fetchrow("SELECT last_event_seq FROM accounts WHERE id = $1", account_id)
         return int(row[0]) if row else 0
 
+    # outbound delivery
+
+    async def claim_outbound(
+        self,
+        worker_id: str,
+        *,
+        channels: Collection[OutboundChannel],
+        now: float,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboundJob]:
+        async def fn(conn: _Conn) -> list[OutboundJob]:
+            rows = await conn.fetch(
+                _CLAIM_SQL, worker_id, list(channels), now, now + lease_s, limit
+            )
+            return [_outbound.job(row) for row in rows]
+
+        return await self._transact(fn)
+
+    async def finish_outbound(
+        self,
+        job: OutboundJob,
+        worker_id: str,
+        *,
+        sent: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        state = _outbound.finished_state(sent=sent, retry_at=retry_at)
+
+        async def fn(conn: _Conn) -> bool:
+            params = _outbound.finish_params(job, worker_id, state, error, retry_at)
+            if await conn.fetchval(_FINISH_SQL, *params) is None:
+                return False
+            if state != "queued":
+                await conn.execute(_SET_DELIVERY_SQL, state, job.convo_id, job.seq)
+            return True
+
+        return await self._transact(fn)
+
 
 async def _messages(
     conn: _Conn,
@@ -708,13 +918,18 @@ async def _messages(
     after_created: float,
     limit: int,
     newest: bool,
+    visitor_view: bool,
+    before_seq: int | None,
 ) -> list[Message]:
     order = "DESC" if newest else "ASC"
+    # Notes are for operators: the limit counts only what the visitor may see.
+    hidden = " AND NOT private" if visitor_view else ""
     rows = await conn.fetch(
-        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = $1 AND seq > $2 AND created > $3"
-        f" ORDER BY seq {order} LIMIT $4",
+        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = $1 AND seq > $2 AND seq < $3"
+        f" AND created > $4{hidden} ORDER BY seq {order} LIMIT $5",
         convo_id,
         after_seq,
+        before_seq or SEQ_END,
         after_created,
         limit,
     )

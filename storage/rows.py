@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from storage.models import Conversation, Event, Message, Operator, UserInfo
+from storage.models import Conversation, Event, Message, Operator, Site, UserInfo
 
 
 class Row(Protocol):
@@ -16,14 +16,22 @@ class Row(Protocol):
 
 CONVO_COLS = (
     "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
-    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq"
+    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq,"
+    " site_id, session_id, block_type, translate, visitor_lang, info, preview"
 )
 CONVO_WIDTH = len(CONVO_COLS.split(","))
+# What an update assigns: every column but the keys (id, account_id), which stay out of the SET
+# list. Assigning a primary key, even to itself, makes SQLite re-check every message that
+# references it, and PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
+CONVO_SET_COLS = ", ".join(c.strip() for c in CONVO_COLS.split(",")[2:])
 MSG_COLS = (
-    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery"
+    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery,"
+    " private, image_url, translation, translation_lang"
 )
+MSG_WIDTH = len(MSG_COLS.split(","))
 EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created"
-OPERATOR_COLS = "account_id, id, name, email, is_admin, created"
+OPERATOR_COLS = "account_id, id, name, email, is_admin, created, lang"
+SITE_COLS = "account_id, id, name, color, position, greeting, team_id, created"
 
 
 def prefixed(columns: str, alias: str) -> str:
@@ -39,7 +47,7 @@ def convo(row: Row) -> Conversation:
         mode=row[4],
         operator_id=row[5],
         team_id=row[6],
-        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10]),
+        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10], info=row[23]),
         created=row[11],
         last_activity=row[12],
         resolved_at=row[13],
@@ -47,6 +55,12 @@ def convo(row: Row) -> Conversation:
         unread=row[15],
         operator_read_seq=row[16],
         visitor_read_seq=row[17],
+        site_id=row[18],
+        session_id=row[19],
+        block_type=row[20],
+        translate=bool(row[21]),
+        visitor_lang=row[22],
+        preview=row[24],
     )
 
 
@@ -55,7 +69,15 @@ def convo_params(c: Conversation) -> tuple[Any, ...]:
     return (
         c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
         u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
-        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq,
+        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq, c.site_id, c.session_id,
+        c.block_type, c.translate, c.visitor_lang, u.info, c.preview,
+    )  # fmt: skip
+
+
+def message_params(m: Message) -> tuple[Any, ...]:
+    return (
+        m.id, m.convo_id, m.seq, m.sender, m.operator_id, m.operator_name, m.text, m.created,
+        m.client_msg_id, m.delivery, m.private, m.image_url, m.translation, m.translation_lang,
     )  # fmt: skip
 
 
@@ -71,6 +93,10 @@ def message(row: Row) -> Message:
         created=row[7],
         client_msg_id=row[8],
         delivery=row[9],
+        private=bool(row[10]),
+        image_url=row[11],
+        translation=row[12],
+        translation_lang=row[13],
     )
 
 
@@ -85,5 +111,12 @@ def operator(row: Row) -> Operator:
     # SQLite stores the flag as 0/1.
     return Operator(
         account_id=row[0], id=row[1], name=row[2], email=row[3], is_admin=bool(row[4]),
-        created=row[5],
+        created=row[5], lang=row[6],
+    )  # fmt: skip
+
+
+def site(row: Row) -> Site:
+    return Site(
+        account_id=row[0], id=row[1], name=row[2], color=row[3], position=row[4],
+        greeting=row[5], team_id=row[6], created=row[7],
     )  # fmt: skip

@@ -11,33 +11,42 @@ proceed while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from storage import outbound as _outbound
 from storage.base import (
+    NO_TEAM,
+    SEQ_END,
     TABLES,
     TRANSFER_BATCH_ROWS,
     CannedPatch,
     Decide,
     DuplicateEmail,
+    InboxQuery,
     InvalidRow,
     OperatorPatch,
+    SitePatch,
     StoreNotEmpty,
     Table,
     TeamPatch,
     UnknownReference,
+    patch_values,
     row_values,
 )
+from storage.inbox import InboxSql
 from storage.migrations import load_migrations
 from storage.models import (
+    DEFAULT_SITE_ID,
     Account,
     CannedResponse,
     Committed,
@@ -47,16 +56,27 @@ from storage.models import (
     Message,
     Operator,
     OperatorCredentials,
+    Site,
+    Status,
     Team,
+    WidgetPosition,
+    default_site,
 )
+from storage.outbound import OutboundChannel, OutboundJob
 from storage.rows import CONVO_COLS as _CONVO_COLS
+from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
 from storage.rows import MSG_COLS as _MSG_COLS
+from storage.rows import MSG_WIDTH as _MSG_WIDTH
+from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
+from storage.rows import SITE_COLS as _SITE_COLS
 from storage.rows import convo as _convo
 from storage.rows import convo_params as _convo_params
 from storage.rows import message as _message
+from storage.rows import message_params as _message_params
 from storage.rows import operator as _operator
 from storage.rows import prefixed as _prefixed
+from storage.rows import site as _site
 
 T = TypeVar("T")
 
@@ -71,9 +91,12 @@ READERS = 2
 BUSY_TIMEOUT_MS = 5000
 
 _UPDATE_CONVO_SQL = (
-    "UPDATE conversations SET (source_app, status, mode, operator_id, team_id, fname, lname,"
-    " email, phone, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,"
-    " visitor_read_seq) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?"
+    f"UPDATE conversations SET ({_CONVO_SET_COLS}) = ({', '.join('?' * (_CONVO_WIDTH - 2))})"
+    " WHERE id = ?"
+)
+_INSERT_MSG_SQL = f"INSERT INTO messages ({_MSG_COLS}, account_id) VALUES ({'?, ' * _MSG_WIDTH}?)"
+_INSERT_OUTBOUND_SQL = (
+    f"INSERT INTO outbound ({_outbound.INSERT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -317,6 +340,10 @@ class SQLiteStore:
                 "INSERT INTO api_keys (key_hash, account_id, created) VALUES (?, ?, ?)",
                 (api_key_hash, account_id, created),
             )
+            # The first site id of an account, through the same counter as every later site.
+            site_id = _next_id(conn, account_id, "site")
+            assert site_id == DEFAULT_SITE_ID
+            _insert_site(conn, default_site(account_id, created))
             return Account(id=account_id, name=name, created=created)
 
         return await self._writer.run(fn)
@@ -342,7 +369,13 @@ class SQLiteStore:
     # operators
 
     async def create_operator(
-        self, account_id: str, name: str, email: str, password_hash: str, is_admin: bool
+        self,
+        account_id: str,
+        name: str,
+        email: str,
+        password_hash: str,
+        is_admin: bool,
+        lang: str = "en",
     ) -> Operator:
         def fn(conn: sqlite3.Connection) -> Operator:
             operator_id = _next_id(conn, account_id, "operator")
@@ -350,20 +383,19 @@ class SQLiteStore:
             try:
                 conn.execute(
                     "INSERT INTO operators (account_id, id, name, email, password_hash, is_admin,"
-                    " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (account_id, operator_id, name, email, password_hash, is_admin, created),
+                    " created, lang) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (account_id, operator_id, name, email, password_hash, is_admin, created, lang),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateEmail(email) from exc
-            return Operator(account_id, operator_id, name, email, is_admin, created)
+            return Operator(account_id, operator_id, name, email, is_admin, created, lang)
 
         return await self._writer.run(fn)
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
         def fn(conn: sqlite3.Connection) -> Operator | None:
             row = conn.execute(
-                "SELECT account_id, id, name, email, is_admin, created FROM operators"
-                " WHERE account_id = ? AND id = ?",
+                f"SELECT {_OPERATOR_COLS} FROM operators WHERE account_id = ? AND id = ?",
                 (account_id, operator_id),
             ).fetchone()
             return _operator(row) if row else None
@@ -373,19 +405,17 @@ class SQLiteStore:
     async def get_credentials(self, email: str) -> OperatorCredentials | None:
         def fn(conn: sqlite3.Connection) -> OperatorCredentials | None:
             row = conn.execute(
-                "SELECT account_id, id, name, email, is_admin, created, password_hash"
-                " FROM operators WHERE email = ?",
+                f"SELECT {_OPERATOR_COLS}, password_hash FROM operators WHERE email = ?",
                 (email,),
             ).fetchone()
-            return OperatorCredentials(_operator(row), row[6]) if row else None
+            return OperatorCredentials(_operator(row), row[-1]) if row else None
 
         return await self._read(fn)
 
     async def list_operators(self, account_id: str) -> list[Operator]:
         def fn(conn: sqlite3.Connection) -> list[Operator]:
             rows = conn.execute(
-                "SELECT account_id, id, name, email, is_admin, created FROM operators"
-                " WHERE account_id = ? ORDER BY id",
+                f"SELECT {_OPERATOR_COLS} FROM operators WHERE account_id = ? ORDER BY id",
                 (account_id,),
             ).fetchall()
             return [_operator(r) for r in rows]
@@ -396,21 +426,14 @@ class SQLiteStore:
         self, account_id: str, operator_id: int, patch: OperatorPatch
     ) -> Operator | None:
         def fn(conn: sqlite3.Connection) -> Operator | None:
-            values = {
-                "name": patch.name,
-                "email": patch.email,
-                "password_hash": patch.password_hash,
-                "is_admin": patch.is_admin,
-            }
             try:
-                found = _patch(conn, "operators", account_id, operator_id, values)
+                found = _patch(conn, "operators", account_id, operator_id, patch_values(patch))
             except sqlite3.IntegrityError as exc:
                 raise DuplicateEmail(patch.email or "") from exc
             if not found:
                 return None
             row = conn.execute(
-                "SELECT account_id, id, name, email, is_admin, created FROM operators"
-                " WHERE account_id = ? AND id = ?",
+                f"SELECT {_OPERATOR_COLS} FROM operators WHERE account_id = ? AND id = ?",
                 (account_id, operator_id),
             ).fetchone()
             return _operator(row)
@@ -495,7 +518,7 @@ class SQLiteStore:
         self, account_id: str, canned_id: int, patch: CannedPatch
     ) -> CannedResponse | None:
         def fn(conn: sqlite3.Connection) -> CannedResponse | None:
-            values = {"name": patch.name, "tag": patch.tag, "message": patch.message}
+            values = patch_values(patch)
             if not _patch(conn, "canned", account_id, canned_id, values):
                 return None
             return _get_canned(conn, account_id, canned_id)
@@ -504,6 +527,106 @@ class SQLiteStore:
 
     async def delete_canned(self, account_id: str, canned_id: int) -> bool:
         return await self._writer.run(lambda conn: _delete(conn, "canned", account_id, canned_id))
+
+    # sites
+
+    async def create_site(
+        self,
+        account_id: str,
+        name: str,
+        color: str,
+        position: WidgetPosition,
+        greeting: str,
+        team_id: int | None,
+    ) -> Site:
+        def fn(conn: sqlite3.Connection) -> Site:
+            site_id = _next_id(conn, account_id, "site")
+            site = Site(account_id, site_id, name, color, position, greeting, team_id, time.time())
+            _insert_site(conn, site)
+            return site
+
+        return await self._writer.run(fn)
+
+    async def get_site(self, account_id: str, site_id: int) -> Site | None:
+        return await self._read(lambda conn: _get_site(conn, account_id, site_id))
+
+    async def list_sites(self, account_id: str) -> list[Site]:
+        def fn(conn: sqlite3.Connection) -> list[Site]:
+            rows = conn.execute(
+                f"SELECT {_SITE_COLS} FROM sites WHERE account_id = ? ORDER BY id", (account_id,)
+            ).fetchall()
+            return [_site(r) for r in rows]
+
+        return await self._read(fn)
+
+    async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
+        def fn(conn: sqlite3.Connection) -> Site | None:
+            values = patch_values(patch)
+            if values.get("team_id") is not None:
+                _require_team(conn, account_id, values["team_id"])
+            found = _patch(conn, "sites", account_id, site_id, values)
+            if patch.team_id == NO_TEAM and found:
+                conn.execute(
+                    "UPDATE sites SET team_id = NULL WHERE account_id = ? AND id = ?",
+                    (account_id, site_id),
+                )
+            return _get_site(conn, account_id, site_id) if found else None
+
+        return await self._writer.run(fn)
+
+    async def delete_site(self, account_id: str, site_id: int) -> bool:
+        return await self._writer.run(lambda conn: _delete(conn, "sites", account_id, site_id))
+
+    # push tokens
+
+    async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO push_tokens (account_id, operator_id, token, created)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (account_id, operator_id, token, time.time()),
+            )
+
+        await self._writer.run(fn)
+
+    async def remove_push_tokens(
+        self, account_id: str, operator_id: int, token: str | None = None
+    ) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM push_tokens WHERE account_id = ? AND operator_id = ?"
+            params: tuple[Any, ...] = (account_id, operator_id)
+            if token is not None:
+                sql, params = sql + " AND token = ?", (*params, token)
+            return conn.execute(sql, params).rowcount
+
+        return await self._writer.run(fn)
+
+    async def push_tokens(
+        self, account_id: str, operator_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        def fn(conn: sqlite3.Connection) -> dict[int, list[str]]:
+            marks = ", ".join("?" * len(operator_ids))
+            rows = conn.execute(
+                "SELECT operator_id, token FROM push_tokens WHERE account_id = ?"
+                f" AND operator_id IN ({marks}) ORDER BY operator_id, created",
+                (account_id, *operator_ids),
+            ).fetchall()
+            found: dict[int, list[str]] = {}
+            for operator_id, token in rows:
+                found.setdefault(operator_id, []).append(token)
+            return found
+
+        return await self._read(fn) if operator_ids else {}
+
+    # the inbox
+
+    async def list_conversations(self, account_id: str, query: InboxQuery) -> list[Conversation]:
+        sql, params = _INBOX.select(_prefixed(_CONVO_COLS, "c"), account_id, query)
+        return await self._read(lambda conn: [_convo(r) for r in conn.execute(sql, params)])
+
+    async def count_conversations(self, account_id: str, query: InboxQuery) -> dict[Status, int]:
+        sql, params = _INBOX.count(account_id, query)
+        return await self._read(lambda conn: dict(conn.execute(sql, params).fetchall()))
 
     # conversations
 
@@ -535,21 +658,18 @@ class SQLiteStore:
             after = change.after
             if change.before is None:
                 conn.execute(
-                    f"INSERT INTO conversations ({_CONVO_COLS}) VALUES ({', '.join('?' * 18)})",
+                    f"INSERT INTO conversations ({_CONVO_COLS})"
+                    f" VALUES ({', '.join('?' * _CONVO_WIDTH)})",
                     _convo_params(after),
                 )
             else:
-                # The key columns stay out of the SET list: assigning the primary key, even to
-                # itself, makes SQLite re-check every message that references it.
                 conn.execute(_UPDATE_CONVO_SQL, (*_convo_params(after)[2:], after.id))
             conn.executemany(
-                f"INSERT INTO messages ({_MSG_COLS}, account_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (m.id, m.convo_id, m.seq, m.sender, m.operator_id, m.operator_name, m.text,
-                     m.created, m.client_msg_id, m.delivery, account_id)
-                    for m in change.messages
-                ],
-            )  # fmt: skip
+                _INSERT_MSG_SQL, [(*_message_params(m), account_id) for m in change.messages]
+            )
+            conn.executemany(
+                _INSERT_OUTBOUND_SQL, _outbound.queued_rows(account_id, after, change.messages)
+            )
             kinds = change.event_kinds()
             events: tuple[Event, ...] = ()
             if kinds:
@@ -609,9 +729,13 @@ class SQLiteStore:
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> list[Message]:
         return await self._read(
-            lambda conn: _messages(conn, convo_id, after_seq, after_created, limit, newest)
+            lambda conn: _messages(
+                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
+            )
         )
 
     async def read_conversation(
@@ -623,12 +747,16 @@ class SQLiteStore:
         after_created: float = 0.0,
         limit: int = 200,
         newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
     ) -> tuple[Conversation, list[Message]] | None:
         def fn(conn: sqlite3.Connection) -> tuple[Conversation, list[Message]] | None:
             conversation = _get_convo(conn, account_id, convo_id)
             if conversation is None:
                 return None
-            return conversation, _messages(conn, convo_id, after_seq, after_created, limit, newest)
+            return conversation, _messages(
+                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
+            )
 
         return await self._read(fn)
 
@@ -642,6 +770,64 @@ class SQLiteStore:
             return [Event(*r) for r in rows]
 
         return await self._read(fn)
+
+    # outbound delivery
+
+    async def claim_outbound(
+        self,
+        worker_id: str,
+        *,
+        channels: Collection[OutboundChannel],
+        now: float,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboundJob]:
+        # A job of the writer thread, whose BEGIN IMMEDIATE also holds off the writers of
+        # other processes sharing the file: no two claims ever see the same row due.
+        def fn(conn: sqlite3.Connection) -> list[OutboundJob]:
+            names = {f"channel{i}": channel for i, channel in enumerate(channels)}
+            rows = conn.execute(
+                f"{_outbound.JOB_SELECT.format(rows='outbound')}"
+                f" WHERE o.channel IN ({', '.join(':' + n for n in names)})"
+                f" AND {_outbound.DUE_WHERE.format(now=':now')}"
+                f" ORDER BY {_outbound.DUE_ORDER} LIMIT :limit",
+                {**names, "now": now, "limit": limit},
+            ).fetchall()
+            jobs = [_outbound.job(row) for row in rows]
+            conn.executemany(
+                "UPDATE outbound SET claimed_by = ?, lease_until = ?, attempts = attempts + 1"
+                " WHERE convo_id = ? AND seq = ?",
+                [(worker_id, now + lease_s, j.convo_id, j.seq) for j in jobs],
+            )
+            return [dataclasses.replace(j, attempt=j.attempt + 1) for j in jobs]
+
+        return await self._writer.run(fn)
+
+    async def finish_outbound(
+        self,
+        job: OutboundJob,
+        worker_id: str,
+        *,
+        sent: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        state = _outbound.finished_state(sent=sent, retry_at=retry_at)
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            held = conn.execute(
+                _outbound.FINISH_SQL.format(*"?" * 7),
+                _outbound.finish_params(job, worker_id, state, error, retry_at),
+            )
+            if held.rowcount == 0:
+                return False
+            if state != "queued":
+                conn.execute(
+                    _outbound.SET_DELIVERY_SQL.format(*"?" * 3), (state, job.convo_id, job.seq)
+                )
+            return True
+
+        return await self._writer.run(fn)
 
 
 _REPLAY_SQL = (
@@ -660,12 +846,16 @@ def _messages(
     after_created: float,
     limit: int,
     newest: bool,
+    visitor_view: bool,
+    before_seq: int | None,
 ) -> list[Message]:
     order = "DESC" if newest else "ASC"
+    # Notes are for operators: the limit counts only what the visitor may see.
+    hidden = " AND NOT private" if visitor_view else ""
     rows = conn.execute(
-        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = ? AND seq > ? AND created > ?"
-        f" ORDER BY seq {order} LIMIT ?",
-        (convo_id, after_seq, after_created, limit),
+        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = ? AND seq > ? AND seq < ?"
+        f" AND created > ?{hidden} ORDER BY seq {order} LIMIT ?",
+        (convo_id, after_seq, before_seq or SEQ_END, after_created, limit),
     ).fetchall()
     messages = [_message(r) for r in rows]
     return messages[::-1] if newest else messages
@@ -677,6 +867,34 @@ def _get_convo(conn: sqlite3.Connection, account_id: str, convo_id: str) -> Conv
         (convo_id, account_id),
     ).fetchone()
     return _convo(row) if row else None
+
+
+_INBOX = InboxSql(lambda n: f"?{n}", "LIKE")
+
+
+def _insert_site(conn: sqlite3.Connection, site: Site) -> None:
+    if site.team_id is not None:
+        _require_team(conn, site.account_id, site.team_id)
+    conn.execute(
+        f"INSERT INTO sites ({_SITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (site.account_id, site.id, site.name, site.color, site.position, site.greeting,
+         site.team_id, site.created),
+    )  # fmt: skip
+
+
+def _get_site(conn: sqlite3.Connection, account_id: str, site_id: int) -> Site | None:
+    row = conn.execute(
+        f"SELECT {_SITE_COLS} FROM sites WHERE account_id = ? AND id = ?", (account_id, site_id)
+    ).fetchone()
+    return _site(row) if row else None
+
+
+def _require_team(conn: sqlite3.Connection, account_id: str, team_id: int) -> None:
+    found = conn.execute(
+        "SELECT 1 FROM teams WHERE account_id = ? AND id = ?", (account_id, team_id)
+    ).fetchone()
+    if found is None:
+        raise UnknownReference(f"no team {team_id}")
 
 
 def _get_canned(conn: sqlite3.Connection, account_id: str, canned_id: int) -> CannedResponse | None:

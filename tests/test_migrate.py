@@ -211,7 +211,8 @@ async def test_an_installation_moved_from_sqlite_to_postgresql_keeps_working(
 
 @pytest.fixture(scope="module")
 def dump_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    """An export of a small installation: accounts, api_keys, counters, operators, in order."""
+    """An export of a small installation: accounts, api_keys, counters (site and operator ids),
+    operators, the default site, in order."""
     env = _env(tmp_path_factory.mktemp("source"))
     account = cli(env, "account", "create", "--name", "Source")
     cli(
@@ -220,7 +221,7 @@ def dump_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     )  # fmt: skip
     lines = _export(env)
     assert [orjson.loads(line)["table"] for line in lines] == [
-        "accounts", "api_keys", "counters", "operators",
+        "accounts", "api_keys", "counters", "counters", "operators", "sites",
     ]  # fmt: skip
     return lines
 

@@ -15,6 +15,8 @@ const TYPING_THROTTLE_MS = 3000; // the server expires the indicator after 5 s
 const SEND_MAX_RETRIES = 6; // transient failures retried (same clientMsgID) before "Not sent"
 const POLL_BATCH = 200; // a full batch means more is waiting: poll again at once
 const NEAR_BOTTOM_PX = 80;
+const GREETING_MAX_CHARS = 300; // a greeting the widget passes in the URL
+const ACCENT_PATTERN = /^#[0-9a-f]{6}$/i;
 
 // The WebSocket transport (see createSocketTransport).
 const SOCKET_HEARTBEAT_MS = 25000; // a ping this often keeps proxies from idling the socket out
@@ -46,11 +48,12 @@ class ApiError extends Error {
   }
 }
 
-/** Returns call(command, fields) -> Promise<response JSON>, POSTing form-encoded fields. */
-function createApi(base) {
+/** Returns call(command, fields) -> Promise<response JSON>, POSTing form-encoded fields;
+ * ``always`` (the visitor's session and site) goes with every request. */
+function createApi(base, always = {}) {
   return async function call(command, fields, { signal } = {}) {
     const body = new URLSearchParams();
-    for (const [key, value] of Object.entries(fields)) {
+    for (const [key, value] of Object.entries({ ...always, ...fields })) {
       if (value !== undefined && value !== null && value !== "") body.set(key, String(value));
     }
     let response;
@@ -247,7 +250,17 @@ function socketUrl(base) {
   return url.href;
 }
 
-function createSocketTransport({ url, call, onMessages, onState, onConnection, onGone, onFallback }) {
+function createSocketTransport({
+  url,
+  hello: introduction,
+  call,
+  onMessages,
+  onState,
+  onConnection,
+  onGone,
+  onFallback,
+  onConversation,
+}) {
   let convoID = null; // the conversation the socket follows (adopted from the first ack too)
   let cursor = 0; // highest seq received: the hello after a drop resumes from here
   let wanted = false; // a socket should be open (started, or a send is waiting)
@@ -290,7 +303,7 @@ function createSocketTransport({ url, call, onMessages, onState, onConnection, o
     timers.ready = setTimeout(() => lose(ws, 0), SOCKET_READY_TIMEOUT_MS);
     ws.addEventListener("open", () => {
       if (ws !== socket) return;
-      const hello = { type: "hello", seq: convoID ? cursor : 0 };
+      const hello = { type: "hello", ...introduction, seq: convoID ? cursor : 0 };
       if (convoID) hello.convoID = convoID;
       ws.send(JSON.stringify(hello));
     });
@@ -413,6 +426,13 @@ function createSocketTransport({ url, call, onMessages, onState, onConnection, o
         // Too far behind to replay: reload the recent history, then carry on from here.
         if (Number.isInteger(frame.seq) && frame.seq > cursor) cursor = frame.seq;
         loadHistory(false);
+        break;
+      case "conversation":
+        // The server opened a conversation for this visitor's session (an operator wrote
+        // first): the window adopts it, which reconnects the socket with it.
+        if (typeof frame.convoID === "string" && frame.convoID && frame.convoID !== convoID) {
+          onConversation(frame.convoID);
+        }
         break;
       case "ack":
         adopt(frame.convoID);
@@ -699,28 +719,75 @@ function createTransport(options) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Storage (may throw in sandboxed or third-party iframes: then the window just forgets)
+// Storage
+//
+// localStorage, or, where the browser denies it to a third-party iframe (the website widget
+// under Chromium blocking third-party cookies, incognito windows, Brave), a partitioned cookie
+// (CHIPS), which those browsers still allow: kept per embedding site, as partitioned storage
+// is, and like it never sent anywhere but this origin. Where both fail (a sandboxed frame), the
+// window just forgets.
+
+const COOKIE_MAX_AGE_S = 180 * 24 * 3600;
+
+function localStore() {
+  try {
+    const store = window.localStorage;
+    store.getItem("liveop:probe"); // throws where access is denied
+    return store;
+  } catch {
+    return null;
+  }
+}
+
+function cookieStore() {
+  // Only the chat window's own URLs (/{account}/liveoperator/...) carry the cookies.
+  const path = window.location.pathname.replace(/\/liveoperator\/.*$/, "/liveoperator/");
+  const write = (key, value, maxAge) => {
+    try {
+      document.cookie =
+        `${encodeURIComponent(key)}=${encodeURIComponent(value)}; Max-Age=${maxAge}; ` +
+        `Path=${path}; Secure; SameSite=None; Partitioned`;
+    } catch {
+      /* cookies blocked too */
+    }
+  };
+  return {
+    getItem(key) {
+      const prefix = `${encodeURIComponent(key)}=`;
+      try {
+        const entry = document.cookie.split("; ").find((c) => c.startsWith(prefix));
+        return entry === undefined ? null : decodeURIComponent(entry.slice(prefix.length));
+      } catch {
+        return null;
+      }
+    },
+    setItem: (key, value) => write(key, value, COOKIE_MAX_AGE_S),
+    removeItem: (key) => write(key, "", 0),
+  };
+}
+
+const store = localStore() || cookieStore();
 
 const storage = {
   get(key) {
     try {
-      return window.localStorage.getItem(key);
+      return store.getItem(key);
     } catch {
       return null;
     }
   },
   set(key, value) {
     try {
-      window.localStorage.setItem(key, value);
+      store.setItem(key, value);
     } catch {
-      /* storage blocked */
+      /* full, or blocked since */
     }
   },
   remove(key) {
     try {
-      window.localStorage.removeItem(key);
+      store.removeItem(key);
     } catch {
-      /* storage blocked */
+      /* blocked since */
     }
   },
 };
@@ -785,6 +852,64 @@ function clean(value) {
   return v.startsWith("{{") ? "" : v;
 }
 
+/** The visitor's session: one random id per browser (per account), kept across conversations
+ * and page loads, so the server can reach a visitor who has not written yet. */
+function visitorSession(key) {
+  const saved = storage.get(key);
+  if (saved && /^sess_[A-Za-z0-9_-]{22}$/.test(saved)) return saved;
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // 128 bits: 22 base64url chars
+  const id = `sess_${btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "")}`;
+  storage.set(key, id);
+  return id;
+}
+
+/** The site's brand color (the widget passes it): header, the visitor's bubbles, buttons. */
+function useAccent(hex) {
+  const style = document.documentElement.style; // CSSOM: allowed by the page's style-src
+  const [r, g, b] = [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+  style.setProperty("--accent", hex);
+  style.setProperty("--accent-strong", `color-mix(in srgb, ${hex} 85%, #000)`);
+  // Text on it: dark on light colors, white on dark ones (ITU-R BT.601 luma).
+  const light = 0.299 * r + 0.587 * g + 0.114 * b > 160;
+  style.setProperty("--accent-contrast", light ? "#1b1f29" : "#ffffff");
+}
+
+/** The website widget around this window (loadchat?embed=1). It tells us whether its panel is
+ * open; we tell it how many operator messages arrived while it was closed, and ask it to close
+ * on Escape. Nothing else crosses: the conversation id never leaves this origin. */
+function createHostLink(composer) {
+  let hostOrigin = null; // the widget's page, pinned by its first message
+  let open = true; // the widget creates this frame when its panel opens
+  let unread = 0;
+  const post = (data) => {
+    if (hostOrigin) window.parent.postMessage(data, hostOrigin);
+  };
+  window.addEventListener("message", (event) => {
+    const data = event.data;
+    if (event.source !== window.parent || event.origin !== (hostOrigin || event.origin)) return;
+    if (!data || data.type !== "liveop:state" || typeof data.open !== "boolean") return;
+    hostOrigin = event.origin;
+    open = data.open;
+    unread = 0;
+    // The widget focused this frame as its panel opened: the visitor can type at once.
+    if (open && document.hasFocus()) composer.focus();
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") post({ type: "liveop:close" });
+  });
+  return {
+    /** ``count`` operator or bot messages just arrived. */
+    arrived(count) {
+      if (open || !count) return;
+      unread += count;
+      post({ type: "liveop:unread", count: unread });
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The window
 
@@ -795,6 +920,7 @@ function main() {
     scroller: $("scroller"),
     list: $("messages"),
     welcome: $("welcome"),
+    welcomeText: $("welcome-text"),
     typing: $("typing"),
     typingText: $("typing-text"),
     status: $("status"),
@@ -823,7 +949,18 @@ function main() {
   const convoKey = `liveop:${account}:convo`;
   const visitorKey = `liveop:${account}:visitor`;
   const base = apiBase(account);
-  const call = createApi(base);
+  const sessionID = visitorSession(`liveop:${account}:session`);
+  const siteID = Number(clean(body.dataset.site)) || 1;
+  const call = createApi(base, { sessionID, siteID });
+
+  const params = new URLSearchParams(window.location.search);
+  const greeting = (params.get("greeting") || "").trim().slice(0, GREETING_MAX_CHARS);
+  if (greeting) ui.welcomeText.textContent = greeting;
+  const accent = params.get("color") || "";
+  if (ACCENT_PATTERN.test(accent)) useAccent(accent);
+  const embedded = params.get("embed") === "1" && window.parent !== window;
+  const host = embedded ? createHostLink(ui.composer) : null;
+  if (embedded) body.dataset.embed = "1"; // room in the header for the widget's close button
 
   const state = {
     convoID: null,
@@ -838,16 +975,20 @@ function main() {
   const transport = createTransport({
     call,
     url: socketUrl(base),
+    hello: { sessionID, siteID },
     onKind(kind) {
       body.dataset.transport = kind; // "socket" or "polling": for support and for the tests
     },
     onMessages(messages, { initial }) {
       const stick = initial || isNearBottom();
       let incoming = false;
+      let replies = 0;
       for (const m of messages) {
         const shown = receive(m);
         if (shown && m.sender !== "visitor") incoming = true;
+        if (shown && (m.sender === "operator" || m.sender === "bot")) replies += 1;
       }
+      if (host && !initial) host.arrived(replies);
       if (initial) ui.list.removeAttribute("aria-busy");
       refresh();
       if (stick) scrollToBottom();
@@ -870,6 +1011,11 @@ function main() {
       // The stored conversation no longer exists (or belongs elsewhere): start fresh.
       if (convoID === state.convoID) forgetConversation();
     },
+    onConversation(convoID) {
+      if (convoID === state.convoID) return;
+      clearView();
+      resume(convoID);
+    },
   });
 
   // --- conversation lifecycle ---------------------------------------------------------------
@@ -880,9 +1026,21 @@ function main() {
     transport.start(convoID);
   }
 
+  /** Shows a stored conversation: its history arrives as one batch. */
+  function resume(convoID) {
+    ui.list.setAttribute("aria-busy", "true");
+    refresh();
+    adoptConversation(convoID);
+  }
+
   function forgetConversation() {
     transport.start(null); // the socket reconnects without a conversation; polling just stops
     if (storage.get(convoKey) === state.convoID) storage.remove(convoKey);
+    clearView();
+  }
+
+  /** No conversation on screen. */
+  function clearView() {
     state.convoID = null;
     for (const node of state.bySeq.values()) node.remove();
     state.bySeq.clear();
@@ -1266,9 +1424,7 @@ function main() {
   const fromUrl = clean(body.dataset.convo);
   const convoID = fromUrl || clean(storage.get(convoKey) || "");
   if (convoID) {
-    ui.list.setAttribute("aria-busy", "true"); // history arrives as one batch
-    refresh();
-    adoptConversation(convoID);
+    resume(convoID);
   } else {
     transport.start(null); // the socket connects now, so the first message goes out at once
   }

@@ -1,4 +1,4 @@
-"""Admin REST, account-scoped: operators, teams and canned responses.
+"""Admin REST, account-scoped: operators, teams, canned responses and sites.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
 transfer targets); ``POST`` creates, ``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which
@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.operators import canned_json, operator_json, team_json
+from server.api.operators import canned_json, operator_json, site_json, team_json
 from server.api.wire import JSON, Fields, ok, read_fields
 from server.auth import Principal
 from server.directory import Directory
-from server.errors import NotFound
+from server.errors import Invalid, NotFound
 from server.services import services
+from storage.base import NO_TEAM
 
 ROOT = "/api/v1/admin"
 CREATED = 201
@@ -40,6 +41,16 @@ class Resource:
     delete: Callable[[Directory, str, int], Awaitable[None]]
 
 
+def _is_admin(fields: Fields) -> bool | None:
+    """Seed 001 speaks of roles: ``role`` ("admin" | "operator") or the older ``is_admin``."""
+    role = fields.text("role")
+    if role is None:
+        return fields.boolean("is_admin")
+    if role not in ("admin", "operator"):
+        raise Invalid("invalid_field", "role must be admin or operator")
+    return role == "admin"
+
+
 OPERATORS = Resource(
     plural="operators",
     singular="operator",
@@ -50,7 +61,8 @@ OPERATORS = Resource(
         name=f.require("name"),
         email=f.require("email"),
         password=f.require("password"),
-        is_admin=bool(f.boolean("is_admin")),
+        is_admin=_is_admin(f) or False,
+        lang=f.text("lang"),
     ),
     update=lambda d, acc, i, f: d.update_operator(
         acc,
@@ -58,7 +70,8 @@ OPERATORS = Resource(
         name=f.text("name"),
         email=f.text("email"),
         password=f.text("password"),
-        is_admin=f.boolean("is_admin"),
+        is_admin=_is_admin(f),
+        lang=f.text("lang"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
 )
@@ -89,6 +102,33 @@ CANNED = Resource(
         acc, i, name=f.text("name"), tag=f.text("tag"), message=f.text("message")
     ),
     delete=lambda d, acc, i: d.delete_canned(acc, i),
+)
+
+
+SITES = Resource(
+    plural="sites",
+    singular="site",
+    render=site_json,
+    list=lambda d, acc: d.list_sites(acc),
+    create=lambda d, acc, f: d.create_site(
+        acc,
+        name=f.require("name"),
+        color=f.text("color"),
+        position=f.text("position"),
+        greeting=f.text("greeting"),
+        team_id=f.integer("team_id", minimum=1),
+    ),
+    # team_id 0 routes the site's new conversations to no team in particular.
+    update=lambda d, acc, i, f: d.update_site(
+        acc,
+        i,
+        name=f.text("name"),
+        color=f.text("color"),
+        position=f.text("position"),
+        greeting=f.text("greeting"),
+        team_id=f.integer("team_id", minimum=NO_TEAM),
+    ),
+    delete=lambda d, acc, i: d.delete_site(acc, i),
 )
 
 
@@ -142,4 +182,4 @@ def _routes(resource: Resource) -> list[Route]:
     ]
 
 
-routes = [route for resource in (OPERATORS, TEAMS, CANNED) for route in _routes(resource)]
+routes = [route for resource in (OPERATORS, TEAMS, CANNED, SITES) for route in _routes(resource)]

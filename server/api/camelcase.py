@@ -8,10 +8,14 @@ from storage.models import Conversation, Message, UserInfo
 
 
 def user_info_json(info: UserInfo) -> dict[str, str]:
+    # `info` is the operators' own notes about the visitor: not for seed 000's surfaces.
     return {"fname": info.fname, "lname": info.lname, "email": info.email, "phone": info.phone}
 
 
 def message_json(m: Message) -> dict[str, Any]:
+    """As the visitor's side sees it: an operator's reply in the visitor's language when live
+    translation made one (the original stays in ``originalMessage``)."""
+    shown = m.translation if m.translation is not None and m.sender != "visitor" else m.text
     return {
         "id": m.id,
         "seq": m.seq,
@@ -19,7 +23,9 @@ def message_json(m: Message) -> dict[str, Any]:
         "sender": m.sender,
         "operatorID": m.operator_id,
         "operatorName": m.operator_name,
-        "message": m.text,
+        "message": shown,
+        "originalMessage": m.text if shown is not m.text else None,
+        "imageURL": m.image_url,
         "created": m.created,
         "clientMsgID": m.client_msg_id,
         "delivery": m.delivery,
@@ -40,4 +46,5 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "lastActivity": c.last_activity,
         "resolvedAt": c.resolved_at,
         "lastSeq": c.last_seq,
+        "siteID": c.site_id,
     }

@@ -10,11 +10,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from realtime.ratelimit import Rule
 from server.api.camelcase import message_json
-from server.api.commands import ID_MAX_CHARS, client_msg_id, convo_id, optional_convo_id
+from server.api.commands import (
+    ID_MAX_CHARS,
+    client_msg_id,
+    convo_id,
+    optional_convo_id,
+    origin,
+)
 from server.api.wire import Fields, ok, read_fields
 from server.errors import Invalid
-from server.services import services
+from server.services import Services, client_ip, services
 from storage.models import UserInfo
 
 PREFIX = "/{account_id}/liveoperator"
@@ -29,6 +36,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+# The embed script is the same for every site and account: caches may keep it for an hour.
+WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
 
 
 def load_template() -> str:
@@ -42,6 +51,25 @@ def _account(request: Request) -> str:
     return account_id
 
 
+# Rate limits of these keyless URLs and the visitor socket (docs/api.md, "Rate limits"). A
+# person types a few messages a minute, in bursts; past this a script is writing.
+VISITOR_MESSAGES = Rule(limit=30, per_s=60.0, burst=10)
+# Per address and account: enough for a household or office behind one address, too few to
+# fill an inbox with junk conversations.
+NEW_CONVERSATIONS = Rule(limit=10, per_s=600.0)
+# Heartbeats come every 3-4 s per tab; a few tabs fit, a loop does not.
+VISITOR_TYPING = Rule(limit=60, per_s=60.0, burst=20)
+
+
+async def limit_visitor_send(svc: Services, account_id: str, convo: str | None, ip: str) -> None:
+    """A visitor's message spends its conversation's budget; one that opens a conversation
+    spends its address's budget for new conversations instead."""
+    if convo is None:
+        await svc.limit(NEW_CONVERSATIONS, "new-convo", account_id, ip)
+    else:
+        await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+
+
 def _visitor_only(fields: Fields) -> None:
     """These URLs are public: nothing sent to them may speak as an operator or the bot."""
     for name in ("operatorID", "sender", "canned"):
@@ -50,8 +78,14 @@ def _visitor_only(fields: Fields) -> None:
 
 
 def routes(template: str) -> list[Route]:
+    widget_js = resources.files("widget_assets").joinpath("widget.js").read_bytes()
+
+    async def widget(request: Request) -> Response:
+        return Response(widget_js, media_type="text/javascript", headers=WIDGET_HEADERS)
+
     async def loadchat(request: Request) -> Response:
         svc = services(request)
+        site = Fields(request.query_params).integer("site", minimum=1) or 1
         account = await svc.directory.get_account(_account(request))
         convo = request.path_params.get("convo_id", "")
         if convo:
@@ -59,6 +93,7 @@ def routes(template: str) -> list[Route]:
         page = (
             template.replace("{{ACCOUNT_ID}}", html.escape(account.id))
             .replace("{{CONVO_ID}}", html.escape(convo))
+            .replace("{{SITE_ID}}", str(site))
             .replace("{{ASSET_BASE}}", ASSET_BASE)
             .replace("{{TITLE}}", html.escape(account.name))
         )
@@ -67,12 +102,14 @@ def routes(template: str) -> list[Route]:
     async def postmessage(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        committed = await services(request).engine.send(
-            _account(request),
-            convo_id=optional_convo_id(fields),
+        svc, account_id, convo = services(request), _account(request), optional_convo_id(fields)
+        await limit_visitor_send(svc, account_id, convo, client_ip(request))
+        committed = await svc.engine.send(
+            account_id,
+            convo_id=convo,
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
-            source_app="liveoperator",
+            origin=origin(fields, "liveoperator"),
             client_msg_id=client_msg_id(fields),
         )
         return ok(
@@ -84,9 +121,18 @@ def routes(template: str) -> list[Route]:
     async def chatpoll(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        result = await services(request).engine.window_poll(
-            _account(request),
-            convo_id(fields),
+        engine, account_id = services(request).engine, _account(request)
+        convo = optional_convo_id(fields)
+        if convo is None:
+            # A widget without a conversation polls by session, so a proactive message
+            # reaches a visitor whose browser cannot hold a WebSocket.
+            waiting = await engine.session_conversation(account_id, origin(fields, "liveoperator"))
+            if waiting is None:
+                return ok(convoID=None, messages=[], typing=False, status=None)
+            convo = waiting.id
+        result = await engine.window_poll(
+            account_id,
+            convo,
             since=fields.number("since", minimum=0) or 0.0,
             after_seq=fields.integer("afterSeq", minimum=0),
         )
@@ -100,12 +146,13 @@ def routes(template: str) -> list[Route]:
     async def chattyping(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        await services(request).engine.set_typing(
-            _account(request), convo_id(fields), operator_id=None
-        )
+        svc, account_id, convo = services(request), _account(request), convo_id(fields)
+        await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
+        await svc.engine.set_typing(account_id, convo, operator_id=None)
         return ok()
 
     return [
+        Route("/widget.js", widget, methods=["GET"]),
         Route(PREFIX + "/loadchat", loadchat, methods=["GET"]),
         Route(PREFIX + "/loadchat/{convo_id}", loadchat, methods=["GET"]),
         Route(PREFIX + "/postmessage", postmessage, methods=["POST"]),

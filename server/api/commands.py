@@ -11,10 +11,15 @@ from starlette.routing import Route
 
 from server.api.camelcase import conversation_json, message_json, user_info_json
 from server.api.wire import JSON, Fields, ok, read_fields
-from server.conversations import HISTORY_DEFAULT
+from server.conversations import (
+    HISTORY_DEFAULT,
+    SESSION_ID_MAX_CHARS,
+    Origin,
+    check_session_id,
+)
 from server.errors import Invalid, Unauthorized
 from server.services import Services, services
-from storage.models import SOURCE_APPS, SourceApp, UserInfo
+from storage.models import DEFAULT_SITE_ID, SOURCE_APPS, SourceApp, UserInfo
 
 APP = "liveoperator"
 # Conversation ids we issue are 22 characters; the bound only keeps junk out of queries.
@@ -43,6 +48,17 @@ def source_app(fields: Fields) -> SourceApp:
     raise Invalid("invalid_source_app", f"sourceApp must be one of {', '.join(SOURCE_APPS)}")
 
 
+def origin(fields: Fields, source: SourceApp) -> Origin:
+    """Where a new conversation starts: ``siteID`` (default the account's first site) and the
+    widget's ``sessionID``, when a request creates one."""
+    session_id = fields.text("sessionID", max_chars=SESSION_ID_MAX_CHARS) or None
+    return Origin(
+        source,
+        fields.integer("siteID", minimum=1) or DEFAULT_SITE_ID,
+        check_session_id(session_id) if session_id else None,
+    )
+
+
 def user_info(fields: Fields | None) -> UserInfo | None:
     if fields is None:
         return None
@@ -66,7 +82,7 @@ async def sendmessage(svc: Services, account_id: str, fields: Fields) -> JSON:
         bot=sender == "bot",
         canned_id=fields.integer("canned", minimum=1),
         user_info=user_info(fields.nested("userInfo")),
-        source_app=source_app(fields),
+        origin=origin(fields, source_app(fields)),
         client_msg_id=client_msg_id(fields),
     )
     return ok(

@@ -1,6 +1,9 @@
 """Seed 001's operator panel: ``/api/v1/operator/*`` with the JWT from the login.
 
-Presence so far: ``heartbeat``, ``status``, ``set-status`` and ``all-online-visitors``.
+Each endpoint reads its fields, makes one call into the engine (or the inbox, directory or
+availability), and answers ``{"success": true, ...}``; every change is announced on the SSE
+stream and the tenant WebSocket by the engine's commit, not here. Conversations of another
+account are absent: 404, like ones that do not exist.
 """
 
 from __future__ import annotations
@@ -9,66 +12,336 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.operators import CHANNEL_TAGS
-from server.api.wire import ok, read_fields
+from server.api.operators import conversation_data, message_data, operator_json, site_json
+from server.api.wire import Fields, ok, read_fields
 from server.auth import Principal
-from server.errors import Invalid
-from server.services import services
-from storage.models import Conversation
+from server.availability import Visitor
+from server.conversations import HISTORY_MAX, SESSION_ID_MAX_CHARS, VisitorPatch
+from server.errors import Conflict, Invalid, NotFound
+from server.inbox import PAGE_DEFAULT, InboxFilters
+from server.services import Services, services
+from storage.models import BLOCK_TYPES, DEFAULT_SITE_ID, Operator
 
 ROOT = "/api/v1/operator"
+# Conversation ids we issue are 22 characters; the bound keeps junk out of queries.
+ID_MAX_CHARS = 64
+# FCM registration tokens are ~160 characters; Apple's relayed ones a little more.
+PUSH_TOKEN_MAX_CHARS = 4096
+LANG_MAX_CHARS = 35
 
 
-async def _principal(request: Request) -> Principal:
-    return await services(request).auth.headers(request.headers)
+async def _caller(request: Request) -> tuple[Services, Operator, Fields]:
+    """The services, the operator calling (an API key is refused: these are an operator's
+    actions) and the request's fields."""
+    svc = services(request)
+    principal: Principal = await svc.auth.headers(request.headers)
+    operator = principal.require_operator()
+    return svc, operator, await read_fields(request)
 
 
-def _visitor_json(c: Conversation) -> dict[str, object]:
-    info = c.user_info
+def _path_id(request: Request) -> str:
+    convo_id = str(request.path_params["id"])
+    if len(convo_id) > ID_MAX_CHARS:
+        raise NotFound("conversation_not_found", "no such conversation")
+    return convo_id
+
+
+def _conversation_id(fields: Fields) -> str:
+    return fields.require("conversation_id", max_chars=ID_MAX_CHARS)
+
+
+def _visitor_json(v: Visitor) -> dict[str, object]:
+    c = v.conversation
+    info = c.user_info if c else None
     return {
-        "conversation_id": c.id,
-        "name": " ".join(n for n in (info.fname, info.lname) if n),
-        "email": info.email,
-        "channel": CHANNEL_TAGS[c.source_app],
-        "status": c.status,
-        "last_activity": c.last_activity,
+        "site_id": v.site_id,
+        "session_id": v.session_id,
+        "conversation_id": c.id if c else None,
+        "name": " ".join(n for n in (info.fname, info.lname) if n) if info else "",
+        "email": info.email if info else "",
+        "channel": conversation_data(c)["channel"] if c else "chat",
+        "status": c.status if c else None,
+        "last_activity": c.last_activity if c else None,
     }
 
 
+# messaging and lifecycle
+
+
+async def message(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    image_url = fields.text("image_url") or None
+    committed = await svc.engine.send(
+        me.account_id,
+        convo_id=_conversation_id(fields),
+        text=fields.text("content") or "",
+        operator_id=me.id,
+        canned_id=fields.integer("canned_id", minimum=1),
+        image_url=image_url,
+        client_msg_id=fields.text("client_msg_id") or None,
+    )
+    return ok(message=message_data(committed.messages[0]))
+
+
+async def accept(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    conversation = await svc.engine.accept(me.account_id, _path_id(request), me.id)
+    return ok(conversation=conversation_data(conversation))
+
+
+async def close(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    conversation = await svc.engine.set_status(me.account_id, _path_id(request), "resolved")
+    return ok(conversation=conversation_data(conversation))
+
+
+async def transfer(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    conversation = await svc.engine.transfer(
+        me.account_id,
+        _path_id(request),
+        me,
+        to_operator=fields.integer("operator_id", minimum=1),
+        to_team=fields.integer("team_id", minimum=1),
+    )
+    return ok(conversation=conversation_data(conversation))
+
+
+async def typing(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    await svc.engine.set_typing(me.account_id, _conversation_id(fields), operator_id=me.id)
+    return ok()
+
+
+async def note(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    committed = await svc.engine.note(
+        me.account_id, _conversation_id(fields), me.id, fields.require("content")
+    )
+    return ok(message=message_data(committed.messages[0]))
+
+
+async def proactive_message(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
+    session_id = fields.require("session_id", max_chars=SESSION_ID_MAX_CHARS)
+    if not await svc.availability.session_online(me.account_id, site_id, session_id):
+        raise Conflict("visitor_offline", "that visitor is not on the site right now")
+    committed = await svc.engine.proactive(
+        me.account_id, me.id, site_id, session_id, fields.require("content")
+    )
+    return ok(
+        conversation=conversation_data(committed.conversation),
+        message=message_data(committed.messages[0]),
+    )
+
+
+# push tokens
+
+
+async def add_push_token(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    token = fields.require("token", max_chars=PUSH_TOKEN_MAX_CHARS)
+    await svc.store.add_push_token(me.account_id, me.id, token)
+    return ok()
+
+
+async def remove_push_token(request: Request) -> Response:
+    """Without ``token``, forgets every device of the operator (seed 001 sends no body)."""
+    svc, me, fields = await _caller(request)
+    token = fields.text("token", max_chars=PUSH_TOKEN_MAX_CHARS) or None
+    removed = await svc.store.remove_push_tokens(me.account_id, me.id, token)
+    return ok(removed=removed)
+
+
+# chats and visitors
+
+
+async def inbox(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    page = await svc.inbox.listing(
+        me,
+        InboxFilters(
+            statuses=_list(fields, "status"),
+            channels=_list(fields, "channel"),
+            owner=fields.text("owner") or "all",
+            team_id=fields.integer("team_id", minimum=1),
+            site_id=fields.integer("site_id", minimum=1),
+            search=fields.text("q"),
+            cursor=fields.text("cursor") or None,
+            limit=fields.integer("limit", minimum=1) or PAGE_DEFAULT,
+        ),
+    )
+    return ok(
+        conversations=[conversation_data(c) for c in page.conversations],
+        next_cursor=page.next_cursor,
+    )
+
+
+async def active_chats(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    site_id = fields.integer("site_id", minimum=1) or DEFAULT_SITE_ID
+    chats = await svc.inbox.active(me, site_id)
+    return ok(chats=[conversation_data(c) for c in chats], site_id=site_id)
+
+
+async def all_active_chats(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    chats = await svc.inbox.active(me, None)
+    return ok(chats=[conversation_data(c) for c in chats], current_user_id=me.id)
+
+
+async def all_chat_counts(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    pending, active = await svc.inbox.counts(me)
+    return ok(pending=pending, active=active)
+
+
+async def online_visitors(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    site_id = fields.integer("site_id", minimum=1) or DEFAULT_SITE_ID
+    visitors = await svc.availability.online_visitors(me.account_id, site_id)
+    return ok(visitors=[_visitor_json(v) for v in visitors], site_id=site_id)
+
+
+async def all_online_visitors(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    visitors = await svc.availability.online_visitors(me.account_id)
+    return ok(visitors=[_visitor_json(v) for v in visitors])
+
+
+async def operators(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    found = await svc.availability.operators(me.account_id)
+    return ok(operators=[{**operator_json(o), "online": online} for o, online in found])
+
+
+async def blocked(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    found = await svc.inbox.blocked(me)
+    return ok(visitors=[conversation_data(c) for c in found])
+
+
+async def sites(request: Request) -> Response:
+    svc, me, _ = await _caller(request)
+    return ok(sites=[site_json(s) for s in await svc.directory.list_sites(me.account_id)])
+
+
+async def conversation(request: Request) -> Response:
+    """Details with the newest messages, notes included; ``before_seq`` pages back. Viewing
+    it marks the visitor's messages read for the operators (the unread badge clears)."""
+    svc, me, fields = await _caller(request)
+    found, messages = await svc.engine.operator_view(
+        me.account_id,
+        _path_id(request),
+        limit=fields.integer("limit", minimum=1) or HISTORY_MAX,
+        before_seq=fields.integer("before_seq", minimum=1),
+    )
+    return ok(conversation=conversation_data(found), messages=[message_data(m) for m in messages])
+
+
+async def update_visitor(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    given: VisitorPatch = {k: fields.text(k) for k in ("email", "phone", "info")}
+    name = fields.text("name")
+    if name is not None:
+        first, _, rest = name.strip().partition(" ")
+        given |= {"fname": first, "lname": rest.strip()}
+    found = await svc.engine.update_visitor(me.account_id, _path_id(request), given)
+    return ok(conversation=conversation_data(found))
+
+
+async def block(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    blocked_now = fields.boolean("blocked")
+    if blocked_now is None:
+        raise Invalid("missing_field", "blocked is required")
+    block_type = fields.text("block_type") or "both"
+    if block_type not in BLOCK_TYPES:
+        raise Invalid("invalid_block_type", f"block_type must be one of {', '.join(BLOCK_TYPES)}")
+    found = await svc.engine.block(
+        me.account_id, _path_id(request), block_type if blocked_now else None
+    )
+    return ok(conversation=conversation_data(found))
+
+
+# translation
+
+
+async def translation_toggle(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    enabled = fields.boolean("enabled")
+    if enabled is None:
+        raise Invalid("missing_field", "enabled is required")
+    found = await svc.engine.set_translation(me.account_id, _conversation_id(fields), enabled)
+    return ok(conversation=conversation_data(found))
+
+
+async def translation_set_lang(request: Request) -> Response:
+    svc, me, fields = await _caller(request)
+    found = await svc.engine.set_visitor_lang(
+        me.account_id, _conversation_id(fields), fields.require("lang", max_chars=LANG_MAX_CHARS)
+    )
+    return ok(conversation=conversation_data(found))
+
+
+# presence (seed 001's heartbeat, status, set-status)
+
+
 async def heartbeat(request: Request) -> Response:
-    principal = await _principal(request)
-    site_ids = (await read_fields(request)).int_list("site_ids") or []
-    await services(request).availability.heartbeat(principal, site_ids)
+    svc, me, fields = await _caller(request)
+    await svc.availability.heartbeat(me, fields.int_list("site_ids") or [])
     return ok()
 
 
 async def status(request: Request) -> Response:
-    principal = await _principal(request)
-    site_id = (await read_fields(request)).integer("site_id", minimum=1)
-    found = await services(request).availability.status(principal, site_id)
+    svc, me, fields = await _caller(request)
+    found = await svc.availability.status(me, fields.integer("site_id", minimum=1))
     return ok(online=found.online, away_site_ids=list(found.away_site_ids))
 
 
 async def set_status(request: Request) -> Response:
-    principal = await _principal(request)
-    fields = await read_fields(request)
-    site_id = fields.integer("site_id", required=True, minimum=1) or 0
+    svc, me, fields = await _caller(request)
+    site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
     online = fields.boolean("online")
     if online is None:
         raise Invalid("missing_field", "online is required")
-    await services(request).availability.set_status(principal, site_id, online)
+    await svc.availability.set_status(me, site_id, online)
     return ok()
 
 
-async def all_online_visitors(request: Request) -> Response:
-    principal = await _principal(request)
-    visitors = await services(request).availability.online_visitors(principal.account_id)
-    return ok(visitors=[_visitor_json(c) for c in visitors])
+def _list(fields: Fields, name: str) -> list[str] | None:
+    """A comma-separated filter (``status=open,active``); absent or empty means any."""
+    value = fields.text(name)
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_CONVO = "/{id:str}"
 routes = [
+    Route(f"{ROOT}/message", message, methods=["POST"]),
+    Route(f"{ROOT}/accept{_CONVO}", accept, methods=["POST"]),
+    Route(f"{ROOT}/close{_CONVO}", close, methods=["POST"]),
+    Route(f"{ROOT}/transfer{_CONVO}", transfer, methods=["POST"]),
+    Route(f"{ROOT}/typing", typing, methods=["POST"]),
+    Route(f"{ROOT}/note", note, methods=["POST"]),
+    Route(f"{ROOT}/proactive-message", proactive_message, methods=["POST"]),
     Route(f"{ROOT}/heartbeat", heartbeat, methods=["POST"]),
     Route(f"{ROOT}/status", status, methods=["GET"]),
     Route(f"{ROOT}/set-status", set_status, methods=["POST"]),
+    Route(f"{ROOT}/fcm-token", add_push_token, methods=["POST"]),
+    Route(f"{ROOT}/fcm-token", remove_push_token, methods=["DELETE"]),
+    Route(f"{ROOT}/inbox", inbox, methods=["GET"]),
+    Route(f"{ROOT}/active-chats", active_chats, methods=["GET"]),
+    Route(f"{ROOT}/all-active-chats", all_active_chats, methods=["GET"]),
+    Route(f"{ROOT}/all-chat-counts", all_chat_counts, methods=["GET"]),
+    Route(f"{ROOT}/online-visitors", online_visitors, methods=["GET"]),
     Route(f"{ROOT}/all-online-visitors", all_online_visitors, methods=["GET"]),
+    Route(f"{ROOT}/operators", operators, methods=["GET"]),
+    Route(f"{ROOT}/blocked", blocked, methods=["GET"]),
+    Route(f"{ROOT}/sites", sites, methods=["GET"]),
+    Route(f"{ROOT}/conversation{_CONVO}", conversation, methods=["GET"]),
+    Route(f"{ROOT}/conversation{_CONVO}/visitor", update_visitor, methods=["POST", "PATCH"]),
+    Route(f"{ROOT}/conversation{_CONVO}/block", block, methods=["POST"]),
+    Route(f"{ROOT}/translation/toggle", translation_toggle, methods=["POST"]),
+    Route(f"{ROOT}/translation/set-lang", translation_set_lang, methods=["POST"]),
 ]

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import CannedResponse, Conversation, Message, Operator, Team
+from storage.models import CannedResponse, Conversation, Message, Operator, Site, Team
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
-    return {"id": o.id, "name": o.name, "email": o.email, "is_admin": o.is_admin}
+    return {
+        "id": o.id,
+        "name": o.name,
+        "email": o.email,
+        "is_admin": o.is_admin,
+        "role": "admin" if o.is_admin else "operator",
+        "lang": o.lang,
+    }
+
+
+def site_json(s: Site) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "color": s.color,
+        "position": s.position,
+        "greeting": s.greeting,
+        "team_id": s.team_id,
+    }
 
 
 def team_json(t: Team) -> dict[str, Any]:
@@ -38,12 +56,20 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "mode": c.mode,
         "operator_id": c.operator_id,
         "team_id": c.team_id,
+        "site_id": c.site_id,
+        "session_id": c.session_id,
         "contact_data": {
+            "name": " ".join(n for n in (info.fname, info.lname) if n),
             "fname": info.fname,
             "lname": info.lname,
             "email": info.email,
             "phone": info.phone,
+            "info": info.info,
         },
+        "blocked": c.block_type is not None,
+        "block_type": c.block_type,
+        "translation": {"enabled": c.translate, "visitor_lang": c.visitor_lang},
+        "preview": c.preview,
         "unread": c.unread,
         "created": c.created,
         "last_activity": c.last_activity,
@@ -64,4 +90,8 @@ def message_data(m: Message) -> dict[str, Any]:
         "created": m.created,
         "client_msg_id": m.client_msg_id,
         "delivery": m.delivery,
+        "private": m.private,
+        "image_url": m.image_url,
+        "translation": m.translation,
+        "translation_lang": m.translation_lang,
     }

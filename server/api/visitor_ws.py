@@ -15,8 +15,10 @@ from typing import Any
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtime.outbox import Outbox
-from server.api.commands import ID_MAX_CHARS
+from realtime.outbox import Item, Outbox
+from realtime.presence import session_mark
+from server.api.chat_window import VISITOR_TYPING, limit_visitor_send
+from server.api.commands import ID_MAX_CHARS, origin
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -25,26 +27,50 @@ from server.api.sockets import (
     control,
     read_json,
 )
-from server.api.wire import Fields
+from server.api.wire import Fields, error_json
+from server.conversations import Origin
 from server.errors import Invalid, LiveOpError, NotFound
-from server.events import conversation_channel
-from server.services import Services, services
+from server.events import conversation_channel, session_channel
+from server.services import Services, client_ip, services
 from storage.models import UserInfo
 
 ROUTE = "/{account_id}/liveoperator/ws"
 
 
 class VisitorSocket:
-    __slots__ = ("account_id", "convo_id", "session", "svc", "websocket")
+    __slots__ = ("account_id", "convo_id", "mark", "origin", "session", "svc", "websocket")
 
     def __init__(self, websocket: WebSocket, svc: Services, account_id: str) -> None:
         self.websocket = websocket
         self.svc = svc
         self.account_id = account_id
         self.convo_id: str | None = None
+        # Where a conversation this socket starts comes from (its hello's site and session).
+        self.origin = Origin("liveoperator")
+        # What keeps this visitor in the online list: the conversation, or the session.
+        self.mark: str | None = None
         self.session = Session(websocket, svc.hub)
 
+    async def wait_in_session(self) -> None:
+        """Before its first message a widget listens on its session, so an operator's
+        proactive message can hand it a conversation."""
+        session_id = self.origin.session_id
+        if session_id is None:
+            return
+        await self.session.subscribe(
+            session_channel(self.account_id, session_id), Outbox(0, _nothing), _zero, _zero
+        )
+        await self._online(session_mark(self.origin.site_id, session_id))
+
+    async def _online(self, mark: str) -> None:
+        if self.mark is not None:
+            self.svc.availability.connected.closed(self.account_id, self.mark)
+        self.mark = mark
+        await self.svc.availability.connected.opened(self.account_id, mark)
+
     async def follow(self, convo_id: str, seq: int) -> None:
+        if self.session.subscribed:
+            await self.session.close()
         self.convo_id = convo_id
         outbox = Outbox(0, self.svc.feed.visitor_fetch(convo_id))
 
@@ -57,12 +83,12 @@ class VisitorSocket:
             return latest
 
         await self.session.subscribe(conversation_channel(convo_id), outbox, cursor, on_reset)
-        await self.svc.availability.connected.opened(self.account_id, convo_id)
+        await self._online(convo_id)
 
     async def close(self) -> None:
         await self.session.close()
-        if self.convo_id is not None:
-            self.svc.availability.connected.closed(self.account_id, self.convo_id)
+        if self.mark is not None:
+            self.svc.availability.connected.closed(self.account_id, self.mark)
 
     async def handle(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -71,6 +97,7 @@ class VisitorSocket:
         elif kind == "typing":
             if self.convo_id is None:
                 raise NotFound("conversation_not_found", "send a message first")
+            await self.svc.limit(VISITOR_TYPING, "visitor-typing", self.account_id, self.convo_id)
             await self.svc.engine.set_typing(self.account_id, self.convo_id, operator_id=None)
         elif kind == "ping":
             await self.websocket.send_text(control("pong"))
@@ -81,12 +108,15 @@ class VisitorSocket:
         # The same typed reading as the HTTP surfaces: a field of the wrong type is an error
         # frame, never silently dropped (a lost clientMsgID would lose idempotency).
         fields = Fields(frame)
+        await limit_visitor_send(
+            self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
+        )
         committed = await self.svc.engine.send(
             self.account_id,
             convo_id=self.convo_id,
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
-            source_app="liveoperator",
+            origin=self.origin,
             client_msg_id=fields.text("clientMsgID") or None,
         )
         sent = committed.messages[0]
@@ -101,6 +131,14 @@ class VisitorSocket:
                 duplicate=committed.duplicate,
             )
         )
+
+
+async def _nothing(after: int, upto: int | None, limit: int) -> list[Item]:
+    return []  # a session channel carries no log to catch up on
+
+
+async def _zero() -> int:
+    return 0
 
 
 async def visitor_socket(websocket: WebSocket) -> None:
@@ -119,11 +157,13 @@ async def visitor_socket(websocket: WebSocket) -> None:
             greeting = Fields(hello)
             convo_id = greeting.text("convoID", max_chars=ID_MAX_CHARS) or None
             seq = greeting.integer("seq", minimum=0) or 0
+            sock.origin = origin(greeting, "liveoperator")
         except Invalid as exc:
             await websocket.close(CLOSE_BAD_FRAME, exc.message)
             return
         if convo_id is None:
             await websocket.send_text(control("ready", convoID=None, status=None, seq=0))
+            await sock.wait_in_session()
         else:
             try:
                 conversation = await svc.engine.conversation(account_id, convo_id)
@@ -157,7 +197,7 @@ async def visitor_socket(websocket: WebSocket) -> None:
                     control(
                         "error",
                         clientMsgID=frame.get("clientMsgID"),
-                        error={"code": exc.code, "message": exc.message},
+                        error=error_json(exc),
                     )
                 )
     except WebSocketDisconnect:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -22,6 +22,7 @@ from server.errors import (
     LiveOpError,
     NotFound,
     TooLarge,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -34,6 +35,7 @@ STATUS_FOR: dict[type[LiveOpError], int] = {
     Conflict: 409,
     TooLarge: 413,
     UnsupportedMediaType: 415,
+    TooManyRequests: 429,
 }
 # Ids and counts are stored as signed 64-bit integers by every backend.
 MAX_INTEGER = 2**63 - 1
@@ -56,9 +58,22 @@ def error_response(status: int, code: str, message: str) -> JSON:
     return JSON({"success": False, "error": {"code": code, "message": message}}, status_code=status)
 
 
+def error_json(exc: LiveOpError) -> dict[str, Any]:
+    """The ``error`` object of every surface; a spent rate limit also says when to retry."""
+    found: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, TooManyRequests):
+        found["retry_after"] = exc.retry_after_s
+    return found
+
+
 async def on_liveop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LiveOpError)
-    return error_response(STATUS_FOR.get(type(exc), 400), exc.code, exc.message)
+    response = JSON(
+        {"success": False, "error": error_json(exc)}, status_code=STATUS_FOR.get(type(exc), 400)
+    )
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -238,14 +253,18 @@ def _multipart(content_type: str, body: bytes) -> dict[str, str]:
 
 
 class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` before anything parses them."""
+    """Refuses request bodies over ``max_bytes`` before anything parses them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The paths in ``exempt`` take larger bodies (image uploads) and enforce their own limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: Collection[str] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -73,7 +73,10 @@ async def test_operators_create_list_update_delete(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     created = await create(client, tenant, "operators", **NEW_OPERATOR)
-    assert created == {"id": 3, "name": "Bea", "email": "bea@example.test", "is_admin": False}
+    assert created == {
+        "id": 3, "name": "Bea", "email": "bea@example.test", "is_admin": False,
+        "role": "operator", "lang": "en",
+    }  # fmt: skip
     assert [o["id"] for o in await listing(client, tenant, "operators")] == [1, 2, 3]
     await token_of(client, "bea@example.test", "bea-password")
 
@@ -83,7 +86,10 @@ async def test_operators_create_list_update_delete(
     assert patched.status_code == 200, patched.json()
     assert patched.json() == {
         "success": True,
-        "operator": {"id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True},
+        "operator": {
+            "id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True,
+            "role": "admin", "lang": "en",
+        },  # fmt: skip
     }
     assert (await listing(client, tenant, "operators"))[-1] == patched.json()["operator"]
 

@@ -48,6 +48,8 @@ async def test_login_returns_a_token_and_the_operator(
         "name": "Ada Admin",
         "email": admin_email(tenant),
         "is_admin": True,
+        "role": "admin",
+        "lang": "en",
     }
     ttl = services.settings.jwt_ttl_s
     assert before + ttl - 5 <= body["expires_at"] <= time.time() + ttl + 5

@@ -50,3 +50,33 @@ def test_access_log_can_be_turned_off_and_garbage_is_refused(tmp_path: Path) -> 
     assert load_settings({**env, "LIVEOP_ACCESS_LOG": "0"}).access_log is False
     with pytest.raises(SettingsError):
         load_settings({**env, "LIVEOP_ACCESS_LOG": "sometimes"})
+
+
+def test_translation_and_push_are_off_unless_configured(tmp_path: Path) -> None:
+    env = {"LIVEOP_DATA_DIR": str(tmp_path)}
+    default = load_settings(env)
+    assert (default.translate_url, default.translate_api_key, default.fcm_credentials) == (
+        None,
+        None,
+        None,
+    )
+    assert default.fcm_url == "https://fcm.googleapis.com"
+    configured = load_settings(
+        {
+            **env,
+            "LIVEOP_TRANSLATE_URL": "http://127.0.0.1:5000/",
+            "LIVEOP_TRANSLATE_API_KEY": "key",
+            "LIVEOP_FCM_CREDENTIALS": "/etc/liveop/firebase.json",
+            "LIVEOP_FCM_URL": "https://fcm.example.test",
+        }
+    )
+    assert configured.translate_url == "http://127.0.0.1:5000"
+    assert configured.translate_api_key == "key"
+    assert configured.fcm_credentials == "/etc/liveop/firebase.json"
+    assert configured.fcm_url == "https://fcm.example.test"
+
+
+@pytest.mark.parametrize("name", ["LIVEOP_TRANSLATE_URL", "LIVEOP_FCM_URL"])
+def test_provider_urls_that_are_not_http_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({"LIVEOP_DATA_DIR": str(tmp_path), name: "localhost:5000"})

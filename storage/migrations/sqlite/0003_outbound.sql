@@ -1,0 +1,21 @@
+-- One row per message that leaves through an outside channel (SMS, email), inserted in the
+-- transaction that appends the message. Outbound workers claim due rows for a lease, deliver
+-- them and record the outcome here and on the message's `delivery` (storage/outbound.py).
+CREATE TABLE outbound (
+    convo_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    account_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL,
+    -- Claims so far; also the fencing token that a finishing worker must still hold.
+    attempts INTEGER NOT NULL,
+    claimed_by TEXT,
+    lease_until REAL,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (convo_id, seq),
+    FOREIGN KEY (convo_id, seq) REFERENCES messages (convo_id, seq) ON DELETE CASCADE
+) WITHOUT ROWID;
+-- Delivered rows stay for the record; the claim only ever looks at queued ones.
+CREATE INDEX outbound_due ON outbound (next_attempt_at) WHERE state = 'queued';

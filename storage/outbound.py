@@ -1,0 +1,117 @@
+"""The outbound-delivery table, as both SQL backends share it.
+
+Every message appended with ``delivery == "queued"`` gets one ``outbound`` row in the same
+transaction. Workers in any number of processes claim due rows for a lease, deliver them, and
+finish them; the ``attempts`` counter goes up with every claim, so it doubles as the fencing
+token: a worker whose lease ran out and whose row was claimed again finishes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from storage.models import Conversation, Message, Sender, SourceApp, UserInfo
+from storage.rows import Row
+
+OutboundChannel = Literal["sms", "email"]
+OutboundState = Literal["queued", "sent", "failed"]
+
+# The channel a queued message of each source app leaves through.
+CHANNEL_OF_SOURCE: Mapping[SourceApp, OutboundChannel] = {
+    "smsbroadcast": "sms",
+    "emailbroadcast": "email",
+}
+
+INSERT_COLS = "convo_id, seq, account_id, channel, state, attempts, next_attempt_at, created"
+
+# A row is due when it is queued, its backoff is over, nobody holds a live lease on it, and no
+# earlier message of its conversation is still queued: a customer reads the replies in the
+# order they were written, so one conversation never has two messages in flight. ``{now}`` is
+# the dialect's placeholder for the claim's time.
+DUE_WHERE = (
+    "o.state = 'queued' AND o.next_attempt_at <= {now} AND (o.lease_until IS NULL OR"
+    " o.lease_until <= {now}) AND NOT EXISTS (SELECT 1 FROM outbound p WHERE"
+    " p.convo_id = o.convo_id AND p.seq < o.seq AND p.state = 'queued')"
+)
+DUE_ORDER = "o.next_attempt_at, o.convo_id, o.seq"
+
+# What a worker needs to deliver one row of ``{rows}`` (outbound, or the rows just claimed).
+JOB_SELECT = (
+    "SELECT o.account_id, a.name, o.convo_id, o.seq, m.id, o.channel, m.text, m.sender,"
+    " m.operator_name, c.fname, c.lname, c.email, c.phone, m.created, o.attempts"
+    " FROM {rows} o JOIN messages m ON m.convo_id = o.convo_id AND m.seq = o.seq"
+    " JOIN conversations c ON c.id = o.convo_id JOIN accounts a ON a.id = o.account_id"
+)
+
+# Numbered slots for the dialect's placeholders, filled by finish_params. The WHERE refuses
+# a caller that no longer holds the claim it was given (see the module docstring).
+FINISH_SQL = (
+    "UPDATE outbound SET state = {0}, claimed_by = NULL, lease_until = NULL,"
+    " next_attempt_at = coalesce({1}, next_attempt_at), last_error = {2}"
+    " WHERE convo_id = {3} AND seq = {4} AND claimed_by = {5} AND attempts = {6}"
+    " AND state = 'queued'"
+)
+SET_DELIVERY_SQL = "UPDATE messages SET delivery = {0} WHERE convo_id = {1} AND seq = {2}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundJob:
+    """One claimed delivery: the message, where it goes, and the claim itself."""
+
+    account_id: str
+    account_name: str
+    convo_id: str
+    seq: int
+    message_id: str
+    channel: OutboundChannel
+    text: str
+    sender: Sender
+    operator_name: str | None
+    contact: UserInfo
+    # The message's creation time (an email's Date).
+    created: float
+    # Claims of this row so far, this one included: the fencing token of finish_outbound.
+    attempt: int
+
+
+def job(row: Row) -> OutboundJob:
+    return OutboundJob(
+        account_id=row[0], account_name=row[1], convo_id=row[2], seq=row[3], message_id=row[4],
+        channel=row[5], text=row[6], sender=row[7], operator_name=row[8],
+        contact=UserInfo(fname=row[9], lname=row[10], email=row[11], phone=row[12]),
+        created=row[13], attempt=row[14],
+    )  # fmt: skip
+
+
+def queued_rows(
+    account_id: str, conversation: Conversation, messages: Iterable[Message]
+) -> list[tuple[Any, ...]]:
+    """The outbound rows (INSERT_COLS) for the queued ones among ``messages``."""
+    return [
+        (m.convo_id, m.seq, account_id, CHANNEL_OF_SOURCE[conversation.source_app], "queued", 0,
+         m.created, m.created)
+        for m in messages
+        if m.delivery == "queued"
+    ]  # fmt: skip
+
+
+def finished_state(*, sent: bool, retry_at: float | None) -> OutboundState:
+    """The row's state after an attempt: sent, queued again for ``retry_at``, or failed."""
+    if sent and retry_at is not None:
+        raise ValueError("a sent message is not retried")
+    if sent:
+        return "sent"
+    return "queued" if retry_at is not None else "failed"
+
+
+def finish_params(
+    job: OutboundJob,
+    worker_id: str,
+    state: OutboundState,
+    error: str | None,
+    retry_at: float | None,
+) -> tuple[Any, ...]:
+    """FINISH_SQL's values, in slot order."""
+    return (state, retry_at, error, job.convo_id, job.seq, worker_id, job.attempt)

@@ -1,0 +1,665 @@
+"""The website widget (``/widget.js``) in a real Chromium: a host page on another site
+(``localhost``, while the chat server is ``127.0.0.1``) holding exactly the one-line embed,
+the chat window in the widget's iframe, an operator answering through the App Command API."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from .test_chat_window import eventually
+from .test_chat_window_socket import SocketLog
+
+if TYPE_CHECKING:
+    from .conftest import LiveServer, OpenWindow, OperatorAPI, Window
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+WIDGET_SOURCE = REPO_ROOT / "widget_assets" / "widget.js"
+DESKTOP = {"width": 1280, "height": 800}
+SESSION_ID = re.compile(r"sess_[A-Za-z0-9_-]{22}")
+DEFAULT_COLOR = "rgb(47, 91, 234)"  # #2f5bea
+CONFIG_GLOB = "**/liveoperator/widget-config*"
+LAUNCHER = "liveop-widget .launcher"  # Playwright's CSS engine pierces open shadow roots
+PANEL = "liveop-widget .panel"
+FRAME = "liveop-widget iframe"
+
+
+# ---------------------------------------------------------------------------------------------
+# The host site: another origin, serving pages that embed the widget
+
+
+@dataclass
+class HostSite:
+    base_url: str
+    pages: dict[str, str] = field(default_factory=dict)
+
+    def add(self, server: LiveServer, name: str, *, attrs: str = "", head: str = "") -> str:
+        """A page whose body holds exactly the one-line embed; returns its URL."""
+        snippet = (
+            f'<script src="{server.base_url}/widget.js" '
+            f'data-account="{html.escape(server.account_id)}"{attrs} async></script>'
+        )
+        self.pages[f"/{name}"] = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Example Shop</title>{head}</head><body>"
+            "<h1>Example Shop</h1><p>Hand-made mugs, shipped worldwide.</p>\n"
+            f"{snippet}\n</body></html>"
+        )
+        return f"{self.base_url}/{name}"
+
+
+@pytest.fixture(scope="module")
+def host_site(chromium_executable: str) -> Iterator[HostSite]:
+    site = HostSite(base_url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            page = site.pages.get(self.path.split("?")[0])
+            body = (page or "not found").encode()
+            self.send_response(200 if page else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # "localhost" vs the chat server's "127.0.0.1": another site, so the chat window is a
+    # third-party iframe with partitioned storage, as on a customer's website.
+    site.base_url = f"http://localhost:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def page_errors(window: Window) -> list[str]:
+    """Script errors, minus the browser's own line about a widget-config answer it refused
+    (the widget falls back to its defaults, which is what these tests check)."""
+    return [e for e in window.errors if "widget-config" not in e]
+
+
+async def chat_frame(page: Any) -> Any:
+    """The chat window's Frame inside the widget's iframe (present once the panel opened)."""
+    handle = await page.locator(FRAME).element_handle()
+    frame = await handle.content_frame()
+    assert frame is not None
+    await frame.wait_for_selector("#composer")
+    return frame
+
+
+# The chat window's own store, on the chat server's origin: localStorage, or the partitioned
+# cookie it falls back to where a third-party iframe may not use localStorage (as in Chromium,
+# which blocks third-party cookies).
+READ_STORE = """(k) => {
+  try { const v = localStorage.getItem(k); if (v) return v; } catch {}
+  const prefix = encodeURIComponent(k) + "=";
+  const entry = document.cookie.split("; ").find((c) => c.startsWith(prefix));
+  return entry ? decodeURIComponent(entry.slice(prefix.length)) : null;
+}"""
+
+
+async def stored(frame: Any, server: LiveServer, what: str) -> str:
+    """What the chat window keeps about the visitor (``convo``, ``session``)."""
+    key = f"liveop:{server.account_id}:{what}"
+    handle = await frame.wait_for_function(READ_STORE, arg=key)
+    return str(await handle.json_value())
+
+
+async def send_as_visitor(page: Any, text: str) -> None:
+    from playwright.async_api import expect
+
+    chat = page.frame_locator(FRAME)
+    before = await chat.locator('.msg[data-sender="visitor"][data-seq]').count()
+    await chat.locator("#composer").fill(text)
+    await chat.locator("#composer").press("Enter")
+    await expect(chat.locator('.msg[data-sender="visitor"][data-seq]')).to_have_count(before + 1)
+
+
+async def focused_in_widget(page: Any) -> str | None:
+    """The class of the widget's focused element (its shadow root's activeElement), if any."""
+    return await page.evaluate(  # type: ignore[no-any-return]
+        """() => {
+          const w = document.querySelector('liveop-widget');
+          const el = w && document.activeElement === w && w.shadowRoot.activeElement;
+          return el ? (el.className || el.tagName.toLowerCase()) : null;
+        }"""
+    )
+
+
+async def _now(value: Any) -> Any:
+    """Lets ``eventually`` probe a plain expression."""
+    return value
+
+
+async def panel_open(page: Any) -> bool:
+    return await page.locator(PANEL).evaluate(  # type: ignore[no-any-return]
+        "el => el.classList.contains('open') && getComputedStyle(el).visibility === 'visible'"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+async def test_embed_chats_and_remembers_the_conversation(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
+) -> None:
+    from playwright.async_api import expect
+
+    url = host_site.add(live_server, "shop")
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    sockets = SocketLog(page)
+    loaded: list[str] = []
+    page.on("request", lambda r: loaded.append(r.url))
+    await page.goto(url)
+
+    launcher = page.locator(LAUNCHER)
+    await expect(launcher).to_be_visible()
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    # Lazy: nothing of the chat window loads before the visitor asks for it.
+    assert await page.locator(FRAME).count() == 0
+    assert not [u for u in loaded if "/loadchat" in u or "/ws" in u]
+
+    await launcher.click()
+    await expect(launcher).to_have_attribute("aria-expanded", "true")
+    iframe = page.locator(FRAME)
+    await expect(iframe).to_be_visible()
+    assert (await iframe.get_attribute("title") or "").startswith("Chat")
+    src = await iframe.get_attribute("src") or ""
+    assert src.startswith(f"{live_server.chat_url}?")
+    assert "site=1" in src and "embed=1" in src
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#title")).to_have_text(live_server.account_name)
+    await expect(chat.locator("body")).to_have_attribute("data-embed", "1")
+
+    # The visitor writes; the message is stored under a conversation kept in the iframe.
+    await send_as_visitor(page, "Do you sell gift cards?")
+    frame = await chat_frame(page)
+    convo_id = await stored(frame, live_server, "convo")
+    session_id = await stored(frame, live_server, "session")
+    assert SESSION_ID.fullmatch(session_id)
+    history = await operator_api.command("gethistory", convoID=convo_id)
+    assert [m["message"] for m in history["messages"]] == ["Do you sell gift cards?"]
+    assert history["conversation"]["sourceApp"] == "liveoperator"
+    # The host page never learns the conversation id.
+    assert convo_id not in await page.content()
+    assert (
+        await page.evaluate("(id) => JSON.stringify(localStorage).includes(id)", convo_id) is False
+    )
+
+    # The socket introduced the visitor's session and site.
+    hellos = [f for s in sockets.sockets for f in s.sent_of("hello")]
+    assert hellos and all(h["sessionID"] == session_id and h["siteID"] == 1 for h in hellos)
+
+    # The operator answers: it appears in the widget.
+    await operator_api.command(
+        "sendmessage",
+        convoID=convo_id,
+        operatorID=operator_api.operator_id,
+        message="We do! From $10 to $200.",
+    )
+    operator_msgs = chat.locator('.msg[data-sender="operator"]')
+    await expect(operator_msgs).to_have_count(1)
+    await expect(operator_msgs).to_contain_text("From $10 to $200")
+
+    # The panel slides in (prefers-reduced-motion is not set here): the picture once it is done.
+    assert "0.2s" in await page.locator(PANEL).evaluate(
+        "el => getComputedStyle(el).transitionDuration"
+    )
+    await page.locator(PANEL).evaluate("el => Promise.all(el.getAnimations().map(a => a.finished))")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "widget.png"))
+
+    # A new page load: the same conversation, with its history, and the same session.
+    await page.reload()
+    await expect(page.locator(LAUNCHER)).to_be_visible()
+    sockets.sockets.clear()
+    await page.locator(LAUNCHER).click()
+    await expect(chat.locator(".msg[data-seq]")).to_have_count(2)
+    await expect(chat.locator('.msg[data-sender="visitor"]')).to_contain_text("gift cards")
+    await expect(operator_msgs).to_contain_text("From $10 to $200")
+    await expect(chat.locator("#welcome")).to_be_hidden()
+    frame = await chat_frame(page)
+    assert await stored(frame, live_server, "session") == session_id
+    await send_as_visitor(page, "Great, thanks")
+    history = await operator_api.command("gethistory", convoID=convo_id)
+    assert [m["message"] for m in history["messages"]][-1] == "Great, thanks"
+    hello = next(f for s in sockets.sockets for f in s.sent_of("hello"))
+    assert hello["convoID"] == convo_id and hello["sessionID"] == session_id
+
+    assert page_errors(window) == []
+
+
+async def test_unread_badge_while_closed(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
+) -> None:
+    from playwright.async_api import expect
+
+    url = host_site.add(live_server, "badge")
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await page.goto(url)
+    launcher = page.locator(LAUNCHER)
+    badge = page.locator("liveop-widget .badge")
+    await launcher.click()
+    await send_as_visitor(page, "Is the blue mug back in stock?")
+    convo_id = await stored(await chat_frame(page), live_server, "convo")
+
+    await page.keyboard.press("Escape")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    await expect(badge).to_be_hidden()
+    for text in ("Checking…", "Yes, it is!"):
+        await operator_api.command(
+            "sendmessage", convoID=convo_id, operatorID=operator_api.operator_id, message=text
+        )
+    await expect(badge).to_be_visible()
+    await expect(badge).to_have_text("2")
+    await expect(launcher).to_have_attribute("aria-label", re.compile(r"\(2 unread\)"))
+
+    await launcher.click()
+    await expect(badge).to_be_hidden()
+    await expect(launcher).not_to_have_attribute("aria-label", re.compile("unread"))
+    await expect(page.frame_locator(FRAME).locator('.msg[data-sender="operator"]')).to_have_count(2)
+    # A reply while the panel is open is read at once: no badge after closing.
+    await operator_api.command(
+        "sendmessage",
+        convoID=convo_id,
+        operatorID=operator_api.operator_id,
+        message="Anything else?",
+    )
+    await expect(page.frame_locator(FRAME).locator('.msg[data-sender="operator"]')).to_have_count(3)
+    await launcher.click()
+    await expect(badge).to_be_hidden()
+    assert page_errors(window) == []
+
+
+async def test_keyboard_only(
+    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+) -> None:
+    from playwright.async_api import expect
+
+    url = host_site.add(live_server, "keyboard")
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await page.goto(url)
+    launcher = page.locator(LAUNCHER)
+    await expect(launcher).to_be_visible()
+
+    # Tab reaches the launcher, which shows a focus ring.
+    for _ in range(5):
+        await page.keyboard.press("Tab")
+        if await focused_in_widget(page) == "launcher":
+            break
+    assert await focused_in_widget(page) == "launcher"
+    assert await launcher.evaluate("el => getComputedStyle(el).outlineStyle") == "solid"
+    assert await launcher.get_attribute("aria-controls") == "p"
+    assert (await launcher.get_attribute("aria-label") or "") != ""
+
+    # Enter opens the panel and puts the focus in the chat window's composer.
+    await page.keyboard.press("Enter")
+    await expect(launcher).to_have_attribute("aria-expanded", "true")
+    assert await panel_open(page)
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#composer")).to_be_focused()
+    await page.keyboard.type("typed without a mouse")
+    await expect(chat.locator("#composer")).to_have_value("typed without a mouse")
+
+    # Esc (pressed inside the iframe) closes it and gives the focus back to the launcher.
+    await page.keyboard.press("Escape")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    await expect(page.locator(PANEL)).to_be_hidden()
+    assert await focused_in_widget(page) == "launcher"
+
+    # Reopened, the draft is still there; Shift+Tab from the composer... reaches the close
+    # button, whose Enter closes the panel too.
+    await page.keyboard.press("Enter")
+    await expect(chat.locator("#composer")).to_be_focused()
+    await expect(chat.locator("#composer")).to_have_value("typed without a mouse")
+    close = page.locator("liveop-widget .close")
+    await expect(close).to_have_attribute("aria-label", "Close chat")
+    await close.focus()
+    assert await focused_in_widget(page) == "close"
+    await page.keyboard.press("Enter")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    assert await focused_in_widget(page) == "launcher"
+    # Esc on the page itself (focus on the launcher) with the panel open closes it as well.
+    await page.keyboard.press("Enter")
+    await launcher.focus()
+    await page.keyboard.press("Escape")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    assert page_errors(window) == []
+
+
+async def test_configuration(
+    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+) -> None:
+    from playwright.async_api import Route, expect
+
+    # data-* attributes on the script tag.
+    greeting = "Hello from the Example Shop team <b>!</b>"
+    url = host_site.add(
+        live_server,
+        "configured",
+        attrs=(
+            ' data-color="#E8590C" data-position="left" data-label="Ask the shop"'
+            f' data-greeting="{html.escape(greeting)}"'
+        ),
+    )
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await page.goto(url)
+    launcher = page.get_by_role("button", name="Ask the shop")
+    await expect(launcher).to_be_visible()
+    assert await launcher.evaluate("el => getComputedStyle(el).backgroundColor") == (
+        "rgb(232, 89, 12)"
+    )
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] < 40  # bottom left
+    assert box["y"] + box["height"] > DESKTOP["height"] - 40
+    await launcher.click()
+    panel = await page.locator(PANEL).bounding_box()
+    assert panel is not None and panel["x"] < 40
+    assert panel["x"] + panel["width"] < DESKTOP["width"] / 2
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#welcome-text")).to_have_text(greeting)  # text, not markup
+    assert await chat.locator("#welcome b").count() == 0
+    header = chat.locator(".chat-header")
+    assert "rgb(232, 89, 12)" in await header.evaluate("el => getComputedStyle(el).backgroundImage")
+
+    # The site's settings from the server, overridden by the attributes that are set; invalid
+    # attributes are ignored. (The answer is routed here so the test fixes the settings.)
+    config = {
+        "success": True,
+        "site": {
+            "id": 2,
+            "name": "Mug Co",
+            "color": "#ffd43b",
+            "position": "left",
+            "greeting": "Welcome to Mug Co!",
+        },
+    }
+    asked: list[str] = []
+
+    async def answer(route: Route) -> None:
+        asked.append(route.request.url)
+        await route.fulfill(json=config, headers={"Access-Control-Allow-Origin": "*"}, status=200)
+
+    url = host_site.add(
+        live_server,
+        "site-two",
+        attrs=' data-site="2" data-color="red; background: url(x)" data-position="middle"',
+    )
+    other = await open_window(viewport=DESKTOP)
+    await other.page.route(CONFIG_GLOB, answer)
+    await other.page.goto(url)
+    launcher = other.page.get_by_role("button", name="Chat with Mug Co")
+    await expect(launcher).to_be_visible()
+    assert len(asked) == 1 and asked[0].endswith("/widget-config?site=2")
+    assert await launcher.evaluate("el => getComputedStyle(el).backgroundColor") == (
+        "rgb(255, 212, 59)"
+    )
+    # A light color gets dark text.
+    assert await launcher.evaluate("el => getComputedStyle(el).color") == "rgb(27, 31, 41)"
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] < 40
+    await launcher.click()
+    iframe = other.page.locator(FRAME)
+    await expect(iframe).to_have_attribute("title", "Chat with Mug Co")
+    assert "site=2" in (await iframe.get_attribute("src") or "")
+    chat = other.page.frame_locator(FRAME)
+    await expect(chat.locator("body")).to_have_attribute("data-site", "2")
+    await expect(chat.locator("#welcome-text")).to_have_text("Welcome to Mug Co!")
+    header_color = await chat.locator(".chat-header").evaluate("el => getComputedStyle(el).color")
+    assert header_color == "rgb(27, 31, 41)"
+
+    # No settings (the request fails): the built-in defaults, and the widget still works.
+    url = host_site.add(live_server, "defaults", attrs=' data-site="not-a-number"')
+    third = await open_window(viewport=DESKTOP)
+    await third.page.route(CONFIG_GLOB, lambda route: route.abort())
+    await third.page.goto(url)
+    launcher = third.page.locator(LAUNCHER)
+    await expect(launcher).to_be_visible()
+    assert await launcher.evaluate("el => getComputedStyle(el).backgroundColor") == DEFAULT_COLOR
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] > DESKTOP["width"] - 100  # bottom right
+    await launcher.click()
+    assert "site=1" in (await third.page.locator(FRAME).get_attribute("src") or "")
+    await expect(third.page.frame_locator(FRAME).locator("#composer")).to_be_visible()
+
+    for w in (window, other, third):
+        assert page_errors(w) == []
+
+
+async def test_mobile_viewport(
+    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+) -> None:
+    from playwright.async_api import expect
+
+    width, height = 375, 667
+    url = host_site.add(
+        live_server, "mobile", attrs=' data-greeting="Hi! Questions about an order?"'
+    )
+    window = await open_window(
+        viewport={"width": width, "height": height},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        reduced_motion="reduce",
+    )
+    page = window.page
+    await page.goto(url)
+    launcher = page.locator(LAUNCHER)
+    await expect(launcher).to_be_visible()
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= width
+
+    await launcher.tap()
+    await expect(page.locator(FRAME)).to_be_visible()
+    # No animation for a visitor who asked for reduced motion: the panel is in place at once
+    # and covers the whole screen; the page does not scroll sideways.
+    duration = await page.locator(PANEL).evaluate("el => getComputedStyle(el).transitionDuration")
+    assert set(duration.split(", ")) == {"0s"}
+    panel = await page.locator(PANEL).bounding_box()
+    assert panel == {"x": 0, "y": 0, "width": width, "height": height}
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#composer")).to_be_in_viewport()
+    await expect(chat.locator("#welcome-text")).to_have_text("Hi! Questions about an order?")
+    close = page.get_by_role("button", name="Close chat")
+    await expect(close).to_be_in_viewport()
+    await page.screenshot(path=str(SCREENSHOTS / "widget-mobile.png"))
+
+    await close.tap()
+    await expect(page.locator(PANEL)).to_be_hidden()
+    await expect(launcher).to_be_visible()
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    # The keyboard path: focus the close button, Enter.
+    await launcher.tap()
+    await close.focus()
+    await page.keyboard.press("Enter")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    assert page_errors(window) == []
+
+
+HOSTILE_CSS = """<style>
+* { all: unset !important; }
+html, body, div, p, h1 { display: block !important; }
+button, iframe, liveop-widget { display: none !important; }
+svg { width: 500px !important; }
+body { font: 40px/3 serif !important; color: red !important; text-align: right !important; }
+</style>"""
+
+
+async def test_host_css_does_not_break_the_widget(
+    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+) -> None:
+    from playwright.async_api import expect
+
+    url = host_site.add(live_server, "hostile", head=HOSTILE_CSS)
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await page.goto(url)
+    launcher = page.locator(LAUNCHER)
+    await expect(launcher).to_be_visible()
+    box = await launcher.bounding_box()
+    assert box == {
+        "x": DESKTOP["width"] - 80,
+        "y": DESKTOP["height"] - 80,
+        "width": 60,
+        "height": 60,
+    }
+    assert await launcher.evaluate("el => getComputedStyle(el).backgroundColor") == DEFAULT_COLOR
+    icon = await page.locator("liveop-widget .launcher svg.chat").bounding_box()
+    assert icon is not None and icon["width"] == 26
+
+    await launcher.click()
+    iframe = page.locator(FRAME)
+    await expect(iframe).to_be_visible()
+    frame_box = await iframe.bounding_box()
+    assert frame_box is not None and frame_box["width"] == 380 and frame_box["height"] > 400
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#composer")).to_be_visible()
+    font = await chat.locator("body").evaluate("el => getComputedStyle(el).fontSize")
+    assert font == "15px"  # the iframe is a document of its own
+    await page.keyboard.press("Escape")
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
+    assert page_errors(window) == []
+
+
+class ServerVoice:
+    """A ``route_web_socket`` handler that connects the chat window's socket to the real
+    server and lets the test add a frame of its own, as if the server had sent it."""
+
+    def __init__(self) -> None:
+        self.hellos: list[dict[str, Any]] = []
+        self.readies = 0
+        self._page_side: Any = None
+
+    def handle(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        self._page_side = ws
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "hello":
+                self.hellos.append(frame)
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            if json.loads(message).get("type") == "ready":
+                self.readies += 1
+            ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    def say(self, frame: dict[str, Any]) -> None:
+        assert self._page_side is not None, "no socket yet"
+        self._page_side.send(json.dumps(frame))
+
+
+async def test_server_opened_conversation_is_adopted(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
+) -> None:
+    """A ``{"type": "conversation"}`` frame (the server opened a conversation for this
+    visitor's session, say with an operator's proactive message) makes the window follow it."""
+    from playwright.async_api import expect
+
+    # A conversation with an operator's message, made by the real server.
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        made = await client.post(
+            f"/{live_server.account_id}/liveoperator/postmessage", data={"message": "Hello?"}
+        )
+    convo_id = made.json()["convoID"]
+    await operator_api.command(
+        "sendmessage",
+        convoID=convo_id,
+        operatorID=operator_api.operator_id,
+        message="Hi! Can I help you choose a mug?",
+    )
+
+    url = host_site.add(live_server, "proactive")
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    voice = ServerVoice()
+    # On the context: the socket belongs to the iframe, another site's frame.
+    await page.context.route_web_socket("**/liveoperator/ws", voice.handle)
+    await page.goto(url)
+    await page.locator(LAUNCHER).click()
+    chat = page.frame_locator(FRAME)
+    await expect(chat.locator("#welcome")).to_be_visible()
+    await eventually(lambda: _now(voice.readies), "the chat window's socket to be ready")
+    assert "convoID" not in voice.hellos[0]  # no conversation yet
+
+    voice.say({"type": "conversation", "convoID": convo_id})
+    await expect(chat.locator(".msg[data-seq]")).to_have_count(2)
+    await expect(chat.locator('.msg[data-sender="operator"]')).to_contain_text("choose a mug")
+    await expect(chat.locator("#welcome")).to_be_hidden()
+    assert await stored(await chat_frame(page), live_server, "convo") == convo_id
+    # The window introduced itself again, now with the conversation.
+    await eventually(lambda: _now(len(voice.hellos) > 1), "a second hello")
+    assert voice.hellos[-1]["convoID"] == convo_id
+    assert voice.hellos[-1]["sessionID"] == voice.hellos[0]["sessionID"]
+    # The same conversation again changes nothing.
+    voice.say({"type": "conversation", "convoID": convo_id})
+    await send_as_visitor(page, "Yes please, something blue")
+    await expect(chat.locator(".msg[data-seq]")).to_have_count(3)
+    history = await operator_api.command("gethistory", convoID=convo_id)
+    assert history["messages"][-1]["message"] == "Yes please, something blue"
+    assert len(voice.hellos) == 2
+    assert page_errors(window) == []
+
+
+async def test_widget_script_and_loadchat_site(live_server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        script = await client.get("/widget.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert script.headers["x-content-type-options"] == "nosniff"
+        assert "max-age" in script.headers["cache-control"]
+        assert script.content == WIDGET_SOURCE.read_bytes()
+        assert len(script.content) < 8 * 1024
+
+        chat = f"/{live_server.account_id}/liveoperator/loadchat"
+        page = await client.get(chat, params={"site": "7"})
+        assert page.status_code == 200
+        assert 'data-site="7"' in page.text
+        assert 'data-site="1"' in (await client.get(chat)).text
+        for bad in ("0", "-3", "abc", "1.5", "99999999999999999999"):
+            answer = await client.get(chat, params={"site": bad})
+            assert answer.status_code == 400, bad
+            assert answer.json()["error"]["code"] == "invalid_field"
