@@ -22,7 +22,7 @@ from server.api.commands import (
 from server.api.wire import Fields, ok, read_fields
 from server.errors import Invalid
 from server.services import Services, client_ip, services
-from storage.models import UserInfo
+from storage.models import DEFAULT_SITE_ID, UserInfo
 
 PREFIX = "/{account_id}/liveoperator"
 ASSET_BASE = "/assets"
@@ -37,6 +37,8 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 # The embed script is the same for every site and account: caches may keep it for an hour.
+# Read cross-origin by widget.js; short-lived so an admin's change shows within a minute.
+CONFIG_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"}
 WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
 
 
@@ -83,9 +85,26 @@ def routes(template: str) -> list[Route]:
     async def widget(request: Request) -> Response:
         return Response(widget_js, media_type="text/javascript", headers=WIDGET_HEADERS)
 
+    async def widget_config(request: Request) -> Response:
+        """A site's widget look, for widget.js on the customer's own pages (any origin: it
+        is public and carries no credentials)."""
+        site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
+        site = await services(request).directory.get_site(_account(request), site_id)
+        response = ok(
+            site={
+                "id": site.id,
+                "name": site.name,
+                "color": site.color,
+                "position": site.position,
+                "greeting": site.greeting,
+            }
+        )
+        response.headers.update(CONFIG_HEADERS)
+        return response
+
     async def loadchat(request: Request) -> Response:
         svc = services(request)
-        site = Fields(request.query_params).integer("site", minimum=1) or 1
+        site = Fields(request.query_params).integer("site", minimum=1) or DEFAULT_SITE_ID
         account = await svc.directory.get_account(_account(request))
         convo = request.path_params.get("convo_id", "")
         if convo:
@@ -153,6 +172,7 @@ def routes(template: str) -> list[Route]:
 
     return [
         Route("/widget.js", widget, methods=["GET"]),
+        Route(PREFIX + "/widget-config", widget_config, methods=["GET"]),
         Route(PREFIX + "/loadchat", loadchat, methods=["GET"]),
         Route(PREFIX + "/loadchat/{convo_id}", loadchat, methods=["GET"]),
         Route(PREFIX + "/postmessage", postmessage, methods=["POST"]),

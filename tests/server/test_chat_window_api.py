@@ -150,3 +150,49 @@ async def test_another_accounts_conversation_does_not_load(
     response = await tenant.client.get(_url(tenant, f"loadchat/{theirs}"))
     assert response.status_code == 404
     assert "secret" not in response.text
+
+
+async def test_widget_config_is_the_sites_public_look_readable_from_any_origin(
+    tenant: Tenant,
+) -> None:
+    headers = {"X-Api-Key": tenant.api_key}
+    created = await tenant.client.post(
+        "/api/v1/admin/sites",
+        headers=headers,
+        json={"name": "Shop", "color": "#FF8800", "position": "left", "greeting": "Hej!"},
+    )
+    assert created.status_code == 201, created.json()
+    site_id = created.json()["site"]["id"]
+    response = await tenant.client.get(_url(tenant, "widget-config"), params={"site": site_id})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.json()["site"] == {
+        "id": site_id, "name": "Shop", "color": "#ff8800", "position": "left", "greeting": "Hej!",
+    }  # fmt: skip
+    default = (await tenant.client.get(_url(tenant, "widget-config"))).json()["site"]
+    assert default["id"] == 1 and default["position"] == "right"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"site": "99"}, 404, "site_not_found"),
+        ({"site": "0"}, 400, "invalid_field"),
+        ({"site": "x"}, 400, "invalid_field"),
+    ],
+)
+async def test_widget_config_refuses_unknown_and_malformed_sites(
+    tenant: Tenant, params: dict[str, str], status: int, code: str
+) -> None:
+    response = await tenant.client.get(_url(tenant, "widget-config"), params=params)
+    assert response.status_code == status and response.json()["error"]["code"] == code
+
+
+async def test_widget_config_of_another_accounts_site_is_not_found(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    await other_tenant.client.post(
+        "/api/v1/admin/sites", headers={"X-Api-Key": other_tenant.api_key}, json={"name": "B"}
+    )
+    response = await tenant.client.get(_url(tenant, "widget-config"), params={"site": 2})
+    assert response.status_code == 404
