@@ -132,13 +132,13 @@ def _other_side(sender: Sender, side: Side) -> bool:
 def check_image_url(url: str) -> str:
     if len(url) > IMAGE_URL_MAX_CHARS:
         raise Invalid("invalid_image_url", f"image_url is longer than {IMAGE_URL_MAX_CHARS}")
-    if not _IMAGE_URL.match(url):
+    if not _IMAGE_URL.fullmatch(url):
         raise Invalid("invalid_image_url", "image_url must be an http(s) URL")
     return url
 
 
 def check_session_id(session_id: str) -> str:
-    if not _SESSION_ID.match(session_id):
+    if not _SESSION_ID.fullmatch(session_id):
         raise Invalid("invalid_session_id", "sessionID must be 8-128 letters, digits, '-' or '_'")
     return session_id
 
@@ -227,7 +227,9 @@ class ConversationEngine:
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
-        translation = await self._translation(account_id, convo_id, sender, operator, text)
+        translation = await self._translation(
+            account_id, convo_id, sender, operator, text, template
+        )
 
         def decide(current: Conversation | None) -> Change:
             if current is None:
@@ -321,7 +323,11 @@ class ConversationEngine:
             if to_operator is not None:
                 after = dataclasses.replace(current, operator_id=to_operator)
             else:
-                after = dataclasses.replace(current, operator_id=None, team_id=to_team)
+                # Back in a queue: pending again until one of the team replies and owns it.
+                status: Status = "open" if current.status == "active" else current.status
+                after = dataclasses.replace(
+                    current, operator_id=None, team_id=to_team, status=status
+                )
             return None if after == current else Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation
@@ -559,15 +565,22 @@ class ConversationEngine:
         sender: Sender,
         operator: Operator | None,
         text: str,
+        template: str | None = None,
     ) -> tuple[str, str] | None:
-        """(translated text, its language) when the conversation translates live.
+        """(translated text, its language) when the conversation translates live; a canned
+        ``template`` is translated as its macros expand now.
 
         A translator outage never costs the message: it is stored untranslated."""
-        if self._translator is None or convo_id is None or sender == "bot" or not text.strip():
+        if self._translator is None or convo_id is None or sender == "bot":
+            return None
+        if not (text.strip() or template):
             return None
         current = await self._store.get_conversation(account_id, convo_id)
         if current is None or not current.translate:
             return None
+        if template is not None:
+            assert operator is not None
+            text = expand_macros(template, current.user_info, operator.name)
         if sender == "operator":
             assert operator is not None
             if not current.visitor_lang:

@@ -16,7 +16,12 @@ from server.api.operators import conversation_data, message_data, operator_json,
 from server.api.wire import Fields, ok, read_fields
 from server.auth import Principal
 from server.availability import Visitor
-from server.conversations import HISTORY_MAX, SESSION_ID_MAX_CHARS, VisitorPatch
+from server.conversations import (
+    HISTORY_MAX,
+    SESSION_ID_MAX_CHARS,
+    VisitorPatch,
+    check_session_id,
+)
 from server.errors import Conflict, Invalid, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
 from server.services import Services, services
@@ -124,12 +129,14 @@ async def note(request: Request) -> Response:
 async def proactive_message(request: Request) -> Response:
     svc, me, fields = await _caller(request)
     site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
-    session_id = fields.require("session_id", max_chars=SESSION_ID_MAX_CHARS)
+    session_id = check_session_id(fields.require("session_id", max_chars=SESSION_ID_MAX_CHARS))
+    content = fields.require("content")
+    # Checked before presence: a malformed session or a missing site is never online, and
+    # must be told apart from a visitor who left.
+    await svc.directory.get_site(me.account_id, site_id)
     if not await svc.availability.session_online(me.account_id, site_id, session_id):
         raise Conflict("visitor_offline", "that visitor is not on the site right now")
-    committed = await svc.engine.proactive(
-        me.account_id, me.id, site_id, session_id, fields.require("content")
-    )
+    committed = await svc.engine.proactive(me.account_id, me.id, site_id, session_id, content)
     return ok(
         conversation=conversation_data(committed.conversation),
         message=message_data(committed.messages[0]),
@@ -312,8 +319,9 @@ async def set_status(request: Request) -> Response:
 
 def _list(fields: Fields, name: str) -> list[str] | None:
     """A comma-separated filter (``status=open,active``); absent or empty means any."""
-    value = fields.text(name)
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+    # "," is empty too: an empty list would be `IN ()`, which PostgreSQL refuses.
+    found = [v.strip() for v in (fields.text(name) or "").split(",") if v.strip()]
+    return found or None
 
 
 _CONVO = "/{id:str}"
