@@ -29,6 +29,7 @@ from server.api import (
     auth,
     chat_window,
     commands,
+    inbox_app,
     operator,
     stream,
     tenant_ws,
@@ -44,6 +45,7 @@ from server.errors import LiveOpError
 from server.events import EventFeed
 from server.inbox import Inbox
 from server.outbound import outbound_worker
+from server.push import push_notifications
 from server.services import Services
 from server.settings import Settings
 from server.uploads import ImageStore
@@ -81,7 +83,10 @@ def create_app(settings: Settings) -> Starlette:
             await hub.start()
             stack.push_async_callback(hub.close)
             typing, presence, limiter = await _ephemeral_state(settings, stack)
-            feed = EventFeed(hub, store)
+            push = await stack.enter_async_context(push_notifications(settings, store, presence))
+            # Kept for tests, which wait for the background pushes with push.idle().
+            app.state.push = push
+            feed = EventFeed(hub, store, [push.committed] if push else [])
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
@@ -127,6 +132,7 @@ def create_app(settings: Settings) -> Starlette:
             *auth.routes,
             *admin.routes,
             *uploads.routes(),
+            *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Mount(chat_window.ASSET_BASE, StaticFiles(directory=assets), name="assets"),
         ],

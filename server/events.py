@@ -11,6 +11,7 @@ Typing and status changes ride along unsequenced: they are state, not log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -49,6 +50,10 @@ def session_channel(account_id: str, session_id: str) -> str:
 SESSION_CONVERSATION = "conversation"
 
 
+# Called with every change after its events rang, e.g. to send push notifications.
+CommitListener = Callable[[Committed], Awaitable[None]]
+
+
 def _json(data: Any) -> bytes:
     return orjson.dumps(data)
 
@@ -70,19 +75,25 @@ def visitor_status(conversation: Conversation) -> bytes:
 
 
 class EventFeed:
-    def __init__(self, hub: Hub, store: Store) -> None:
+    def __init__(self, hub: Hub, store: Store, listeners: Sequence[CommitListener] = ()) -> None:
         self._hub = hub
         self._store = store
+        self._listeners = tuple(listeners)
 
     async def committed(self, committed: Committed) -> None:
-        """Rings every channel the change concerns. Never raises: the change is committed,
-        and a client that misses the ring catches up from the store."""
+        """Rings every channel the change concerns, then tells the listeners. Never raises:
+        the change is committed, and a client that misses the ring catches up from the store."""
         if committed.duplicate or not committed.events:
             return
         try:
             await self._ring(committed)
         except Exception:
             log.exception("publishing committed events failed; clients will catch up")
+        for listener in self._listeners:
+            try:
+                await listener(committed)
+            except Exception:
+                log.exception("a post-commit listener failed")
 
     async def _ring(self, committed: Committed) -> None:
         conversation = committed.conversation

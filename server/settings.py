@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from server.adapters.email import parse_sender, parse_smtp_url
+from server.adapters.fcm import load_service_account
 from server.adapters.sms import TWILIO_URL
 
 DEFAULT_DATA_DIR = "liveop-data"
@@ -120,6 +121,18 @@ def _smtp_url(environ: Mapping[str, str]) -> str | None:
     return url
 
 
+def _fcm_credentials(environ: Mapping[str, str]) -> str | None:
+    """LIVEOP_FCM_CREDENTIALS, read now: a bad key file stops the start with the reason
+    instead of failing every push later."""
+    path = environ.get("LIVEOP_FCM_CREDENTIALS") or None
+    if path is not None:
+        try:
+            load_service_account(path)
+        except ValueError as exc:
+            raise SettingsError(f"LIVEOP_FCM_CREDENTIALS: {exc}") from None
+    return path
+
+
 def _sms_account_sid(environ: Mapping[str, str]) -> str | None:
     """LIVEOP_SMS_ACCOUNT_SID, checked with the token and sender it needs beside it."""
     missing = [name for name in _SMS_SETTINGS if not environ.get(name)]
@@ -174,7 +187,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         rate_limits=_flag(environ, "LIVEOP_RATE_LIMITS", default=True),
         translate_url=_url(environ, "LIVEOP_TRANSLATE_URL"),
         translate_api_key=environ.get("LIVEOP_TRANSLATE_API_KEY") or None,
-        fcm_credentials=environ.get("LIVEOP_FCM_CREDENTIALS") or None,
+        fcm_credentials=_fcm_credentials(environ),
         fcm_url=_url(environ, "LIVEOP_FCM_URL") or DEFAULT_FCM_URL,
         smtp_url=_smtp_url(environ),
         email_from=environ.get("LIVEOP_EMAIL_FROM") or None,

@@ -18,11 +18,11 @@
   };
   let conf = {};
   try {
-    const r = await fetch(`${base}widget-config?site=${site}`, {
+    const res = await fetch(`${base}widget-config?site=${site}`, {
       signal: AbortSignal.timeout(4000), // a slow server must not keep the launcher away
       credentials: "omit",
     });
-    if (r.ok) conf = (await r.json()).site || {};
+    if (res.ok) conf = (await res.json()).site || {};
   } catch {
     // Without the site's settings the defaults make a working widget.
   }
@@ -32,9 +32,7 @@
       settings[k][0]).trim();
   const color = get("color");
   const greeting = get("greeting").slice(0, 300);
-  const name = typeof conf.name === "string" ? conf.name : "";
-  const title = name ? `Chat with ${name}` : "Chat";
-  const label = (opt.label || "").trim() || (name ? title : "Open chat");
+  const label = (opt.label || "").trim() || "Open chat";
   const [r, g, b] = color.match(/\w\w/g).map((h) => parseInt(h, 16));
   const ink = 0.299 * r + 0.587 * g + 0.114 * b > 160 ? "#1b1f29" : "#fff"; // BT.601 luma
   const css = `:host{all:initial!important;display:block!important}
@@ -58,7 +56,7 @@ iframe{display:block;width:100%;height:100%;border:0}
   const root = host.attachShadow({ mode: "open" });
   // A constructed sheet is not inline style: pages whose CSP forbids that still get the widget.
   const sheet = root.adoptedStyleSheets && new CSSStyleSheet();
-  root.innerHTML = `${sheet ? "" : `<style>${css}</style>`}<button class="launcher" aria-expanded="false" aria-controls="p"><svg class="chat" viewBox="0 0 24 24"><path d="M4 4h16v12H9l-5 4z"/></svg>${x}<span class="badge" hidden></span></button><div class="panel" id="p" role="dialog"><button class="close" aria-label="Close chat">${x}</button></div>`;
+  root.innerHTML = `${sheet ? "" : `<style>${css}</style>`}<button class="launcher" aria-expanded="false" aria-controls="p"><svg class="chat" viewBox="0 0 24 24"><path d="M4 4h16v12H9l-5 4z"/></svg>${x}<span class="badge" hidden></span></button><div class="panel" id="p" role="dialog" aria-label="Chat"><button class="close" aria-label="Close chat">${x}</button></div>`;
   if (sheet) {
     sheet.replaceSync(css);
     root.adoptedStyleSheets = [sheet];
@@ -66,7 +64,6 @@ iframe{display:block;width:100%;height:100%;border:0}
   const [launcher, panel, badge, close] = ["launcher", "panel", "badge", "close"].map((c) =>
     root.querySelector(`.${c}`),
   );
-  panel.setAttribute("aria-label", title);
   let frame, loaded, open;
 
   const tell = () =>
@@ -83,7 +80,7 @@ iframe{display:block;width:100%;height:100%;border:0}
     if (open && !frame) {
       // Lazy: until opened, the widget is this one small script.
       frame = document.createElement("iframe");
-      frame.title = title;
+      frame.title = "Chat";
       const query = new URLSearchParams({ site, embed: 1, color, greeting });
       frame.src = `${base}loadchat?${query}`;
       frame.onload = () => {

@@ -169,7 +169,9 @@ async def test_visitor_chats_over_websocket(
     assert first.url == (
         f"{live_server.base_url.replace('http', 'ws', 1)}/{live_server.account_id}/liveoperator/ws"
     )
-    assert first.sent[0] == {"type": "hello", "seq": 0}
+    hello = first.sent[0]  # the visitor's session and site come along (widget, proactive chat)
+    assert hello == {"type": "hello", "seq": 0, "sessionID": hello["sessionID"], "siteID": 1}
+    assert re.fullmatch(r"sess_[A-Za-z0-9_-]{22}", hello["sessionID"])
     assert first.received_of("ready") == [
         {"type": "ready", "convoID": None, "status": None, "seq": 0}
     ]
@@ -279,8 +281,10 @@ async def test_visitor_chats_over_websocket(
         lambda: _async(len(log.sockets) == 2 and log.sockets[1].ready and log.sockets[1]),
         "the socket after the reload to be ready",
     )
-    assert resumed.sent[0] == {"type": "hello", "convoID": convo_id, "seq": 4}
-    assert polls == [{"convoID": convo_id, "since": "0"}]
+    assert resumed.sent[0] == {**hello, "convoID": convo_id, "seq": 4}
+    assert polls == [
+        {"convoID": convo_id, "since": "0", "sessionID": hello["sessionID"], "siteID": "1"}
+    ]
     await operator_api.command(
         "sendmessage", convoID=convo_id, operatorID=op_id, message="Sure, go ahead."
     )
@@ -415,7 +419,7 @@ async def test_socket_drops_and_resumes(
     await expect(banner).to_be_hidden()
     assert await dom_seqs(page) == [1, 2, 3, 4, 5]
     resumed = proxy.sockets[1]
-    assert resumed.sent[0] == {"type": "hello", "convoID": convo_id, "seq": 2}
+    assert resumed.sent[0] == {**proxy.sockets[0].sent[0], "convoID": convo_id, "seq": 2}
     # The replay carried what was missed, over the socket, once each.
     assert [f["seq"] for f in resumed.received_of("message:new")][:3] == [3, 4, 5]
     (held,) = resumed.sent_of("send")

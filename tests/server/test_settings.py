@@ -66,13 +66,11 @@ def test_translation_and_push_are_off_unless_configured(tmp_path: Path) -> None:
             **env,
             "LIVEOP_TRANSLATE_URL": "http://127.0.0.1:5000/",
             "LIVEOP_TRANSLATE_API_KEY": "key",
-            "LIVEOP_FCM_CREDENTIALS": "/etc/liveop/firebase.json",
             "LIVEOP_FCM_URL": "https://fcm.example.test",
         }
     )
     assert configured.translate_url == "http://127.0.0.1:5000"
     assert configured.translate_api_key == "key"
-    assert configured.fcm_credentials == "/etc/liveop/firebase.json"
     assert configured.fcm_url == "https://fcm.example.test"
 
 

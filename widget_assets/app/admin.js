@@ -1,0 +1,213 @@
+// Live Operator Chat, operator inbox: the admin screens — operators, teams, canned responses
+// and sites — all one table and one form, described per resource.
+//
+// Every operator may look; only admins may change (the server enforces it, 403 otherwise).
+
+import { api } from "./api.js";
+import { $, h, say } from "./dom.js";
+
+const teamName = (ctx, id) => ctx.teams.find((t) => t.id === id)?.name || "None";
+const operatorNames = (ctx, ids) =>
+  ids.map((id) => ctx.operators.get(id)?.name || `#${id}`).join(", ") || "No members";
+
+/** Per resource: its API path, its list key, the columns shown, and the form's fields. A
+ * field's ``create`` marks it required only when creating (a password kept when editing). */
+const RESOURCES = {
+  operators: {
+    title: "Operators",
+    one: "operator",
+    columns: [
+      ["Name", (o) => o.name],
+      ["Email", (o) => o.email],
+      ["Role", (o) => (o.is_admin ? "Admin" : "Operator")],
+      ["Language", (o) => o.lang],
+    ],
+    fields: () => [
+      { name: "name", label: "Name", required: true, maxlength: 100 },
+      { name: "email", label: "Email", type: "email", required: true, maxlength: 254 },
+      { name: "password", label: "Password (at least 8 characters)", type: "password",
+        create: true, editHint: "Leave empty to keep the current password.", maxlength: 256 },
+      { name: "role", label: "Role", options: [["operator", "Operator"], ["admin", "Admin"]],
+        value: (o) => o.role },
+      { name: "lang", label: "Language", placeholder: "en", maxlength: 35 },
+    ],
+  },
+  teams: {
+    title: "Teams",
+    one: "team",
+    columns: [
+      ["Name", (t) => t.name],
+      ["Members", (t, ctx) => operatorNames(ctx, t.member_ids)],
+    ],
+    fields: (ctx) => [
+      { name: "name", label: "Name", required: true, maxlength: 100 },
+      { name: "member_ids", label: "Members", members: [...ctx.operators.values()] },
+    ],
+  },
+  canned: {
+    title: "Canned responses",
+    one: "canned response",
+    columns: [
+      ["Name", (c) => c.name],
+      ["Tag", (c) => c.tag],
+      ["Message", (c) => c.message],
+    ],
+    fields: () => [
+      { name: "name", label: "Name", required: true, maxlength: 100 },
+      { name: "tag", label: "Tag", maxlength: 50 },
+      { name: "message", label: "Message", required: true, multiline: true,
+        hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
+    ],
+  },
+  sites: {
+    title: "Sites",
+    one: "site",
+    columns: [
+      ["Id", (s) => String(s.id)],
+      ["Name", (s) => s.name],
+      ["Color", (s) => s.color],
+      ["Position", (s) => s.position],
+      ["Team", (s, ctx) => teamName(ctx, s.team_id)],
+    ],
+    fields: (ctx) => [
+      { name: "name", label: "Name", required: true, maxlength: 100 },
+      { name: "color", label: "Widget color", type: "color", value: (s) => s.color },
+      { name: "position", label: "Widget position", options: [["right", "Right"], ["left", "Left"]],
+        value: (s) => s.position },
+      { name: "greeting", label: "Greeting", multiline: true, maxlength: 300 },
+      { name: "team_id", label: "Team for new conversations", number: true,
+        options: [["0", "None"], ...ctx.teams.map((t) => [String(t.id), t.name])],
+        value: (s) => String(s.team_id || 0) },
+    ],
+  },
+};
+
+let shown = null; // the resource on screen
+
+/** Renders the ``name`` screen into the admin section. */
+export async function showAdmin(ctx, name) {
+  const resource = RESOURCES[name] ? name : "operators";
+  shown = resource;
+  for (const tab of document.querySelectorAll(".admin__tab")) {
+    if (tab.dataset.resource === resource) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  const body = $("admin-body");
+  body.replaceChildren(h("p", {}, "Loading…"));
+  let items;
+  try {
+    items = (await api("GET", `admin/${resource}`))[resource];
+  } catch (error) {
+    body.replaceChildren(h("p", { class: "form-error", role: "alert" }, error.message));
+    return;
+  }
+  if (shown === resource) render(ctx, resource, items);
+}
+
+function render(ctx, resource, items, editing = null) {
+  const spec = RESOURCES[resource];
+  const admin = ctx.me.is_admin;
+  const rerun = async (message) => {
+    await ctx.refreshDirectory();
+    await showAdmin(ctx, resource);
+    say($("admin-status"), message);
+  };
+  const remove = async (item) => {
+    if (!window.confirm(`Delete the ${spec.one} “${item.name}”?`)) return;
+    try {
+      await api("DELETE", `admin/${resource}/${item.id}`);
+      await rerun(`Deleted “${item.name}”.`);
+    } catch (error) {
+      say($("admin-status"), error.message);
+    }
+  };
+  const table = h("table", { class: "admin__table" },
+    h("caption", { class: "visually-hidden" }, spec.title),
+    h("thead", {}, h("tr", {},
+      spec.columns.map(([title]) => h("th", { scope: "col" }, title)),
+      admin && h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
+    h("tbody", {}, items.map((item) => h("tr", { dataset: { id: item.id } },
+      spec.columns.map(([, cell]) => h("td", {}, cell(item, ctx) || "")),
+      admin && h("td", { class: "admin__actions" },
+        h("button", { type: "button", class: "button button--quiet",
+          "aria-label": `Edit ${item.name}`, onclick: () => render(ctx, resource, items, item) },
+          "Edit"),
+        h("button", { type: "button", class: "button button--quiet button--danger",
+          "aria-label": `Delete ${item.name}`, onclick: () => remove(item) }, "Delete"))))),
+  );
+  $("admin-body").replaceChildren(
+    h("h2", { class: "admin__title" }, spec.title),
+    table,
+    h("p", { class: "admin__status", id: "admin-status", role: "status" }),
+    admin
+      ? form(ctx, resource, spec, editing, rerun)
+      : h("p", { class: "admin__note" }, "Only admins can change these."),
+  );
+  if (editing) $("admin-form").querySelector("input, textarea, select").focus();
+}
+
+function form(ctx, resource, spec, editing, rerun) {
+  const fields = spec.fields(ctx);
+  const error = h("p", { class: "form-error", role: "alert", hidden: true });
+  const inputs = new Map();
+  const controls = fields.map((f) => {
+    const id = `admin-${f.name}`;
+    const current = editing ? (f.value ? f.value(editing) : editing[f.name]) : undefined;
+    if (f.members) {
+      const boxes = f.members.map((o) =>
+        h("label", { class: "check" },
+          h("input", { type: "checkbox", value: o.id,
+            checked: editing ? editing.member_ids.includes(o.id) : false }),
+          ` ${o.name}`));
+      inputs.set(f.name, () =>
+        boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => Number(i.value)),
+      );
+      return h("fieldset", { class: "field" }, h("legend", { class: "field__label" }, f.label), boxes);
+    }
+    const hint = (editing && f.editHint) || f.hint;
+    const attrs = { class: "field__input", id, name: f.name, maxlength: f.maxlength,
+      placeholder: f.placeholder, required: f.required || (f.create && !editing),
+      "aria-describedby": hint && `${id}-hint` };
+    let input;
+    if (f.options) {
+      input = h("select", attrs, f.options.map(([value, label]) => h("option", { value }, label)));
+    } else if (f.multiline) {
+      input = h("textarea", { ...attrs, rows: 3 });
+    } else {
+      input = h("input", { ...attrs, type: f.type || "text" });
+    }
+    if (current !== undefined && current !== null) input.value = current;
+    inputs.set(f.name, () => (f.number ? Number(input.value) : input.value));
+    return h("div", { class: "field" },
+      h("label", { class: "field__label", for: id }, f.label), input,
+      hint && h("span", { class: "field__hint", id: `${id}-hint` }, hint));
+  });
+
+  async function submit(event) {
+    event.preventDefault();
+    const values = {};
+    for (const [name, read] of inputs) {
+      const value = read();
+      // Empty optional fields are left out: on create the server's default, on edit unchanged.
+      if (value !== "" && !(name === "team_id" && value === 0 && !editing)) values[name] = value;
+    }
+    try {
+      if (editing) await api("PATCH", `admin/${resource}/${editing.id}`, values);
+      else await api("POST", `admin/${resource}`, values);
+      await rerun(editing ? `Saved “${values.name}”.` : `Added “${values.name}”.`);
+    } catch (failure) {
+      say(error, failure.message);
+    }
+  }
+
+  const verb = editing ? `Edit ${spec.one}` : `Add ${spec.one}`;
+  return h("form", { class: "admin__form", id: "admin-form", novalidate: true, onsubmit: submit,
+    "aria-labelledby": "admin-form-title" },
+    h("h3", { id: "admin-form-title" }, editing ? `${verb} “${editing.name}”` : verb),
+    controls,
+    error,
+    h("div", { class: "admin__buttons" },
+      h("button", { type: "submit", class: "button button--primary" }, editing ? "Save" : verb),
+      editing && h("button", { type: "button", class: "button button--quiet",
+        onclick: () => showAdmin(ctx, resource) }, "Cancel")));
+}

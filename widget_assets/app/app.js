@@ -1,0 +1,235 @@
+// Live Operator Chat, operator inbox: signing in, the live stream, and which screen shows.
+//
+// Plain ES modules, no build step and no framework: the inbox is a handful of views that the
+// stream updates in place, which the DOM does directly in less code than a framework's setup.
+
+import { LiveStream, api, authenticate, session } from "./api.js";
+import { showAdmin } from "./admin.js";
+import { createConversation } from "./conversation.js";
+import { $, say } from "./dom.js";
+import { createList } from "./list.js";
+
+const HEARTBEAT_MS = 30000; // the server counts an operator online 75 s after a beat
+const RELOAD_RETRY_MS = 3000;
+const FLASH_KEY = "liveop:inbox:flash"; // a message for the login page across the reload
+
+let loading = 0;
+let queued = [];
+let live = false;
+const typingTimers = new Map(); // conversation id -> timeout that ends its visitor's typing
+
+const ctx = {
+  me: null,
+  operators: new Map(),
+  teams: [],
+  canned: [],
+  sites: [],
+  live: () => live,
+  isTyping: (id) => typingTimers.has(id),
+  guarded,
+  refreshDirectory,
+  failed: (error) => say($("banner"), `Could not load: ${error.message}`),
+  openId: () => conversation.openId(),
+};
+const list = createList(ctx);
+const conversation = createConversation(ctx);
+
+// -- consistency between REST loads and the stream ------------------------------------------
+//
+// The stream is opened first, and the state is loaded from REST only once it says "ready":
+// the server attaches the stream before it reads the cursor it sends, so every change after
+// that cursor arrives as an event, and every change before it is in what REST returns. While
+// a load is in flight, events are held back and applied after it, in order: an event can then
+// repeat what the load already showed (messages are keyed by seq, conversations replaced
+// whole, so that is harmless) but never be overwritten by an older answer. Loading before
+// "ready" instead would leave a window between the REST read and the stream's cursor whose
+// changes nobody delivers.
+
+/** Runs ``load`` with the stream's events held back until it (and any other load) ends. */
+async function guarded(load) {
+  loading += 1;
+  try {
+    return await load();
+  } finally {
+    loading -= 1;
+    if (loading === 0) {
+      const held = queued;
+      queued = [];
+      for (const [kind, data] of held) apply(kind, data);
+    }
+  }
+}
+
+async function refreshDirectory() {
+  const [operators, teams, canned, sites] = await Promise.all([
+    api("GET", "operator/operators"),
+    api("GET", "admin/teams"),
+    api("GET", "admin/canned"),
+    api("GET", "operator/sites"),
+  ]);
+  ctx.operators = new Map(operators.operators.map((o) => [o.id, o]));
+  ctx.teams = teams.teams;
+  ctx.canned = canned.canned;
+  ctx.sites = sites.sites;
+  list.refresh();
+  conversation.refresh();
+}
+
+/** Everything from REST: on the first "ready" and after a "reset". */
+async function reload() {
+  try {
+    await guarded(async () => {
+      await refreshDirectory();
+      await Promise.all([list.load(), conversation.load()]);
+    });
+    say($("banner"), "");
+  } catch (error) {
+    ctx.failed(error);
+    setTimeout(reload, RELOAD_RETRY_MS);
+  }
+}
+
+function setTyping(id, seconds) {
+  clearTimeout(typingTimers.get(id));
+  typingTimers.delete(id);
+  if (seconds > 0) typingTimers.set(id, setTimeout(() => setTyping(id, 0), seconds * 1000));
+  list.redraw();
+  conversation.typingChanged(id);
+}
+
+function apply(kind, data) {
+  switch (kind) {
+    case "conversation:new":
+    case "conversation:updated":
+      list.upsert(data);
+      conversation.update(data);
+      break;
+    case "message:new":
+      if (data.message.sender === "visitor" && ctx.isTyping(data.conversation_id)) {
+        setTyping(data.conversation_id, 0);
+      }
+      list.upsert(data.conversation);
+      conversation.update(data.conversation);
+      conversation.add(data.message);
+      break;
+    case "typing":
+      if (data.side === "visitor") setTyping(data.conversation_id, data.expires_in);
+      break;
+    case "presence": {
+      const operator = ctx.operators.get(data.operator_id);
+      if (operator) {
+        operator.online = data.online;
+        conversation.refresh();
+      }
+      break;
+    }
+    case "delivery":
+      conversation.delivery(data);
+      break;
+  }
+}
+
+// -- the session ------------------------------------------------------------------------------
+
+function start(saved) {
+  ctx.me = saved.operator;
+  authenticate(saved.token, () => signOut("Your session has ended. Please sign in again."));
+  $("login").hidden = true;
+  $("shell").hidden = false;
+  $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
+  const stream = new LiveStream(saved.token, {
+    event: (kind, data) => (loading ? queued.push([kind, data]) : apply(kind, data)),
+    live(fresh) {
+      live = true;
+      document.body.dataset.stream = "live";
+      say($("banner"), "");
+      if (fresh) reload();
+    },
+    down() {
+      document.body.dataset.stream = "down";
+      say($("banner"), "Reconnecting… Live updates are paused.");
+    },
+    check: () => api("GET", "operator/status"),
+  });
+  ctx.stream = stream;
+  stream.start();
+  const beat = () => api("POST", "operator/heartbeat", {}).catch(() => {});
+  beat();
+  ctx.heartbeat = setInterval(beat, HEARTBEAT_MS);
+  route();
+}
+
+function signOut(message) {
+  ctx.stream?.stop();
+  clearInterval(ctx.heartbeat);
+  session.clear();
+  if (message) sessionStorage.setItem(FLASH_KEY, message);
+  // A fresh page: no state of this session survives in memory.
+  location.replace("/app/");
+}
+
+function showLogin() {
+  $("login").hidden = false;
+  $("shell").hidden = true;
+  const flash = sessionStorage.getItem(FLASH_KEY);
+  sessionStorage.removeItem(FLASH_KEY);
+  say($("login-error"), flash);
+  $("login-email").focus();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const email = $("login-email").value.trim();
+  const password = $("login-password").value;
+  if (!email || !password) {
+    say($("login-error"), "Enter your email and password.");
+    return;
+  }
+  say($("login-error"), "");
+  $("login-submit").disabled = true;
+  try {
+    const answer = await api("POST", "auth/login", { email, password });
+    const saved = { token: answer.token, expires_at: answer.expires_at, operator: answer.operator };
+    session.save(saved);
+    $("login-password").value = "";
+    start(saved);
+  } catch (error) {
+    say(
+      $("login-error"),
+      error.code === "invalid_credentials" ? "Wrong email or password." : error.message,
+    );
+    $("login-password").select();
+  } finally {
+    $("login-submit").disabled = false;
+  }
+});
+
+$("logout").addEventListener("click", () => signOut(""));
+
+// -- screens ----------------------------------------------------------------------------------
+
+/** ``#/inbox``, ``#/inbox/{conversation}`` or ``#/admin/{resource}``. */
+function route() {
+  if (!ctx.me) return;
+  const [section, arg] = location.hash.replace(/^#\/?/, "").split("/");
+  const admin = section === "admin";
+  $("inbox-view").hidden = admin;
+  $("admin-view").hidden = !admin;
+  for (const [link, current] of [["nav-inbox", !admin], ["nav-admin", admin]]) {
+    if (current) $(link).setAttribute("aria-current", "page");
+    else $(link).removeAttribute("aria-current");
+  }
+  if (admin) {
+    showAdmin(ctx, arg);
+  } else if (arg) {
+    conversation.open(decodeURIComponent(arg));
+  } else {
+    conversation.close();
+  }
+  list.redraw();
+}
+window.addEventListener("hashchange", route);
+
+const saved = session.load();
+if (saved) start(saved);
+else showLogin();

@@ -1,0 +1,470 @@
+// Live Operator Chat, operator inbox: the open conversation — its history, the composer
+// (replies, notes, canned responses, images), its controls and the visitor's details.
+
+import { api } from "./api.js";
+import {
+  $,
+  CHANNEL_LABELS,
+  STATUS_LABELS,
+  channelTag,
+  contactName,
+  fullTime,
+  h,
+  say,
+  statusTag,
+  timeTag,
+} from "./dom.js";
+
+const HISTORY_PAGE = 50;
+// The server keeps an operator's typing indicator 5 s; one POST per 2 s keeps it steady.
+const TYPING_THROTTLE_MS = 2000;
+const NEAR_BOTTOM_PX = 120;
+const READ_DELAY_MS = 300;
+const MACRO = /\{(fname|lname|email|phone|operator)\}/g;
+
+/** The canned response as the server will send it (server/conversations.py expand_macros):
+ * one pass, so a value that looks like a macro stays as it is. */
+export function fillMacros(template, contact, operatorName) {
+  return template.replace(MACRO, (_, name) =>
+    name === "operator" ? operatorName : contact[name] || "",
+  );
+}
+
+export function createConversation(ctx) {
+  const thread = $("thread");
+  const log = $("messages");
+  const text = $("composer-text");
+  let openId = null;
+  let current = null; // the conversation, once loaded
+  let messages = new Map(); // seq -> message
+  let rows = new Map(); // seq -> <li>
+  let lastTypingPost = 0;
+  let readTimer = 0;
+  let chosenCanned = null;
+
+  const mode = () => document.querySelector('input[name="mode"]:checked').value;
+  const fail = (error) => say($("convo-error"), error.message);
+
+  // -- opening and loading ---------------------------------------------------------------------
+
+  function open(id) {
+    if (id === openId) return;
+    openId = id;
+    current = null;
+    messages = new Map();
+    rows = new Map();
+    log.replaceChildren();
+    text.value = "";
+    hideCanned();
+    say($("convo-error"), "");
+    say($("composer-status"), "");
+    $("convo-empty").hidden = true;
+    $("convo").hidden = false;
+    $("details").hidden = true;
+    $("convo-name").textContent = "Loading…";
+    if (ctx.live()) ctx.guarded(load).catch(fail);
+  }
+
+  function close() {
+    openId = null;
+    current = null;
+    $("convo").hidden = true;
+    $("details").hidden = true;
+    $("convo-empty").hidden = false;
+  }
+
+  /** The newest page of history (marking it read) and the conversation as it is now. */
+  async function load() {
+    if (!openId) return;
+    const id = openId;
+    const answer = await api("GET", `operator/conversation/${encodeURIComponent(id)}`);
+    if (id !== openId) return;
+    update(answer.conversation);
+    merge(answer.messages);
+    thread.scrollTop = thread.scrollHeight;
+  }
+
+  async function loadOlder() {
+    const oldest = Math.min(...messages.keys());
+    const id = openId;
+    const answer = await api("GET", `operator/conversation/${encodeURIComponent(id)}`, {
+      before_seq: oldest,
+      limit: HISTORY_PAGE,
+    });
+    if (id !== openId) return;
+    const height = thread.scrollHeight;
+    merge(answer.messages);
+    thread.scrollTop += thread.scrollHeight - height; // keep what was on screen in place
+  }
+
+  function merge(list) {
+    for (const m of list) add(m, { scroll: false });
+    $("older").hidden = !messages.size || Math.min(...messages.keys()) <= 1;
+  }
+
+  // -- the history -------------------------------------------------------------------------------
+
+  /** Adds (or, the same seq again, replaces) one message, in seq order. */
+  function add(m, { scroll = true } = {}) {
+    if (m.conversation_id !== openId) return;
+    const stick = thread.scrollHeight - thread.scrollTop - thread.clientHeight < NEAR_BOTTOM_PX;
+    messages.set(m.seq, m);
+    const row = messageRow(m);
+    const old = rows.get(m.seq);
+    rows.set(m.seq, row);
+    if (old) {
+      old.replaceWith(row);
+    } else {
+      const after = [...rows.keys()].filter((seq) => seq > m.seq).sort((a, b) => a - b)[0];
+      log.insertBefore(row, after === undefined ? null : rows.get(after));
+    }
+    if (scroll && (stick || m.operator_id === ctx.me.id)) thread.scrollTop = thread.scrollHeight;
+    if (m.sender === "visitor" && scroll) markRead();
+  }
+
+  function senderName(m) {
+    if (m.sender === "visitor") return current ? contactName(current) : "Visitor";
+    if (m.sender === "bot") return "Bot";
+    const name = m.operator_name || "Operator";
+    return m.operator_id === ctx.me.id ? `${name} (you)` : name;
+  }
+
+  function messageRow(m) {
+    const kind = m.private ? "note" : m.sender;
+    const row = h("li", {
+      class: `msg msg--${kind}`,
+      dataset: { seq: m.seq, sender: m.sender, private: m.private ? "true" : "false" },
+    });
+    // Each operator keeps one hue, so who said what reads at a glance in long threads.
+    if (m.sender === "operator") row.style.setProperty("--hue", String((m.operator_id * 67) % 360));
+    row.append(
+      h("div", { class: "msg__head" },
+        h("span", { class: "msg__who" },
+          m.private ? `Private note · ${senderName(m)}` : senderName(m)),
+        timeTag(m.created)),
+    );
+    if (m.content) row.append(h("p", { class: "msg__text" }, m.content));
+    if (m.image_url && /^https?:\/\//i.test(m.image_url)) {
+      row.append(
+        h("a", { class: "msg__image", href: m.image_url, target: "_blank", rel: "noopener" },
+          h("img", { src: m.image_url, alt: "Image sent in the conversation", loading: "lazy" })),
+      );
+    }
+    if (m.translation) {
+      row.append(
+        h("p", { class: "msg__translation" }, `Translation (${m.translation_lang}): `,
+          m.translation),
+      );
+    }
+    if (m.private) {
+      row.append(h("p", { class: "msg__hint" }, "Only operators see this note."));
+    } else if (m.delivery) {
+      row.append(h("p", { class: "msg__delivery", dataset: { delivery: m.delivery } }, m.delivery));
+    }
+    return row;
+  }
+
+  /** Viewing the newest message marks the visitor's messages read (the unread badge clears);
+   * only while the operator can actually see the page. */
+  function markRead() {
+    if (document.visibilityState !== "visible" || !current || !current.unread) return;
+    clearTimeout(readTimer);
+    const id = openId;
+    readTimer = setTimeout(() => {
+      if (id === openId) {
+        api("GET", `operator/conversation/${encodeURIComponent(id)}`, { limit: 1 }).catch(fail);
+      }
+    }, READ_DELAY_MS);
+  }
+  document.addEventListener("visibilitychange", markRead);
+
+  // -- the header, controls and details ----------------------------------------------------------
+
+  function ownerName(c) {
+    if (c.operator_id === null) return "Unassigned";
+    if (c.operator_id === ctx.me.id) return "Owner: you";
+    return `Owner: ${ctx.operators.get(c.operator_id)?.name || `operator ${c.operator_id}`}`;
+  }
+
+  /** The conversation as it is now (from a load or the stream). */
+  function update(c) {
+    if (c.id !== openId) return;
+    const renamed = current && contactName(current) !== contactName(c);
+    current = c;
+    $("convo-name").textContent = contactName(c);
+    $("convo-channel").replaceWith(Object.assign(channelTag(c.channel), { id: "convo-channel" }));
+    $("convo-status").replaceWith(Object.assign(statusTag(c.status), { id: "convo-status" }));
+    $("convo-owner").textContent = ownerName(c);
+    const accept = $("accept");
+    accept.textContent =
+      c.status === "resolved" ? "Reopen" : c.mode === "bot" ? "Take over" : "Accept";
+    accept.hidden = c.status === "active" && c.mode === "operator" && c.operator_id !== null;
+    $("resolve").hidden = c.status === "resolved";
+    transferTargets();
+    details(c);
+    typingChanged(c.id);
+    if (renamed) for (const m of messages.values()) add(m, { scroll: false });
+    if (c.unread) markRead();
+  }
+
+  function transferTargets() {
+    if (!current) return;
+    const select = $("transfer-to");
+    const chosen = select.value;
+    const operators = [...ctx.operators.values()].filter((o) => o.id !== current.operator_id);
+    select.replaceChildren(
+      h("option", { value: "" }, "Transfer to…"),
+      h("optgroup", { label: "Operators" },
+        operators.map((o) =>
+          h("option", { value: `operator:${o.id}` },
+            `${o.name}${o.id === ctx.me.id ? " (you)" : ""} — ${o.online ? "online" : "offline"}`))),
+      ctx.teams.length > 0 ?
+        h("optgroup", { label: "Teams" },
+          ctx.teams.map((t) => h("option", { value: `team:${t.id}` }, t.name))) : "",
+    );
+    select.value = chosen;
+    if (select.value !== chosen) select.value = "";
+  }
+
+  function details(c) {
+    $("details").hidden = false;
+    const form = $("visitor-form");
+    // A field the operator is editing is theirs until they save.
+    if (!form.contains(document.activeElement)) {
+      $("visitor-name").value = c.contact_data.name;
+      $("visitor-email").value = c.contact_data.email;
+      $("visitor-phone").value = c.contact_data.phone;
+      $("visitor-info").value = c.contact_data.info;
+    }
+    const site = ctx.sites.find((s) => s.id === c.site_id);
+    const team = ctx.teams.find((t) => t.id === c.team_id);
+    const facts = [
+      ["Channel", CHANNEL_LABELS[c.channel] || c.channel],
+      ["Status", STATUS_LABELS[c.status] || c.status],
+      ["Answered by", c.mode === "bot" ? "the bot" : "operators"],
+      ["Site", site ? site.name : `Site ${c.site_id}`],
+      ["Team", team ? team.name : "None"],
+      ["Started", fullTime(c.created)],
+      ["Last activity", fullTime(c.last_activity)],
+      ["Conversation", c.id],
+    ];
+    if (c.session_id) facts.push(["Session", c.session_id]);
+    $("facts").replaceChildren(...facts.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    $("block-state").textContent = c.blocked
+      ? `Blocked: ${$("block-type").querySelector(`[value="${c.block_type}"]`)?.textContent}`
+      : "Not blocked";
+    $("block-choice").hidden = c.blocked;
+    $("block").textContent = c.blocked ? "Unblock" : "Block";
+  }
+
+  /** POSTs ``path`` for the open conversation; the stream brings the change back. */
+  async function act(path, fields) {
+    say($("convo-error"), "");
+    const answer = await api("POST", `operator/${path}`, fields);
+    if (answer.conversation) update(answer.conversation);
+    return answer;
+  }
+
+  const idPath = (verb) => `${verb}/${encodeURIComponent(openId)}`;
+  $("accept").addEventListener("click", () => act(idPath("accept")).catch(fail));
+  $("resolve").addEventListener("click", () => act(idPath("close")).catch(fail));
+  $("transfer").addEventListener("click", () => {
+    const [kind, id] = $("transfer-to").value.split(":");
+    if (!id) return say($("convo-error"), "Choose an operator or a team to transfer to.");
+    act(idPath("transfer"), { [`${kind}_id`]: Number(id) })
+      .then(() => say($("composer-status"), "Transferred."))
+      .catch(fail);
+  });
+  $("block").addEventListener("click", () =>
+    act(`conversation/${encodeURIComponent(openId)}/block`, {
+      blocked: !current.blocked,
+      block_type: $("block-type").value,
+    }).catch(fail),
+  );
+  $("visitor-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    say($("visitor-error"), "");
+    act(`conversation/${encodeURIComponent(openId)}/visitor`, {
+      name: $("visitor-name").value,
+      email: $("visitor-email").value,
+      phone: $("visitor-phone").value,
+      info: $("visitor-info").value,
+    })
+      .then(() => say($("composer-status"), "Details saved."))
+      .catch((error) => say($("visitor-error"), error.message));
+  });
+  $("older").addEventListener("click", () => loadOlder().catch(fail));
+
+  // -- typing ------------------------------------------------------------------------------------
+
+  function typingChanged(id) {
+    if (id !== openId) return;
+    const typing = $("typing");
+    typing.hidden = !ctx.isTyping(id);
+    typing.textContent = typing.hidden ? "" : `${current ? contactName(current) : "Visitor"} is typing…`;
+  }
+
+  text.addEventListener("input", () => {
+    // A note is not for the visitor: they must not see "typing" for it either.
+    if (mode() !== "reply" || !text.value.trim() || !openId) return;
+    const now = Date.now();
+    if (now - lastTypingPost < TYPING_THROTTLE_MS) return;
+    lastTypingPost = now;
+    api("POST", "operator/typing", { conversation_id: openId }).catch(() => {});
+  });
+
+  // -- the composer ------------------------------------------------------------------------------
+
+  function setMode() {
+    const note = mode() === "note";
+    $("composer").classList.toggle("composer--note", note);
+    text.placeholder = note
+      ? "Private note — only operators will see it"
+      : "Write a reply…";
+    $("send").textContent = note ? "Add note" : "Send";
+    $("canned").hidden = note;
+    $("upload-label").hidden = note;
+    if (note) hideCanned();
+  }
+  for (const input of document.querySelectorAll('input[name="mode"]')) {
+    input.addEventListener("change", setMode);
+  }
+  setMode();
+
+  async function send(fields, pending) {
+    const id = openId;
+    say($("composer-status"), pending);
+    $("send").disabled = true;
+    try {
+      const answer = await api("POST", `operator/${mode() === "note" && !fields.canned_id ? "note" : "message"}`, {
+        conversation_id: id,
+        ...fields,
+      });
+      if (id === openId) add(answer.message);
+      say($("composer-status"), "");
+      return true;
+    } catch (error) {
+      say($("composer-status"), "");
+      fail(error);
+      return false;
+    } finally {
+      $("send").disabled = false;
+    }
+  }
+
+  $("composer").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const content = text.value.trim();
+    if (!content || !openId) return;
+    if (await send({ content }, "Sending…")) text.value = "";
+    text.focus();
+  });
+  text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+
+  $("upload").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    event.target.value = "";
+    if (!file || !openId) return;
+    const form = new FormData();
+    form.append("image", file);
+    say($("composer-status"), "Uploading…");
+    try {
+      const { url } = await api("POST", "operator/upload-image", form);
+      if (await send({ content: text.value.trim(), image_url: url }, "Sending…")) text.value = "";
+    } catch (error) {
+      say($("composer-status"), "");
+      fail(error);
+    }
+  });
+
+  // -- canned responses --------------------------------------------------------------------------
+
+  const menu = $("canned-menu");
+  const toggle = $("canned-toggle");
+
+  function showMenu(show) {
+    menu.hidden = !show;
+    toggle.setAttribute("aria-expanded", String(show));
+    if (show) {
+      $("canned-search").value = "";
+      cannedList();
+      $("canned-search").focus();
+    }
+  }
+
+  function cannedList() {
+    const words = $("canned-search").value.toLowerCase().split(/\s+/).filter(Boolean);
+    const found = ctx.canned.filter((c) =>
+      words.every((w) => `${c.name} ${c.tag} ${c.message}`.toLowerCase().includes(w)),
+    );
+    $("canned-list").replaceChildren(
+      ...(found.length
+        ? found.map((c) =>
+            h("li", {},
+              h("button", { type: "button", class: "canned__item", onclick: () => chooseCanned(c) },
+                h("span", { class: "canned__name" }, c.name),
+                c.tag && h("span", { class: "canned__tag" }, c.tag))))
+        : [h("li", { class: "canned__none" }, "No canned responses.")]),
+    );
+  }
+
+  function chooseCanned(c) {
+    chosenCanned = c;
+    showMenu(false);
+    $("canned-preview-title").textContent = `Canned response: ${c.name}`;
+    $("canned-preview-text").textContent = fillMacros(c.message, current.contact_data, ctx.me.name);
+    $("canned-preview").hidden = false;
+    $("canned-send").focus();
+  }
+
+  function hideCanned() {
+    chosenCanned = null;
+    $("canned-preview").hidden = true;
+  }
+
+  toggle.addEventListener("click", () => showMenu(menu.hidden));
+  $("canned-search").addEventListener("input", cannedList);
+  menu.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      showMenu(false);
+      toggle.focus();
+    }
+  });
+  document.addEventListener("click", (event) => {
+    if (!menu.hidden && !$("canned").contains(event.target)) showMenu(false);
+  });
+  $("canned-cancel").addEventListener("click", () => {
+    hideCanned();
+    text.focus();
+  });
+  $("canned-send").addEventListener("click", async () => {
+    // The server fills the macros itself from what it knows at that moment.
+    if (chosenCanned && (await send({ content: "", canned_id: chosenCanned.id }, "Sending…"))) {
+      hideCanned();
+      text.focus();
+    }
+  });
+
+  return {
+    open,
+    close,
+    load,
+    update,
+    add,
+    typingChanged,
+    openId: () => openId,
+    /** Operators, teams or sites changed: names and transfer targets follow. */
+    refresh() {
+      if (current) update(current);
+    },
+    delivery(data) {
+      const m = messages.get(data.seq);
+      if (data.conversation_id === openId && m) add({ ...m, delivery: data.delivery }, { scroll: false });
+    },
+  };
+}
