@@ -38,7 +38,7 @@ from server.adapters.sms import TwilioSms
 from server.events import EventFeed
 from server.settings import Settings
 from storage.base import Store
-from storage.outbound import OutboundChannel, OutboundJob
+from storage.outbound import CHANNEL_OF_SOURCE, OutboundChannel, OutboundJob
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,12 @@ class OutboundWorker:
                 job.convo_id, job.seq,
             )  # fmt: skip
             return
+        if not outcome.sent:
+            then = "given up" if outcome.retry_at is None else f"retry at {outcome.retry_at:.0f}"
+            log.warning(
+                "%s delivery of %s/%s failed (attempt %d): %s; %s", job.channel, job.convo_id,
+                job.seq, job.attempt, outcome.error, then,
+            )  # fmt: skip
         if outcome.final:
             await self._announce(job, outcome)
 
@@ -247,7 +253,7 @@ async def outbound_worker(
             yield None
             return
         worker = OutboundWorker(store, feed, adapters, lease_s=settings.outbound_lease_s)
-        idle = sorted({"sms", "email"} - set(adapters))
+        idle = sorted(set(CHANNEL_OF_SOURCE.values()) - set(adapters))
         log.info(
             "outbound worker %s delivering %s%s", worker.worker_id, ", ".join(sorted(adapters)),
             f"; {', '.join(idle)} replies stay queued until configured" if idle else "",

@@ -39,8 +39,11 @@ DUE_ORDER = "o.next_attempt_at, o.convo_id, o.seq"
 
 # What a worker needs to deliver one row of ``{rows}`` (outbound, or the rows just claimed).
 JOB_SELECT = (
-    "SELECT o.account_id, a.name, o.convo_id, o.seq, m.id, o.channel, m.text, m.sender,"
-    " m.operator_name, c.fname, c.lname, c.email, c.phone, m.created, o.attempts"
+    # What the customer reads: the translation into their language when live translation made
+    # one (as the chat window shows it), and an image as its link, which SMS and email carry.
+    "SELECT o.account_id, a.name, o.convo_id, o.seq, m.id, o.channel,"
+    " coalesce(m.translation, m.text), m.sender, m.operator_name, c.fname, c.lname, c.email,"
+    " c.phone, m.created, o.attempts, m.image_url"
     " FROM {rows} o JOIN messages m ON m.convo_id = o.convo_id AND m.seq = o.seq"
     " JOIN conversations c ON c.id = o.convo_id JOIN accounts a ON a.id = o.account_id"
 )
@@ -79,7 +82,8 @@ class OutboundJob:
 def job(row: Row) -> OutboundJob:
     return OutboundJob(
         account_id=row[0], account_name=row[1], convo_id=row[2], seq=row[3], message_id=row[4],
-        channel=row[5], text=row[6], sender=row[7], operator_name=row[8],
+        channel=row[5], text="\n\n".join(t for t in (row[6], row[15]) if t), sender=row[7],
+        operator_name=row[8],
         contact=UserInfo(fname=row[9], lname=row[10], email=row[11], phone=row[12]),
         created=row[13], attempt=row[14],
     )  # fmt: skip

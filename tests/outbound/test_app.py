@@ -4,6 +4,7 @@ learns that it went out."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,31 @@ def test_bad_outbound_settings_are_refused_at_startup(
     with pytest.raises(SettingsError) as refused:
         load_settings({"LIVEOP_DATA_DIR": str(tmp_path), **environ})
     assert complaint in str(refused.value)
+
+
+async def test_an_image_reply_goes_out_as_its_link_and_notes_stay_home(
+    app: Starlette, client: httpx.AsyncClient, tenant: Tenant, mail: SmtpServer
+) -> None:
+    email = await tenant.visitor_says(
+        "Which colour?", sourceApp="emailbroadcast", userInfo={"email": "vera@customer.test"}
+    )
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"email": f"alex@{tenant.account_id}.test", "password": TEST_PASSWORD},
+    )
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    for path, body in (
+        ("note", {"content": "VIP, be quick"}),
+        ("message", {"content": "This one:", "image_url": "https://cdn.acme.test/red.png"}),
+    ):
+        sent = await client.post(
+            f"/api/v1/operator/{path}", json={"conversation_id": email, **body}, headers=headers
+        )
+        assert sent.status_code == 200, sent.json()
+    # The SMTP server runs in its own thread: there is no asyncio event to wait on.
+    async with asyncio.timeout(DELIVERED_WITHIN_S):
+        while not mail.mailbox.messages():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    (message,) = mail.mailbox.messages()
+    assert message.get_content().splitlines() == ["This one:", "", "https://cdn.acme.test/red.png"]
+    assert [m["delivery"] for m in await _history(tenant, email)] == [None, "sent"]
