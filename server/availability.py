@@ -15,7 +15,7 @@ from realtime.presence import (
     Presence,
     parse_session_mark,
 )
-from server.errors import Invalid
+from server.errors import Invalid, NotFound
 from server.events import EventFeed
 from storage.base import Store
 from storage.models import Conversation, Operator
@@ -52,22 +52,26 @@ class Availability:
             raise Invalid("invalid_field", f"site_ids may name at most {SITES_MAX} sites")
         if any(s < 1 for s in site_ids):
             raise Invalid("invalid_field", "site_ids must be positive whole numbers")
+        await self._require_sites(operator.account_id, site_ids)
         if await self._presence.operator_beat(operator.account_id, operator.id):
             await self._announce(operator, online=True)
 
     async def status(self, operator: Operator, site_id: int | None) -> OperatorStatus:
+        await self._require_sites(operator.account_id, [] if site_id is None else [site_id])
         beating = operator.id in await self._presence.operators_online(operator.account_id)
         away = await self._presence.away_sites(operator.account_id, operator.id)
         online = beating and (site_id not in away if site_id is not None else True)
         return OperatorStatus(online, tuple(sorted(away)))
 
     async def set_status(self, operator: Operator, site_id: int, online: bool) -> None:
+        await self._require_sites(operator.account_id, [site_id])
         await self._presence.set_away(operator.account_id, operator.id, site_id, not online)
         await self._announce(operator, online=online, site_id=site_id)
 
     async def online_visitors(self, account_id: str, site_id: int | None = None) -> list[Visitor]:
         """Visitors seen lately, newest first: those in a conversation, and widget sessions
         that have none yet (the ones a proactive message can reach)."""
+        await self._require_sites(account_id, [] if site_id is None else [site_id])
         visitors: list[Visitor] = []
         sessions_in_conversations: set[str] = set()
         for mark in await self._presence.visitors_online(account_id):
@@ -109,6 +113,14 @@ class Availability:
             await asyncio.sleep(VISITOR_REFRESH_S)
             with contextlib.suppress(Exception):
                 await self.connected.refresh()
+
+    async def _require_sites(self, account_id: str, site_ids: Sequence[int]) -> None:
+        """A site of another account is as absent as one that never existed."""
+        if not site_ids:
+            return
+        unknown = set(site_ids) - {s.id for s in await self._store.list_sites(account_id)}
+        if unknown:
+            raise NotFound("site_not_found", f"no site {min(unknown)}")
 
     async def _announce(
         self, operator: Operator, *, online: bool, site_id: int | None = None

@@ -359,6 +359,8 @@ class ConversationEngine:
 
     async def set_translation(self, account_id: str, convo_id: str, enabled: bool) -> Conversation:
         if enabled and self._translator is None:
+            # Another account's conversation is a 404 like everywhere else, not a 409.
+            await self._conversation(account_id, convo_id)
             raise Conflict(
                 "translation_unavailable",
                 "no translator is configured on this server (LIVEOP_TRANSLATE_URL)",

@@ -299,7 +299,7 @@ class Directory:
 
 
 def _color(value: str) -> str:
-    if not _COLOR.match(value):
+    if not _COLOR.fullmatch(value):
         raise Invalid("invalid_field", "color must be a #RRGGBB hex colour")
     return value.lower()
 

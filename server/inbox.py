@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from server.errors import Invalid
+from server.errors import Invalid, NotFound
 from storage.base import InboxQuery, Owner, Store
+from storage.inbox import SEARCH_WORDS_MAX
 from storage.models import SOURCE_APPS, STATUSES, Conversation, Operator, SourceApp, Status
 
 PAGE_DEFAULT = 50
@@ -61,6 +62,8 @@ class Inbox:
             raise Invalid("invalid_field", f"limit must be between 1 and {PAGE_MAX}")
         if filters.search is not None and len(filters.search) > SEARCH_MAX_CHARS:
             raise Invalid("invalid_field", f"q is longer than {SEARCH_MAX_CHARS} characters")
+        if filters.search is not None and len(filters.search.split()) > SEARCH_WORDS_MAX:
+            raise Invalid("invalid_field", f"q has more than {SEARCH_WORDS_MAX} words")
         query = await self._query(
             viewer,
             statuses=_statuses(filters.statuses),
@@ -92,13 +95,20 @@ class Inbox:
         return await self._store.list_conversations(viewer.account_id, query)
 
     async def _query(self, viewer: Operator, **given: object) -> InboxQuery:
+        """The query for ``viewer``; a team or site filter must name one of their account's."""
         teams = await self._store.list_teams(viewer.account_id)
-        return InboxQuery(
+        query = InboxQuery(
             viewer=viewer.id,
             viewer_teams=tuple(t.id for t in teams if viewer.id in t.member_ids),
             every_team=viewer.is_admin,
             **given,  # type: ignore[arg-type]
         )
+        if query.team_id is not None and all(t.id != query.team_id for t in teams):
+            raise NotFound("team_not_found", f"no team {query.team_id}")
+        site_id = query.site_id
+        if site_id is not None and await self._store.get_site(viewer.account_id, site_id) is None:
+            raise NotFound("site_not_found", f"no site {site_id}")
+        return query
 
 
 def _statuses(names: Sequence[str] | None) -> tuple[Status, ...] | None:

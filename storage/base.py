@@ -250,8 +250,9 @@ class InboxQuery:
     """Which conversations an inbox listing shows; every filter left as None matches all.
 
     ``viewer`` is the operator asking: ``owner="mine"`` means theirs, and unless ``every_team``
-    (admins) they see only conversations routed to no team, to one of ``viewer_teams``, or to
-    themselves. Conversations blocked from operators show only when ``blocked`` asks for them.
+    (admins) they see only conversations routed to no team (or to one since deleted), to one
+    of ``viewer_teams``, or to themselves. Conversations blocked from operators show only when
+    ``blocked`` asks for them.
     """
 
     viewer: int
@@ -346,7 +347,9 @@ class Store(Protocol):
 
     async def update_team(self, account_id: str, team_id: int, patch: TeamPatch) -> Team | None: ...
 
-    async def delete_team(self, account_id: str, team_id: int) -> bool: ...
+    async def delete_team(self, account_id: str, team_id: int) -> bool:
+        """Sites that routed to it route to no team from then on; its conversations keep
+        their team id, and inbox queries treat a team that no longer exists as none."""
 
     # canned responses
     async def create_canned(

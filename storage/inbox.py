@@ -47,19 +47,28 @@ class InboxSql:
             params.append(value)
             return self._placeholder(len(params))
 
+        def among(column: str, values: tuple[str, ...]) -> str:
+            # `IN ()` would be SQLite's empty set but a syntax error in PostgreSQL.
+            return f"{column} IN ({', '.join(p(v) for v in values)})" if values else "1 = 0"
+
         clauses = [f"c.account_id = {p(account_id)}"]
         if not q.every_team:
             teams = ", ".join(p(t) for t in q.viewer_teams)
             routed = f" OR c.team_id IN ({teams})" if teams else ""
-            clauses.append(f"(c.team_id IS NULL{routed} OR c.operator_id = {p(q.viewer)})")
+            # A deleted team's conversations would otherwise be in nobody's queue.
+            gone = (
+                " OR NOT EXISTS (SELECT 1 FROM teams t"
+                " WHERE t.account_id = c.account_id AND t.id = c.team_id)"
+            )
+            clauses.append(f"(c.team_id IS NULL{routed}{gone} OR c.operator_id = {p(q.viewer)})")
         if q.blocked:
             clauses.append("c.block_type IS NOT NULL")
         else:
             clauses.append("(c.block_type IS NULL OR c.block_type <> 'operator')")
         if q.statuses is not None:
-            clauses.append(f"c.status IN ({', '.join(p(s) for s in q.statuses)})")
+            clauses.append(among("c.status", q.statuses))
         if q.source_apps is not None:
-            clauses.append(f"c.source_app IN ({', '.join(p(s) for s in q.source_apps)})")
+            clauses.append(among("c.source_app", q.source_apps))
         if q.owner == "mine":
             clauses.append(f"c.operator_id = {p(q.viewer)}")
         elif q.owner == "unassigned":

@@ -560,7 +560,20 @@ class PostgresStore:
         return await self._transact(fn)
 
     async def delete_team(self, account_id: str, team_id: int) -> bool:
-        return await self._delete("teams", account_id, team_id)
+        async def fn(conn: _Conn) -> bool:
+            await conn.execute(
+                "UPDATE sites SET team_id = NULL WHERE account_id = $1 AND team_id = $2",
+                account_id,
+                team_id,
+            )
+            deleted = await conn.fetchval(
+                "DELETE FROM teams WHERE account_id = $1 AND id = $2 RETURNING true",
+                account_id,
+                team_id,
+            )
+            return deleted is not None
+
+        return await self._transact(fn)
 
     # canned responses
 

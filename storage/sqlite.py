@@ -484,7 +484,14 @@ class SQLiteStore:
         return await self._writer.run(fn)
 
     async def delete_team(self, account_id: str, team_id: int) -> bool:
-        return await self._writer.run(lambda conn: _delete(conn, "teams", account_id, team_id))
+        def fn(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "UPDATE sites SET team_id = NULL WHERE account_id = ? AND team_id = ?",
+                (account_id, team_id),
+            )
+            return _delete(conn, "teams", account_id, team_id)
+
+        return await self._writer.run(fn)
 
     # canned responses
 
@@ -782,6 +789,9 @@ class SQLiteStore:
         lease_s: float,
         limit: int,
     ) -> list[OutboundJob]:
+        if not channels:
+            return []
+
         # A job of the writer thread, whose BEGIN IMMEDIATE also holds off the writers of
         # other processes sharing the file: no two claims ever see the same row due.
         def fn(conn: sqlite3.Connection) -> list[OutboundJob]:

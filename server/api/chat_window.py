@@ -19,8 +19,8 @@ from server.api.commands import (
     optional_convo_id,
     origin,
 )
-from server.api.wire import Fields, ok, read_fields
-from server.errors import Invalid
+from server.api.wire import Fields, ok, on_liveop_error, read_fields
+from server.errors import Invalid, LiveOpError
 from server.services import Services, client_ip, services
 from storage.models import DEFAULT_SITE_ID, UserInfo
 
@@ -37,8 +37,10 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 # The embed script is the same for every site and account: caches may keep it for an hour.
-# Read cross-origin by widget.js; short-lived so an admin's change shows within a minute.
-CONFIG_HEADERS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"}
+# Read cross-origin by widget.js (its errors too, or the customer's page logs a CORS error);
+# short-lived so an admin's change shows within a minute.
+ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
+CONFIG_HEADERS = {**ANY_ORIGIN, "Cache-Control": "public, max-age=60"}
 WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
 
 
@@ -88,8 +90,13 @@ def routes(template: str) -> list[Route]:
     async def widget_config(request: Request) -> Response:
         """A site's widget look, for widget.js on the customer's own pages (any origin: it
         is public and carries no credentials)."""
-        site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
-        site = await services(request).directory.get_site(_account(request), site_id)
+        try:
+            site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
+            site = await services(request).directory.get_site(_account(request), site_id)
+        except LiveOpError as exc:
+            failed = await on_liveop_error(request, exc)
+            failed.headers.update(ANY_ORIGIN)
+            return failed
         response = ok(
             site={
                 "id": site.id,

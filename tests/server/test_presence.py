@@ -21,7 +21,15 @@ async def _auth(tenant: Tenant, who: str = "alex") -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
+async def _second_site(tenant: Tenant) -> None:
+    created = await tenant.client.post(
+        "/api/v1/admin/sites", json={"name": "Shop"}, headers={"X-Api-Key": tenant.api_key}
+    )
+    assert created.json()["site"]["id"] == 2
+
+
 async def test_heartbeat_makes_an_operator_online(tenant: Tenant) -> None:
+    await _second_site(tenant)
     headers = await _auth(tenant)
     before = await tenant.client.get("/api/v1/operator/status", headers=headers)
     assert before.json() == {"success": True, "online": False, "away_site_ids": []}
@@ -34,6 +42,7 @@ async def test_heartbeat_makes_an_operator_online(tenant: Tenant) -> None:
 
 
 async def test_set_status_takes_an_operator_off_one_site(tenant: Tenant) -> None:
+    await _second_site(tenant)
     headers = await _auth(tenant)
     await tenant.client.post("/api/v1/operator/heartbeat", json={"site_ids": [1]}, headers=headers)
     off = await tenant.client.post(
