@@ -84,12 +84,10 @@ async def test_operators_create_list_update_delete(
         f"{ROOT}/operators/3", headers=key(tenant), json={"name": "Bea B.", "is_admin": True}
     )
     assert patched.status_code == 200, patched.json()
+    operator = {"id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True}
     assert patched.json() == {
         "success": True,
-        "operator": {
-            "id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True,
-            "role": "admin", "lang": "en",
-        },  # fmt: skip
+        "operator": {**operator, "role": "admin", "lang": "en"},
     }
     assert (await listing(client, tenant, "operators"))[-1] == patched.json()["operator"]
 
