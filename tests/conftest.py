@@ -135,5 +135,6 @@ async def other_tenant(client: httpx.AsyncClient, services: Services) -> Tenant:
     return await make_tenant(client, services, "Globex")
 
 
-# The private redis-server fixture, for every suite that needs a Redis it may break.
-pytest_plugins = ["tests.redis_server"]
+# The private redis-server fixture, for every suite that needs a Redis it may break, and a
+# fake Google for every suite that sends pushes.
+pytest_plugins = ["tests.redis_server", "tests.fake_google"]

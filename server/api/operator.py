@@ -22,10 +22,10 @@ from server.conversations import (
     VisitorPatch,
     check_session_id,
 )
-from server.errors import Conflict, Invalid, NotFound
+from server.errors import Conflict, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
 from server.services import Services, services
-from storage.models import BLOCK_TYPES, DEFAULT_SITE_ID, Operator
+from storage.models import DEFAULT_SITE_ID, Operator
 
 ROOT = "/api/v1/operator"
 # Conversation ids we issue are 22 characters; the bound keeps junk out of queries.
@@ -260,12 +260,8 @@ async def update_visitor(request: Request) -> Response:
 
 async def block(request: Request) -> Response:
     svc, me, fields = await _caller(request)
-    blocked_now = fields.boolean("blocked")
-    if blocked_now is None:
-        raise Invalid("missing_field", "blocked is required")
+    blocked_now = fields.boolean("blocked", required=True)
     block_type = fields.text("block_type") or "both"
-    if block_type not in BLOCK_TYPES:
-        raise Invalid("invalid_block_type", f"block_type must be one of {', '.join(BLOCK_TYPES)}")
     found = await svc.engine.block(
         me.account_id, _path_id(request), block_type if blocked_now else None
     )
@@ -277,9 +273,7 @@ async def block(request: Request) -> Response:
 
 async def translation_toggle(request: Request) -> Response:
     svc, me, fields = await _caller(request)
-    enabled = fields.boolean("enabled")
-    if enabled is None:
-        raise Invalid("missing_field", "enabled is required")
+    enabled = fields.boolean("enabled", required=True)
     found = await svc.engine.set_translation(me.account_id, _conversation_id(fields), enabled)
     return ok(conversation=conversation_data(found))
 
@@ -310,9 +304,7 @@ async def status(request: Request) -> Response:
 async def set_status(request: Request) -> Response:
     svc, me, fields = await _caller(request)
     site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
-    online = fields.boolean("online")
-    if online is None:
-        raise Invalid("missing_field", "online is required")
+    online = fields.boolean("online", required=True)
     await svc.availability.set_status(me, site_id, online)
     return ok()
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
 import orjson
@@ -157,8 +157,14 @@ class Fields:
             raise self._bad(name, f"at least {minimum}")
         return float(value)
 
-    def boolean(self, name: str) -> bool | None:
-        value = self._raw(name, False)
+    @overload
+    def boolean(self, name: str, *, required: Literal[True]) -> bool: ...
+
+    @overload
+    def boolean(self, name: str, *, required: bool = False) -> bool | None: ...
+
+    def boolean(self, name: str, *, required: bool = False) -> bool | None:
+        value = self._raw(name, required)
         if value is None:
             return None
         if isinstance(value, str) and value.lower() in _BOOLEANS:

@@ -4,66 +4,19 @@ and FCM's messages:send, and checks the signed assertion with the test key's pub
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-)
 
 from server.adapters.fcm import FcmV1, Push, PushFailed, create_push_sender
-from tests.adapters.providers import FakeGoogle, running
+from tests.adapters.providers import FakeGoogle
+from tests.fake_google import pem, service_account, write
 from tests.server.realtime_clients import free_port
 
-PROJECT = "liveop-test"
-CLIENT_EMAIL = f"push@{PROJECT}.iam.gserviceaccount.com"
 PUSH = Push(title="New message", body="Anna: is anyone there?", data={"conversationID": "c1"})
-
-
-def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
-
-
-def _account(key: rsa.RSAPrivateKey, token_uri: str) -> dict[str, Any]:
-    """A service-account key file as the Google Cloud console downloads it."""
-    return {
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "0123456789abcdef",
-        "private_key": _pem(key),
-        "client_email": CLIENT_EMAIL,
-        "client_id": "123456789",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-    }
-
-
-def _write(path: Path, content: Any) -> str:
-    path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-async def google(key: rsa.RSAPrivateKey) -> AsyncIterator[FakeGoogle]:
-    provider = FakeGoogle(key.public_key(), CLIENT_EMAIL, PROJECT)
-    async with running(provider):
-        yield provider
-
-
-@pytest.fixture
-def credentials(tmp_path: Path, key: rsa.RSAPrivateKey, google: FakeGoogle) -> str:
-    return _write(tmp_path / "service-account.json", _account(key, google.token_uri))
 
 
 @pytest.fixture
@@ -158,7 +111,7 @@ async def test_an_assertion_signed_with_another_key_gets_no_token(
     tmp_path: Path, google: FakeGoogle
 ) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = _write(tmp_path / "stolen.json", _account(stranger, google.token_uri))
+    path = write(tmp_path / "stolen.json", service_account(stranger, google.token_uri))
     client = FcmV1.from_file(path, fcm_url=google.url)
     try:
         with pytest.raises(PushFailed, match="HTTP 400: Invalid JWT") as failed:
@@ -195,7 +148,7 @@ def _without(account: dict[str, Any], *keys: str) -> dict[str, Any]:
         (lambda a: {**a, "type": "authorized_user"}, "not a service_account key"),
         (lambda a: {**a, "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA"}, "not an unen"),
         (
-            lambda a: {**a, "private_key": _pem(ec.generate_private_key(ec.SECP256R1()))},
+            lambda a: {**a, "private_key": pem(ec.generate_private_key(ec.SECP256R1()))},
             "not an RSA key",
         ),
     ],
@@ -205,9 +158,9 @@ def test_bad_credentials_files_are_refused_with_the_reason(
 ) -> None:
     path = tmp_path / "service-account.json"
     if callable(content):
-        content = content(_account(key, "https://oauth2.googleapis.com/token"))
+        content = content(service_account(key, "https://oauth2.googleapis.com/token"))
     if content is not None:
-        _write(path, content)
+        write(path, content)
     with pytest.raises(ValueError, match=reason):
         FcmV1.from_file(str(path))
 

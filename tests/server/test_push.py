@@ -3,14 +3,11 @@ and the pushes arrive at a local server speaking Google's OAuth2 and FCM HTTP v1
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 
 from realtime.presence import MemoryPresence
@@ -22,30 +19,10 @@ from server.push import PREVIEW_CHARS, RETRY_AFTER_S, PushNotifier
 from server.services import Services
 from server.settings import Settings, SettingsError, load_settings
 from storage.models import Committed
-from tests.adapters.providers import FakeGoogle, running
-from tests.adapters.test_fcm import CLIENT_EMAIL, PROJECT, _account
+from tests.adapters.providers import FakeGoogle
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 
 TOKEN_PATH = "/api/v1/operator/fcm-token"
-
-
-@pytest.fixture(scope="module")
-def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-async def google(key: rsa.RSAPrivateKey) -> AsyncIterator[FakeGoogle]:
-    provider = FakeGoogle(key.public_key(), CLIENT_EMAIL, PROJECT)
-    async with running(provider):
-        yield provider
-
-
-@pytest.fixture
-def credentials(tmp_path: Path, key: rsa.RSAPrivateKey, google: FakeGoogle) -> str:
-    path = tmp_path / "service-account.json"
-    path.write_text(json.dumps(_account(key, google.token_uri)))
-    return str(path)
 
 
 @pytest.fixture
