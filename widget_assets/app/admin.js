@@ -96,7 +96,9 @@ export async function showAdmin(ctx, name) {
   body.replaceChildren(h("p", {}, "Loading…"));
   let items;
   try {
-    items = (await api("GET", `admin/${resource}`))[resource];
+    // Cells name operators and teams from the directory: wait for its first load.
+    const [answer] = await Promise.all([api("GET", `admin/${resource}`), ctx.directory]);
+    items = answer[resource];
   } catch (error) {
     body.replaceChildren(h("p", { class: "form-error", role: "alert" }, error.message));
     return;
@@ -159,10 +161,10 @@ function form(ctx, resource, spec, editing, rerun) {
           h("input", { type: "checkbox", value: o.id,
             checked: editing ? editing.member_ids.includes(o.id) : false }),
           ` ${o.name}`));
-      inputs.set(f.name, () =>
-        boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => Number(i.value)),
-      );
-      return h("fieldset", { class: "field" }, h("legend", { class: "field__label" }, f.label), boxes);
+      const checked = () => boxes.map((b) => b.querySelector("input")).filter((i) => i.checked);
+      inputs.set(f.name, () => checked().map((i) => Number(i.value)));
+      const legend = h("legend", { class: "field__label" }, f.label);
+      return h("fieldset", { class: "field" }, legend, boxes);
     }
     const hint = (editing && f.editHint) || f.hint;
     const attrs = { class: "field__input", id, name: f.name, maxlength: f.maxlength,

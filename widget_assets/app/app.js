@@ -17,6 +17,7 @@ let loading = 0;
 let queued = [];
 let live = false;
 const typingTimers = new Map(); // conversation id -> timeout that ends its visitor's typing
+let directoryLoaded;
 
 const ctx = {
   me: null,
@@ -29,6 +30,8 @@ const ctx = {
   guarded,
   refreshDirectory,
   failed: (error) => say($("banner"), `Could not load: ${error.message}`),
+  // Operators, teams, canned responses and sites, once they are first loaded.
+  directory: new Promise((resolve) => (directoryLoaded = resolve)),
   openId: () => conversation.openId(),
 };
 const list = createList(ctx);
@@ -38,12 +41,15 @@ const conversation = createConversation(ctx);
 //
 // The stream is opened first, and the state is loaded from REST only once it says "ready":
 // the server attaches the stream before it reads the cursor it sends, so every change after
-// that cursor arrives as an event, and every change before it is in what REST returns. While
-// a load is in flight, events are held back and applied after it, in order: an event can then
-// repeat what the load already showed (messages are keyed by seq, conversations replaced
-// whole, so that is harmless) but never be overwritten by an older answer. Loading before
-// "ready" instead would leave a window between the REST read and the stream's cursor whose
-// changes nobody delivers.
+// that cursor arrives as an event, and every change before it is in what REST returns.
+// Loading first and streaming after would leave a window between the two whose changes
+// nobody delivers.
+//
+// While a load is in flight, events are held back and applied after it, in order. Applied at
+// once, an event could be overwritten by an answer the server read before that change, and
+// nothing would ever correct it. Held back, an event may repeat what the answer already
+// showed (messages are keyed by seq; a conversation is replaced whole and every later change
+// of it follows as its own event), so the view always ends on the newest state.
 
 /** Runs ``load`` with the stream's events held back until it (and any other load) ends. */
 async function guarded(load) {
@@ -71,6 +77,7 @@ async function refreshDirectory() {
   ctx.teams = teams.teams;
   ctx.canned = canned.canned;
   ctx.sites = sites.sites;
+  directoryLoaded();
   list.refresh();
   conversation.refresh();
 }

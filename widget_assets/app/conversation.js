@@ -24,7 +24,7 @@ const MACRO = /\{(fname|lname|email|phone|operator)\}/g;
 
 /** The canned response as the server will send it (server/conversations.py expand_macros):
  * one pass, so a value that looks like a macro stays as it is. */
-export function fillMacros(template, contact, operatorName) {
+function fillMacros(template, contact, operatorName) {
   return template.replace(MACRO, (_, name) =>
     name === "operator" ? operatorName : contact[name] || "",
   );
@@ -48,7 +48,10 @@ export function createConversation(ctx) {
   // -- opening and loading ---------------------------------------------------------------------
 
   function open(id) {
-    if (id === openId) return;
+    if (id === openId) {
+      markRead(); // back from the admin screens
+      return;
+    }
     openId = id;
     current = null;
     messages = new Map();
@@ -62,7 +65,7 @@ export function createConversation(ctx) {
     $("convo").hidden = false;
     $("details").hidden = true;
     $("convo-name").textContent = "Loading…";
-    if (ctx.live()) ctx.guarded(load).catch(fail);
+    if (ctx.live()) ctx.guarded(load);
   }
 
   function close() {
@@ -73,12 +76,30 @@ export function createConversation(ctx) {
     $("convo-empty").hidden = false;
   }
 
-  /** The newest page of history (marking it read) and the conversation as it is now. */
+  /** The newest page of history (marking it read) and the conversation as it is now. Never
+   * rejects: a conversation that cannot be shown says so in its pane. */
   async function load() {
     if (!openId) return;
     const id = openId;
-    const answer = await api("GET", `operator/conversation/${encodeURIComponent(id)}`);
+    let answer;
+    try {
+      answer = await api("GET", `operator/conversation/${encodeURIComponent(id)}`, {
+        limit: HISTORY_PAGE,
+      });
+    } catch (error) {
+      if (id !== openId) return;
+      if (!current) $("convo-name").textContent = "Not available";
+      fail(error);
+      return;
+    }
     if (id !== openId) return;
+    const oldest = answer.messages[0];
+    if (oldest && messages.size && oldest.seq > Math.max(...messages.keys()) + 1) {
+      // More was written meanwhile (a "reset") than one page: what is shown would have a hole.
+      messages = new Map();
+      rows = new Map();
+      log.replaceChildren();
+    }
     update(answer.conversation);
     merge(answer.messages);
     thread.scrollTop = thread.scrollHeight;
@@ -105,8 +126,10 @@ export function createConversation(ctx) {
   // -- the history -------------------------------------------------------------------------------
 
   /** Adds (or, the same seq again, replaces) one message, in seq order. */
-  function add(m, { scroll = true } = {}) {
+  function add(m, { scroll = true, redraw = false } = {}) {
     if (m.conversation_id !== openId) return;
+    // The same message from a load and from the stream: drawn once, announced once.
+    if (!redraw && JSON.stringify(messages.get(m.seq)) === JSON.stringify(m)) return;
     const stick = thread.scrollHeight - thread.scrollTop - thread.clientHeight < NEAR_BOTTOM_PX;
     messages.set(m.seq, m);
     const row = messageRow(m);
@@ -159,7 +182,10 @@ export function createConversation(ctx) {
     if (m.private) {
       row.append(h("p", { class: "msg__hint" }, "Only operators see this note."));
     } else if (m.delivery) {
-      row.append(h("p", { class: "msg__delivery", dataset: { delivery: m.delivery } }, m.delivery));
+      row.append(
+        h("p", { class: "msg__delivery", dataset: { delivery: m.delivery } },
+          `Delivery: ${m.delivery}`),
+      );
     }
     return row;
   }
@@ -167,7 +193,8 @@ export function createConversation(ctx) {
   /** Viewing the newest message marks the visitor's messages read (the unread badge clears);
    * only while the operator can actually see the page. */
   function markRead() {
-    if (document.visibilityState !== "visible" || !current || !current.unread) return;
+    const seen = document.visibilityState === "visible" && thread.offsetParent !== null;
+    if (!seen || !current || !current.unread) return;
     clearTimeout(readTimer);
     const id = openId;
     readTimer = setTimeout(() => {
@@ -203,7 +230,7 @@ export function createConversation(ctx) {
     transferTargets();
     details(c);
     typingChanged(c.id);
-    if (renamed) for (const m of messages.values()) add(m, { scroll: false });
+    if (renamed) for (const m of messages.values()) add(m, { scroll: false, redraw: true });
     if (c.unread) markRead();
   }
 
@@ -212,12 +239,18 @@ export function createConversation(ctx) {
     const select = $("transfer-to");
     const chosen = select.value;
     const operators = [...ctx.operators.values()].filter((o) => o.id !== current.operator_id);
+    // Rebuilt only when the choices change: rebuilding would close a list the operator opened.
+    const choices = JSON.stringify([operators, ctx.teams]);
+    if (select.dataset.choices === choices) return;
+    select.dataset.choices = choices;
     select.replaceChildren(
       h("option", { value: "" }, "Transfer to…"),
       h("optgroup", { label: "Operators" },
-        operators.map((o) =>
-          h("option", { value: `operator:${o.id}` },
-            `${o.name}${o.id === ctx.me.id ? " (you)" : ""} — ${o.online ? "online" : "offline"}`))),
+        operators.map((o) => {
+          const you = o.id === ctx.me.id ? " (you)" : "";
+          const label = `${o.name}${you} — ${o.online ? "online" : "offline"}`;
+          return h("option", { value: `operator:${o.id}` }, label);
+        })),
       ctx.teams.length > 0 ?
         h("optgroup", { label: "Teams" },
           ctx.teams.map((t) => h("option", { value: `team:${t.id}` }, t.name))) : "",
@@ -249,7 +282,9 @@ export function createConversation(ctx) {
       ["Conversation", c.id],
     ];
     if (c.session_id) facts.push(["Session", c.session_id]);
-    $("facts").replaceChildren(...facts.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    $("facts").replaceChildren(
+      ...facts.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
+    );
     $("block-state").textContent = c.blocked
       ? `Blocked: ${$("block-type").querySelector(`[value="${c.block_type}"]`)?.textContent}`
       : "Not blocked";
@@ -284,13 +319,14 @@ export function createConversation(ctx) {
   $("visitor-form").addEventListener("submit", (event) => {
     event.preventDefault();
     say($("visitor-error"), "");
+    say($("visitor-status"), "");
     act(`conversation/${encodeURIComponent(openId)}/visitor`, {
       name: $("visitor-name").value,
       email: $("visitor-email").value,
       phone: $("visitor-phone").value,
       info: $("visitor-info").value,
     })
-      .then(() => say($("composer-status"), "Details saved."))
+      .then(() => say($("visitor-status"), "Details saved."))
       .catch((error) => say($("visitor-error"), error.message));
   });
   $("older").addEventListener("click", () => loadOlder().catch(fail));
@@ -301,7 +337,8 @@ export function createConversation(ctx) {
     if (id !== openId) return;
     const typing = $("typing");
     typing.hidden = !ctx.isTyping(id);
-    typing.textContent = typing.hidden ? "" : `${current ? contactName(current) : "Visitor"} is typing…`;
+    const who = current ? contactName(current) : "Visitor";
+    typing.textContent = typing.hidden ? "" : `${who} is typing…`;
   }
 
   text.addEventListener("input", () => {
@@ -318,9 +355,7 @@ export function createConversation(ctx) {
   function setMode() {
     const note = mode() === "note";
     $("composer").classList.toggle("composer--note", note);
-    text.placeholder = note
-      ? "Private note — only operators will see it"
-      : "Write a reply…";
+    text.placeholder = note ? "Private note — only operators will see it" : "Write a reply…";
     $("send").textContent = note ? "Add note" : "Send";
     $("canned").hidden = note;
     $("upload-label").hidden = note;
@@ -336,10 +371,8 @@ export function createConversation(ctx) {
     say($("composer-status"), pending);
     $("send").disabled = true;
     try {
-      const answer = await api("POST", `operator/${mode() === "note" && !fields.canned_id ? "note" : "message"}`, {
-        conversation_id: id,
-        ...fields,
-      });
+      const path = mode() === "note" && !fields.canned_id ? "note" : "message";
+      const answer = await api("POST", `operator/${path}`, { conversation_id: id, ...fields });
       if (id === openId) add(answer.message);
       say($("composer-status"), "");
       return true;
@@ -464,7 +497,9 @@ export function createConversation(ctx) {
     },
     delivery(data) {
       const m = messages.get(data.seq);
-      if (data.conversation_id === openId && m) add({ ...m, delivery: data.delivery }, { scroll: false });
+      if (data.conversation_id === openId && m) {
+        add({ ...m, delivery: data.delivery }, { scroll: false });
+      }
     },
   };
 }

@@ -19,6 +19,7 @@ export function createList(ctx) {
   const list = $("convo-list");
   const items = new Map(); // id -> conversation, only ones that match the filters
   const rows = new Map(); // id -> <li>
+  let drawn = new WeakMap(); // <li> -> what it shows, so unchanged rows are not redrawn
   let nextCursor = null;
   let loaded = false; // "nothing here" only once a load said so
   let generation = 0; // answers to a superseded load are dropped
@@ -112,7 +113,7 @@ export function createList(ctx) {
     order.forEach((c, index) => {
       let row = rows.get(c.id);
       if (!row) {
-        row = h("li", { role: "option", class: "row", id: `row-${c.id}`, dataset: { id: c.id } });
+        row = h("li", { role: "option", class: "row", dataset: { id: c.id } });
         rows.set(c.id, row);
       }
       fill(row, c);
@@ -130,6 +131,9 @@ export function createList(ctx) {
   function fill(row, c) {
     const selected = c.id === ctx.openId();
     const typing = ctx.isTyping(c.id);
+    const was = drawn.get(row);
+    if (was && was.c === c && was.selected === selected && was.typing === typing) return;
+    drawn.set(row, { c, selected, typing });
     row.setAttribute("aria-selected", String(selected));
     row.dataset.channel = c.channel;
     row.dataset.status = c.status;
@@ -218,6 +222,8 @@ export function createList(ctx) {
       const chosen = select.value;
       select.replaceChildren(...ctx.teams.map((t) => h("option", { value: t.id }, t.name)));
       if (chosen) select.value = chosen;
+      document.querySelector('input[name="owner"][value="team"]').disabled = !ctx.teams.length;
+      drawn = new WeakMap(); // operators' names may have changed
       render();
     },
     get(id) {
