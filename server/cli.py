@@ -117,7 +117,10 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         base = settings.public_url or f"http://{host}:{port}"
         sys.stdout.write(
             "Live Operator Chat demo\n"
+            f"  inbox:        {base}/app/\n"
             f"  chat window:  {base}/{info['accountID']}/liveoperator/loadchat\n"
+            f'  embed:        <script src="{base}/widget.js" data-account="{info["accountID"]}"'
+            " async></script>\n"
             f"  operator:     {info['email']} / {info['password']}\n"
             f"  operatorID:   {info['operatorID']}\n"
             f"  account:      {info['accountID']}\n"

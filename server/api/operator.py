@@ -100,6 +100,16 @@ async def close(request: Request) -> Response:
     return ok(conversation=conversation_data(conversation))
 
 
+async def set_conversation_status(request: Request) -> Response:
+    """Any of the lifecycle's statuses (seed 000's setstatus, for the operator's own panel):
+    ``waiting`` while the customer owes an answer, for instance."""
+    svc, me, fields = await _caller(request)
+    conversation = await svc.engine.set_status(
+        me.account_id, _path_id(request), fields.require("status")
+    )
+    return ok(conversation=conversation_data(conversation))
+
+
 async def transfer(request: Request) -> Response:
     svc, me, fields = await _caller(request)
     conversation = await svc.engine.transfer(
@@ -342,6 +352,7 @@ routes = [
     Route(f"{ROOT}/conversation{_CONVO}", conversation, methods=["GET"]),
     Route(f"{ROOT}/conversation{_CONVO}/visitor", update_visitor, methods=["POST", "PATCH"]),
     Route(f"{ROOT}/conversation{_CONVO}/block", block, methods=["POST"]),
+    Route(f"{ROOT}/conversation{_CONVO}/status", set_conversation_status, methods=["POST"]),
     Route(f"{ROOT}/translation/toggle", translation_toggle, methods=["POST"]),
     Route(f"{ROOT}/translation/set-lang", translation_set_lang, methods=["POST"]),
 ]

@@ -327,7 +327,11 @@ async def test_operator_and_visitor_hold_a_whole_conversation(
     await expect(visitor_sees).to_have_count(3)  # the reply after the note has arrived...
     assert "Regular customer" not in await chat.locator("body").inner_text()  # ...the note not
 
-    # Resolved: gone from the unresolved view; the visitor writing again reopens it, live.
+    # Any status from the status control; then resolved: gone from the unresolved view, and
+    # the visitor writing again reopens it, live.
+    await op.get_by_label("Conversation status").select_option("waiting")
+    await expect(op.locator("#convo-status")).to_have_text("Waiting")
+    await expect(item).to_have_attribute("data-status", "waiting")
     await op.get_by_role("button", name="Resolve").click()
     await expect(op.locator("#convo-status")).to_have_text("Resolved")
     await expect(op.locator("#accept")).to_have_text("Reopen")

@@ -187,6 +187,7 @@ _convo_case("GET", f"{OPERATOR}/conversation/{{id:str}}")
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"name": "Renamed By A"})
 _convo_case("PATCH", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"info": "A's note"})
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/block", {"blocked": True})
+_convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/status", {"status": "waiting"})
 _convo_case("POST", f"{OPERATOR}/translation/toggle", {"enabled": True})
 _convo_case("POST", f"{OPERATOR}/translation/set-lang", {"lang": "de"})
 

@@ -1057,3 +1057,18 @@ async def test_canned_replies_are_translated_too(translating: Tenant) -> None:
         "thanks Jane",
         "danke Jane",
     )
+
+
+async def test_an_operator_sets_any_status_of_the_lifecycle(tenant: Tenant, alex: Panel) -> None:
+    convo = await chat(tenant)
+    for status in ("waiting", "active", "resolved", "open"):
+        found = (await alex.ok(f"conversation/{convo}/status", status=status))["conversation"]
+        assert found["status"] == status
+        assert (found["resolved_at"] is not None) == (status == "resolved")
+    assert_error(
+        await alex.post(f"conversation/{convo}/status", status="done"), 400, "invalid_status"
+    )
+    assert_error(await alex.post(f"conversation/{convo}/status"), 400, "missing_field")
+    assert_error(
+        await alex.post("conversation/nope/status", status="open"), 404, "conversation_not_found"
+    )

@@ -227,6 +227,7 @@ export function createConversation(ctx) {
       c.status === "resolved" ? "Reopen" : c.mode === "bot" ? "Take over" : "Accept";
     accept.hidden = c.status === "active" && c.mode === "operator" && c.operator_id !== null;
     $("resolve").hidden = c.status === "resolved";
+    $("set-status").value = c.status;
     transferTargets();
     details(c);
     typingChanged(c.id);
@@ -303,6 +304,11 @@ export function createConversation(ctx) {
   const idPath = (verb) => `${verb}/${encodeURIComponent(openId)}`;
   $("accept").addEventListener("click", () => act(idPath("accept")).catch(fail));
   $("resolve").addEventListener("click", () => act(idPath("close")).catch(fail));
+  $("set-status").addEventListener("change", (event) =>
+    act(`conversation/${encodeURIComponent(openId)}/status`, { status: event.target.value }).catch(
+      fail,
+    ),
+  );
   $("transfer").addEventListener("click", () => {
     const [kind, id] = $("transfer-to").value.split(":");
     if (!id) return say($("convo-error"), "Choose an operator or a team to transfer to.");
