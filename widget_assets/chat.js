@@ -16,6 +16,7 @@ const SEND_MAX_RETRIES = 6; // transient failures retried (same clientMsgID) bef
 const POLL_BATCH = 200; // a full batch means more is waiting: poll again at once
 const NEAR_BOTTOM_PX = 80;
 const GREETING_MAX_CHARS = 300; // a greeting the widget passes in the URL
+const PREVIEW_MAX_CHARS = 140; // of an operator's message, for the widget's preview bubble
 const ACCENT_PATTERN = /^#[0-9a-f]{6}$/i;
 
 // The WebSocket transport (see createSocketTransport).
@@ -427,13 +428,13 @@ function createSocketTransport({
         if (Number.isInteger(frame.seq) && frame.seq > cursor) cursor = frame.seq;
         loadHistory(false);
         break;
-      case "conversation":
+      case "conversation": {
         // The server opened a conversation for this visitor's session (an operator wrote
         // first): the window adopts it, which reconnects the socket with it.
-        if (typeof frame.convoID === "string" && frame.convoID && frame.convoID !== convoID) {
-          onConversation(frame.convoID);
-        }
+        const id = frame.data && frame.data.convoID;
+        if (typeof id === "string" && id && id !== convoID) onConversation(id);
         break;
+      }
       case "ack":
         adopt(frame.convoID);
         settle(frame.clientMsgID, (entry) =>
@@ -878,11 +879,12 @@ function useAccent(hex) {
 }
 
 /** The website widget around this window (loadchat?embed=1). It tells us whether its panel is
- * open; we tell it how many operator messages arrived while it was closed, and ask it to close
- * on Escape. Nothing else crosses: the conversation id never leaves this origin. */
+ * open; we tell it how many operator messages arrived while it was closed and the newest one's
+ * text (for its preview bubble), and ask it to close on Escape. Nothing else crosses: the
+ * conversation id and the session never leave this origin (docs/api.md, "Website widget"). */
 function createHostLink(composer) {
   let hostOrigin = null; // the widget's page, pinned by its first message
-  let open = true; // the widget creates this frame when its panel opens
+  let open = false; // the widget may preload this frame with its panel closed
   let unread = 0;
   const post = (data) => {
     if (hostOrigin) window.parent.postMessage(data, hostOrigin);
@@ -901,11 +903,19 @@ function createHostLink(composer) {
     if (event.key === "Escape") post({ type: "liveop:close" });
   });
   return {
-    /** ``count`` operator or bot messages just arrived. */
-    arrived(count) {
-      if (open || !count) return;
-      unread += count;
+    /** Operator or bot messages just arrived. */
+    arrived(replies) {
+      if (open || !replies.length) return;
+      unread += replies.length;
       post({ type: "liveop:unread", count: unread });
+      const last = replies[replies.length - 1];
+      const chars = Array.from(typeof last.message === "string" ? last.message.trim() : "");
+      if (!chars.length) return;
+      const text =
+        chars.length > PREVIEW_MAX_CHARS
+          ? `${chars.slice(0, PREVIEW_MAX_CHARS - 1).join("")}…`
+          : chars.join("");
+      post({ type: "liveop:preview", name: displayName(last.sender, last.operatorName), text });
     },
   };
 }
@@ -966,6 +976,7 @@ function main() {
     convoID: null,
     bySeq: new Map(), // seq -> element: a message is never shown twice
     pending: new Map(), // clientMsgID -> {clientMsgID, text, el}: sent, not yet confirmed
+    offered: false, // the server just handed us a conversation an operator opened
     operatorName: null, // the latest operator who wrote: names the typing indicator
     status: null,
     sendQueue: Promise.resolve(), // one postmessage at a time: the first creates the convo
@@ -982,14 +993,20 @@ function main() {
     onMessages(messages, { initial }) {
       const stick = initial || isNearBottom();
       let incoming = false;
-      let replies = 0;
+      let replies = []; // operator and bot messages the visitor has not answered
       for (const m of messages) {
         const shown = receive(m);
         if (shown && m.sender !== "visitor") incoming = true;
-        if (shown && (m.sender === "operator" || m.sender === "bot")) replies += 1;
+        if (m.sender === "visitor") replies = [];
+        else if (shown && (m.sender === "operator" || m.sender === "bot")) replies.push(m);
       }
-      if (host && !initial) host.arrived(replies);
-      if (initial) ui.list.removeAttribute("aria-busy");
+      // A stored conversation's history is old news; what an operator just wrote to open
+      // one (a proactive message) is not.
+      if (host && (!initial || state.offered)) host.arrived(replies);
+      if (initial) {
+        state.offered = false;
+        ui.list.removeAttribute("aria-busy");
+      }
       refresh();
       if (stick) scrollToBottom();
       else if (incoming) ui.jump.hidden = false;
@@ -1014,6 +1031,7 @@ function main() {
     onConversation(convoID) {
       if (convoID === state.convoID) return;
       clearView();
+      state.offered = true;
       resume(convoID);
     },
   });

@@ -196,3 +196,28 @@ async def test_widget_config_of_another_accounts_site_is_not_found(
     )
     response = await tenant.client.get(_url(tenant, "widget-config"), params={"site": 2})
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("account", "query", "status", "code"),
+    [
+        (None, "site=99", 404, "site_not_found"),
+        (None, "site=0", 400, "invalid_field"),
+        (None, "site=%ff", 400, "invalid_encoding"),
+        ("no-such-account", "", 404, "site_not_found"),
+        ("x" * 200, "", 400, "invalid_field"),
+    ],
+)
+async def test_widget_config_errors_are_readable_from_any_origin(
+    tenant: Tenant, account: str | None, query: str, status: int, code: str
+) -> None:
+    """widget.js reads these from the customer's page: without the header the browser would
+    log a CORS error there instead of handing the widget the answer."""
+    path = f"/{account or tenant.account_id}/liveoperator/widget-config"
+    response = await tenant.client.get(f"{path}?{query}")
+    assert response.status_code == status
+    assert response.headers["access-control-allow-origin"] == "*"
+    body = response.json()
+    assert body["success"] is False and body["error"]["code"] == code
+    # An error is no site setting to keep: only a successful answer may be cached.
+    assert "cache-control" not in response.headers
