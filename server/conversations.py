@@ -374,7 +374,7 @@ class ConversationEngine:
         self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
     ) -> Committed:
         """An operator reaches out to a visitor browsing a site: the message goes into the
-        session's open conversation, or opens one that the visitor's window shows at once."""
+        session's newest conversation, or opens one that the visitor's window shows at once."""
         check_session_id(session_id)
         open_ones = await self._store.list_conversations(
             account_id, _session_query(site_id, session_id)
@@ -657,13 +657,14 @@ class ConversationEngine:
 
 
 def _session_query(site_id: int, session_id: str) -> InboxQuery:
-    """A session's newest unresolved conversation, whoever may see it in the inbox."""
+    """A session's newest conversation, whoever may see it in the inbox. Resolved ones count:
+    a returning visitor's window shows (and its socket follows) the last conversation, so a
+    proactive message must land there to be seen; the visitor's answer reopens it."""
     return InboxQuery(
         viewer=0,
         every_team=True,
         session_id=session_id,
         site_id=site_id,
-        statuses=("open", "waiting", "active"),
         limit=1,
     )
 

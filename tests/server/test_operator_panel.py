@@ -557,6 +557,24 @@ async def test_proactive_message_joins_the_sessions_open_conversation(
     assert reply["seq"] == 2
 
 
+async def test_proactive_message_reaches_a_returning_visitor_in_their_resolved_conversation(
+    base: str, tenant: Tenant, alex: Panel
+) -> None:
+    async with websocket(visitor_socket(base, tenant)) as ws:
+        await ws.send(type="hello", sessionID=SESSION, siteID=1)
+        await ws.until("ready")
+        await ws.send(type="send", message="Thanks, all sorted", clientMsgID="v-1")
+        convo = (await ws.until("ack"))["convoID"]
+    await alex.ok(f"close/{convo}")
+    # The visitor comes back: the window resumes the conversation it remembers.
+    async with websocket(visitor_socket(base, tenant)) as ws:
+        await ws.send(type="hello", convoID=convo, seq=1, sessionID=SESSION, siteID=1)
+        await ws.until("ready")
+        sent = await alex.ok("proactive-message", site_id=1, session_id=SESSION, content="Back?")
+        reply = await ws.until("message:new")
+    assert sent["conversation"]["id"] == convo and reply["data"]["message"] == "Back?"
+
+
 async def test_proactive_message_to_an_offline_visitor_is_409(tenant: Tenant, alex: Panel) -> None:
     await chatpoll(tenant, sessionID=SESSION, siteID=1)
     response = await alex.post(
