@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -15,8 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from realtime.broker import create_broker
 from realtime.hub import Hub
@@ -118,7 +115,6 @@ def create_app(settings: Settings) -> Starlette:
             )
             yield
 
-    assets = Path(str(resources.files("widget_assets")))
     return Starlette(
         # Starlette tries routes in order: the busiest (chat-window polls, App Commands)
         # go first. "/{account_id}/liveoperator/..." cannot shadow the fixed paths below.
@@ -134,7 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),
-            Mount(chat_window.ASSET_BASE, StaticFiles(directory=assets), name="assets"),
+            chat_window.asset_mount(),
         ],
         middleware=[
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH})

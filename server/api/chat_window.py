@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import html
 from importlib import resources
+from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from realtime.ratelimit import Rule
 from server.api.camelcase import message_json
@@ -42,6 +46,23 @@ PAGE_HEADERS = {
 ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 CONFIG_HEADERS = {**ANY_ORIGIN, "Cache-Control": "public, max-age=60"}
 WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
+
+
+class ChatAssets(StaticFiles):
+    """The chat window's own files only: the package also holds the inbox app (served with
+    its own security headers under /app/), the widget (at /widget.js) and Python modules."""
+
+    SERVED = frozenset({"chat.js", "chat.css"})
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path not in self.SERVED:
+            raise HTTPException(404)
+        return await super().get_response(path, scope)
+
+
+def asset_mount() -> Mount:
+    directory = Path(str(resources.files("widget_assets")))
+    return Mount(ASSET_BASE, ChatAssets(directory=directory), name="assets")
 
 
 def load_template() -> str:

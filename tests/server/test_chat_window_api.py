@@ -221,3 +221,20 @@ async def test_widget_config_errors_are_readable_from_any_origin(
     assert body["success"] is False and body["error"]["code"] == code
     # An error is no site setting to keep: only a successful answer may be cached.
     assert "cache-control" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/assets/chat.js", 200),
+        ("/assets/chat.css", 200),
+        ("/assets/app/index.html", 404),  # the inbox, served only under /app/ with its CSP
+        ("/assets/__init__.py", 404),
+        ("/assets/chat.html", 404),  # the template, served only filled in by loadchat
+        ("/assets/../server/app.py", 404),
+    ],
+)
+async def test_assets_serve_only_the_chat_windows_files(
+    tenant: Tenant, path: str, status: int
+) -> None:
+    assert (await tenant.client.get(path)).status_code == status
