@@ -1,13 +1,16 @@
-"""What every benchmark here shares: loopback ports, CPU pinning, server processes, accounts made
-with the ``liveop`` CLI, process statistics from /proc, and the provenance of a recorded run."""
+"""What every benchmark here shares: loopback ports, CPU pinning, server processes, throwaway
+PostgreSQL databases, accounts made with the ``liveop`` CLI, process and machine statistics from
+/proc, and the provenance of a recorded run."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import platform
 import resource
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,7 +20,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +40,11 @@ CLI_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 # /proc/PID/stat counts CPU time in clock ticks.
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+# A server where benchmarks may create and drop databases (the tests' default, and variable).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LIVEOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+POSTGRES_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +78,23 @@ def pinned(cpu: int) -> list[str]:
     return []
 
 
-def pin_self(cpu: int) -> None:
-    if can_pin():
+def pin_self(cpu: int | None) -> None:
+    if cpu is not None and can_pin():
         os.sched_setaffinity(0, {cpu})
+
+
+def placement(servers: int) -> tuple[list[int | None], int | None]:
+    """The CPU of each server process and of the load generator (None: not pinned).
+
+    One server gets CPU 0 and the load generator CPU 1. Several servers get one CPU each, in
+    turn, and the load generator is left to the scheduler: with two cores there is no core
+    left to give it, so it competes with the servers (as PostgreSQL and Redis always do)."""
+    if not can_pin():
+        return [None] * servers, None
+    if servers == 1:
+        return [SERVER_CPU], CLIENT_CPU
+    cpus = sorted(os.sched_getaffinity(0))
+    return [cpus[k % len(cpus)] for k in range(servers)], None
 
 
 def raise_open_files_limit() -> int:
@@ -117,15 +141,19 @@ def create_account(env: dict[str, str], name: str, email: str, password: str) ->
 
 @contextlib.contextmanager
 def server(
-    command: Sequence[str], env: dict[str, str], ready_url: str, log: Path
+    command: Sequence[str],
+    env: dict[str, str],
+    ready_url: str,
+    log: Path,
+    cpu: int | None = SERVER_CPU,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A server process pinned to SERVER_CPU, ready when ``ready_url`` answers 200, stopped on
-    exit whatever happens.
+    """A server process pinned to ``cpu`` (None: not pinned), ready when ``ready_url`` answers
+    200, stopped on exit whatever happens.
 
     Its stdout (the access log) is discarded: a pipe nobody reads would fill and stall it."""
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [*pinned(SERVER_CPU), *command],
+            [*(pinned(cpu) if cpu is not None else []), *command],
             env=env,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -170,6 +198,61 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     # utime and stime are fields 14 and 15 of stat, so 11 and 12 after the name.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
+def cpu_seconds_by_name(name: str, suffix: str | None = None) -> dict[int, float]:
+    """CPU time of every process called ``name`` (``/proc/PID/comm``), by pid, whoever
+    started them, so a shared service's other clients count too. With ``suffix``, only those
+    with a command-line word ending in it (``:6379`` picks the Redis on that port, not the one
+    on 63790)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        # A process may exit between the listing and the reads.
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() != name:
+                continue
+            words = (entry / "cmdline").read_text().replace("\0", " ").split()
+            if suffix is not None and not any(word.endswith(suffix) for word in words):
+                continue
+            found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def cpu_seconds_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU time spent between two ``cpu_seconds_by_name`` readings: processes started in
+    between count whole; those that exited in between are lost (their time is unknown)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total clock ticks of all CPUs since boot (/proc/stat). Busy is user, nice,
+    system, irq and softirq time; idle, iowait and steal (the hypervisor's) are not."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait + steal
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
+    """The URL of a fresh, empty database on ``admin_url``'s server, dropped on exit."""
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(admin_url, timeout=POSTGRES_CONNECT_TIMEOUT_S)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    name = f"liveop_bench_{secrets.token_hex(6)}"
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        # FORCE ends the sessions of a server that could not be stopped cleanly.
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def git_revision() -> str:

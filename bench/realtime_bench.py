@@ -1,11 +1,16 @@
-"""Realtime capacity, throughput and latency of one ``liveop serve`` process, beside a
-python-socketio relay measured in the same session.
+"""Realtime capacity, throughput and latency of ``liveop serve``, beside a python-socketio
+relay measured in the same session.
 
     python -m bench.realtime_bench [--visitors 2000] [--operators 100] [--broker URL] [--record]
+        [--database sqlite|postgres] [--processes N]
 
-The server runs alone on CPU 0 (bench/launcher.py: ``liveop serve``'s uvicorn settings); the
+One server runs alone on CPU 0 (bench/launcher.py: ``liveop serve``'s uvicorn settings); the
 load comes from ``--workers`` client processes on CPU 1 (bench/realtime_clients.py), one account
-each. Measurements:
+each. With ``--processes N`` (and a Redis ``--broker``) N servers share the data, one per CPU in
+turn, and the client processes are not pinned; each account's visitors, operator streams and
+operator replies go to different servers, so every message crosses from one to another through
+Redis. ``--database postgres`` runs on a fresh PostgreSQL database, dropped at the end.
+Measurements:
 
 - idle: visitor WebSockets and operator SSE streams held open; server RSS before and after,
   per connection; with per-message compression off (as shipped) and on;
@@ -14,8 +19,9 @@ each. Measurements:
   holds both ends;
 - throughput: closed-loop conversations (a visitor sends, the operator's stream delivers it, the
   operator replies with App Command ``sendmessage``, the visitor's socket delivers the reply, the
-  visitor sends again), on the embedded default and, with ``--broker``, through Redis;
-- socketio: the same idle and throughput runs against bench/socketio_relay.py.
+  visitor sends again), on the in-process broker (one server only) and, with ``--broker``,
+  through Redis;
+- socketio: the same idle and throughput runs against bench/socketio_relay.py (one server).
 """
 
 from __future__ import annotations
@@ -48,14 +54,19 @@ from bench.harness import (
     CLIENT_CPU,
     DOC,
     HOST,
-    SERVER_CPU,
+    POSTGRES_ADMIN_URL,
     Account,
     cpu_seconds,
+    cpu_seconds_by_name,
+    cpu_seconds_since,
     create_account,
     free_ports,
     git_revision,
     machine,
+    machine_ticks,
     pinned,
+    placement,
+    postgres_database,
     raise_open_files_limit,
     record_section,
     rss_kib,
@@ -80,6 +91,7 @@ LIVEOP = (sys.executable, "-m", "bench.launcher")
 RELAY = (sys.executable, "-m", "bench.socketio_relay")
 PASSWORD = "bench-password-1"
 PHASES = ("idle", "idle-deflate", "latency", "throughput", "socketio")
+DATABASES = ("sqlite", "postgres")
 RESULTS_HEADING = "## Realtime results"
 # Targets from the issue tracker.
 TARGET_KIB_PER_SOCKET = 32.0
@@ -124,13 +136,13 @@ Result = Census | ChatResult
 class Pool:
     """The client processes, each driven over its own pipe; every call is bounded in time."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, cpu: int | None) -> None:
         context = multiprocessing.get_context("spawn")
         self._conns: list[Connection] = []
         self.processes: list[multiprocessing.process.BaseProcess] = []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(target=clients.main, args=(theirs, CLIENT_CPU), daemon=True)
+            process = context.Process(target=clients.main, args=(theirs, cpu), daemon=True)
             process.start()
             theirs.close()
             self._conns.append(ours)
@@ -214,6 +226,17 @@ class GcStats:
     max_generation: int
 
 
+def merge_gc(stats: Sequence[GcStats]) -> GcStats:
+    """Several servers' GC pauses as one: the counts added up, the longest pause kept."""
+    longest = max(stats, key=lambda s: s.max_ms)
+    return GcStats(
+        count=sum(s.count for s in stats),
+        total_ms=sum(s.total_ms for s in stats),
+        max_ms=longest.max_ms,
+        max_generation=longest.max_generation,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IdleRun:
     server: str
@@ -233,6 +256,9 @@ class IdleRun:
 class ChatRun:
     server: str
     broker: str
+    database: str
+    processes: int
+    clients_pinned: bool
     active: int
     idle: int
     rate_per_s: float | None
@@ -241,8 +267,15 @@ class ChatRun:
     sent: int
     undelivered: int
     census: Census
-    server_cpu_s: float
+    server_cpu_s: float  # all server processes
     client_cpu_s: float
+    # Busy share of all the machine's CPUs: the servers, the clients, PostgreSQL, Redis and
+    # whatever else ran.
+    machine_busy: float
+    # Every process of the PostgreSQL server, and of the Redis server on the broker's port,
+    # whoever they worked for; None where the run did not use it.
+    postgres_cpu_s: float | None
+    redis_cpu_s: float | None
     to_operator_ms: list[float]
     to_visitor_ms: list[float]
     max_send_lag_ms: float
@@ -258,17 +291,26 @@ class ChatRun:
 
     @property
     def server_busy(self) -> float:
+        """Server CPU time per second: 1.0 is one core's worth, whatever the processes."""
         return self.server_cpu_s / self.duration_s
 
     @property
     def client_busy(self) -> float:
         return self.client_cpu_s / self.duration_s
 
+    def per_delivery_us(self, cpu_s: float | None) -> float | None:
+        """Microseconds of ``cpu_s`` per delivered message."""
+        if cpu_s is None or not self.deliveries:
+            return None
+        return cpu_s / self.deliveries * 1e6
+
     def limited_by(self) -> str:
-        if self.server_busy >= SATURATED:
+        if self.server_busy / self.processes >= SATURATED:
             return "server CPU"
-        if self.client_busy >= SATURATED:
+        if self.clients_pinned and self.client_busy >= SATURATED:
             return "load generator CPU"
+        if self.machine_busy >= SATURATED:
+            return "all CPUs (servers, clients, PostgreSQL and Redis share them)"
         if self.census.lost:
             # A conversation whose socket or stream closed stops taking part in the loop.
             return "connections the server closed"
@@ -279,6 +321,9 @@ class ChatRun:
 
 @dataclass(frozen=True, slots=True)
 class Options:
+    database: str
+    postgres_admin: str
+    processes: int
     workers: int
     visitors: int
     operators: int
@@ -301,70 +346,156 @@ class Report:
     latency: ChatRun | None
 
 
-class Session:
-    """One run of the benchmark: a data directory, accounts, client processes, and servers
-    started on it one at a time."""
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """CPU time used so far: by the servers, the client processes, the whole machine (busy and
+    total clock ticks), and by PostgreSQL's and Redis's processes (by pid) where a run uses
+    them."""
 
-    def __init__(self, workdir: Path, pool: Pool, options: Options) -> None:
+    servers_s: float
+    clients_s: float
+    machine_busy: int
+    machine_total: int
+    postgres: dict[int, float] | None
+    redis: dict[int, float] | None
+
+
+def since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    return None if before is None or after is None else cpu_seconds_since(before, after)
+
+
+class Session:
+    """One run of the benchmark: a data directory (with the SQLite file, or beside a fresh
+    PostgreSQL database), accounts, client processes, and servers started on it one run at a
+    time."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        pool: Pool,
+        options: Options,
+        database_url: str | None,
+        server_cpus: Sequence[int | None],
+        clients_pinned: bool,
+    ) -> None:
         self.workdir = workdir
         self.pool = pool
         self.options = options
+        self.server_cpus = list(server_cpus)
+        self.clients_pinned = clients_pinned
         # The bench drives one visitor far past the per-conversation limit on purpose.
         self.env = {
             **os.environ,
             "LIVEOP_DATA_DIR": str(workdir / "data"),
             "LIVEOP_RATE_LIMITS": "0",
         }
-        self.port = free_ports(1)[0]
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.gc_path = workdir / "gc.json"
+        if database_url is not None:
+            self.env["LIVEOP_DATABASE_URL"] = database_url
+        self.ports = free_ports(options.processes)
+        self.base_urls = [f"http://{HOST}:{port}" for port in self.ports]
+        # Runs that do not compare brokers: several servers can only share events through Redis.
+        self.broker = options.broker if options.processes > 1 else None
         self.accounts: list[Account] = []
         self.tokens: list[str] = []
         # Per client process, conversations created before any measurement: (id, last seq).
         self.conversations: list[list[tuple[str, int]]] = []
 
+    def label(self, broker: str | None, *details: str) -> str:
+        """``liveop`` and what sets the run apart from the embedded default."""
+        parts = ["liveop", *details]
+        if self.options.database == "postgres":
+            parts.append("PostgreSQL")
+        if broker is not None:
+            parts.append("Redis")
+        if self.options.processes > 1:
+            parts.append(f"{self.options.processes} processes")
+        return ", ".join(parts)
+
+    def gc_path(self, k: int) -> Path:
+        return self.workdir / f"gc-{k}.json"
+
     @contextlib.contextmanager
-    def server(
-        self, label: str, kind: clients.Kind, *, deflate: bool = False, broker: str | None = None
-    ) -> Iterator[subprocess.Popen[bytes]]:
-        command = [*(LIVEOP if kind == "liveop" else RELAY), "--port", str(self.port)]
-        command += ["--gc-stats", str(self.gc_path)]
-        if deflate:
-            command.append("--deflate")
+    def servers(
+        self,
+        label: str,
+        kind: clients.Kind,
+        *,
+        deflate: bool = False,
+        broker: str | None = None,
+        count: int | None = None,
+    ) -> Iterator[list[subprocess.Popen[bytes]]]:
+        """``count`` servers (all of --processes by default; the relay is always one), on a
+        flushed Redis database when ``broker`` names one."""
+        if count is None:
+            count = 1 if kind == "socketio" else self.options.processes
         env = dict(self.env)
         if broker is not None:
             env["LIVEOP_BROKER_URL"] = broker
-        log = self.workdir / f"{label.replace(' ', '-')}.log"
-        print(f"{label}: starting the server", file=sys.stderr, flush=True)
-        with server(command, env, f"{self.base_url}/healthz", log) as proc:
-            yield proc
+            flush_redis(broker)
+        print(f"{label}: starting {count} server process(es)", file=sys.stderr, flush=True)
+        try:
+            with contextlib.ExitStack() as stack:
+                procs: list[subprocess.Popen[bytes]] = []
+                for k in range(count):
+                    command = [
+                        *(LIVEOP if kind == "liveop" else RELAY),
+                        "--port",
+                        str(self.ports[k]),
+                    ]
+                    command += ["--gc-stats", str(self.gc_path(k))]
+                    if deflate:
+                        command.append("--deflate")
+                    log = self.workdir / f"{label.replace(', ', '-').replace(' ', '-')}-{k}.log"
+                    ready = f"{self.base_urls[k]}/healthz"
+                    procs.append(
+                        stack.enter_context(server(command, env, ready, log, self.server_cpus[k]))
+                    )
+                yield procs
+        finally:
+            if broker is not None:
+                flush_redis(broker)
 
-    def targets(self, kind: clients.Kind) -> list[Target]:
+    def targets(self, kind: clients.Kind, across: int | None = None) -> list[Target]:
+        """One per client process. Over ``across`` servers (by default all of them), client
+        process i puts its visitors on server i, its operator streams on server i + 1 and its
+        replies on server i - 1 (modulo the count): with two servers a visitor's message and
+        the operator's reply each cross from one server to the other; with three, all three
+        parts of a conversation are on different servers."""
         if kind == "socketio":
+            relay = self.base_urls[0]
             return [
-                Target(kind, self.base_url, f"acct{i}", "", 0, "") for i in range(len(self.pool))
+                Target(kind, relay, f"acct{i}", "", 0, "", relay, relay)
+                for i in range(len(self.pool))
             ]
+        count = across or self.options.processes
+
+        def url(i: int) -> str:
+            return self.base_urls[i % count]
+
         return [
-            Target(kind, self.base_url, a.account_id, a.api_key, a.operator_id, token)
-            for a, token in zip(self.accounts, self.tokens, strict=True)
+            Target(
+                kind, url(i), a.account_id, a.api_key, a.operator_id, token, url(i + 1), url(i - 1)
+            )
+            for i, (a, token) in enumerate(zip(self.accounts, self.tokens, strict=True))
         ]
 
     def prepare(self, count: int) -> None:
         """Accounts (one per client process), operator tokens, and ``count`` conversations
-        spread over the accounts, made once and reused by every server of the session."""
+        spread over the accounts, made once on one server and reused by every run."""
         self.accounts = [
             create_account(self.env, f"Bench {i}", f"op{i}@bench.test", PASSWORD)
             for i in range(len(self.pool))
         ]
-        with self.server("setup", "liveop"):
+        with self.servers("setup", "liveop", count=1):
             self.tokens = [
-                asyncio.run(clients.login(self.base_url, a.email, PASSWORD)) for a in self.accounts
+                asyncio.run(clients.login(self.base_urls[0], a.email, PASSWORD))
+                for a in self.accounts
             ]
             started = time.monotonic()
             self.conversations = [
                 asyncio.run(clients.create_conversations(target, n))
                 for target, n in zip(
-                    self.targets("liveop"), shares(count, len(self.pool)), strict=True
+                    self.targets("liveop", across=1), shares(count, len(self.pool)), strict=True
                 )
             ]
         print(
@@ -391,22 +522,28 @@ class Session:
             commands.append(OpenVisitors(target, tuple(picked)))
         return commands
 
-    def gc_stats(self, proc: subprocess.Popen[bytes]) -> GcStats:
-        """The server's GC pauses since the previous call (bench/launcher.py, on SIGUSR1)."""
-        self.gc_path.unlink(missing_ok=True)
-        os.kill(proc.pid, signal.SIGUSR1)
+    def gc_stats(self, procs: Sequence[subprocess.Popen[bytes]]) -> GcStats:
+        """The servers' GC pauses since the previous call (bench/launcher.py, on SIGUSR1)."""
+        for k, proc in enumerate(procs):
+            self.gc_path(k).unlink(missing_ok=True)
+            os.kill(proc.pid, signal.SIGUSR1)
         deadline = time.monotonic() + GC_STATS_TIMEOUT_S
-        while not self.gc_path.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the server did not write its GC statistics")
-            time.sleep(0.02)
-        stats = json.loads(self.gc_path.read_text())
-        return GcStats(
-            int(stats["count"]),
-            float(stats["total_ms"]),
-            float(stats["max_ms"]),
-            int(stats["max_generation"]),
-        )
+        stats: list[GcStats] = []
+        for k in range(len(procs)):
+            while not self.gc_path(k).exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("a server did not write its GC statistics")
+                time.sleep(0.02)
+            found = json.loads(self.gc_path(k).read_text())
+            stats.append(
+                GcStats(
+                    int(found["count"]),
+                    float(found["total_ms"]),
+                    float(found["max_ms"]),
+                    int(found["max_generation"]),
+                )
+            )
+        return merge_gc(stats)
 
     def idle(self, label: str, kind: clients.Kind, *, deflate: bool) -> IdleRun:
         visitors, operators = self.options.visitors, self.options.operators
@@ -418,18 +555,20 @@ class Session:
         def operators_command(counts: Sequence[int]) -> list[Command]:
             return [OpenOperators(t, n) for t, n in zip(targets, counts, strict=True)]
 
-        with self.server(label, kind, deflate=deflate) as proc:
-            self.gc_stats(proc)
+        broker = None if kind == "socketio" else self.broker
+        with self.servers(label, kind, deflate=deflate, broker=broker) as procs:
+            pids = [p.pid for p in procs]
+            self.gc_stats(procs)
             self.pool.census(self.visitor_commands(kind, warm_visitors))
-            rss_start = settled_rss(proc.pid)
+            rss_start = settled_rss(pids)
             opened = self.pool.census(self.visitor_commands(kind, rest_visitors, warm_visitors))
-            rss_visitors = settled_rss(proc.pid)
+            rss_visitors = settled_rss(pids)
             self.pool.census(operators_command(warm_operators))
-            rss_operators_start = settled_rss(proc.pid)
+            rss_operators_start = settled_rss(pids)
             self.pool.census(operators_command(rest_operators))
-            rss_end = settled_rss(proc.pid)
+            rss_end = settled_rss(pids)
             census = self.pool.census([TakeCensus()] * workers)
-            gc = self.gc_stats(proc)
+            gc = self.gc_stats(procs)
             self.pool.census([CloseAll()] * workers)
         run = IdleRun(
             server=label,
@@ -464,7 +603,7 @@ class Session:
         workers = len(self.pool)
         duration, warmup = self.options.duration_s, self.options.warmup_s
         targets = self.targets(kind)
-        with self.server(label, kind, broker=broker) as proc:
+        with self.servers(label, kind, broker=broker) as procs:
             if idle:
                 self.pool.census(self.visitor_commands(kind, shares(idle, workers)))
             self.pool.census(
@@ -475,18 +614,20 @@ class Session:
             share = None if rate_per_s is None else rate_per_s / workers
             self.pool.send([RunChat(start_at, end_at, warmup, share)] * workers)
             sleep_until(start_at)
-            server_cpu, client_cpu = cpu_seconds(proc.pid), self.client_cpu()
-            self.gc_stats(proc)
-            with self.profiling(label, proc.pid, duration):
+            before = self.usage(procs, broker)
+            self.gc_stats(procs)
+            with self.profiling(label, procs[0].pid, duration):
                 sleep_until(end_at)
-                server_cpu = cpu_seconds(proc.pid) - server_cpu
-                client_cpu = self.client_cpu() - client_cpu
-                gc = self.gc_stats(proc)
+                after = self.usage(procs, broker)
+                gc = self.gc_stats(procs)
             results = only(ChatResult, self.pool.collect(clients.DRAIN_S + CALL_GRACE_S))
             self.pool.census([CloseAll()] * workers)
         run = ChatRun(
             server=label,
             broker=broker or ("none" if kind == "socketio" else "memory"),
+            database="none" if kind == "socketio" else self.options.database,
+            processes=len(procs),
+            clients_pinned=self.clients_pinned,
             active=active,
             idle=idle,
             rate_per_s=rate_per_s,
@@ -495,8 +636,12 @@ class Session:
             sent=sum(r.sent for r in results),
             undelivered=sum(r.undelivered for r in results),
             census=merge([r.census for r in results]),
-            server_cpu_s=server_cpu,
-            client_cpu_s=client_cpu,
+            server_cpu_s=after.servers_s - before.servers_s,
+            client_cpu_s=after.clients_s - before.clients_s,
+            machine_busy=(after.machine_busy - before.machine_busy)
+            / max(1, after.machine_total - before.machine_total),
+            postgres_cpu_s=since(before.postgres, after.postgres),
+            redis_cpu_s=since(before.redis, after.redis),
             to_operator_ms=sorted(s * 1000 for r in results for s in r.to_operator_s),
             to_visitor_ms=sorted(s * 1000 for r in results for s in r.to_visitor_s),
             max_send_lag_ms=max(r.max_send_lag_s for r in results) * 1000,
@@ -505,13 +650,28 @@ class Session:
         p50, p99 = percentile(run.to_operator_ms, 50), percentile(run.to_operator_ms, 99)
         progress(
             f"{label}: {run.per_s:,.0f} delivered msg/s, server CPU {run.server_busy:.0%}, "
-            f"client CPU {run.client_busy:.0%}, to operator p50 {p50:.2f} ms p99 {p99:.2f} ms",
+            f"client CPU {run.client_busy:.0%}, machine {run.machine_busy:.0%}, "
+            f"to operator p50 {p50:.2f} ms p99 {p99:.2f} ms",
             run.census,
         )
         return run
 
-    def client_cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pool.pids)
+    def usage(self, procs: Sequence[subprocess.Popen[bytes]], broker: str | None) -> Usage:
+        busy, total = machine_ticks()
+        postgres = None
+        if self.options.database == "postgres":
+            postgres = cpu_seconds_by_name("postgres")
+        redis = None
+        if broker is not None:
+            redis = cpu_seconds_by_name("redis-server", f":{urlsplit(broker).port or 6379}")
+        return Usage(
+            servers_s=sum(cpu_seconds(p.pid) for p in procs),
+            clients_s=sum(cpu_seconds(pid) for pid in self.pool.pids),
+            machine_busy=busy,
+            machine_total=total,
+            postgres=postgres,
+            redis=redis,
+        )
 
     @contextlib.contextmanager
     def profiling(self, label: str, pid: int, duration_s: float) -> Iterator[None]:
@@ -617,9 +777,10 @@ def progress(text: str, census: Census) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def settled_rss(pid: int) -> int:
+def settled_rss(pids: Sequence[int]) -> int:
+    """The servers' resident memory, added up, once they have settled."""
     time.sleep(SETTLE_S)
-    return rss_kib(pid)
+    return sum(rss_kib(pid) for pid in pids)
 
 
 def sleep_until(wall_time: float) -> None:
@@ -633,8 +794,10 @@ def flush_redis(url: str) -> None:
         client.flushdb()
 
 
-def run(options: Options) -> Report:
-    report = Report(idle=[], chats=[], latency=None)
+@contextlib.contextmanager
+def session(options: Options) -> Iterator[Session]:
+    """A data directory (a temporary one unless --workdir), a fresh PostgreSQL database with
+    --database postgres (dropped at the end), and the client processes, placed on the CPUs."""
     with contextlib.ExitStack() as stack:
         workdir = options.workdir
         if workdir is None:
@@ -642,47 +805,55 @@ def run(options: Options) -> Report:
         elif workdir.exists():
             raise SystemExit(f"--workdir {workdir} exists: give a new directory")
         workdir.mkdir(parents=True, exist_ok=True)
-        pool = stack.enter_context(contextlib.closing(Pool(options.workers)))
-        session = Session(workdir, pool, options)
+        database_url = None
+        if options.database == "postgres":
+            database_url = stack.enter_context(postgres_database(options.postgres_admin))
+        server_cpus, client_cpu = placement(options.processes)
+        pool = stack.enter_context(contextlib.closing(Pool(options.workers, client_cpu)))
+        yield Session(workdir, pool, options, database_url, server_cpus, client_cpu is not None)
+
+
+def run(options: Options) -> Report:
+    report = Report(idle=[], chats=[], latency=None)
+    with session(options) as current:
         wanted = {"idle", "idle-deflate", "socketio"} & set(options.phases)
         needed = options.visitors if wanted else 0
         if "latency" in options.phases:
             needed = max(needed, options.latency_idle)
-        session.prepare(needed)
+        current.prepare(needed)
         if "idle" in options.phases:
-            report.idle.append(session.idle("liveop", "liveop", deflate=False))
+            report.idle.append(current.idle(current.label(current.broker), "liveop", deflate=False))
         if "idle-deflate" in options.phases:
-            report.idle.append(session.idle("liveop, deflate", "liveop", deflate=True))
+            label = current.label(current.broker, "deflate")
+            report.idle.append(current.idle(label, "liveop", deflate=True))
         if "latency" in options.phases:
-            report.latency = session.chat(
-                "liveop latency",
+            report.latency = current.chat(
+                current.label(current.broker, "latency"),
                 "liveop",
                 active=options.latency_active,
                 rate_per_s=options.latency_rate,
                 idle=options.latency_idle,
+                broker=current.broker,
             )
         if "throughput" in options.phases:
-            report.chats.append(
-                session.chat("liveop", "liveop", active=options.active, rate_per_s=None)
-            )
+            # One server can run on its in-process broker; several need Redis.
+            brokers: list[str | None] = [] if options.processes > 1 else [None]
             if options.broker is not None:
-                flush_redis(options.broker)
-                try:
-                    report.chats.append(
-                        session.chat(
-                            "liveop, Redis",
-                            "liveop",
-                            active=options.active,
-                            rate_per_s=None,
-                            broker=options.broker,
-                        )
+                brokers.append(options.broker)
+            for broker in brokers:
+                report.chats.append(
+                    current.chat(
+                        current.label(broker),
+                        "liveop",
+                        active=options.active,
+                        rate_per_s=None,
+                        broker=broker,
                     )
-                finally:
-                    flush_redis(options.broker)
+                )
         if "socketio" in options.phases:
-            report.idle.append(session.idle("socket.io relay", "socketio", deflate=False))
+            report.idle.append(current.idle("socket.io relay", "socketio", deflate=False))
             report.chats.append(
-                session.chat("socket.io relay", "socketio", active=options.active, rate_per_s=None)
+                current.chat("socket.io relay", "socketio", active=options.active, rate_per_s=None)
             )
     return report
 
@@ -718,22 +889,38 @@ def idle_table(runs: Sequence[IdleRun]) -> str:
     return "\n".join(lines)
 
 
+def target_msg_s(run: ChatRun) -> float | None:
+    """The issue tracker's throughput targets are for one process: embedded, or through Redis."""
+    if run.processes != 1:
+        return None
+    if run.broker == "memory" and run.database == "sqlite":
+        return TARGET_EMBEDDED_MSG_S
+    return TARGET_REDIS_MSG_S if run.broker.startswith("redis") else None
+
+
+def us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
 def chat_table(runs: Sequence[ChatRun]) -> str:
     lines = [
-        "| server | broker | conversations | delivered msg/s | server CPU "
-        "| client CPU | deliveries per server CPU-s | to operator p50 / p99 ms "
+        "| server | database | broker | processes | conversations | delivered msg/s "
+        "| server CPU | client CPU | machine CPU | deliveries per server CPU-s "
+        "| CPU µs per delivery: server / PostgreSQL / Redis | to operator p50 / p99 ms "
         "| to visitor p50 / p99 ms | undelivered / errors / lost | longest GC pause | limited by "
         "| target |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
     for r in runs:
-        target = {"memory": TARGET_EMBEDDED_MSG_S}.get(r.broker)
-        if r.broker.startswith("redis"):
-            target = TARGET_REDIS_MSG_S
+        target = target_msg_s(r)
         goal = "n/a" if target is None else f"≥ {target:,.0f}: {met(r.per_s >= target)}"
         lines.append(
-            f"| {r.server} | {urlsplit(r.broker).scheme or r.broker} | {r.active:,} "
-            f"| {r.per_s:,.0f} | {r.server_busy:.0%} | {r.client_busy:.0%} | {r.per_cpu_s:,.0f} "
+            f"| {r.server} | {r.database} | {urlsplit(r.broker).scheme or r.broker} "
+            f"| {r.processes} | {r.active:,} | {r.per_s:,.0f} | {r.server_busy:.0%} "
+            f"| {r.client_busy:.0%} | {r.machine_busy:.0%} | {r.per_cpu_s:,.0f} "
+            f"| {us(r.per_delivery_us(r.server_cpu_s))} "
+            f"/ {us(r.per_delivery_us(r.postgres_cpu_s))} "
+            f"/ {us(r.per_delivery_us(r.redis_cpu_s))} "
             f"| {ms(percentile(r.to_operator_ms, 50))} / {ms(percentile(r.to_operator_ms, 99))} "
             f"| {ms(percentile(r.to_visitor_ms, 50))} / {ms(percentile(r.to_visitor_ms, 99))} "
             f"| {r.undelivered} / {r.census.errors} / {r.census.lost} | {gc_text(r.gc)} "
@@ -764,12 +951,16 @@ def latency_table(r: ChatRun) -> str:
 
 
 def comparison_table(report: Report) -> str | None:
-    def pick(runs: Sequence[IdleRun], name: str) -> IdleRun | None:
-        return next((r for r in runs if r.server == name), None)
+    def relay(run: IdleRun | ChatRun) -> bool:
+        return run.server.startswith("socket.io")
 
-    ours_idle, their_idle = pick(report.idle, "liveop"), pick(report.idle, "socket.io relay")
-    ours = next((r for r in report.chats if r.server == "liveop"), None)
-    theirs = next((r for r in report.chats if r.server == "socket.io relay"), None)
+    ours_idle = next((r for r in report.idle if not relay(r) and not r.deflate), None)
+    their_idle = next((r for r in report.idle if relay(r)), None)
+    # liveop's first run on its in-process broker, or else through Redis.
+    ours = min(
+        (r for r in report.chats if not relay(r)), key=lambda r: r.broker != "memory", default=None
+    )
+    theirs = next((r for r in report.chats if relay(r)), None)
     rows: list[tuple[str, float, float]] = []
     if ours and theirs:
         rows.append(("deliveries per server CPU-second", ours.per_cpu_s, theirs.per_cpu_s))
@@ -822,33 +1013,51 @@ def limits(report: Report, options: Options) -> list[str]:
     chats = [*report.chats, *([report.latency] if report.latency else [])]
     for run in chats:
         notes.append(
-            f"{run.server}: server core {run.server_busy:.0%} busy, client core "
-            f"{run.client_busy:.0%} busy: limited by {run.limited_by()}."
+            f"{run.server}: servers {run.server_busy:.0%} of a core ({run.processes} "
+            f"process(es)), clients {run.client_busy:.0%}, all CPUs {run.machine_busy:.0%} busy: "
+            f"limited by {run.limited_by()}."
         )
     held: list[IdleRun | ChatRun] = [*report.idle, *chats]
     notes += [f"{r.server}: connections lost: {losses(r.census)}." for r in held if r.census.lost]
-    if options.broker is not None:
-        notes.append("Redis runs unpinned and its CPU time is not counted as the server's.")
+    if options.broker is not None or options.database == "postgres":
+        notes.append(
+            "PostgreSQL and Redis run unpinned; their CPU time is not counted as the servers' but "
+            "apart, per delivery: every process of the PostgreSQL server and of the Redis server "
+            "on the broker's port, whoever it worked for."
+        )
+    if options.processes > 1:
+        notes.append(
+            f"{options.processes} servers on {len(os.sched_getaffinity(0))} CPUs: the client "
+            "processes, PostgreSQL and Redis compete with the servers for the same cores, so "
+            "this is a lower bound for servers on hosts of their own."
+        )
     return notes
+
+
+def pinning(processes: int) -> str:
+    server_cpus, client_cpu = placement(processes)
+    if client_cpu is not None:
+        return f"server pinned to CPU {server_cpus[0]}, clients to CPU {client_cpu}"
+    if any(cpu is not None for cpu in server_cpus):
+        cpus = ", ".join(str(cpu) for cpu in server_cpus)
+        return f"servers pinned to CPUs {cpus}, clients not pinned"
+    return "not pinned"
 
 
 def record(report: Report, options: Options) -> None:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    pinning = (
-        f"server pinned to CPU {SERVER_CPU}, clients to CPU {CLIENT_CPU}"
-        if pinned(SERVER_CPU)
-        else "not pinned"
-    )
     software = ", ".join(
         f"{name} {version(name)}"
         for name in ("uvicorn", "starlette", "websockets", "sse-starlette", "python-socketio")
     )
     broker = options.broker or "not measured (no --broker)"
+    database = "SQLite" if options.database == "sqlite" else "PostgreSQL (a fresh database)"
     section = (
         f"\n### {when}, {git_revision()}\n\n"
         f"- machine: {machine()}\n"
         f"- software: Python {platform.python_version()}, {software}\n"
-        f"- parameters: {options.workers} client processes ({pinning}); idle: "
+        f"- parameters: {options.processes} server process(es) on {database}; "
+        f"{options.workers} client processes ({pinning(options.processes)}); idle: "
         f"{options.visitors:,} visitor sockets + {options.operators:,} operator connections; "
         f"latency: {options.latency_rate:,.0f} msg/s over {options.latency_active:,} "
         f"conversations with {options.latency_idle:,} idle visitors; throughput: "
@@ -879,19 +1088,34 @@ def parse_phases(text: str) -> tuple[str, ...]:
     return phases
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a throughput run, shared with bench/scale_bench.py."""
+    parser.add_argument("--workers", type=int, default=4, help="client processes (accounts)")
+    parser.add_argument("--active", type=int, default=200, help="closed-loop conversations")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
+    parser.add_argument(
+        "--postgres-admin",
+        default=POSTGRES_ADMIN_URL,
+        help="a PostgreSQL server where the bench may create and drop its database "
+        "(default: $LIVEOP_TEST_POSTGRES_URL or %(default)s)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.realtime_bench", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--workers", type=int, default=4, help="client processes (accounts)")
+    add_run_arguments(parser)
     parser.add_argument("--visitors", type=int, default=2000, help="idle visitor sockets")
     parser.add_argument("--operators", type=int, default=100, help="idle operator connections")
     parser.add_argument("--latency-idle", type=int, default=1000, help="idle visitors meanwhile")
     parser.add_argument("--latency-rate", type=float, default=1000.0, help="messages per second")
     parser.add_argument("--latency-active", type=int, default=500, help="sending conversations")
-    parser.add_argument("--active", type=int, default=200, help="closed-loop conversations")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
     parser.add_argument("--broker", type=redis_url, help="also run throughput through this Redis")
+    parser.add_argument("--database", choices=DATABASES, default="sqlite", help="the store")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes (more than 1 needs --broker)"
+    )
     parser.add_argument(
         "--phases", type=parse_phases, default=PHASES, help=f"subset of {','.join(PHASES)}"
     )
@@ -909,12 +1133,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("every client process needs at least one visitor, operator and conversation")
     if args.profile and shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
         parser.error("--profile needs py-spy in the virtualenv (pip install py-spy)")
+    if args.processes < 1 or args.processes > args.workers:
+        parser.error("--processes must be between 1 and --workers")
+    if args.processes > 1:
+        if args.broker is None:
+            parser.error("several processes share events only through Redis: give --broker")
+        if "socketio" in args.phases:
+            parser.error("the socket.io relay runs as one process: leave socketio out of --phases")
+        if args.profile:
+            parser.error("--profile samples one server: use it with --processes 1")
     if "socketio" in args.phases:
         try:
             version("python-socketio")
         except ModuleNotFoundError:
             parser.error("the socketio phase needs python-socketio (pip install python-socketio)")
     options = Options(
+        database=args.database,
+        postgres_admin=args.postgres_admin,
+        processes=args.processes,
         workers=args.workers,
         visitors=args.visitors,
         operators=args.operators,

@@ -66,14 +66,19 @@ OnMessage = Callable[[str, str, str | None], None]
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One account on one server: where to connect and the credentials its clients use."""
+    """One account: where its clients connect and the credentials they use.
+
+    With several server processes the three kinds of client of one account are put on
+    different processes, so that every message crosses from one process to another."""
 
     kind: Kind
-    base_url: str
+    base_url: str  # visitor WebSockets (and everything on the relay)
     account_id: str
     api_key: str
     operator_id: int
     token: str
+    stream_url: str  # operator SSE streams
+    command_url: str  # App Command requests: operator replies, new conversations
 
     @property
     def ws_url(self) -> str:
@@ -247,7 +252,7 @@ async def create_conversations(target: Target, count: int) -> list[tuple[str, in
     # Client message ids are idempotency keys: a fresh prefix per batch keeps batches apart.
     batch = secrets.token_hex(4)
     lanes = asyncio.Semaphore(CREATE_CONCURRENCY)
-    async with http_client(target.base_url, CREATE_CONCURRENCY) as http:
+    async with http_client(target.command_url, CREATE_CONCURRENCY) as http:
 
         async def create(n: int) -> None:
             payload = {"message": f"hello {n}", "sourceApp": APP, "clientMsgID": f"{batch}-{n}"}
@@ -735,16 +740,20 @@ class Worker:
         self.census = Census()
         self.held: list[Held] = []
         self.chat: Chat | None = None
-        self._http: dict[str, tuple[httpx.AsyncClient, CommandClient]] = {}
+        self._streams: dict[str, httpx.AsyncClient] = {}
+        self._commands: dict[str, CommandClient] = {}
 
-    def http(self, base_url: str) -> tuple[httpx.AsyncClient, CommandClient]:
+    def http(self, target: Target) -> tuple[httpx.AsyncClient, CommandClient]:
         """Per server, a client for operator streams, without a connection cap (every held
         stream is a connection of its own), and one for operator replies."""
-        clients = self._http.get(base_url)
-        if clients is None:
-            clients = http_client(base_url), CommandClient(base_url, REPLY_CONNECTIONS)
-            self._http[base_url] = clients
-        return clients
+        streams = self._streams.get(target.stream_url)
+        if streams is None:
+            streams = self._streams[target.stream_url] = http_client(target.stream_url)
+        commands = self._commands.get(target.command_url)
+        if commands is None:
+            commands = CommandClient(target.command_url, REPLY_CONNECTIONS)
+            self._commands[target.command_url] = commands
+        return streams, commands
 
     async def open_visitor(
         self, target: Target, convo_id: str, seq: int, on_message: OnMessage
@@ -756,7 +765,7 @@ class Worker:
     async def open_operator(self, target: Target, on_message: OnMessage) -> Operator:
         if target.kind == "socketio":
             return await SocketioOperator.open(target, self.census, on_message)
-        streams, commands = self.http(target.base_url)
+        streams, commands = self.http(target)
         return await LiveopOperator.open(target, streams, commands, self.census, on_message)
 
     async def open_many(self, opens: Iterable[Callable[[], Awaitable[Held]]]) -> list[Held]:
@@ -836,10 +845,12 @@ class Worker:
         await asyncio.gather(*(held.close() for held in self.held), return_exceptions=True)
         self.held.clear()
         gc.unfreeze()
-        for streams, commands in self._http.values():
+        for streams in self._streams.values():
             await streams.aclose()
+        for commands in self._commands.values():
             commands.close()
-        self._http.clear()
+        self._streams.clear()
+        self._commands.clear()
         self.census = Census()
 
 
@@ -861,9 +872,10 @@ async def serve(conn: Connection) -> None:
         await worker.close_all()
 
 
-def main(conn: Connection, cpu: int) -> None:
-    """A client process: pinned to ``cpu``, with room for thousands of sockets, on uvloop
-    (the server runs on it too, so neither side pays for the slower loop)."""
+def main(conn: Connection, cpu: int | None) -> None:
+    """A client process: pinned to ``cpu`` (None: left to the scheduler), with room for
+    thousands of sockets, on uvloop (the server runs on it too, so neither side pays for the
+    slower loop)."""
     pin_self(cpu)
     raise_open_files_limit()
     uvloop.run(serve(conn))
