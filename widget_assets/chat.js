@@ -119,7 +119,7 @@ function randomId() {
 // have this shape; createTransport picks the socket and falls back to polling when WebSockets
 // are unavailable or blocked. start(null) means "no conversation yet".
 
-function createPollingTransport({ call, onMessages, onState, onConnection, onGone }) {
+function createPollingTransport({ call, onMessages, onState, onConversation, onConnection, onGone }) {
   let convoID = null;
   let cursor = 0; // highest seq received from polls: the next poll asks for afterSeq=cursor
   let historyLoaded = false;
@@ -139,8 +139,27 @@ function createPollingTransport({ call, onMessages, onState, onConnection, onGon
     return document.hidden ? HIDDEN_POLL_INTERVAL_MS : POLL_INTERVAL_MS;
   }
 
+  /** Before the first message: poll by session (sessionID rides on every call), which keeps
+   * the visitor online on the site and hands over a conversation an operator opened for them.
+   * Slower than a conversation's poll: nobody is typing yet. */
+  async function sessionTick() {
+    timer = null;
+    const run = generation;
+    let data;
+    try {
+      data = await call("chatpoll", {});
+    } catch {
+      if (run === generation) schedule(HIDDEN_POLL_INTERVAL_MS);
+      return;
+    }
+    if (run !== generation) return;
+    if (typeof data.convoID === "string" && data.convoID) onConversation(data.convoID);
+    else schedule(HIDDEN_POLL_INTERVAL_MS);
+  }
+
   async function tick() {
     timer = null;
+    if (!convoID) return sessionTick();
     const run = generation;
     // The first request loads the latest history (the seed's since=0); after that the seq
     // cursor is exact even when clocks disagree. The cursor only moves with poll answers (not
@@ -186,8 +205,7 @@ function createPollingTransport({ call, onMessages, onState, onConnection, onGon
   return {
     start(id) {
       stop();
-      if (!id) return; // nothing to poll until the first message creates a conversation
-      convoID = id;
+      convoID = id || null;
       cursor = 0;
       historyLoaded = false;
       failures = 0;
@@ -687,8 +705,7 @@ function createTransport(options) {
       ...options,
       onFallback(socketConvo) {
         usePolling();
-        const id = socketConvo || convoID;
-        if (id) active.start(id);
+        active.start(socketConvo || convoID);
       },
     });
     options.onKind("socket");

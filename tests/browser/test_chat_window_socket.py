@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from .test_chat_window import eventually, form_of, is_endpoint, stored_convo
@@ -353,8 +354,11 @@ async def test_window_falls_back_to_polling(
         operator_msgs = page.locator('#messages .msg[data-sender="operator"]')
         await expect(operator_msgs).to_have_count(1)
         await expect(operator_msgs).to_contain_text("Yes, hello!")
-        assert polls, "the window should poll"
-        assert all(p["convoID"] == convo_id for p in polls)
+        # Before its first message the window polls by session; after, by conversation.
+        conversation_polls = [p for p in polls if "convoID" in p]
+        assert conversation_polls, "the window should poll its conversation"
+        assert all(p["convoID"] == convo_id for p in conversation_polls)
+        assert all(p["sessionID"] == polls[0]["sessionID"] for p in polls)
         await expect(page.locator("#banner")).to_be_hidden()
         assert await dom_seqs(page) == [1, 2]
 
@@ -364,6 +368,37 @@ async def test_window_falls_back_to_polling(
         elif blocked == "dropped":
             assert proxy.refused == 2
         await expect(body).to_have_attribute("data-transport", "polling")
+    assert script_errors(window) == []
+
+
+async def test_a_polling_window_receives_a_proactive_message(
+    open_window: OpenWindow, live_server: LiveServer
+) -> None:
+    """Without WebSockets the window polls by session before its first message, so the
+    visitor is online on the site and an operator's proactive message reaches them."""
+    from playwright.async_api import expect
+
+    window = await open_window(websocket=False)
+    page = window.page
+    async with page.expect_request(is_endpoint("chatpoll")) as first_poll:
+        await page.goto(live_server.chat_url)
+    await expect(page.locator("body")).to_have_attribute("data-transport", "polling")
+    polled = form_of(await first_poll.value)
+    assert "convoID" not in polled
+    session_id = polled["sessionID"]
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        login = await client.post(
+            "/api/v1/auth/login", json={"email": "alex@example.com", "password": "correct horse 1"}
+        )
+        headers = {"Authorization": f"Bearer {login.json()['token']}"}
+        sent = await client.post(
+            "/api/v1/operator/proactive-message",
+            json={"site_id": 1, "session_id": session_id, "content": "Can I help you find it?"},
+            headers=headers,
+        )
+        assert sent.status_code == 200, sent.json()
+    operator_msgs = page.locator('#messages .msg[data-sender="operator"]')
+    await expect(operator_msgs).to_contain_text("Can I help you find it?")
     assert script_errors(window) == []
 
 
