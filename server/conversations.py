@@ -339,7 +339,9 @@ class ConversationEngine:
                 "invalid_block_type", f"block_type must be one of {', '.join(BLOCK_TYPES)}"
             )
         chosen: BlockType | None = block_type
-        return await self._patch(account_id, convo_id, block_type=chosen)
+        return await self._patch(
+            account_id, convo_id, lambda c: dataclasses.replace(c, block_type=chosen)
+        )
 
     async def update_visitor(
         self, account_id: str, convo_id: str, given: VisitorPatch
@@ -365,10 +367,15 @@ class ConversationEngine:
                 "translation_unavailable",
                 "no translator is configured on this server (LIVEOP_TRANSLATE_URL)",
             )
-        return await self._patch(account_id, convo_id, translate=enabled)
+        return await self._patch(
+            account_id, convo_id, lambda c: dataclasses.replace(c, translate=enabled)
+        )
 
     async def set_visitor_lang(self, account_id: str, convo_id: str, lang: str) -> Conversation:
-        return await self._patch(account_id, convo_id, visitor_lang=check_language(lang))
+        lang = check_language(lang)
+        return await self._patch(
+            account_id, convo_id, lambda c: dataclasses.replace(c, visitor_lang=lang)
+        )
 
     async def proactive(
         self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
@@ -521,12 +528,14 @@ class ConversationEngine:
         assert operator is not None
         return operator
 
-    async def _patch(self, account_id: str, convo_id: str, **fields: object) -> Conversation:
+    async def _patch(
+        self, account_id: str, convo_id: str, change: Callable[[Conversation], Conversation]
+    ) -> Conversation:
         """Sets conversation fields that follow no rule beyond their own validity."""
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
-            after = dataclasses.replace(current, **fields)  # type: ignore[arg-type]
+            after = change(current)
             return None if after == current else Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,42 +67,50 @@ class Inbox:
             raise Invalid("invalid_field", f"q has more than {SEARCH_WORDS_MAX} words")
         query = await self._query(
             viewer,
-            statuses=_statuses(filters.statuses),
-            source_apps=_channels(filters.channels),
-            owner=_owner(filters.owner),
-            team_id=filters.team_id,
-            site_id=filters.site_id,
-            search=(filters.search or "").strip() or None,
-            after=_decode_cursor(filters.cursor) if filters.cursor else None,
-            # One more than asked tells whether another page exists without a count.
-            limit=filters.limit + 1,
+            InboxQuery(
+                viewer=viewer.id,
+                statuses=_statuses(filters.statuses),
+                source_apps=_channels(filters.channels),
+                owner=_owner(filters.owner),
+                team_id=filters.team_id,
+                site_id=filters.site_id,
+                search=(filters.search or "").strip() or None,
+                after=_decode_cursor(filters.cursor) if filters.cursor else None,
+                # One more than asked tells whether another page exists without a count.
+                limit=filters.limit + 1,
+            ),
         )
         found = await self._store.list_conversations(viewer.account_id, query)
         page, more = found[: filters.limit], len(found) > filters.limit
         return Page(page, _encode_cursor(page[-1]) if more and page else None)
 
     async def active(self, viewer: Operator, site_id: int | None) -> list[Conversation]:
-        query = await self._query(viewer, statuses=UNRESOLVED, site_id=site_id, limit=PAGE_MAX)
+        query = await self._query(
+            viewer,
+            InboxQuery(viewer=viewer.id, statuses=UNRESOLVED, site_id=site_id, limit=PAGE_MAX),
+        )
         return await self._store.list_conversations(viewer.account_id, query)
 
     async def counts(self, viewer: Operator) -> tuple[int, int]:
         """(pending, active): unresolved conversations waiting for an operator, and taken."""
-        query = await self._query(viewer, statuses=UNRESOLVED)
+        query = await self._query(viewer, InboxQuery(viewer=viewer.id, statuses=UNRESOLVED))
         by_status = await self._store.count_conversations(viewer.account_id, query)
         return sum(by_status.get(s, 0) for s in PENDING), by_status.get("active", 0)
 
     async def blocked(self, viewer: Operator) -> list[Conversation]:
-        query = await self._query(viewer, blocked=True, limit=PAGE_MAX)
+        query = await self._query(
+            viewer, InboxQuery(viewer=viewer.id, blocked=True, limit=PAGE_MAX)
+        )
         return await self._store.list_conversations(viewer.account_id, query)
 
-    async def _query(self, viewer: Operator, **given: object) -> InboxQuery:
-        """The query for ``viewer``; a team or site filter must name one of their account's."""
+    async def _query(self, viewer: Operator, asked: InboxQuery) -> InboxQuery:
+        """``asked`` with what ``viewer`` may see; a team or site filter must name one of
+        their account's."""
         teams = await self._store.list_teams(viewer.account_id)
-        query = InboxQuery(
-            viewer=viewer.id,
+        query = dataclasses.replace(
+            asked,
             viewer_teams=tuple(t.id for t in teams if viewer.id in t.member_ids),
             every_team=viewer.is_admin,
-            **given,  # type: ignore[arg-type]
         )
         if query.team_id is not None and all(t.id != query.team_id for t in teams):
             raise NotFound("team_not_found", f"no team {query.team_id}")
