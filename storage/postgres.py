@@ -313,6 +313,17 @@ async def _migrate(conn: _Conn) -> None:
             await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
 
 
+class _Connection(asyncpg.Connection):
+    """Pool connections that skip asyncpg's reset query on release (`RESET ALL`, `UNLISTEN *`,
+    `CLOSE ALL`, unlocking advisory locks): this store leaves no session state behind —
+    every setting is SET LOCAL, the only advisory lock is transaction-scoped, nothing LISTENs,
+    cursors live inside transactions — and asyncpg still rolls back an open transaction. The
+    query was a round trip per release: 6% of a server's CPU on the message path."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStore:
     """Store on a PostgreSQL database (see the module docstring for the locking scheme)."""
 
@@ -326,6 +337,7 @@ class PostgresStore:
             min_size=POOL_MIN_SIZE,
             max_size=POOL_MAX_SIZE,
             command_timeout=COMMAND_TIMEOUT_S,
+            connection_class=_Connection,
             server_settings={
                 "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
             },
