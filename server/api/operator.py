@@ -12,7 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.operators import conversation_data, message_data, operator_json, site_json
+from server.api.operators import (
+    CHANNEL_TAGS,
+    conversation_data,
+    message_data,
+    operator_json,
+    site_json,
+)
 from server.api.wire import Fields, ok, read_fields
 from server.auth import Principal
 from server.availability import Visitor
@@ -64,7 +70,7 @@ def _visitor_json(v: Visitor) -> dict[str, object]:
         "conversation_id": c.id if c else None,
         "name": " ".join(n for n in (info.fname, info.lname) if n) if info else "",
         "email": info.email if info else "",
-        "channel": conversation_data(c)["channel"] if c else "chat",
+        "channel": CHANNEL_TAGS[c.source_app] if c else CHANNEL_TAGS["liveoperator"],
         "status": c.status if c else None,
         "last_activity": c.last_activity if c else None,
     }
