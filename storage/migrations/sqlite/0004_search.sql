@@ -1,0 +1,2 @@
+-- PostgreSQL's 0004 adds a trigram index for inbox search. SQLite has no index that serves
+-- `LIKE '%word%'`, so there is nothing to add: this step keeps the dialects' numbers aligned.
