@@ -14,14 +14,21 @@ from realtime.presence import (
     ConnectedVisitors,
     Presence,
     parse_session_mark,
+    session_mark,
 )
 from server.errors import Invalid, NotFound
 from server.events import EventFeed
-from storage.base import Store
+from storage.base import InboxQuery, Store
 from storage.models import Conversation, Operator
 
 # The most visitors one listing returns; the busiest sites page through the inbox instead.
 VISITORS_MAX = 200
+# Presence marks one listing looks at, newest first: each conversation mark costs a store read,
+# so a site filter over a busy account stops here even with fewer than VISITORS_MAX matches.
+VISITORS_SCAN_MAX = 1000
+# A widget session's conversations checked for an open socket (its newest ones; a window
+# follows the newest it remembers).
+SESSION_CONVERSATIONS_MAX = 20
 PRESENCE = "presence"
 # A heartbeat names the sites an operator serves; more than this is a client bug.
 SITES_MAX = 100
@@ -74,7 +81,8 @@ class Availability:
         await self._require_sites(account_id, [] if site_id is None else [site_id])
         visitors: list[Visitor] = []
         sessions_in_conversations: set[str] = set()
-        for mark in await self._presence.visitors_online(account_id):
+        marks = (await self._presence.visitors_online(account_id))[:VISITORS_SCAN_MAX]
+        for mark in marks:
             session = parse_session_mark(mark)
             if session is not None:
                 visitors.append(Visitor(session[0], session[1], None))
@@ -94,10 +102,19 @@ class Availability:
         return listed[:VISITORS_MAX]
 
     async def session_online(self, account_id: str, site_id: int, session_id: str) -> bool:
-        return any(
-            v.site_id == site_id and v.session_id == session_id
-            for v in await self.online_visitors(account_id, site_id)
+        """Whether the session's widget is here: waiting without a conversation, or following
+        one of its conversations. Two reads, however many visitors the account has."""
+        marks = set(await self._presence.visitors_online(account_id))
+        if session_mark(site_id, session_id) in marks:
+            return True
+        mine = InboxQuery(
+            viewer=0,
+            every_team=True,
+            session_id=session_id,
+            site_id=site_id,
+            limit=SESSION_CONVERSATIONS_MAX,
         )
+        return any(c.id in marks for c in await self._store.list_conversations(account_id, mine))
 
     async def operators(self, account_id: str) -> list[tuple[Operator, bool]]:
         """Every operator of the account, with whether they are online now."""

@@ -9,6 +9,7 @@ import pytest
 from starlette.applications import Starlette
 
 from realtime.presence import OPERATOR_TTL_S, SWEEP_EVERY, VISITOR_TTL_S, MemoryPresence
+from server import availability
 from tests.conftest import TEST_PASSWORD, Tenant
 from tests.server.realtime_clients import serve, sse, websocket
 
@@ -113,6 +114,24 @@ async def test_visitors_who_poll_are_online_and_only_to_their_account(
         "/api/v1/operator/all-online-visitors", headers=await _auth(other_tenant)
     )
     assert theirs.json()["visitors"] == []
+
+
+async def test_a_visitor_listing_reads_only_the_newest_marks(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each listed conversation is a store read: a busy account's listing stops at
+    VISITORS_SCAN_MAX marks, newest first."""
+    monkeypatch.setattr(availability, "VISITORS_SCAN_MAX", 2)
+    for session in ("sess_first_visitor", "sess_second_visitor", "sess_third_visitor"):
+        polled = await tenant.client.post(
+            f"/{tenant.account_id}/liveoperator/chatpoll", data={"sessionID": session}
+        )
+        assert polled.status_code == 200
+    listed = await tenant.client.get(
+        "/api/v1/operator/all-online-visitors", headers=await _auth(tenant)
+    )
+    sessions = {v["session_id"] for v in listed.json()["visitors"]}
+    assert len(sessions) == 2 and "sess_first_visitor" not in sessions
 
 
 @pytest.fixture
