@@ -797,3 +797,27 @@ async def test_canned_message_with_a_nul_is_refused(
         "/api/v1/admin/canned", json={"name": "x", "message": "a\u0000b"}, headers=key(tenant)
     )
     assert_error(response, 400, "invalid_characters")
+
+
+@pytest.mark.parametrize("lang", ["english", "e", "en_US_POSIX_x", 7])
+async def test_an_operators_language_must_be_a_language_code(
+    client: httpx.AsyncClient, tenant: Tenant, lang: object
+) -> None:
+    created = await client.post(
+        f"{ROOT}/operators", headers=key(tenant), json={**NEW_OPERATOR, "lang": lang}
+    )
+    assert created.status_code == 400
+    patched = await client.patch(
+        f"{ROOT}/operators/{tenant.operator_id}", headers=key(tenant), json={"lang": lang}
+    )
+    assert patched.status_code == 400
+    assert all(o["lang"] == "en" for o in await listing(client, tenant, "operators"))
+
+
+async def test_an_operators_language_is_normalised(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    patched = await client.patch(
+        f"{ROOT}/operators/{tenant.operator_id}", headers=key(tenant), json={"lang": "PT_br"}
+    )
+    assert patched.status_code == 200 and patched.json()["operator"]["lang"] == "pt-BR"
