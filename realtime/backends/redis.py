@@ -260,7 +260,7 @@ class RedisBroker:
             try:
                 # Not under a timeout: an interrupted aclose could skip returning the
                 # connection to its pool of one. It bounds its own disconnect.
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 # A connect cut short mid-handshake goes back to the pool still open;
                 # the next attempt must start from a fresh socket.
                 await self._subscriber.connection_pool.disconnect()
