@@ -42,7 +42,7 @@ from bench.harness import (
     record_section,
 )
 from storage.base import InboxQuery
-from storage.inbox import InboxSql
+from storage.inbox_sql import InboxSql
 from storage.postgres import PostgresStore
 from storage.rows import CONVO_COLS, MSG_COLS, prefixed
 from storage.sqlite import SQLiteStore

@@ -19,7 +19,11 @@ from realtime.broker import create_broker
 from realtime.hub import Hub
 from realtime.presence import MemoryPresence, Presence, RedisPresence
 from realtime.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Unlimited
-from realtime.typing import MemoryTypingIndicators, RedisTypingIndicators, TypingIndicators
+from realtime.typing_indicators import (
+    MemoryTypingIndicators,
+    RedisTypingIndicators,
+    TypingIndicators,
+)
 from server.adapters.translate import create_translator
 from server.api import (
     admin,
@@ -27,7 +31,7 @@ from server.api import (
     chat_window,
     commands,
     inbox_app,
-    operator,
+    operator_panel,
     stream,
     tenant_ws,
     uploads,
@@ -123,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             *commands.routes,
             *visitor_ws.routes,
             *stream.routes,
-            *operator.routes,
+            *operator_panel.routes,
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,

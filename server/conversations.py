@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from realtime.presence import Presence, session_mark
-from realtime.typing import Side, TypingIndicators
+from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed

@@ -18,9 +18,9 @@ import orjson
 
 from realtime.hub import Hub
 from realtime.outbox import Fetch, Item
-from realtime.typing import Side
-from server.api.camelcase import message_json
-from server.api.operators import conversation_data, message_data
+from realtime.typing_indicators import Side
+from server.render.camel_case import message_json
+from server.render.snake_case import conversation_data, message_data
 from storage.base import Store
 from storage.models import Committed, Conversation, EventDetail, EventKind, Message
 

@@ -1,6 +1,6 @@
 """The operators' views of an account's conversations: the unified inbox, the queues seed 001
 calls active chats, their counts, and blocked visitors. Every view is one InboxQuery, so the
-visibility rules (teams, blocks, accounts) are written once, in storage/inbox.py."""
+visibility rules (teams, blocks, accounts) are written once, in storage/inbox_sql.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import orjson
 
 from server.errors import Invalid, NotFound
 from storage.base import InboxQuery, Owner, Store
-from storage.inbox import SEARCH_WORDS_MAX
+from storage.inbox_sql import SEARCH_WORDS_MAX
 from storage.models import SOURCE_APPS, STATUSES, Conversation, Operator, SourceApp, Status
 
 PAGE_DEFAULT = 50

@@ -43,7 +43,7 @@ from storage.base import (
     patch_values,
     row_values,
 )
-from storage.inbox import InboxSql
+from storage.inbox_sql import InboxSql
 from storage.migrations import load_migrations
 from storage.models import (
     DEFAULT_SITE_ID,

@@ -35,3 +35,27 @@ def test_lower_layers_do_not_import_upwards(package: str) -> None:
 def test_the_rule_checker_sees_imports() -> None:
     assert "server" in _imports(ROOT / "server" / "app.py")
     assert "storage" in _imports(ROOT / "server" / "app.py")
+
+
+def _full_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_only_the_app_imports_endpoint_modules() -> None:
+    """The core (engine, events, push, outbound) renders through server/render; an endpoint
+    module is imported only by the app that mounts it and by its sibling endpoints."""
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "server").rglob("*.py")
+        if path.parent.name != "api"
+        and path.name != "app.py"
+        and any(name.startswith("server.api") for name in _full_imports(path))
+    )
+    assert offenders == []

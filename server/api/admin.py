@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.operators import canned_json, operator_json, site_json, team_json
 from server.api.wire import JSON, Fields, ok, read_fields
 from server.auth import Principal
 from server.directory import Directory
 from server.errors import Invalid, NotFound
+from server.render.snake_case import canned_json, operator_json, site_json, team_json
 from server.services import services
 from storage.base import NO_TEAM
 

@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.ratelimit import Rule
-from server.api.operators import operator_json
 from server.api.wire import ok, read_fields
+from server.render.snake_case import operator_json
 from server.services import client_ip, services
 
 # Bounds keep junk out of the KDF; real limits are checked where passwords are set.

@@ -15,7 +15,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from realtime.ratelimit import Rule
-from server.api.camelcase import message_json
 from server.api.commands import (
     ID_MAX_CHARS,
     client_msg_id,
@@ -25,6 +24,7 @@ from server.api.commands import (
 )
 from server.api.wire import Fields, ok, on_liveop_error, read_fields
 from server.errors import Invalid, LiveOpError
+from server.render.camel_case import message_json
 from server.services import Services, client_ip, services
 from storage.models import DEFAULT_SITE_ID, UserInfo
 

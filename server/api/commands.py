@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.camelcase import conversation_json, message_json, user_info_json
 from server.api.wire import JSON, Fields, ok, read_fields
 from server.conversations import (
     HISTORY_DEFAULT,
@@ -18,6 +17,7 @@ from server.conversations import (
     check_session_id,
 )
 from server.errors import Invalid, Unauthorized
+from server.render.camel_case import conversation_json, message_json, user_info_json
 from server.services import Services, services
 from storage.models import DEFAULT_SITE_ID, SOURCE_APPS, SourceApp, UserInfo
 

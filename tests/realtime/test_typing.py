@@ -1,4 +1,4 @@
-from realtime.typing import TYPING_TTL_S, MemoryTypingIndicators
+from realtime.typing_indicators import TYPING_TTL_S, MemoryTypingIndicators
 
 
 async def test_typing_expires_five_seconds_after_the_last_heartbeat() -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from realtime.typing import RedisTypingIndicators
+from realtime.typing_indicators import RedisTypingIndicators
 from tests.realtime.conftest import RedisServer, eventually
 
 # Short enough to watch a flag expire without slowing the suite.

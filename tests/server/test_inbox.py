@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from server.inbox import PAGE_MAX, SEARCH_MAX_CHARS
 from server.services import Services
-from storage.inbox import SEARCH_WORDS_MAX
+from storage.inbox_sql import SEARCH_WORDS_MAX
 from tests.conftest import TEST_PASSWORD, TEST_PASSWORD_HASH, Tenant, assert_error, bearer
 from tests.server.realtime_clients import serve, websocket
 

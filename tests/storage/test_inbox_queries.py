@@ -1,4 +1,4 @@
-"""storage/inbox.py's listing and count SQL, checked on every backend: the order and its
+"""storage/inbox_sql.py's listing and count SQL, checked on every backend: the order and its
 keyset cursor, search (LIKE in SQLite, ILIKE in PostgreSQL), team visibility, blocks, counts."""
 
 from __future__ import annotations

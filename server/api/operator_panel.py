@@ -12,13 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.operators import (
-    CHANNEL_TAGS,
-    conversation_data,
-    message_data,
-    operator_json,
-    site_json,
-)
 from server.api.wire import Fields, ok, read_fields
 from server.auth import Principal
 from server.availability import Visitor
@@ -30,6 +23,13 @@ from server.conversations import (
 )
 from server.errors import Conflict, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
+from server.render.snake_case import (
+    CHANNEL_TAGS,
+    conversation_data,
+    message_data,
+    operator_json,
+    site_json,
+)
 from server.services import Services, services
 from storage.models import DEFAULT_SITE_ID, Operator
 
