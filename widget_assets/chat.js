@@ -139,10 +139,19 @@ function main() {
   });
 
   // --- conversation lifecycle ---------------------------------------------------------------
+  //
+  // The window remembers (per account, in its own origin's storage) the conversation this
+  // browser started, or one an operator opened for its session. A conversation named in the
+  // URL (loadchat/{convoID}) is shown and continued in this window, but never remembered:
+  // whoever made the link holds the same capability, and a link that became the remembered
+  // conversation would hand them everything the visitor writes later, in the plain window and
+  // in a same-site widget (conversation fixation, docs/api.md).
+
+  const linked = clean(body.dataset.convo);
 
   function adoptConversation(convoID) {
     state.convoID = convoID;
-    storage.set(convoKey, convoID);
+    if (convoID !== linked) storage.set(convoKey, convoID);
     transport.start(convoID);
   }
 
@@ -195,8 +204,7 @@ function main() {
 
   composer.updateSendButton();
   refresh();
-  const fromUrl = clean(body.dataset.convo);
-  const convoID = fromUrl || clean(storage.get(convoKey) || "");
+  const convoID = linked || clean(storage.get(convoKey) || "");
   if (convoID) {
     resume(convoID);
   } else {
