@@ -15,6 +15,8 @@ export function createComposer({ ui, state, view, transport, conversation, visit
   const { buildMessage, hideBanner, isNearBottom, receive, refresh, regroup } = view;
   const { scrollToBottom, setTime, showBanner } = view;
 
+  // --- sending ------------------------------------------------------------------------------
+
   function submit() {
     const text = ui.composer.value.trim();
     if (!text) {
@@ -143,7 +145,7 @@ export function createComposer({ ui, state, view, transport, conversation, visit
     meta.replaceChildren(note, retry);
   }
 
-  // --- composer -----------------------------------------------------------------------------
+  // --- the text box -------------------------------------------------------------------------
 
   function autosize() {
     ui.composer.style.height = "auto";

@@ -1,6 +1,7 @@
 // Live Operator Chat, chat window: the WebSocket transport, ws(s)://HOST/{account}/liveoperator/ws
-// (docs/api.md, "Visitor WebSocket"). Its interface is described in transport.js. One socket carries the conversation's messages, the operator's typing and status
-// changes, and the visitor's sends, acks and typing.
+// (docs/api.md, "Visitor WebSocket"); its interface is described in transport.js. One socket
+// carries the conversation's messages, the operator's typing and status changes, and the
+// visitor's sends, acks and typing.
 //
 // History: a stored conversation is first loaded with chatpoll since=0, exactly as the polling
 // transport does, and only then does the socket say hello with the highest seq loaded. The
@@ -16,7 +17,14 @@
 // shown once. The ack carries the seq but not the message; the message itself arrives as a
 // message:new event (before or after the ack), which the window matches by clientMsgID.
 
-import { ApiError, BACKOFF_BASE_MS, BACKOFF_CAP_MS, TYPING_THROTTLE_MS, backoff, randomId } from "./api.js";
+import {
+  ApiError,
+  BACKOFF_BASE_MS,
+  BACKOFF_CAP_MS,
+  TYPING_THROTTLE_MS,
+  backoff,
+  randomId,
+} from "./api.js";
 
 const SOCKET_HEARTBEAT_MS = 25000; // a ping this often keeps proxies from idling the socket out
 const SOCKET_PONG_TIMEOUT_MS = 10000; // no frame at all this long after a ping: the socket is dead
