@@ -1,0 +1,164 @@
+"""Issue 21, transport items: ``liveop serve`` run as a real process and attacked with real
+sockets from several loopback addresses (Linux routes all of 127.0.0.0/8 to loopback).
+
+The server runs with the descriptor limit of the report (1,024) and with loopback not
+trusted as a proxy, so that every loopback address counts as its own client."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from server.connections import (
+    HEADER_TIMEOUT_S,
+    MAX_CONNECTIONS_PER_ADDRESS,
+    RESERVED_DESCRIPTORS,
+)
+from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port
+
+DESCRIPTOR_LIMIT = 1024
+PROCESS_CAP = DESCRIPTOR_LIMIT - RESERVED_DESCRIPTORS
+ATTACKER = "127.0.0.1"
+VICTIM = "127.0.0.2"
+# Enough addresses that their connections, each at the per-address cap, exceed the process's.
+FLOOD_ADDRESSES = [f"127.0.1.{i}" for i in range(1, PROCESS_CAP // MAX_CONNECTIONS_PER_ADDRESS + 3)]
+# A victim's request may wait behind the flood being accepted, never behind a timeout.
+VICTIM_TIMEOUT_S = HEADER_TIMEOUT_S / 2
+HALF_A_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: liveop.test\r\nX-Slow: "
+
+
+def _limit_descriptors() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTOR_LIMIT, hard))
+
+
+@contextmanager
+def _server(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**cli_env(data), "FORWARDED_ALLOW_IPS": "192.0.2.1", "LIVEOP_ACCESS_LOG": "0"}
+    log = tmp_path / "serve.stderr"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--host", "0.0.0.0", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=_limit_descriptors,
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _connect_from(port: int, source: str, stack: ExitStack) -> socket.socket:
+    return stack.enter_context(
+        socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    )
+
+
+def _flood(port: int, source: str, count: int, stack: ExitStack) -> None:
+    for _ in range(count):
+        sock = _connect_from(port, source, stack)
+        with contextlib.suppress(OSError):  # closed at once by the cap
+            sock.sendall(HALF_A_REQUEST)
+
+
+def _victim_is_served(port: int) -> None:
+    transport = httpx.HTTPTransport(local_address=VICTIM)
+    with httpx.Client(transport=transport, timeout=VICTIM_TIMEOUT_S) as client:
+        health = client.get(f"http://127.0.0.1:{port}/healthz")
+        assert health.status_code == 200
+        # A request that needs the store: the process still has descriptors of its own.
+        login = client.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"email": "nobody@x.test", "password": "guess"},
+        )
+        assert login.status_code == 401, login.text
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_no_header_timeout_a_slowloris_connection_is_closed(tmp_path: Path) -> None:
+    with _server(tmp_path) as port, ExitStack() as stack:
+        sock = _connect_from(port, ATTACKER, stack)
+        sock.sendall(b"G")
+        closed = False
+        # One header byte every two seconds, for up to three times the deadline.
+        for byte in (b"ET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 100)[
+            : int(HEADER_TIMEOUT_S * 1.5)
+        ]:
+            if _closed_by_server(sock, 2.0):
+                closed = True
+                break
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+        assert closed, "a client trickling its headers kept its connection"
+
+
+def test_no_connection_cap_a_half_open_flood_from_one_address_shuts_nobody_out(
+    tmp_path: Path,
+) -> None:
+    with _server(tmp_path) as port, ExitStack() as stack:
+        # The report's attack: 1,100 half-open requests from one client.
+        _flood(port, ATTACKER, 1100, stack)
+        _victim_is_served(port)
+        # The attacker itself is held to its share: a new connection of its own is closed.
+        extra = _connect_from(port, ATTACKER, stack)
+        assert _closed_by_server(extra, VICTIM_TIMEOUT_S)
+
+
+def test_no_connection_cap_a_flood_from_many_addresses_leaves_the_process_serving(
+    tmp_path: Path,
+) -> None:
+    with _server(tmp_path) as port, ExitStack() as stack:
+        for source in FLOOD_ADDRESSES:
+            _flood(port, source, MAX_CONNECTIONS_PER_ADDRESS, stack)
+        assert len(FLOOD_ADDRESSES) * MAX_CONNECTIONS_PER_ADDRESS > PROCESS_CAP
+        # Full house of half-open connections: a real client evicts the oldest of them.
+        _victim_is_served(port)
+
+
+def test_connection_slots_are_given_back_when_connections_close(tmp_path: Path) -> None:
+    """More connections than the per-address cap, one after another, plain and upgraded."""
+    with _server(tmp_path) as port:
+        for _ in range(MAX_CONNECTIONS_PER_ADDRESS // 2 + 1):
+            sock = socket.create_connection(("127.0.0.1", port), source_address=(ATTACKER, 0))
+            with connect(f"ws://127.0.0.1:{port}/nobody/liveoperator/ws", sock=sock):
+                pass
+            transport = httpx.HTTPTransport(local_address=ATTACKER)
+            with httpx.Client(transport=transport, timeout=VICTIM_TIMEOUT_S) as client:
+                assert client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
