@@ -13,7 +13,9 @@ from server.security import (
     InvalidToken,
     TokenClaims,
     hash_api_key,
+    issue_device_token,
     issue_token,
+    read_device_token,
     read_token,
     verify_password,
 )
@@ -50,6 +52,13 @@ class Session:
     token: str
     expires: float
     operator: Operator
+    # Proof for later logins that this client has signed in as this email before.
+    device_token: str
+
+
+def login_key(email: str) -> str:
+    """An email as logins look it up, so that case variants are one login."""
+    return email.strip().lower()
 
 
 def _invalid() -> Unauthorized:
@@ -63,7 +72,8 @@ class Authenticator:
         self._ttl_s = jwt_ttl_s
 
     async def login(self, email: str, password: str) -> Session:
-        found = await self._store.get_credentials(email.strip().lower())
+        key = login_key(email)
+        found = await self._store.get_credentials(key)
         # The KDF runs even for an unknown email so the response time reveals nothing.
         encoded = found.password_hash if found else DUMMY_PASSWORD_HASH
         matches = await asyncio.to_thread(verify_password, password, encoded)
@@ -73,7 +83,11 @@ class Authenticator:
         token, expires = issue_token(
             self._secret, TokenClaims(operator.account_id, operator.id), self._ttl_s
         )
-        return Session(token, expires, operator)
+        return Session(token, expires, operator, issue_device_token(self._secret, key))
+
+    def device(self, email: str, device_token: str) -> str | None:
+        """The id of the device ``device_token`` names, if it logged in as ``email`` before."""
+        return read_device_token(self._secret, login_key(email), device_token)
 
     async def account_key(self, account_id: str, key: str) -> Principal:
         """The App Command API names the account and the key; both must agree."""

@@ -105,3 +105,28 @@ def read_token(secret: str, token: str) -> TokenClaims:
         return TokenClaims(account_id=str(payload["acc"]), operator_id=int(payload["sub"]))
     except (jwt.PyJWTError, KeyError, ValueError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+# A device token proves that this client once logged in as this email: OWASP's "device
+# cookie" defence against lockout, so that guesses from elsewhere cannot lock out a browser
+# the operator has used before. 16 random bytes name the device; the MAC binds it to the email.
+DEVICE_NONCE_BYTES = 16
+
+
+def _device_mac(secret: str, email: str, nonce: str) -> str:
+    message = f"device\n{email}\n{nonce}".encode()
+    return _b64(hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest())
+
+
+def issue_device_token(secret: str, email: str) -> str:
+    nonce = secrets.token_urlsafe(DEVICE_NONCE_BYTES)
+    return f"{nonce}.{_device_mac(secret, email, nonce)}"
+
+
+def read_device_token(secret: str, email: str, token: str) -> str | None:
+    """The device's nonce when ``token`` was issued for ``email`` with ``secret``."""
+    nonce, _, mac = token.partition(".")
+    expected = _device_mac(secret, email, nonce).encode()
+    if not nonce or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
+        return None
+    return nonce
