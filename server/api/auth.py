@@ -1,4 +1,4 @@
-"""Operator login: email and password in, a signed expiring JWT out."""
+"""Operator login: email and password in, a signed expiring JWT out; and signing out."""
 
 from __future__ import annotations
 
@@ -58,4 +58,20 @@ async def login(request: Request) -> Response:
     return response
 
 
-routes = [Route("/api/v1/auth/login", login, methods=["POST"])]
+async def sign_out(request: Request) -> Response:
+    svc = services(request)
+    await svc.auth.sign_out(await svc.auth.headers(request.headers))
+    return ok()
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    svc = services(request)
+    await svc.auth.sign_out_everywhere(await svc.auth.headers(request.headers))
+    return ok()
+
+
+routes = [
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/sign-out", sign_out, methods=["POST"]),
+    Route("/api/v1/auth/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
+]
