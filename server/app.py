@@ -37,6 +37,7 @@ from server.api import (
     uploads,
     visitor_ws,
 )
+from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
@@ -137,7 +138,8 @@ def create_app(settings: Settings) -> Starlette:
             chat_window.asset_mount(),
         ],
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH})
+            Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
         ],
         exception_handlers={
             LiveOpError: on_liveop_error,

@@ -24,7 +24,8 @@ from server.connections import (
     MAX_CONNECTIONS_PER_ADDRESS,
     RESERVED_DESCRIPTORS,
 )
-from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port
+from tests.conftest import assert_error
+from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, new_account
 
 DESCRIPTOR_LIMIT = 1024
 PROCESS_CAP = DESCRIPTOR_LIMIT - RESERVED_DESCRIPTORS
@@ -43,19 +44,24 @@ def _limit_descriptors() -> None:
 
 
 @contextmanager
-def _server(tmp_path: Path) -> Iterator[int]:
+def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[int]:
+    """``liveop serve`` on ``tmp_path/data``; its output goes to ``tmp_path/serve.log``."""
     port = free_port()
     data = tmp_path / "data"
-    data.mkdir()
-    env = {**cli_env(data), "FORWARDED_ALLOW_IPS": "192.0.2.1", "LIVEOP_ACCESS_LOG": "0"}
-    log = tmp_path / "serve.stderr"
-    with log.open("w") as stderr:
+    data.mkdir(exist_ok=True)
+    env = {
+        **cli_env(data),
+        "FORWARDED_ALLOW_IPS": "192.0.2.1",
+        "LIVEOP_ACCESS_LOG": "1" if access_log else "0",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--host", "0.0.0.0", "--port", str(port)],
             env=env,
             cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
+            stdout=output,
+            stderr=output,
             preexec_fn=_limit_descriptors,
         )
     try:
@@ -162,3 +168,36 @@ def test_connection_slots_are_given_back_when_connections_close(tmp_path: Path) 
             transport = httpx.HTTPTransport(local_address=ATTACKER)
             with httpx.Client(transport=transport, timeout=VICTIM_TIMEOUT_S) as client:
                 assert client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------
+# Item 8: secrets in the access log
+
+
+def test_secrets_in_the_access_log_credentials_in_urls_are_refused_and_redacted(
+    tmp_path: Path,
+) -> None:
+    account = new_account(tmp_path / "data")["accountID"]
+    chat = f"/{account}/liveoperator"
+    with (
+        _server(tmp_path, access_log=True) as port,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=VICTIM_TIMEOUT_S) as client,
+    ):
+        # Credentials in a query string are refused, however their names are spelled.
+        for url in (
+            "/api/v1/auth/login?email=ops%40x.test&password=SECRET-PASSWORD",
+            "/?accountID=a&k%65y=SECRET-KEY&app=liveoperator&command=getchats",
+            "/?accountID=a&APIKEY=SECRET-APIKEY",
+            f"{chat}/postmessage?%74oken=SECRET-TOKEN-1",
+        ):
+            assert_error(client.post(url), 400, "credentials_in_query")
+        # The stream needs its ?token= (EventSource cannot send headers): taken, not logged.
+        stream = client.get("/api/v1/operator/stream?%74oken=SECRET-TOKEN-2")
+        assert_error(stream, 401, "invalid_token")
+        # The visitor's capability: the conversation id, in a path or a query.
+        assert client.get(f"{chat}/loadchat/SECRET-CONVO-1").status_code == 404
+        polled = client.get(f"{chat}/chatpoll", params={"convoID": "SECRET-CONVO-2"})
+        assert polled.status_code == 404
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count('"POST /') == 4 and "loadchat/[redacted]" in log, log
+    assert "SECRET" not in log, log
