@@ -93,6 +93,8 @@ def create_app(settings: Settings) -> Starlette:
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
             await stack.enter_async_context(outbound_worker(settings, store, feed))
+            images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
+            stack.callback(images.close)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)
@@ -113,9 +115,7 @@ def create_app(settings: Settings) -> Starlette:
                 feed=feed,
                 availability=availability,
                 inbox=Inbox(store),
-                images=ImageStore(
-                    settings.data_dir / "uploads", max_bytes=settings.max_image_bytes
-                ),
+                images=images,
                 limiter=limiter if settings.rate_limits else Unlimited(),
             )
             yield

@@ -6,7 +6,9 @@ trusted as a proxy, so that every loopback address counts as its own client."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import resource
 import socket
 import subprocess
@@ -15,8 +17,10 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
+from PIL import Image
 from websockets.sync.client import connect
 
 from server.connections import (
@@ -24,8 +28,9 @@ from server.connections import (
     MAX_CONNECTIONS_PER_ADDRESS,
     RESERVED_DESCRIPTORS,
 )
-from tests.conftest import assert_error
-from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, new_account
+from server.uploads import DECODES_AT_ONCE, MAX_PIXELS
+from tests.conftest import assert_error, bearer
+from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, liveop_json, new_account
 
 DESCRIPTOR_LIMIT = 1024
 PROCESS_CAP = DESCRIPTOR_LIMIT - RESERVED_DESCRIPTORS
@@ -43,8 +48,13 @@ def _limit_descriptors() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTOR_LIMIT, hard))
 
 
+class Server(NamedTuple):
+    port: int
+    pid: int
+
+
 @contextmanager
-def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[int]:
+def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[Server]:
     """``liveop serve`` on ``tmp_path/data``; its output goes to ``tmp_path/serve.log``."""
     port = free_port()
     data = tmp_path / "data"
@@ -73,7 +83,7 @@ def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[int]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
-        yield port
+        yield Server(port, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -116,7 +126,7 @@ def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
 
 
 def test_no_header_timeout_a_slowloris_connection_is_closed(tmp_path: Path) -> None:
-    with _server(tmp_path) as port, ExitStack() as stack:
+    with _server(tmp_path) as (port, _), ExitStack() as stack:
         sock = _connect_from(port, ATTACKER, stack)
         sock.sendall(b"G")
         closed = False
@@ -138,7 +148,7 @@ def test_no_header_timeout_a_slowloris_connection_is_closed(tmp_path: Path) -> N
 def test_no_connection_cap_a_half_open_flood_from_one_address_shuts_nobody_out(
     tmp_path: Path,
 ) -> None:
-    with _server(tmp_path) as port, ExitStack() as stack:
+    with _server(tmp_path) as (port, _), ExitStack() as stack:
         # The report's attack: 1,100 half-open requests from one client.
         _flood(port, ATTACKER, 1100, stack)
         _victim_is_served(port)
@@ -150,7 +160,7 @@ def test_no_connection_cap_a_half_open_flood_from_one_address_shuts_nobody_out(
 def test_no_connection_cap_a_flood_from_many_addresses_leaves_the_process_serving(
     tmp_path: Path,
 ) -> None:
-    with _server(tmp_path) as port, ExitStack() as stack:
+    with _server(tmp_path) as (port, _), ExitStack() as stack:
         for source in FLOOD_ADDRESSES:
             _flood(port, source, MAX_CONNECTIONS_PER_ADDRESS, stack)
         assert len(FLOOD_ADDRESSES) * MAX_CONNECTIONS_PER_ADDRESS > PROCESS_CAP
@@ -160,7 +170,7 @@ def test_no_connection_cap_a_flood_from_many_addresses_leaves_the_process_servin
 
 def test_connection_slots_are_given_back_when_connections_close(tmp_path: Path) -> None:
     """More connections than the per-address cap, one after another, plain and upgraded."""
-    with _server(tmp_path) as port:
+    with _server(tmp_path) as (port, _):
         for _ in range(MAX_CONNECTIONS_PER_ADDRESS // 2 + 1):
             sock = socket.create_connection(("127.0.0.1", port), source_address=(ATTACKER, 0))
             with connect(f"ws://127.0.0.1:{port}/nobody/liveoperator/ws", sock=sock):
@@ -180,7 +190,7 @@ def test_secrets_in_the_access_log_credentials_in_urls_are_refused_and_redacted(
     account = new_account(tmp_path / "data")["accountID"]
     chat = f"/{account}/liveoperator"
     with (
-        _server(tmp_path, access_log=True) as port,
+        _server(tmp_path, access_log=True) as (port, _),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=VICTIM_TIMEOUT_S) as client,
     ):
         # Credentials in a query string are refused, however their names are spelled.
@@ -201,3 +211,60 @@ def test_secrets_in_the_access_log_credentials_in_urls_are_refused_and_redacted(
     log = (tmp_path / "serve.log").read_text()
     assert log.count('"POST /') == 4 and "loadchat/[redacted]" in log, log
     assert "SECRET" not in log, log
+
+
+# ------------------------------------------------------------------------------------------
+# Item 12: operator-level exhaustion
+
+
+def _peak_memory_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def _huge_png() -> bytes:
+    """A 40-megapixel PNG (the largest accepted) of a few hundred kilobytes."""
+    with Image.new("RGB", (8000, MAX_PIXELS // 8000)) as image:
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
+
+async def test_operator_level_exhaustion_concurrent_huge_uploads_stay_within_two_decodes(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    account = new_account(data)["accountID"]
+    liveop_json(data, "operator", "create", "--account", account, "--name", "Ops",
+                "--email", "ops@x.test", "--password", "pw-operator-1")  # fmt: skip
+    png = _huge_png()
+    uploads = 12
+    with _server(tmp_path) as (port, pid):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            login = await client.post(
+                "/api/v1/auth/login", json={"email": "ops@x.test", "password": "pw-operator-1"}
+            )
+            headers = bearer(login.json()["token"])
+            before = _peak_memory_mb(pid)
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/operator/upload-image",
+                        files={"image": ("big.png", png, "image/png")},
+                        headers=headers,
+                    )
+                    for _ in range(uploads)
+                )
+            )
+            grown = _peak_memory_mb(pid) - before
+    statuses = sorted(r.status_code for r in responses)
+    for response in responses:
+        if response.status_code != 200:
+            assert_error(response, 429, "uploads_busy")
+    assert statuses.count(200) >= DECODES_AT_ONCE, statuses
+    # Each decode holds 40 Mpx at 3-4 bytes a pixel for a moment; twelve at once took the
+    # report's process to a gigabyte. Allow the two decodes plus the allocator's slack.
+    assert grown < DECODES_AT_ONCE * 160 + 150, (grown, statuses)
