@@ -12,7 +12,7 @@ import logging
 import orjson
 
 from realtime.broker import Broker
-from realtime.outbox import RESYNC, Item, Outbox
+from realtime.outbox import RESYNC, Item, Outbox, ReplayGate
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Hub:
         self._listeners: dict[str, set[Outbox]] = {}
         # Channels whose broker subscription is still being confirmed.
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        # Every catch-up of this process's outboxes goes through it: see ReplayGate.
+        self.replays = ReplayGate()
 
     async def start(self) -> None:
         await self._broker.start(self._on_message, self._on_reset)

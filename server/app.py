@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.broker import create_broker
+from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.presence import MemoryPresence, Presence, RedisPresence
 from realtime.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Unlimited
@@ -117,6 +118,7 @@ def create_app(settings: Settings) -> Starlette:
                 inbox=Inbox(store),
                 images=images,
                 limiter=limiter if settings.rate_limits else Unlimited(),
+                streams=Holders(stream.MAX_STREAMS_PER_OPERATOR),
             )
             yield
 

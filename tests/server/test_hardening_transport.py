@@ -15,21 +15,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 from PIL import Image
+from starlette.applications import Starlette
 from websockets.sync.client import connect
 
+from server.api.stream import MAX_STREAMS_PER_OPERATOR
 from server.connections import (
     HEADER_TIMEOUT_S,
     MAX_CONNECTIONS_PER_ADDRESS,
     RESERVED_DESCRIPTORS,
 )
 from server.uploads import DECODES_AT_ONCE, MAX_PIXELS
-from tests.conftest import assert_error, bearer
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
+from tests.server.realtime_clients import serve, sse
 from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, liveop_json, new_account
 
 DESCRIPTOR_LIMIT = 1024
@@ -268,3 +271,41 @@ async def test_operator_level_exhaustion_concurrent_huge_uploads_stay_within_two
     # Each decode holds 40 Mpx at 3-4 bytes a pixel for a moment; twelve at once took the
     # report's process to a gigabyte. Allow the two decodes plus the allocator's slack.
     assert grown < DECODES_AT_ONCE * 160 + 150, (grown, statuses)
+
+
+async def _operator_token(tenant: Tenant, email: str) -> str:
+    response = await tenant.client.post(
+        "/api/v1/auth/login", json={"email": email, "password": TEST_PASSWORD}
+    )
+    token: str = response.json()["token"]
+    return token
+
+
+async def test_operator_level_exhaustion_one_token_holds_a_bounded_number_of_streams(
+    app: Starlette, tenant: Tenant
+) -> None:
+    alex = await _operator_token(tenant, f"alex@{tenant.account_id}.test")
+    ada = await _operator_token(tenant, f"ada@{tenant.account_id}.test")
+    async with serve(app) as base, AsyncExitStack() as streams:
+        opened = [
+            await streams.enter_async_context(sse(base, alex))
+            for _ in range(MAX_STREAMS_PER_OPERATOR)
+        ]
+        async with httpx.AsyncClient(base_url=f"http://{base}") as client:
+            refused = await client.get("/api/v1/operator/stream", params={"token": alex})
+            assert_error(refused, 429, "too_many_streams")
+            # Another operator of the same account is not affected.
+            async with sse(base, ada):
+                pass
+            # A closed stream gives its slot back (once the server has seen it close).
+            await opened[0].response.aclose()
+            await opened[0].close()
+            for _ in range(100):
+                async with client.stream(
+                    "GET", "/api/v1/operator/stream", params={"token": alex}
+                ) as again:
+                    if again.status_code == 200:
+                        break
+                    assert_error(again, 429, "too_many_streams")
+                await asyncio.sleep(0.05)
+            assert again.status_code == 200
