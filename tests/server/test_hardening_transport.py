@@ -25,13 +25,17 @@ from starlette.applications import Starlette
 from websockets.sync.client import connect
 
 from server.api.stream import MAX_STREAMS_PER_OPERATOR
+from server.app import create_app
 from server.connections import (
     HEADER_TIMEOUT_S,
     MAX_CONNECTIONS_PER_ADDRESS,
     RESERVED_DESCRIPTORS,
 )
+from server.services import Services
+from server.settings import load_settings
 from server.uploads import DECODES_AT_ONCE, MAX_PIXELS
-from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer, make_tenant
+from tests.redis_server import RedisServer
 from tests.server.realtime_clients import serve, sse
 from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, liveop_json, new_account
 
@@ -309,3 +313,39 @@ async def test_operator_level_exhaustion_one_token_holds_a_bounded_number_of_str
                     assert_error(again, 429, "too_many_streams")
                 await asyncio.sleep(0.05)
             assert again.status_code == 200
+
+
+# ------------------------------------------------------------------------------------------
+# Item 17: a Redis outage stops live delivery even inside one process
+
+
+async def test_a_redis_outage_stops_live_delivery_inside_one_process_no_more(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = load_settings(
+        {"LIVEOP_DATA_DIR": str(tmp_path / "data"), "LIVEOP_BROKER_URL": redis_server.url}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        svc = app.state.services
+        assert isinstance(svc, Services)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://liveop.test"
+        ) as client:
+            tenant = await make_tenant(client, svc)
+            token = await _operator_token(tenant, f"alex@{tenant.account_id}.test")
+            chat = f"/{tenant.account_id}/liveoperator/postmessage"
+            async with serve(app) as base, sse(base, token) as stream:
+                first = await client.post(chat, data={"message": "before the outage"})
+                convo = first.json()["convoID"]
+                heard = await stream.until("message:new")
+                assert heard.data["message"]["content"] == "before the outage", heard.data
+                redis_server.stop()
+                during = await client.post(
+                    chat, data={"convoID": convo, "message": "during the outage"}
+                )
+                assert during.status_code == 200, during.json()
+                # The operator's stream is on the writing process: it hears at once, not
+                # when Redis comes back (it never does in this test).
+                heard = await stream.until("message:new")
+                assert heard.data["message"]["content"] == "during the outage", heard.data
