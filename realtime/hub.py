@@ -2,33 +2,51 @@
 
 A channel is subscribed on the broker while at least one local outbox listens to it. Each
 published payload is decoded once per process, whatever the number of listeners.
+
+What this process publishes reaches its own listeners at once, before and whatever the broker
+does: the broker carries only what crosses processes, so a broker outage delays other
+processes' clients (until they catch up from the store) but never this process's. Each
+payload names the hub that sent it, and a hub ignores its own payloads coming back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 
 import orjson
 
 from realtime.broker import Broker
-from realtime.outbox import RESYNC, Item, Outbox
+from realtime.outbox import RESYNC, Item, Outbox, ReplayGate
 
 log = logging.getLogger(__name__)
 
 
-def encode(seq: int | None, kind: str, data: bytes) -> bytes:
+# Names one hub (one process) among those sharing a broker; random, so never reused.
+ORIGIN_BYTES = 8
+
+
+def encode(seq: int | None, kind: str, data: bytes, origin: str = "") -> bytes:
     """The broker payload: a JSON header line, then the client-ready JSON untouched, so a
     receiving process never re-serializes it. orjson never emits a raw newline."""
-    return orjson.dumps([seq, kind]) + b"\n" + data
+    return orjson.dumps([seq, kind, origin]) + b"\n" + data
 
 
-def decode(payload: bytes) -> Item:
+def decode(payload: bytes) -> tuple[Item, str]:
+    """The item and the hub that sent it ("" from a process that did not say: an older
+    version during a rolling upgrade)."""
     header, _, data = payload.partition(b"\n")
-    seq, kind = orjson.loads(header)
-    if not (seq is None or isinstance(seq, int)) or not isinstance(kind, str) or not data:
+    seq, kind, *rest = orjson.loads(header)
+    origin = rest[0] if rest else ""
+    if (
+        not (seq is None or isinstance(seq, int))
+        or not isinstance(kind, str)
+        or not isinstance(origin, str)
+        or not data
+    ):
         raise ValueError("malformed payload")
-    return Item(seq, kind, data)
+    return Item(seq, kind, data), origin
 
 
 class Hub:
@@ -37,6 +55,9 @@ class Hub:
         self._listeners: dict[str, set[Outbox]] = {}
         # Channels whose broker subscription is still being confirmed.
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        # Every catch-up of this process's outboxes goes through it: see ReplayGate.
+        self.replays = ReplayGate()
+        self.origin = secrets.token_hex(ORIGIN_BYTES)
 
     async def start(self) -> None:
         await self._broker.start(self._on_message, self._on_reset)
@@ -49,7 +70,10 @@ class Hub:
         await self._broker.close()
 
     async def publish(self, channel: str, seq: int | None, kind: str, data: bytes) -> bool:
-        return await self._broker.publish(channel, encode(seq, kind, data))
+        """Delivers to this process's listeners at once, then rings the other processes;
+        False when the broker could not (their clients catch up from the store)."""
+        self._deliver(channel, Item(seq, kind, data))
+        return await self._broker.publish(channel, encode(seq, kind, data, self.origin))
 
     async def attach(self, channel: str, outbox: Outbox) -> None:
         """Returns once events published from now on reach ``outbox``."""
@@ -88,15 +112,18 @@ class Hub:
         return sum(len(outboxes) for outboxes in self._listeners.values())
 
     def _on_message(self, channel: str, payload: bytes) -> None:
-        listeners = self._listeners.get(channel)
-        if not listeners:
+        if not self._listeners.get(channel):
             return
         try:
-            item = decode(payload)
+            item, origin = decode(payload)
         except (orjson.JSONDecodeError, ValueError, TypeError):
             log.warning("dropping a malformed broker payload on %s", channel)
             return
-        for outbox in tuple(listeners):
+        if origin != self.origin:  # this process's own were delivered when published
+            self._deliver(channel, item)
+
+    def _deliver(self, channel: str, item: Item) -> None:
+        for outbox in tuple(self._listeners.get(channel, ())):
             outbox.push(item)
 
     def _on_reset(self) -> None:

@@ -37,6 +37,26 @@ class Item:
 Fetch = Callable[[int, int | None, int], Awaitable[list[Item]]]
 
 
+# Catch-ups reading the store at once in one process. Reconnecting clients each replay up to
+# REPLAY_LIMIT events; two hundred at once took every store connection and slowed every
+# other request to seconds. The rest wait their turn, and live events wait with them.
+REPLAYS_AT_ONCE = 4
+
+
+class ReplayGate:
+    """Bounds how many fetches of the gated functions run at once, across every outbox."""
+
+    def __init__(self, at_once: int = REPLAYS_AT_ONCE) -> None:
+        self._slots = asyncio.Semaphore(at_once)
+
+    def gated(self, fetch: Fetch) -> Fetch:
+        async def in_turn(after: int, upto: int | None, limit: int) -> list[Item]:
+            async with self._slots:
+                return await fetch(after, upto, limit)
+
+        return in_turn
+
+
 class Overflow(Exception):
     """The consumer fell more than OUTBOX_LIMIT events behind and must reconnect."""
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.broker import create_broker
+from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.presence import MemoryPresence, Presence, RedisPresence
 from realtime.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, Unlimited
@@ -37,6 +38,7 @@ from server.api import (
     uploads,
     visitor_ws,
 )
+from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
@@ -92,6 +94,8 @@ def create_app(settings: Settings) -> Starlette:
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
             await stack.enter_async_context(outbound_worker(settings, store, feed))
+            images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
+            stack.callback(images.close)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)
@@ -112,10 +116,9 @@ def create_app(settings: Settings) -> Starlette:
                 feed=feed,
                 availability=availability,
                 inbox=Inbox(store),
-                images=ImageStore(
-                    settings.data_dir / "uploads", max_bytes=settings.max_image_bytes
-                ),
+                images=images,
                 limiter=limiter if settings.rate_limits else Unlimited(),
+                streams=Holders(stream.MAX_STREAMS_PER_OPERATOR),
             )
             yield
 
@@ -137,7 +140,8 @@ def create_app(settings: Settings) -> Starlette:
             chat_window.asset_mount(),
         ],
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH})
+            Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
         ],
         exception_handlers={
             LiveOpError: on_liveop_error,

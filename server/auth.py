@@ -13,7 +13,9 @@ from server.security import (
     InvalidToken,
     TokenClaims,
     hash_api_key,
+    issue_device_token,
     issue_token,
+    read_device_token,
     read_token,
     verify_password,
 )
@@ -30,6 +32,8 @@ class Principal:
     account_id: str
     # None when the caller holds the account's API key, which acts with admin rights.
     operator: Operator | None
+    # The operator's token, when that is how the caller authenticated.
+    token: TokenClaims | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -50,6 +54,19 @@ class Session:
     token: str
     expires: float
     operator: Operator
+    # Proof for later logins that this client has signed in as this email before.
+    device_token: str
+
+
+def login_key(email: str) -> str:
+    """An email as logins look it up, so that case variants are one login."""
+    return email.strip().lower()
+
+
+def _token_claims(principal: Principal) -> TokenClaims:
+    if principal.token is None:
+        raise Invalid("operator_required", "signing out needs an operator's token, not the API key")
+    return principal.token
 
 
 def _invalid() -> Unauthorized:
@@ -63,17 +80,25 @@ class Authenticator:
         self._ttl_s = jwt_ttl_s
 
     async def login(self, email: str, password: str) -> Session:
-        found = await self._store.get_credentials(email.strip().lower())
+        key = login_key(email)
+        found = await self._store.get_credentials(key)
         # The KDF runs even for an unknown email so the response time reveals nothing.
         encoded = found.password_hash if found else DUMMY_PASSWORD_HASH
         matches = await asyncio.to_thread(verify_password, password, encoded)
         if found is None or not matches:
             raise _invalid()
         operator = found.operator
+        version = await self._store.token_version(operator.account_id, operator.id)
+        if version is None:  # deleted while the password was being checked
+            raise _invalid()
         token, expires = issue_token(
-            self._secret, TokenClaims(operator.account_id, operator.id), self._ttl_s
+            self._secret, TokenClaims(operator.account_id, operator.id, version), self._ttl_s
         )
-        return Session(token, expires, operator)
+        return Session(token, expires, operator, issue_device_token(self._secret, key))
+
+    def device(self, email: str, device_token: str) -> str | None:
+        """The id of the device ``device_token`` names, if it logged in as ``email`` before."""
+        return read_device_token(self._secret, login_key(email), device_token)
 
     async def account_key(self, account_id: str, key: str) -> Principal:
         """The App Command API names the account and the key; both must agree."""
@@ -86,10 +111,27 @@ class Authenticator:
             claims = read_token(self._secret, token)
         except InvalidToken:
             raise Unauthorized("invalid_token", "the token is invalid or has expired") from None
-        operator = await self._store.get_operator(claims.account_id, claims.operator_id)
-        if operator is None:  # deleted since the token was issued
-            raise Unauthorized("invalid_token", "the token's operator no longer exists")
-        return Principal(claims.account_id, operator)
+        operator = await self._store.get_signed_in_operator(
+            claims.account_id, claims.operator_id, claims.version, claims.token_id
+        )
+        if operator is None:
+            raise Unauthorized(
+                "invalid_token", "the token was revoked or its operator no longer exists"
+            )
+        return Principal(claims.account_id, operator, claims)
+
+    async def sign_out(self, principal: Principal) -> None:
+        """Revokes the token the caller authenticated with, on every process at once."""
+        claims = _token_claims(principal)
+        if claims.token_id:
+            await self._store.revoke_token(claims.token_id, claims.expires)
+        else:  # issued before tokens had ids: only its operator's version can revoke it
+            await self._store.revoke_tokens(claims.account_id, claims.operator_id)
+
+    async def sign_out_everywhere(self, principal: Principal) -> None:
+        """Revokes every token of the caller's operator, this one included."""
+        claims = _token_claims(principal)
+        await self._store.revoke_tokens(claims.account_id, claims.operator_id)
 
     async def headers(self, headers: Mapping[str, str]) -> Principal:
         """``X-Api-Key: KEY``, or ``Authorization: Bearer`` with a JWT or an API key."""

@@ -16,6 +16,7 @@ import orjson
 import uvicorn
 
 from server.app import create_app
+from server.connections import guarded_protocols, process_connection_cap
 from server.directory import Directory
 from server.errors import LiveOpError, NotFound
 from server.logs import uvicorn_log_config
@@ -34,6 +35,8 @@ WS_PING_INTERVAL_S = 20.0
 WS_PING_TIMEOUT_S = 20.0
 # Open SSE streams and sockets never finish on their own; clients reconnect and resume.
 GRACEFUL_SHUTDOWN_S = 5
+# uvicorn's own default for the proxies whose X-Forwarded-For it believes.
+TRUSTED_PROXIES = "127.0.0.1,::1"
 DEMO_FILE = "demo.json"
 DEMO_EMAIL = "demo@example.com"
 DEMO_CANNED = (
@@ -138,7 +141,13 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
 
 def uvicorn_options(*, access_log: bool) -> dict[str, Any]:
     """How ``liveop serve`` runs uvicorn; the benchmarks' launcher starts from the same."""
+    # Read once here so that the connection caps and uvicorn exempt the same proxies.
+    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", TRUSTED_PROXIES)
+    http, ws = guarded_protocols(trusted_proxies, total=process_connection_cap())
     return {
+        "http": http,
+        "ws": ws,
+        "forwarded_allow_ips": trusted_proxies,
         "log_config": uvicorn_log_config(),
         "access_log": access_log,
         "ws_max_size": WS_MAX_FRAME_BYTES,

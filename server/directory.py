@@ -148,7 +148,11 @@ class Directory:
             operator = await self._store.update_operator(account_id, operator_id, patch)
         except DuplicateEmail:
             raise Conflict("email_taken", "an operator with this email already exists") from None
-        return _found(operator, "operator_not_found", f"no operator {operator_id}")
+        found = _found(operator, "operator_not_found", f"no operator {operator_id}")
+        if password_hash is not None:
+            # Whoever knew the old password may hold a token: the new one signs them out.
+            await self._store.revoke_tokens(account_id, operator_id)
+        return found
 
     async def delete_operator(self, account_id: str, operator_id: int) -> None:
         deleted = await self._store.delete_operator(account_id, operator_id)

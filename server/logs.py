@@ -1,4 +1,4 @@
-"""Logging that keeps secrets out: the SSE stream's ``?token=JWT`` never reaches a log line."""
+"""Logging that keeps secrets out: no credential or capability in a URL reaches a log line."""
 
 from __future__ import annotations
 
@@ -6,14 +6,38 @@ import copy
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from uvicorn.config import LOGGING_CONFIG
 
-_SECRET_PARAM = re.compile(r"((?:^|[?&])(?:token|key|apiKey)=)[^&\s]*")
+# Query fields whose value grants access, case-folded: credentials, and the conversation id,
+# which is the visitor's capability to read and write the conversation.
+SECRET_FIELDS = frozenset({"token", "key", "apikey", "password", "convoid"})
+# Path segments that are capabilities: the conversation id in the chat window's and the
+# operator panel's paths, and an uploaded image's unguessable name.
+_CAPABILITY_PATH = re.compile(
+    r"(/liveoperator/loadchat/"
+    r"|/api/v1/operator/(?:conversation|accept|close|transfer)/"
+    r"|/uploads/[^/?]+/)[^/?\s]+"
+)
+REDACTED = "[redacted]"
+
+
+def _redact_field(field: str) -> str:
+    """``name=value`` with the value redacted when the name, as a server would read it
+    (percent-decoded, case-folded), is a secret one."""
+    name, equals, _ = field.partition("=")
+    if equals and unquote_plus(name).casefold() in SECRET_FIELDS:
+        return f"{name}={REDACTED}"
+    return field
 
 
 def redact(text: str) -> str:
-    return _SECRET_PARAM.sub(r"\1[redacted]", text)
+    path, question, query = text.partition("?")
+    path = _CAPABILITY_PATH.sub(rf"\1{REDACTED}", path)
+    if not question:
+        return path
+    return path + "?" + "&".join(_redact_field(field) for field in query.split("&"))
 
 
 class RedactSecrets(logging.Filter):

@@ -70,10 +70,20 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+# A token's own id: enough randomness that ids never collide among live tokens.
+TOKEN_ID_BYTES = 12
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     account_id: str
     operator_id: int
+    # The operator's token version when issued; raising it revokes the token.
+    version: int = 0
+    # Names this token alone, so that signing out revokes it and no other.
+    token_id: str = ""
+    # When the token expires (Unix seconds); set by read_token.
+    expires: float = 0.0
 
 
 class InvalidToken(Exception):
@@ -89,6 +99,8 @@ def issue_token(secret: str, claims: TokenClaims, ttl_s: int) -> tuple[str, floa
         "acc": claims.account_id,
         "iat": int(now),
         "exp": int(expires),
+        "ver": claims.version,
+        "jti": secrets.token_urlsafe(TOKEN_ID_BYTES),
     }
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM), expires
 
@@ -102,6 +114,41 @@ def read_token(secret: str, token: str) -> TokenClaims:
             issuer=JWT_ISSUER,
             options={"require": ["exp", "sub", "iss"]},
         )
-        return TokenClaims(account_id=str(payload["acc"]), operator_id=int(payload["sub"]))
+        # Tokens issued before revocation existed have neither: version 0, no id of their own.
+        version = payload.get("ver", 0)
+        if type(version) is not int:
+            raise ValueError("ver must be an integer")
+        return TokenClaims(
+            account_id=str(payload["acc"]),
+            operator_id=int(payload["sub"]),
+            version=version,
+            token_id=str(payload.get("jti", "")),
+            expires=float(payload["exp"]),
+        )
     except (jwt.PyJWTError, KeyError, ValueError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+# A device token proves that this client once logged in as this email: OWASP's "device
+# cookie" defence against lockout, so that guesses from elsewhere cannot lock out a browser
+# the operator has used before. 16 random bytes name the device; the MAC binds it to the email.
+DEVICE_NONCE_BYTES = 16
+
+
+def _device_mac(secret: str, email: str, nonce: str) -> str:
+    message = f"device\n{email}\n{nonce}".encode()
+    return _b64(hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest())
+
+
+def issue_device_token(secret: str, email: str) -> str:
+    nonce = secrets.token_urlsafe(DEVICE_NONCE_BYTES)
+    return f"{nonce}.{_device_mac(secret, email, nonce)}"
+
+
+def read_device_token(secret: str, email: str, token: str) -> str | None:
+    """The device's nonce when ``token`` was issued for ``email`` with ``secret``."""
+    nonce, _, mac = token.partition(".")
+    expected = _device_mac(secret, email, nonce).encode()
+    if not nonce or not hmac.compare_digest(mac.encode("utf-8", "replace"), expected):
+        return None
+    return nonce

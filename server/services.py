@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.ratelimit import RateLimiter, Rule
 from server.auth import Authenticator
@@ -34,6 +35,8 @@ class Services:
     images: ImageStore
     inbox: Inbox
     limiter: RateLimiter
+    # Open operator event streams in this process, per operator (server.api.stream).
+    streams: Holders
 
     async def limit(self, rule: Rule, purpose: str, *subject: str) -> None:
         """Spends one hit of ``rule`` on the key ``rl:PURPOSE:SUBJECT...``, shared by every

@@ -12,11 +12,12 @@ import os
 import re
 import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
-from server.errors import LiveOpError, TooLarge, UnsupportedMediaType
+from server.errors import LiveOpError, TooLarge, TooManyRequests, UnsupportedMediaType
 
 # The formats every browser shows in an <img>. SVG is left out on purpose: it can carry script.
 _FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
@@ -30,6 +31,13 @@ MEDIA_TYPES = {
 }
 # Decoding needs 4 bytes a pixel: 40 megapixels is 160 MB, beyond any photo a chat needs.
 MAX_PIXELS = 40_000_000
+# Images decoded at once in a process: at most 2 x 160 MB of pixels, whatever the number of
+# uploads. Their own two threads also keep the allocator to two arenas, where the default
+# pool's many threads each kept the memory of a large decode after it ended.
+DECODES_AT_ONCE = 2
+# Uploads waiting for or in decoding at once, each holding its bytes meanwhile; beyond this
+# an upload is refused at once (429, retry in a second) rather than queued without bound.
+SAVES_AT_ONCE = 8
 NAME_BYTES = 16
 _NAME = re.compile(r"[A-Za-z0-9_-]{22}\.(?:png|jpg|gif|webp)")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -94,13 +102,28 @@ class ImageStore:
     def __init__(self, root: Path, *, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self._decoders = ThreadPoolExecutor(DECODES_AT_ONCE, thread_name_prefix="image-decode")
+        self._saving = 0
 
     async def save(self, account_id: str, data: bytes) -> str:
-        """Checks ``data`` is an image and stores it; returns its new, unguessable name."""
+        """Checks ``data`` is an image and stores it; returns its new, unguessable name.
+
+        At most DECODES_AT_ONCE images decode at once; beyond SAVES_AT_ONCE saves in
+        progress, TooManyRequests."""
         folder = self._folder(account_id)
         if len(data) > self.max_bytes:
             raise too_large(self.max_bytes)
-        return await asyncio.to_thread(_save, folder, data)
+        if self._saving >= SAVES_AT_ONCE:
+            raise TooManyRequests("uploads_busy", "too many images are being processed", 1)
+        self._saving += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._decoders, _save, folder, data)
+        finally:
+            self._saving -= 1
+
+    def close(self) -> None:
+        self._decoders.shutdown(wait=True, cancel_futures=True)
 
     def path_for(self, account_id: str, name: str) -> Path | None:
         """Where the image would be; None for any name :meth:`save` cannot have produced."""

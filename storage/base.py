@@ -96,6 +96,7 @@ TABLES: tuple[Table, ...] = (
         _columns(
             "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
             " lang:str"
+            " token_version:int"
         ),
         ("account_id", "id"),
     ),
@@ -157,6 +158,7 @@ TABLES: tuple[Table, ...] = (
         ),
         ("convo_id", "seq"),
     ),
+    Table("revoked_tokens", _columns("token_id:str expires:float"), ("token_id",)),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
 # Rows per round trip when exporting or importing: large enough to amortise the round trip,
@@ -339,6 +341,23 @@ class Store(Protocol):
 
     async def delete_operator(self, account_id: str, operator_id: int) -> bool:
         """Removes the operator and their team memberships; their messages keep their name."""
+
+    # operator tokens: revocation before expiry
+    async def token_version(self, account_id: str, operator_id: int) -> int | None:
+        """The version new tokens of the operator carry; None when there is no such operator."""
+
+    async def revoke_tokens(self, account_id: str, operator_id: int) -> bool:
+        """Raises the operator's token version, revoking every token issued before; False
+        when there is no such operator."""
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        """Revokes one token until ``expires`` (when it would have expired anyway), and
+        forgets revoked tokens whose time has passed."""
+
+    async def get_signed_in_operator(
+        self, account_id: str, operator_id: int, token_version: int, token_id: str
+    ) -> Operator | None:
+        """The operator, when a token with this version and id is not revoked."""
 
     # teams
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...

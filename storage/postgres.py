@@ -540,6 +540,51 @@ class PostgresStore:
     async def delete_operator(self, account_id: str, operator_id: int) -> bool:
         return await self._delete("operators", account_id, operator_id)
 
+    # operator tokens: revocation before expiry
+
+    async def token_version(self, account_id: str, operator_id: int) -> int | None:
+        row = await self._fetchrow(
+            "SELECT token_version FROM operators WHERE account_id = $1 AND id = $2",
+            account_id,
+            operator_id,
+        )
+        return int(row[0]) if row else None
+
+    async def revoke_tokens(self, account_id: str, operator_id: int) -> bool:
+        row = await self._fetchrow(
+            "UPDATE operators SET token_version = token_version + 1"
+            " WHERE account_id = $1 AND id = $2 RETURNING token_version",
+            account_id,
+            operator_id,
+        )
+        return row is not None
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        async def fn(conn: _Conn) -> None:
+            await conn.execute("DELETE FROM revoked_tokens WHERE expires < $1", time.time())
+            await conn.execute(
+                "INSERT INTO revoked_tokens (token_id, expires) VALUES ($1, $2)"
+                " ON CONFLICT (token_id) DO NOTHING",
+                token_id,
+                expires,
+            )
+
+        await self._transact(fn)
+
+    async def get_signed_in_operator(
+        self, account_id: str, operator_id: int, token_version: int, token_id: str
+    ) -> Operator | None:
+        row = await self._fetchrow(
+            f"SELECT {_OPERATOR_COLS} FROM operators"
+            " WHERE account_id = $1 AND id = $2 AND token_version = $3"
+            " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $4)",
+            account_id,
+            operator_id,
+            token_version,
+            token_id,
+        )
+        return _operator(row) if row else None
+
     # teams
 
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:

@@ -445,6 +445,55 @@ class SQLiteStore:
             lambda conn: _delete(conn, "operators", account_id, operator_id)
         )
 
+    # operator tokens: revocation before expiry
+
+    async def token_version(self, account_id: str, operator_id: int) -> int | None:
+        def fn(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT token_version FROM operators WHERE account_id = ? AND id = ?",
+                (account_id, operator_id),
+            ).fetchone()
+            return int(row[0]) if row else None
+
+        return await self._read(fn)
+
+    async def revoke_tokens(self, account_id: str, operator_id: int) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            return (
+                conn.execute(
+                    "UPDATE operators SET token_version = token_version + 1"
+                    " WHERE account_id = ? AND id = ?",
+                    (account_id, operator_id),
+                ).rowcount
+                > 0
+            )
+
+        return await self._writer.run(fn)
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM revoked_tokens WHERE expires < ?", (time.time(),))
+            conn.execute(
+                "INSERT OR IGNORE INTO revoked_tokens (token_id, expires) VALUES (?, ?)",
+                (token_id, expires),
+            )
+
+        await self._writer.run(fn)
+
+    async def get_signed_in_operator(
+        self, account_id: str, operator_id: int, token_version: int, token_id: str
+    ) -> Operator | None:
+        def fn(conn: sqlite3.Connection) -> Operator | None:
+            row = conn.execute(
+                f"SELECT {_OPERATOR_COLS} FROM operators"
+                " WHERE account_id = ? AND id = ? AND token_version = ?"
+                " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = ?)",
+                (account_id, operator_id, token_version, token_id),
+            ).fetchone()
+            return _operator(row) if row else None
+
+        return await self._read(fn)
+
     # teams
 
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:

@@ -1,4 +1,4 @@
-"""Operator login: email and password in, a signed expiring JWT out."""
+"""Operator login: email and password in, a signed expiring JWT out; and signing out."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from realtime.ratelimit import Rule
 from server.api.wire import ok, read_fields
+from server.auth import login_key
 from server.render.snake_case import operator_json
 from server.services import client_ip, services
 
@@ -19,6 +20,13 @@ PASSWORD_MAX_CHARS = 256
 # number of addresses. Per address: a whole office behind one NAT can log in at nine.
 LOGIN_PER_EMAIL = Rule(limit=10, per_s=300.0)
 LOGIN_PER_IP = Rule(limit=30, per_s=300.0)
+# A client that has logged in as this email before (it holds the device cookie) spends its
+# own budget instead of the two above, so guesses from elsewhere cannot lock it out.
+LOGIN_PER_DEVICE = Rule(limit=10, per_s=300.0)
+DEVICE_COOKIE = "liveop_device"
+# Sent back to the login only: nothing else needs it.
+DEVICE_COOKIE_PATH = "/api/v1/auth/"
+DEVICE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 
 
 async def login(request: Request) -> Response:
@@ -26,15 +34,44 @@ async def login(request: Request) -> Response:
     email = fields.require("email", max_chars=EMAIL_MAX_CHARS)
     password = fields.require("password", max_chars=PASSWORD_MAX_CHARS)
     svc = services(request)
-    await svc.limit(LOGIN_PER_IP, "login-ip", client_ip(request))
-    # Normalised as the login looks it up, so that case variants share one budget.
-    await svc.limit(LOGIN_PER_EMAIL, "login-email", email.strip().lower())
+    device = svc.auth.device(email, request.cookies.get(DEVICE_COOKIE, ""))
+    if device is not None:
+        await svc.limit(LOGIN_PER_DEVICE, "login-device", device)
+    else:
+        await svc.limit(LOGIN_PER_IP, "login-ip", client_ip(request))
+        await svc.limit(LOGIN_PER_EMAIL, "login-email", login_key(email))
     session = await svc.auth.login(email, password)
-    return ok(
+    response = ok(
         token=session.token,
         expires_at=session.expires,
         operator=operator_json(session.operator),
     )
+    response.set_cookie(
+        DEVICE_COOKIE,
+        session.device_token,
+        max_age=DEVICE_COOKIE_MAX_AGE_S,
+        path=DEVICE_COOKIE_PATH,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
 
 
-routes = [Route("/api/v1/auth/login", login, methods=["POST"])]
+async def sign_out(request: Request) -> Response:
+    svc = services(request)
+    await svc.auth.sign_out(await svc.auth.headers(request.headers))
+    return ok()
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    svc = services(request)
+    await svc.auth.sign_out_everywhere(await svc.auth.headers(request.headers))
+    return ok()
+
+
+routes = [
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/sign-out", sign_out, methods=["POST"]),
+    Route("/api/v1/auth/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
+]

@@ -9,16 +9,17 @@ the cursor the stream continues from.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from realtime.outbox import Outbox, Overflow, Reset
 from server.auth import Principal
-from server.errors import Invalid
+from server.errors import Invalid, TooManyRequests
 from server.events import account_channel
 from server.services import Services, services
 
@@ -27,6 +28,9 @@ ROUTE = "/api/v1/operator/stream"
 KEEPALIVE_S = 15
 # A client that takes longer than this to accept one write is gone; drop it.
 SEND_TIMEOUT_S = 30
+# Streams one operator (or the API key) holds open in one process: a browser tab needs one,
+# so this is a dozen tabs, not a way to hold a process's memory and sockets with one token.
+MAX_STREAMS_PER_OPERATOR = 12
 RESET = "reset"
 READY = "ready"
 
@@ -49,15 +53,30 @@ async def _principal(request: Request, svc: Services) -> Principal:
     return await svc.auth.headers(request.headers)
 
 
+class _HeldStream(EventSourceResponse):
+    """The stream, giving its operator's slot back when it ends, however it ends."""
+
+    def __init__(self, events: AsyncIterator[ServerSentEvent], release: Callable[[], None]) -> None:
+        super().__init__(events, ping=KEEPALIVE_S, send_timeout=SEND_TIMEOUT_S)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 async def stream(request: Request) -> Response:
     svc = services(request)
     principal = await _principal(request, svc)
     resume = _cursor(request)
+    holder = f"{principal.account_id}:{principal.operator.id if principal.operator else 'key'}"
     account_id = principal.account_id
     channel = account_channel(account_id)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        outbox = Outbox(0, svc.feed.account_fetch(account_id))
+        outbox = Outbox(0, svc.hub.replays.gated(svc.feed.account_fetch(account_id)))
         await svc.hub.attach(channel, outbox)
         try:
             head = await svc.feed.account_head(account_id)
@@ -88,7 +107,14 @@ async def stream(request: Request) -> Response:
         finally:
             await svc.hub.detach(channel, outbox)
 
-    return EventSourceResponse(events(), ping=KEEPALIVE_S, send_timeout=SEND_TIMEOUT_S)
+    # Taken last, right before the response that gives it back: nothing between can raise.
+    if not svc.streams.acquire(holder):
+        raise TooManyRequests(
+            "too_many_streams",
+            f"at most {MAX_STREAMS_PER_OPERATOR} open streams per operator: close one",
+            1,
+        )
+    return _HeldStream(events(), lambda: svc.streams.release(holder))
 
 
 routes = [Route(ROUTE, stream, methods=["GET"])]

@@ -1,0 +1,175 @@
+"""Connection guards below the app: a deadline for request headers, a cap on the connections
+one client address holds, and a cap for the whole process that keeps descriptors in reserve.
+
+uvicorn has none of these: its keep-alive timeout starts only after a first response, and
+``limit_concurrency`` answers 503 to a *complete* request but accepts every connection. A
+client sending one header byte every few seconds could therefore hold a descriptor for good,
+and a thousand of them shut everyone out. These protocol classes (passed to uvicorn as
+``http=`` and ``ws=``) close such connections instead.
+
+Guarantees:
+- a connection that has not sent a request's complete headers within HEADER_TIMEOUT_S of
+  opening (or of its previous response) is closed;
+- one address holds at most ``per_address`` connections (HTTP and WebSocket alike); more are
+  closed at once. Trusted proxies (FORWARDED_ALLOW_IPS) are exempt: every client behind them
+  shares their address, and the proxy must limit its clients itself;
+- the process holds at most ``total`` connections. At the cap, a new connection evicts the
+  one that has waited longest without a request in progress (a half-open or idle
+  keep-alive connection), so a flood of half-open connections cannot keep others out; when
+  every connection is busy, the new one is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+from uvicorn.middleware.proxy_headers import _TrustedHosts
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+# Browsers and proxies send a request's headers in one packet; ten seconds is generous for
+# a slow mobile link and short enough that a slow sender holds a descriptor only briefly.
+HEADER_TIMEOUT_S = 10.0
+# An office behind one NAT: fifty operators, each with an inbox (a socket or a stream and a
+# few parallel requests), stays well under this.
+MAX_CONNECTIONS_PER_ADDRESS = 256
+# Descriptors kept back from client connections for the store, the broker, uploads and logs,
+# so that a full house of clients never makes the server itself fail to open a file.
+RESERVED_DESCRIPTORS = 128
+MIN_CONNECTIONS = 32
+
+
+def process_connection_cap() -> int:
+    """What the descriptor limit (``ulimit -n``) allows, less the reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(MIN_CONNECTIONS, soft - RESERVED_DESCRIPTORS)
+
+
+@dataclass
+class ConnectionLedger:
+    """One process's connections: how many, per address, and those with no request open
+    (oldest first, as dicts keep insertion order)."""
+
+    total: int
+    per_address: int
+    trusted: _TrustedHosts
+    open: int = 0
+    by_address: Counter[str] = field(default_factory=Counter)
+    idle: dict[GuardedH11Protocol, None] = field(default_factory=dict)
+
+    def admit(self, address: str) -> bool:
+        if address not in self.trusted and self.by_address[address] >= self.per_address:
+            return False
+        if self.open >= self.total:
+            if not self.idle:
+                return False
+            oldest = next(iter(self.idle))
+            self.idle.pop(oldest)
+            oldest.transport.close()
+        self.open += 1
+        self.by_address[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.open -= 1
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+
+class GuardedH11Protocol(H11Protocol):
+    ledger: ConnectionLedger
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address = ""
+        self._admitted = False
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._address = self.client[0] if self.client else ""
+        self._admitted = self.ledger.admit(self._address)
+        if not self._admitted:
+            transport.close()
+            return
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_deadline is not None and self.conn.their_state is not h11.IDLE:
+            self._request_started()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._await_headers()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._request_started()
+        # The slot moves with the transport to the WebSocket protocol, which releases it.
+        self._admitted = False
+        super().handle_websocket_upgrade(event)
+        protocol = self.transport.get_protocol()
+        if isinstance(protocol, GuardedWebSocketProtocol):
+            protocol.hold_slot(self._address)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._request_started()
+        if self._admitted:
+            self._admitted = False
+            self.ledger.release(self._address)
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self.ledger.idle[self] = None
+        self._header_deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+
+    def _request_started(self) -> None:
+        self.ledger.idle.pop(self, None)
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        self.ledger.idle.pop(self, None)
+        self.transport.close()
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Only ever reached by an upgrade from GuardedH11Protocol, whose slot it inherits."""
+
+    ledger: ConnectionLedger
+    _slot: str | None = None
+
+    def hold_slot(self, address: str) -> None:
+        self._slot = address
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._slot is not None:
+            self.ledger.release(self._slot)
+            self._slot = None
+        super().connection_lost(exc)
+
+
+def guarded_protocols(
+    forwarded_allow_ips: str, *, total: int, per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+) -> tuple[type[GuardedH11Protocol], type[GuardedWebSocketProtocol]]:
+    """Protocol classes for one uvicorn server, sharing one ledger."""
+    shared = ConnectionLedger(total, per_address, _TrustedHosts(forwarded_allow_ips))
+
+    class Http(GuardedH11Protocol):
+        ledger = shared
+
+    class WebSocket(GuardedWebSocketProtocol):
+        ledger = shared
+
+    return Http, WebSocket
