@@ -25,7 +25,6 @@ insert waits for the first commit, fails, and its retry returns the original as 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import (
     AsyncIterator,
@@ -89,7 +88,7 @@ from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
 from storage.rows import EVENT_COLS as _EVENT_COLS
 from storage.rows import EVENT_WIDTH as _EVENT_WIDTH
-from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL
+from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL, event_params, numbered_events
 from storage.rows import MSG_COLS as _MSG_COLS
 from storage.rows import MSG_WIDTH as _MSG_WIDTH
 from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
@@ -257,15 +256,9 @@ async def _insert_site(conn: _Conn, site: Site) -> None:
     try:
         await conn.execute(
             f"INSERT INTO sites ({_SITE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            site.account_id,
-            site.id,
-            site.name,
-            site.color,
-            site.position,
-            site.greeting,
-            site.team_id,
-            site.created,
-        )
+            site.account_id, site.id, site.name, site.color, site.position, site.greeting,
+            site.team_id, site.created,
+        )  # fmt: skip
     except asyncpg.ForeignKeyViolationError as exc:
         raise UnknownReference(f"no team {site.team_id}") from exc
 
@@ -276,9 +269,7 @@ async def _team_of(conn: _Conn, account_id: str, team_id: int) -> Team:
     return _team(account_id, row)
 
 
-async def _insert_events(
-    conn: _Conn, account_id: str, after: Conversation, change: Change
-) -> tuple[Event, ...]:
+async def _insert_events(conn: _Conn, account_id: str, change: Change) -> tuple[Event, ...]:
     """Numbers the change's events after the account's last and keeps them as given."""
     if not change.events:
         return ()
@@ -288,26 +279,8 @@ async def _insert_events(
         len(change.events),
         account_id,
     )
-    events = tuple(
-        Event(
-            account_id,
-            seq,
-            new.kind,
-            after.id,
-            new.msg_seq,
-            after.last_activity,
-            new.data,
-            new.visitor_data,
-        )
-        for seq, new in zip(itertools.count(last - len(change.events) + 1), change.events)
-    )
-    await conn.executemany(
-        _INSERT_EVENT_SQL,
-        [
-            (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created, e.data, e.visitor_data)
-            for e in events
-        ],
-    )
+    events = numbered_events(account_id, last, change)
+    await conn.executemany(_INSERT_EVENT_SQL, [event_params(e) for e in events])
     return events
 
 
@@ -844,7 +817,7 @@ class PostgresStore:
                 if queued:
                     await conn.executemany(_INSERT_OUTBOUND_SQL, queued)
             # The account row last and held to commit: see the module docstring.
-            events = await _insert_events(conn, account_id, after, change)
+            events = await _insert_events(conn, account_id, change)
             return Committed(after, change.messages, events, before=change.before)
 
         return await self._transact(fn)

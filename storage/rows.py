@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from storage.models import Conversation, Event, Message, MessageReplay, Operator, Site, UserInfo
+from storage.models import (
+    Change,
+    Conversation,
+    Event,
+    Message,
+    MessageReplay,
+    NewEvent,
+    Operator,
+    Site,
+    UserInfo,
+)
 
 
 class Row(Protocol):
@@ -51,6 +61,25 @@ REPLAY_MESSAGES_SQL = (
     " WHERE m.account_id = {0} AND m.convo_id = {1} AND m.seq > {2} AND NOT m.private"
     " ORDER BY m.seq LIMIT {3}"
 )
+
+
+def numbered_events(account_id: str, last_seq: int, change: Change) -> tuple[Event, ...]:
+    """The change's events, numbered so that the last one is ``last_seq``."""
+    first = last_seq - len(change.events) + 1
+    return tuple(
+        _numbered(account_id, first + i, change.after, new) for i, new in enumerate(change.events)
+    )
+
+
+def _numbered(account_id: str, seq: int, after: Conversation, new: NewEvent) -> Event:
+    return Event(
+        account_id, seq, new.kind, after.id, new.msg_seq, after.last_activity, new.data,
+        new.visitor_data,
+    )  # fmt: skip
+
+
+def event_params(e: Event) -> tuple[Any, ...]:
+    return (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created, e.data, e.visitor_data)
 
 
 def message_replay(row: Row) -> MessageReplay:

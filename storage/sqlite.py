@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import queue
 import sqlite3
 import threading
@@ -70,11 +69,10 @@ from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
 from storage.rows import EVENT_COLS as _EVENT_COLS
 from storage.rows import EVENT_WIDTH as _EVENT_WIDTH
-from storage.rows import INSERT_EVENT_SQL as _INSERT_EVENT_SQL
+from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL, event_params, numbered_events
 from storage.rows import MSG_COLS as _MSG_COLS
 from storage.rows import MSG_WIDTH as _MSG_WIDTH
 from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
-from storage.rows import REPLAY_MESSAGES_SQL
 from storage.rows import SITE_COLS as _SITE_COLS
 from storage.rows import convo as _convo
 from storage.rows import convo_params as _convo_params
@@ -685,7 +683,7 @@ class SQLiteStore:
             conn.executemany(
                 _INSERT_OUTBOUND_SQL, _outbound.queued_rows(account_id, after, change.messages)
             )
-            events = _insert_events(conn, account_id, after, change)
+            events = _insert_events(conn, account_id, change)
             return Committed(after, change.messages, events, before=change.before)
 
         return await self._writer.run(fn)
@@ -842,6 +840,7 @@ class SQLiteStore:
         return await self._writer.run(fn)
 
 
+_INSERT_EVENT_SQL = INSERT_EVENT_SQL.format(", ".join("?" * _EVENT_WIDTH))
 _REPLAY_MESSAGES_SQL = REPLAY_MESSAGES_SQL.format(*"?" * 4)
 _REPLAY_SQL = (
     f"SELECT {_prefixed(_EVENT_COLS, 'e')}, {_prefixed(_CONVO_COLS, 'c')},"
@@ -874,9 +873,7 @@ def _messages(
     return messages[::-1] if newest else messages
 
 
-def _insert_events(
-    conn: sqlite3.Connection, account_id: str, after: Conversation, change: Change
-) -> tuple[Event, ...]:
+def _insert_events(conn: sqlite3.Connection, account_id: str, change: Change) -> tuple[Event, ...]:
     """Numbers the change's events after the account's last and keeps them as given."""
     if not change.events:
         return ()
@@ -885,26 +882,8 @@ def _insert_events(
         " RETURNING last_event_seq",
         (len(change.events), account_id),
     ).fetchone()
-    events = tuple(
-        Event(
-            account_id,
-            seq,
-            new.kind,
-            after.id,
-            new.msg_seq,
-            after.last_activity,
-            new.data,
-            new.visitor_data,
-        )
-        for seq, new in zip(itertools.count(last - len(change.events) + 1), change.events)
-    )
-    conn.executemany(
-        _INSERT_EVENT_SQL.format(", ".join("?" * _EVENT_WIDTH)),
-        [
-            (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created, e.data, e.visitor_data)
-            for e in events
-        ],
-    )
+    events = numbered_events(account_id, last, change)
+    conn.executemany(_INSERT_EVENT_SQL, [event_params(e) for e in events])
     return events
 
 
