@@ -7,5 +7,6 @@
 ALTER TABLE events ADD COLUMN data TEXT;
 ALTER TABLE events ADD COLUMN visitor_data TEXT;
 -- The visitor's replay reads a conversation's messages with their events. One event announces
--- each message (NULL msg_seq does not collide), which this also holds the engine to.
-CREATE UNIQUE INDEX events_message ON events (account_id, convo_id, msg_seq);
+-- each message (NULL msg_seq does not collide), which this also holds the engine to. On a large
+-- database it can be built beforehand with CREATE UNIQUE INDEX CONCURRENTLY (docs/deploy.md).
+CREATE UNIQUE INDEX IF NOT EXISTS events_message ON events (account_id, convo_id, msg_seq);
