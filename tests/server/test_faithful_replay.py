@@ -46,7 +46,7 @@ async def _start(tenant: Tenant) -> str:
 
 
 async def _go_on(tenant: Tenant, convo: str, token: str) -> None:
-    """Seven more account events, each changing what message 1's conversation looks like."""
+    """More account events, each changing what message 1's conversation looks like."""
     operator = tenant.operator_id
     await tenant.ok("sendmessage", convoID=convo, operatorID=operator, message="two")
     await tenant.ok("setstatus", convoID=convo, status="waiting")
