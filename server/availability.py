@@ -17,6 +17,7 @@ from realtime.presence import (
     session_mark,
 )
 from server.errors import Invalid, NotFound
+from server.event_catalogue import PRESENCE
 from server.events import EventFeed
 from storage.base import InboxQuery, Store
 from storage.models import Conversation, Operator
@@ -29,7 +30,6 @@ VISITORS_SCAN_MAX = 1000
 # A widget session's conversations checked for an open socket (its newest ones; a window
 # follows the newest it remembers).
 SESSION_CONVERSATIONS_MAX = 20
-PRESENCE = "presence"
 # A heartbeat names the sites an operator serves; more than this is a client bug.
 SITES_MAX = 100
 

@@ -20,7 +20,7 @@ from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.events import EventFeed
+from server.events import EventFeed, announced
 from server.text import check_body, has_control_characters
 from storage.base import Decide, InboxQuery, Store
 from storage.models import (
@@ -654,9 +654,10 @@ class ConversationEngine:
         decide: Decide,
         client_msg_id: str | None = None,
     ) -> Committed:
-        """The one place a change is committed, and announced only once it is."""
+        """The one place a change is committed with the events it produces (server/events.py
+        decides and renders them), and announced only once it is."""
         committed = await self._store.write(
-            account_id, convo_id, decide, client_msg_id=client_msg_id
+            account_id, convo_id, announced(decide), client_msg_id=client_msg_id
         )
         await self._feed.committed(committed)
         return committed

@@ -1,11 +1,14 @@
-"""From committed changes to client events: render once per audience, ring after commit.
+"""From engine changes to client events: decide and render them before commit, ring after.
 
 Two kinds of channel, each with its own seq:
 - ``acct:{account}`` carries every event of an account to its operators (SSE, tenant
   WebSocket), sequenced by the account event seq, rendered in the operator format.
 - ``conv:{conversation}`` carries what the visitor may see (WebSocket), sequenced by the
   message seq, rendered in seed 000's camelCase.
-Typing and status changes ride along unsequenced: they are state, not log.
+Which kinds exist, which are log and which state, and who hears each: server/event_catalogue.py.
+
+Log events are rendered once per audience when the engine decides the change (``announced``)
+and committed with it, so the live ring and every later replay send the very same bytes.
 """
 
 from __future__ import annotations
@@ -19,15 +22,32 @@ import orjson
 from realtime.hub import Hub
 from realtime.outbox import Fetch, Item
 from realtime.typing_indicators import Side
+from server.event_catalogue import (
+    CONVERSATION_NEW,
+    CONVERSATION_UPDATED,
+    MESSAGE_NEW,
+    SESSION_CONVERSATION,
+    STATUS,
+    TYPING,
+    Audience,
+    EventKind,
+)
 from server.render.camel_case import message_json
 from server.render.snake_case import conversation_data, message_data
-from storage.base import Store
-from storage.models import Committed, Conversation, EventDetail, EventKind, Message
+from storage.base import Decide, Store
+from storage.models import (
+    Change,
+    Committed,
+    Conversation,
+    Event,
+    EventDetail,
+    Message,
+    MessageReplay,
+    NewEvent,
+)
 
 log = logging.getLogger(__name__)
 
-TYPING = "typing"
-STATUS = "status"
 # Seconds a typing event stays true on the client without another heartbeat (seed 000).
 TYPING_EXPIRES_S = 5
 
@@ -46,10 +66,6 @@ def session_channel(account_id: str, session_id: str) -> str:
     return f"sess:{account_id}:{session_id}"
 
 
-# The frame a session's socket gets when a conversation is opened for it.
-SESSION_CONVERSATION = "conversation"
-
-
 # Called with every change after its events rang, e.g. to send push notifications.
 CommitListener = Callable[[Committed], Awaitable[None]]
 
@@ -58,16 +74,87 @@ def _json(data: Any) -> bytes:
     return orjson.dumps(data)
 
 
-def operator_event(kind: EventKind, conversation: Conversation, message: Message | None) -> bytes:
-    if kind == "message:new" and message is not None:
-        return _json(
-            {
-                "conversation_id": conversation.id,
-                "message": message_data(message),
-                "conversation": conversation_data(conversation),
-            }
+# Fields whose change is worth a conversation:updated event on its own. last_seq and
+# last_activity move with every message, which message:new already announces.
+_ANNOUNCED_FIELDS = (
+    "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
+    "block_type", "translate", "visitor_lang",
+)  # fmt: skip
+
+
+def announced(decide: Decide) -> Decide:
+    """``decide`` with the events of each change it makes attached, rendered as each audience
+    receives them. Runs where the Store runs ``decide``, so the payloads show the conversation
+    exactly as this change commits it."""
+
+    def decide_and_announce(current: Conversation | None) -> Change | None:
+        change = decide(current)
+        return None if change is None else announce(change)
+
+    return decide_and_announce
+
+
+def announce(change: Change) -> Change:
+    """``change`` with the events it produces."""
+    # The constructor, not dataclasses.replace: this runs inside the write, for every change.
+    return Change(change.before, change.after, change.messages, _events(change))
+
+
+def _events(change: Change) -> tuple[NewEvent, ...]:
+    before, after = change.before, change.after
+    conversation = conversation_data(after)
+    events: list[NewEvent] = []
+    if before is None:
+        events.append(NewEvent(CONVERSATION_NEW.name, None, _text(conversation)))
+    events.extend(
+        NewEvent(
+            MESSAGE_NEW.name,
+            m.seq,
+            _text(_message_new(m, conversation)),
+            None if m.private else _text(message_json(m)),
         )
+        for m in change.messages
+    )
+    if before is not None and _announces_update(before, change):
+        events.append(NewEvent(CONVERSATION_UPDATED.name, None, _text(conversation)))
+    return tuple(events)
+
+
+def _announces_update(before: Conversation, change: Change) -> bool:
+    after = change.after
+    if any(getattr(before, f) != getattr(after, f) for f in _ANNOUNCED_FIELDS):
+        return True
+    # A read cursor moving without a new message changes the unread badge operators see.
+    return not change.messages and before.unread != after.unread
+
+
+def _text(data: Any) -> str:
+    return orjson.dumps(data).decode()
+
+
+def _message_new(message: Message, conversation: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "conversation_id": message.convo_id,
+        "message": message_data(message),
+        "conversation": conversation,
+    }
+
+
+def operator_payload(event: Event, conversation: Conversation, message: Message | None) -> bytes:
+    """What the account's operators receive for ``event``: as committed; for an event written
+    before migration 0006, rendered from its rows as they are now."""
+    if event.data is not None:
+        return event.data.encode()
+    if event.kind == MESSAGE_NEW.name and message is not None:
+        return _json(_message_new(message, conversation_data(conversation)))
     return _json(conversation_data(conversation))
+
+
+def visitor_payload(replay: MessageReplay) -> bytes:
+    """What the visitor receives for a message, as committed (or rendered, see above)."""
+    if replay.data is not None:
+        return replay.data.encode()
+    return _json(message_json(replay.message))
 
 
 def visitor_status(conversation: Conversation) -> bytes:
@@ -102,21 +189,21 @@ class EventFeed:
         visitor = conversation_channel(conversation.id)
         for event in committed.events:
             message = by_seq.get(event.msg_seq) if event.msg_seq is not None else None
-            data = operator_event(event.kind, conversation, message)
+            data = operator_payload(event, conversation, message)
             await self._hub.publish(account, event.seq, event.kind, data)
-            if message is not None and not message.private:
+            if event.visitor_data is not None:
                 await self._hub.publish(
-                    visitor, message.seq, event.kind, _json(message_json(message))
+                    visitor, event.msg_seq, event.kind, event.visitor_data.encode()
                 )
-            elif event.kind == "conversation:updated" and _status_changed(committed):
-                await self._hub.publish(visitor, None, STATUS, visitor_status(conversation))
+            elif event.kind == CONVERSATION_UPDATED.name and _status_changed(committed):
+                await self._hub.publish(visitor, None, STATUS.name, visitor_status(conversation))
 
     async def typing(self, account_id: str, convo_id: str, side: Side) -> None:
         data = _json({"conversation_id": convo_id, "side": side, "expires_in": TYPING_EXPIRES_S})
         try:
-            await self._hub.publish(account_channel(account_id), None, TYPING, data)
+            await self._hub.publish(account_channel(account_id), None, TYPING.name, data)
             if side == "operator":
-                await self._hub.publish(conversation_channel(convo_id), None, TYPING, data)
+                await self._hub.publish(conversation_channel(convo_id), None, TYPING.name, data)
         except Exception:
             log.exception("publishing a typing event failed")
 
@@ -125,18 +212,20 @@ class EventFeed:
             await self._hub.publish(
                 session_channel(account_id, session_id),
                 None,
-                SESSION_CONVERSATION,
+                SESSION_CONVERSATION.name,
                 _json({"convoID": convo_id}),
             )
         except Exception:
             log.exception("telling a session about its conversation failed")
 
-    async def ephemeral(self, account_id: str, kind: str, data: bytes) -> None:
-        """An unsequenced event for the account's operators (presence): state, not log."""
+    async def ephemeral(self, account_id: str, kind: EventKind, data: bytes) -> None:
+        """A state event for the account's operators (presence, delivery): never replayed."""
+        if kind.sequenced or Audience.ACCOUNT not in kind.audiences:
+            raise ValueError(f"{kind.name} is not a state event for the account")
         try:
-            await self._hub.publish(account_channel(account_id), None, kind, data)
+            await self._hub.publish(account_channel(account_id), None, kind.name, data)
         except Exception:
-            log.exception("publishing a %s event failed", kind)
+            log.exception("publishing a %s event failed", kind.name)
 
     async def account_head(self, account_id: str) -> int:
         return await self._store.head_event_seq(account_id)
@@ -148,15 +237,15 @@ class EventFeed:
 
         return fetch
 
-    def visitor_fetch(self, convo_id: str) -> Fetch:
+    def visitor_fetch(self, account_id: str, convo_id: str) -> Fetch:
         async def fetch(after: int, upto: int | None, limit: int) -> list[Item]:
-            messages = await self._store.list_messages(
-                convo_id, after_seq=after, limit=limit, visitor_view=True
+            replays = await self._store.replay_messages(
+                account_id, convo_id, after_seq=after, limit=limit
             )
             return [
-                Item(m.seq, "message:new", _json(message_json(m)))
-                for m in messages
-                if upto is None or m.seq <= upto
+                Item(r.message.seq, MESSAGE_NEW.name, visitor_payload(r))
+                for r in replays
+                if upto is None or r.message.seq <= upto
             ]
 
         return fetch
@@ -169,6 +258,4 @@ def _status_changed(committed: Committed) -> bool:
 
 def _operator_item(detail: EventDetail) -> Item:
     event = detail.event
-    return Item(
-        event.seq, event.kind, operator_event(event.kind, detail.conversation, detail.message)
-    )
+    return Item(event.seq, event.kind, operator_payload(event, detail.conversation, detail.message))

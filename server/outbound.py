@@ -35,6 +35,7 @@ import orjson
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
+from server.event_catalogue import DELIVERY
 from server.events import EventFeed
 from server.settings import Settings
 from storage.base import Store
@@ -57,8 +58,6 @@ DELIVERY_SHARE_OF_LEASE = 1 / 3
 # On shutdown, the batch in flight gets this long to finish and be recorded; past it, its
 # claims lapse and another worker sends them after the lease.
 STOP_GRACE_S = 5.0
-# The ephemeral event operators get when a message's delivery state becomes final.
-DELIVERY_EVENT = "delivery"
 
 Clock = Callable[[], float]
 
@@ -214,7 +213,7 @@ class OutboundWorker:
             "delivery": "sent" if outcome.sent else "failed",
             "error": outcome.error,
         }
-        await self._feed.ephemeral(job.account_id, DELIVERY_EVENT, orjson.dumps(data))
+        await self._feed.ephemeral(job.account_id, DELIVERY, orjson.dumps(data))
 
 
 def channel_adapters(

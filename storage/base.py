@@ -16,6 +16,7 @@ from storage.models import (
     Event,
     EventDetail,
     Message,
+    MessageReplay,
     Operator,
     OperatorCredentials,
     Site,
@@ -146,7 +147,10 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "events",
-        _columns("account_id:str seq:int kind:str convo_id:str msg_seq:int? created:float"),
+        _columns(
+            "account_id:str seq:int kind:str convo_id:str msg_seq:int? created:float"
+            " data:str? visitor_data:str?"
+        ),
         ("account_id", "seq"),
     ),
     Table(
@@ -483,6 +487,12 @@ class Store(Protocol):
         self, account_id: str, *, after_seq: int, limit: int
     ) -> list[EventDetail]:
         """Like list_events, each with its conversation and message (current state)."""
+
+    async def replay_messages(
+        self, account_id: str, convo_id: str, *, after_seq: int, limit: int
+    ) -> list[MessageReplay]:
+        """The conversation's messages the visitor may see (no notes) with seq > after_seq,
+        oldest first, each with the visitor payload its event was committed with."""
 
     async def head_event_seq(self, account_id: str) -> int:
         """The account's latest event seq (0 before the first)."""

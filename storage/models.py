@@ -10,7 +10,6 @@ Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
 Sender = Literal["visitor", "operator", "bot", "system"]
 Delivery = Literal["queued", "sent", "failed"]
-EventKind = Literal["conversation:new", "conversation:updated", "message:new"]
 # Seed 001's block types: `both` refuses the visitor's messages, `ai` stops only the bot,
 # `operator` hides the conversation from the operators' queues.
 BlockType = Literal["both", "ai", "operator"]
@@ -149,13 +148,32 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event the engine announces with a change: its kind, the message it is about, and its
+    payloads exactly as each audience receives them (JSON text, opaque to the Store). The kinds
+    and their audiences are the engine's (server/event_catalogue.py)."""
+
+    kind: str
+    msg_seq: int | None
+    # What the account's operators receive.
+    data: str
+    # What the conversation's visitor receives; None when the visitor does not see it.
+    visitor_data: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
+    """A committed account event, numbered by the Store. ``data`` and ``visitor_data`` are the
+    payloads it was sent with; both are None on events written before migration 0006."""
+
     account_id: str
     seq: int
-    kind: EventKind
+    kind: str
     convo_id: str
     msg_seq: int | None
     created: float
+    data: str | None = None
+    visitor_data: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +185,13 @@ class EventDetail:
     message: Message | None
 
 
-# Fields whose change is worth a conversation:updated event on its own. last_seq and
-# last_activity move with every message, which message:new already announces.
-_ANNOUNCED_FIELDS = (
-    "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
-    "block_type", "translate", "visitor_lang",
-)  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class MessageReplay:
+    """A message the visitor can see, with the payload its event was sent with (None for
+    messages written before migration 0006)."""
+
+    message: Message
+    data: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,26 +200,13 @@ class Change:
 
     ``messages`` carry their final seq (assigned by the engine from the locked row), so the
     Store only has to write them; ``after.last_seq`` must equal the last message's seq.
+    ``events`` are appended in order, numbered by the Store in the same transaction.
     """
 
     before: Conversation | None
     after: Conversation
     messages: tuple[Message, ...] = field(default=())
-
-    def event_kinds(self) -> list[tuple[EventKind, int | None]]:
-        kinds: list[tuple[EventKind, int | None]] = []
-        if self.before is None:
-            kinds.append(("conversation:new", None))
-        kinds.extend(("message:new", m.seq) for m in self.messages)
-        if self.before is not None and self._announces_update(self.before):
-            kinds.append(("conversation:updated", None))
-        return kinds
-
-    def _announces_update(self, before: Conversation) -> bool:
-        if any(getattr(before, f) != getattr(self.after, f) for f in _ANNOUNCED_FIELDS):
-            return True
-        # A read cursor moving without a new message changes the unread badge operators see.
-        return not self.messages and before.unread != self.after.unread
+    events: tuple[NewEvent, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

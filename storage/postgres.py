@@ -25,7 +25,6 @@ insert waits for the first commit, fails, and its retry returns the original as 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import (
     AsyncIterator,
@@ -68,11 +67,13 @@ from storage.models import (
     DEFAULT_SITE_ID,
     Account,
     CannedResponse,
+    Change,
     Committed,
     Conversation,
     Event,
     EventDetail,
     Message,
+    MessageReplay,
     Operator,
     OperatorCredentials,
     Site,
@@ -86,6 +87,8 @@ from storage.rows import CONVO_COLS as _CONVO_COLS
 from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
 from storage.rows import EVENT_COLS as _EVENT_COLS
+from storage.rows import EVENT_WIDTH as _EVENT_WIDTH
+from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL, event_params, numbered_events
 from storage.rows import MSG_COLS as _MSG_COLS
 from storage.rows import MSG_WIDTH as _MSG_WIDTH
 from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
@@ -95,6 +98,7 @@ from storage.rows import convo_params as _convo_params
 from storage.rows import event as _event
 from storage.rows import message as _message
 from storage.rows import message_params as _message_params
+from storage.rows import message_replay as _message_replay
 from storage.rows import operator as _operator
 from storage.rows import prefixed as _prefixed
 from storage.rows import site as _site
@@ -170,6 +174,8 @@ _TEAM_SQL = (
 )
 
 
+_INSERT_EVENT_SQL = INSERT_EVENT_SQL.format(", ".join(f"${i}" for i in range(1, _EVENT_WIDTH + 1)))
+_REPLAY_MESSAGES_SQL = REPLAY_MESSAGES_SQL.format("$1", "$2", "$3", "$4")
 _REPLAY_SQL = (
     f"SELECT {_prefixed(_EVENT_COLS, 'e')}, {_prefixed(_CONVO_COLS, 'c')},"
     f" {_prefixed(_MSG_COLS, 'm')}"
@@ -261,6 +267,21 @@ async def _team_of(conn: _Conn, account_id: str, team_id: int) -> Team:
     row = await conn.fetchrow(f"{_TEAM_SQL} AND t.id = $2", account_id, team_id)
     assert row is not None, "the caller holds the team in its transaction"
     return _team(account_id, row)
+
+
+async def _insert_events(conn: _Conn, account_id: str, change: Change) -> tuple[Event, ...]:
+    """Numbers the change's events after the account's last and keeps them as given."""
+    if not change.events:
+        return ()
+    last = await conn.fetchval(
+        "UPDATE accounts SET last_event_seq = last_event_seq + $1 WHERE id = $2"
+        " RETURNING last_event_seq",
+        len(change.events),
+        account_id,
+    )
+    events = numbered_events(account_id, last, change)
+    await conn.executemany(_INSERT_EVENT_SQL, [event_params(e) for e in events])
+    return events
 
 
 async def _duplicate_of(conn: _Conn, account_id: str, client_msg_id: str) -> Committed | None:
@@ -840,25 +861,8 @@ class PostgresStore:
                 queued = _outbound.queued_rows(account_id, after, change.messages)
                 if queued:
                     await conn.executemany(_INSERT_OUTBOUND_SQL, queued)
-            kinds = change.event_kinds()
-            if not kinds:
-                return Committed(after, change.messages, before=change.before)
             # The account row last and held to commit: see the module docstring.
-            last = await conn.fetchval(
-                "UPDATE accounts SET last_event_seq = last_event_seq + $1 WHERE id = $2"
-                " RETURNING last_event_seq",
-                len(kinds),
-                account_id,
-            )
-            first = last - len(kinds) + 1
-            events = tuple(
-                Event(account_id, seq, kind, after.id, msg_seq, after.last_activity)
-                for seq, (kind, msg_seq) in zip(itertools.count(first), kinds)
-            )
-            await conn.executemany(
-                f"INSERT INTO events ({_EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6)",
-                [(e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created) for e in events],
-            )
+            events = await _insert_events(conn, account_id, change)
             return Committed(after, change.messages, events, before=change.before)
 
         return await self._transact(fn)
@@ -926,15 +930,21 @@ class PostgresStore:
         self, account_id: str, *, after_seq: int, limit: int
     ) -> list[EventDetail]:
         rows = await self._fetch(_REPLAY_SQL, account_id, after_seq, limit)
-        convo_end = 6 + _CONVO_WIDTH
+        convo_end = _EVENT_WIDTH + _CONVO_WIDTH
         return [
             EventDetail(
-                _event(row[:6]),
-                _convo(row[6:convo_end]),
+                _event(row),
+                _convo(row[_EVENT_WIDTH:convo_end]),
                 _message(row[convo_end:]) if row[convo_end] is not None else None,
             )
             for row in rows
         ]
+
+    async def replay_messages(
+        self, account_id: str, convo_id: str, *, after_seq: int, limit: int
+    ) -> list[MessageReplay]:
+        rows = await self._fetch(_REPLAY_MESSAGES_SQL, account_id, convo_id, after_seq, limit)
+        return [_message_replay(row) for row in rows]
 
     async def head_event_seq(self, account_id: str) -> int:
         row = await self._fetchrow("SELECT last_event_seq FROM accounts WHERE id = $1", account_id)

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from storage.models import Conversation, Event, Message, Operator, Site, UserInfo
+from storage.models import (
+    Change,
+    Conversation,
+    Event,
+    Message,
+    MessageReplay,
+    NewEvent,
+    Operator,
+    Site,
+    UserInfo,
+)
 
 
 class Row(Protocol):
@@ -29,13 +39,51 @@ MSG_COLS = (
     " private, image_url, translation, translation_lang"
 )
 MSG_WIDTH = len(MSG_COLS.split(","))
-EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created"
+EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created, data, visitor_data"
+EVENT_WIDTH = len(EVENT_COLS.split(","))
 OPERATOR_COLS = "account_id, id, name, email, is_admin, created, lang"
 SITE_COLS = "account_id, id, name, color, position, greeting, team_id, created"
 
 
 def prefixed(columns: str, alias: str) -> str:
     return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+# The two statements faithful replay adds, with the dialect's placeholders (`{0}`...) left to
+# each backend: a change's events with their payloads, and the visitor's replay of a
+# conversation, which takes each message's payload from its event (one per message, see
+# migration 0006) and is None on rows written before it.
+INSERT_EVENT_SQL = "INSERT INTO events (" + EVENT_COLS + ") VALUES ({0})"
+REPLAY_MESSAGES_SQL = (
+    "SELECT " + prefixed(MSG_COLS, "m") + ", e.visitor_data FROM messages m"
+    " LEFT JOIN events e"
+    " ON e.account_id = m.account_id AND e.convo_id = m.convo_id AND e.msg_seq = m.seq"
+    " WHERE m.account_id = {0} AND m.convo_id = {1} AND m.seq > {2} AND NOT m.private"
+    " ORDER BY m.seq LIMIT {3}"
+)
+
+
+def numbered_events(account_id: str, last_seq: int, change: Change) -> tuple[Event, ...]:
+    """The change's events, numbered so that the last one is ``last_seq``."""
+    first = last_seq - len(change.events) + 1
+    return tuple(
+        _numbered(account_id, first + i, change.after, new) for i, new in enumerate(change.events)
+    )
+
+
+def _numbered(account_id: str, seq: int, after: Conversation, new: NewEvent) -> Event:
+    return Event(
+        account_id, seq, new.kind, after.id, new.msg_seq, after.last_activity, new.data,
+        new.visitor_data,
+    )  # fmt: skip
+
+
+def event_params(e: Event) -> tuple[Any, ...]:
+    return (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created, e.data, e.visitor_data)
+
+
+def message_replay(row: Row) -> MessageReplay:
+    return MessageReplay(message(row), row[MSG_WIDTH])
 
 
 def convo(row: Row) -> Conversation:
@@ -103,7 +151,7 @@ def message(row: Row) -> Message:
 def event(row: Row) -> Event:
     return Event(
         account_id=row[0], seq=row[1], kind=row[2], convo_id=row[3], msg_seq=row[4],
-        created=row[5],
+        created=row[5], data=row[6], visitor_data=row[7],
     )  # fmt: skip
 
 

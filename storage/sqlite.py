@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import queue
 import sqlite3
 import threading
@@ -49,11 +48,13 @@ from storage.models import (
     DEFAULT_SITE_ID,
     Account,
     CannedResponse,
+    Change,
     Committed,
     Conversation,
     Event,
     EventDetail,
     Message,
+    MessageReplay,
     Operator,
     OperatorCredentials,
     Site,
@@ -66,14 +67,19 @@ from storage.outbound import OutboundChannel, OutboundJob
 from storage.rows import CONVO_COLS as _CONVO_COLS
 from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
+from storage.rows import EVENT_COLS as _EVENT_COLS
+from storage.rows import EVENT_WIDTH as _EVENT_WIDTH
+from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL, event_params, numbered_events
 from storage.rows import MSG_COLS as _MSG_COLS
 from storage.rows import MSG_WIDTH as _MSG_WIDTH
 from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
 from storage.rows import SITE_COLS as _SITE_COLS
 from storage.rows import convo as _convo
 from storage.rows import convo_params as _convo_params
+from storage.rows import event as _event
 from storage.rows import message as _message
 from storage.rows import message_params as _message_params
+from storage.rows import message_replay as _message_replay
 from storage.rows import operator as _operator
 from storage.rows import prefixed as _prefixed
 from storage.rows import site as _site
@@ -726,27 +732,7 @@ class SQLiteStore:
             conn.executemany(
                 _INSERT_OUTBOUND_SQL, _outbound.queued_rows(account_id, after, change.messages)
             )
-            kinds = change.event_kinds()
-            events: tuple[Event, ...] = ()
-            if kinds:
-                (last,) = conn.execute(
-                    "UPDATE accounts SET last_event_seq = last_event_seq + ? WHERE id = ?"
-                    " RETURNING last_event_seq",
-                    (len(kinds), account_id),
-                ).fetchone()
-                first = last - len(kinds) + 1
-                events = tuple(
-                    Event(account_id, seq, kind, after.id, msg_seq, after.last_activity)
-                    for seq, (kind, msg_seq) in zip(itertools.count(first), kinds)
-                )
-                conn.executemany(
-                    "INSERT INTO events (account_id, seq, kind, convo_id, msg_seq, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created)
-                        for e in events
-                    ],
-                )
+            events = _insert_events(conn, account_id, change)
             return Committed(after, change.messages, events, before=change.before)
 
         return await self._writer.run(fn)
@@ -756,12 +742,26 @@ class SQLiteStore:
     ) -> list[EventDetail]:
         def fn(conn: sqlite3.Connection) -> list[EventDetail]:
             rows = conn.execute(_REPLAY_SQL, (account_id, after_seq, limit)).fetchall()
-            details = []
-            for row in rows:
-                convo_end = 6 + _CONVO_WIDTH
-                message = _message(row[convo_end:]) if row[convo_end] is not None else None
-                details.append(EventDetail(Event(*row[:6]), _convo(row[6:convo_end]), message))
-            return details
+            convo_end = _EVENT_WIDTH + _CONVO_WIDTH
+            return [
+                EventDetail(
+                    _event(row),
+                    _convo(row[_EVENT_WIDTH:convo_end]),
+                    _message(row[convo_end:]) if row[convo_end] is not None else None,
+                )
+                for row in rows
+            ]
+
+        return await self._read(fn)
+
+    async def replay_messages(
+        self, account_id: str, convo_id: str, *, after_seq: int, limit: int
+    ) -> list[MessageReplay]:
+        def fn(conn: sqlite3.Connection) -> list[MessageReplay]:
+            rows = conn.execute(
+                _REPLAY_MESSAGES_SQL, (account_id, convo_id, after_seq, limit)
+            ).fetchall()
+            return [_message_replay(row) for row in rows]
 
         return await self._read(fn)
 
@@ -819,11 +819,11 @@ class SQLiteStore:
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
         def fn(conn: sqlite3.Connection) -> list[Event]:
             rows = conn.execute(
-                "SELECT account_id, seq, kind, convo_id, msg_seq, created FROM events"
+                f"SELECT {_EVENT_COLS} FROM events"
                 " WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (account_id, after_seq, limit),
             ).fetchall()
-            return [Event(*r) for r in rows]
+            return [_event(r) for r in rows]
 
         return await self._read(fn)
 
@@ -889,9 +889,11 @@ class SQLiteStore:
         return await self._writer.run(fn)
 
 
+_INSERT_EVENT_SQL = INSERT_EVENT_SQL.format(", ".join("?" * _EVENT_WIDTH))
+_REPLAY_MESSAGES_SQL = REPLAY_MESSAGES_SQL.format(*"?" * 4)
 _REPLAY_SQL = (
-    f"SELECT e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created,"
-    f" {_prefixed(_CONVO_COLS, 'c')}, {_prefixed(_MSG_COLS, 'm')}"
+    f"SELECT {_prefixed(_EVENT_COLS, 'e')}, {_prefixed(_CONVO_COLS, 'c')},"
+    f" {_prefixed(_MSG_COLS, 'm')}"
     " FROM events e JOIN conversations c ON c.id = e.convo_id"
     " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
     " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
@@ -918,6 +920,20 @@ def _messages(
     ).fetchall()
     messages = [_message(r) for r in rows]
     return messages[::-1] if newest else messages
+
+
+def _insert_events(conn: sqlite3.Connection, account_id: str, change: Change) -> tuple[Event, ...]:
+    """Numbers the change's events after the account's last and keeps them as given."""
+    if not change.events:
+        return ()
+    (last,) = conn.execute(
+        "UPDATE accounts SET last_event_seq = last_event_seq + ? WHERE id = ?"
+        " RETURNING last_event_seq",
+        (len(change.events), account_id),
+    ).fetchone()
+    events = numbered_events(account_id, last, change)
+    conn.executemany(_INSERT_EVENT_SQL, [event_params(e) for e in events])
+    return events
 
 
 def _get_convo(conn: sqlite3.Connection, account_id: str, convo_id: str) -> Conversation | None:

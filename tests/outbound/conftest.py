@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server.events import announce
 from storage.base import Store
 from storage.models import Change, Conversation, Delivery, Message, SourceApp, UserInfo
 from storage.outbound import OutboundChannel, OutboundJob
@@ -50,7 +51,9 @@ async def new_conversation(
         status="open", mode="bot", operator_id=None, team_id=None, user_info=contact,
         created=at, last_activity=at, resolved_at=None,
     )  # fmt: skip
-    return (await store.write(account_id, None, lambda _: Change(None, fresh))).conversation
+    return (
+        await store.write(account_id, None, lambda _: announce(Change(None, fresh)))
+    ).conversation
 
 
 async def append_reply(
@@ -69,7 +72,7 @@ async def append_reply(
             created=current.last_activity + 1, client_msg_id=None, delivery=delivery,
         )  # fmt: skip
         after = dataclasses.replace(current, last_seq=seq, last_activity=message.created)
-        return Change(current, after, (message,))
+        return announce(Change(current, after, (message,)))
 
     committed = await store.write(conversation.account_id, conversation.id, decide)
     return committed.messages[0]

@@ -51,6 +51,8 @@ class SSEEvent:
     event: str
     data: Any
     id: str | None
+    # The data lines exactly as sent, for byte comparisons.
+    raw: str = ""
 
 
 class SSEClient:
@@ -90,8 +92,8 @@ class SSEClient:
             async for line in self.response.aiter_lines():
                 if line == "":
                     if data:
-                        parsed = orjson.loads("\n".join(data))
-                        self._events.put_nowait(SSEEvent(event, parsed, event_id))
+                        raw = "\n".join(data)
+                        self._events.put_nowait(SSEEvent(event, orjson.loads(raw), event_id, raw))
                     event, data, event_id = "message", [], None
                 elif not line.startswith(":"):
                     name, _, value = line.partition(":")
@@ -138,9 +140,12 @@ class Socket:
         await self.conn.send(orjson.dumps(frame).decode())
 
     async def recv(self, timeout_s: float = WAIT_S) -> dict[str, Any]:
-        raw = await asyncio.wait_for(self.conn.recv(), timeout_s)
-        parsed: dict[str, Any] = orjson.loads(raw)
+        parsed: dict[str, Any] = orjson.loads(await self.recv_raw(timeout_s))
         return parsed
+
+    async def recv_raw(self, timeout_s: float = WAIT_S) -> str | bytes:
+        """The next frame exactly as sent."""
+        return await asyncio.wait_for(self.conn.recv(), timeout_s)
 
     async def until(self, kind: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         while True:

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, TypedDict
 
+from server.events import announce
 from storage import create_store
 from storage.base import Decide, Store
 from storage.models import Change, Committed, Conversation, Message, UserInfo
@@ -54,7 +55,7 @@ def _append(current: Conversation, text: str, client_msg_id: str | None) -> Chan
         client_msg_id=client_msg_id,
     )  # fmt: skip
     after = dataclasses.replace(current, last_seq=seq, last_activity=message.created)
-    return Change(current, after, (message,))
+    return announce(Change(current, after, (message,)))
 
 
 def append(text: str, client_msg_id: str | None = None) -> Decide:
@@ -69,7 +70,7 @@ def open_with(account_id: str, text: str, client_msg_id: str | None = None) -> D
     def decide(current: Conversation | None) -> Change:
         opened = fresh_conversation(account_id)
         change = _append(opened, text, client_msg_id)
-        return Change(None, change.after, change.messages)
+        return announce(Change(None, change.after, change.messages))
 
     return decide
 

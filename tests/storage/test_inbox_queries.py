@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from server.events import announce
 from storage.base import InboxQuery, Store
 from storage.models import Change, Conversation, Message, UserInfo
 
@@ -52,7 +53,9 @@ async def _put(
         )
         for seq, text in enumerate(texts, start=1)
     )
-    committed = await store.write(account_id, None, lambda _: Change(None, convo, messages))
+    committed = await store.write(
+        account_id, None, lambda _: announce(Change(None, convo, messages))
+    )
     return committed.conversation
 
 

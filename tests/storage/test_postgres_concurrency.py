@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from server.events import announce
 from storage import create_store
 from storage.migrations import load_migrations
 from storage.models import Change
@@ -112,7 +113,7 @@ async def test_processes_writing_at_once_get_gapless_seqs_in_commit_order(
             await store.create_account(account, "acme", secrets.token_hex(32))
             setup = [
                 await store.write(
-                    account, None, lambda _: Change(None, fresh_conversation(account))
+                    account, None, lambda _: announce(Change(None, fresh_conversation(account)))
                 )
                 for _ in ("convo", "retry_convo")
             ]

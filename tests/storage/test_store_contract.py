@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from server.events import announce
 from storage.base import (
     CannedPatch,
     DuplicateEmail,
@@ -35,7 +36,7 @@ def _append(current: Conversation, text: str, client_msg_id: str | None = None) 
         client_msg_id=client_msg_id,
     )  # fmt: skip
     after = dataclasses.replace(current, last_seq=seq, last_activity=message.created)
-    return Change(current, after, (message,))
+    return announce(Change(current, after, (message,)))
 
 
 async def _account(store: Store, name: str = "acme") -> str:
@@ -46,14 +47,14 @@ async def _account(store: Store, name: str = "acme") -> str:
 
 async def _open(store: Store, account_id: str) -> Conversation:
     fresh = _conversation(account_id)
-    committed = await store.write(account_id, None, lambda _: Change(None, fresh))
+    committed = await store.write(account_id, None, lambda _: announce(Change(None, fresh)))
     return committed.conversation
 
 
 async def test_create_appends_conversation_new_event(store: Store) -> None:
     account = await _account(store)
     fresh = _conversation(account)
-    committed = await store.write(account, None, lambda current: Change(current, fresh))
+    committed = await store.write(account, None, lambda current: announce(Change(current, fresh)))
     assert committed.conversation == fresh
     assert [(e.seq, e.kind) for e in committed.events] == [(1, "conversation:new")]
     assert await store.get_conversation(account, fresh.id) == fresh

@@ -3,7 +3,9 @@
 const SESSION_KEY = "liveop:inbox:session";
 const API_ROOT = "/api/v1/";
 const STREAM_PATH = "/api/v1/operator/stream";
-// The stream's event kinds besides "ready" and "reset" (docs/api.md, "Realtime").
+// Every event kind operators receive, as server/event_catalogue.py declares them; an unlisted
+// kind would be dropped without a word, so tests/server/test_event_catalogue.py keeps the two
+// equal. "ready" and "reset" are the stream's controls, handled below.
 const EVENT_KINDS = [
   "message:new",
   "conversation:new",

@@ -1,0 +1,73 @@
+"""Every event kind the server sends to clients, declared once.
+
+An event is either log or state:
+- log: numbered in its channel, kept with the payload it was sent with, and replayed to a
+  client that reconnects with a cursor (SSE ``Last-Event-ID``, the sockets' ``since``/``seq``);
+- state: sent once with no number and never replayed; a client that missed one reloads the
+  state (typing expires on its own, presence and delivery are in the REST answers).
+
+Who receives it is the channel it is published on (see server/events.py):
+- ``ACCOUNT``: every operator of the account, on the SSE stream and the tenant WebSocket alike;
+- ``CONVERSATION``: the visitor's WebSocket that follows the conversation;
+- ``SESSION``: a visitor's WebSocket that has no conversation yet.
+
+Controls that only frame a connection (``ready``, ``reset``, ``ack``, ``pong``, ``error``) are
+not events and are not listed here. The inbox's ``EVENT_KINDS`` (widget_assets/app/api.js) must
+name every kind operators receive; tests/server/test_event_catalogue.py holds it to this list.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Audience(enum.Enum):
+    ACCOUNT = "account"
+    CONVERSATION = "conversation"
+    SESSION = "session"
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    name: str
+    # Log (numbered, kept, replayed) rather than state.
+    sequenced: bool
+    audiences: frozenset[Audience]
+
+
+_ACCOUNT = frozenset({Audience.ACCOUNT})
+
+# A conversation opened: the operators' snake_case conversation.
+CONVERSATION_NEW = EventKind("conversation:new", True, _ACCOUNT)
+# A message: operators get it with its conversation; the visitor gets it in camelCase unless
+# it is a private note. Numbered by the account seq for operators, the message seq for visitors.
+MESSAGE_NEW = EventKind("message:new", True, frozenset({Audience.ACCOUNT, Audience.CONVERSATION}))
+# A conversation's announced fields (status, assignment, contact, block, translation, unread)
+# changed without a message: the operators' snake_case conversation.
+CONVERSATION_UPDATED = EventKind("conversation:updated", True, _ACCOUNT)
+# The visitor's copy of a status change; its log twin for operators is conversation:updated.
+STATUS = EventKind("status", False, frozenset({Audience.CONVERSATION}))
+# Someone is typing; the visitor hears only operators typing.
+TYPING = EventKind("typing", False, frozenset({Audience.ACCOUNT, Audience.CONVERSATION}))
+# An operator came online or went away.
+PRESENCE = EventKind("presence", False, _ACCOUNT)
+# An SMS or email reply's delivery became final (sent or failed).
+DELIVERY = EventKind("delivery", False, _ACCOUNT)
+# An operator's proactive message opened a conversation for a waiting widget session.
+SESSION_CONVERSATION = EventKind("conversation", False, frozenset({Audience.SESSION}))
+
+CATALOGUE: tuple[EventKind, ...] = (
+    CONVERSATION_NEW,
+    MESSAGE_NEW,
+    CONVERSATION_UPDATED,
+    STATUS,
+    TYPING,
+    PRESENCE,
+    DELIVERY,
+    SESSION_CONVERSATION,
+)
+
+
+def kinds_for(audience: Audience) -> tuple[EventKind, ...]:
+    return tuple(kind for kind in CATALOGUE if audience in kind.audiences)
