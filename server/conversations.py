@@ -56,6 +56,9 @@ CLIENT_MSG_ID_MAX_CHARS = 128
 # 16 random bytes: 128 bits, beyond the 96 the design requires of a capability URL.
 CONVO_ID_BYTES = 16
 MESSAGE_ID_BYTES = 12
+# The channel of the keyless chat window and widget: its conversations belong to a visitor's
+# session, never to the account key's integration (so a visitor cannot plant its keys there).
+VISITOR_CHANNEL: SourceApp = "liveoperator"
 # Replies on these channels leave through an outbound adapter, not the web session.
 OUTBOUND_CHANNELS: frozenset[SourceApp] = frozenset({"smsbroadcast", "emailbroadcast"})
 # An inbox row shows this much of the newest message.
@@ -199,11 +202,15 @@ class ConversationEngine:
         origin: Origin | None = None,
         client_msg_id: str | None = None,
         image_url: str | None = None,
+        account_key: bool = False,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None.
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
+        A ``client_msg_id`` already stored is a retry only within what the caller holds (see
+        ``_holds``): the original comes back with ``duplicate``; anywhere else it is a 409
+        that names nothing. ``account_key``: the caller authenticated with the account's key.
         """
         if user_info is not None:
             check_user_info(user_info)
@@ -254,10 +261,12 @@ class ConversationEngine:
             return _append(before, current, draft, self._clock())
 
         committed = await self._write(account_id, convo_id, decide, client_msg_id)
-        if committed.duplicate and convo_id is not None and committed.conversation.id != convo_id:
+        if committed.duplicate and not _holds(
+            committed.conversation, convo_id, origin, account_key
+        ):
             raise Conflict(
                 "client_msg_id_reused",
-                "clientMsgID was already used for a message in another conversation",
+                "clientMsgID was already used for another message; send a new one",
             )
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
@@ -391,7 +400,7 @@ class ConversationEngine:
             convo_id=open_ones[0].id if open_ones else None,
             text=text,
             operator_id=operator_id,
-            origin=Origin("liveoperator", site_id, session_id),
+            origin=Origin(VISITOR_CHANNEL, site_id, session_id),
         )
         await self._feed.session_conversation(account_id, session_id, committed.conversation.id)
         return committed
@@ -676,6 +685,23 @@ def _session_query(site_id: int, session_id: str) -> InboxQuery:
         site_id=site_id,
         limit=1,
     )
+
+
+def _holds(
+    original: Conversation, convo_id: str | None, origin: Origin | None, account_key: bool
+) -> bool:
+    """Whether a caller already holds the conversation of a clientMsgID it repeats, so that
+    answering it as a retry grants nothing: the conversation it names; without one, the one
+    its widget session started (the session already finds it, see ``session_conversation``);
+    with the account's key, one its integration opened (any channel but the chat window's)."""
+    if convo_id is not None:
+        return original.id == convo_id
+    own_session = (
+        origin is not None
+        and origin.session_id is not None
+        and (original.site_id, original.session_id) == (origin.site_id, origin.session_id)
+    )
+    return own_session or (account_key and original.source_app != VISITOR_CHANNEL)
 
 
 def _read_seq(conversation: Conversation, side: Side) -> int:

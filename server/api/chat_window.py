@@ -23,6 +23,7 @@ from server.api.commands import (
     origin,
 )
 from server.api.wire import Fields, ok, on_liveop_error, read_fields
+from server.conversations import VISITOR_CHANNEL
 from server.errors import Invalid, LiveOpError
 from server.render.camel_case import message_json
 from server.services import Services, client_ip, services
@@ -156,7 +157,7 @@ def routes(template: str) -> list[Route]:
             convo_id=convo,
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
-            origin=origin(fields, "liveoperator"),
+            origin=origin(fields, VISITOR_CHANNEL),
             client_msg_id=client_msg_id(fields),
         )
         return ok(
@@ -173,7 +174,7 @@ def routes(template: str) -> list[Route]:
         if convo is None:
             # A widget without a conversation polls by session, so a proactive message
             # reaches a visitor whose browser cannot hold a WebSocket.
-            waiting = await engine.session_conversation(account_id, origin(fields, "liveoperator"))
+            waiting = await engine.session_conversation(account_id, origin(fields, VISITOR_CHANNEL))
             if waiting is None:
                 return ok(convoID=None, messages=[], typing=False, status=None)
             convo = waiting.id

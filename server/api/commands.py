@@ -84,6 +84,7 @@ async def sendmessage(svc: Services, account_id: str, fields: Fields) -> JSON:
         user_info=user_info(fields.nested("userInfo")),
         origin=origin(fields, source_app(fields)),
         client_msg_id=client_msg_id(fields),
+        account_key=True,
     )
     return ok(
         convoID=committed.conversation.id,

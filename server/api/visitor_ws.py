@@ -28,7 +28,7 @@ from server.api.sockets import (
     read_json,
 )
 from server.api.wire import Fields, error_json
-from server.conversations import Origin
+from server.conversations import VISITOR_CHANNEL, Origin
 from server.errors import Invalid, LiveOpError, NotFound
 from server.events import conversation_channel, session_channel
 from server.services import Services, client_ip, services
@@ -46,7 +46,7 @@ class VisitorSocket:
         self.account_id = account_id
         self.convo_id: str | None = None
         # Where a conversation this socket starts comes from (its hello's site and session).
-        self.origin = Origin("liveoperator")
+        self.origin = Origin(VISITOR_CHANNEL)
         # What keeps this visitor in the online list: the conversation, or the session.
         self.mark: str | None = None
         self.session = Session(websocket, svc.hub)
@@ -157,7 +157,7 @@ async def visitor_socket(websocket: WebSocket) -> None:
             greeting = Fields(hello)
             convo_id = greeting.text("convoID", max_chars=ID_MAX_CHARS) or None
             seq = greeting.integer("seq", minimum=0) or 0
-            sock.origin = origin(greeting, "liveoperator")
+            sock.origin = origin(greeting, VISITOR_CHANNEL)
         except Invalid as exc:
             await websocket.close(CLOSE_BAD_FRAME, exc.message)
             return
