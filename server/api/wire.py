@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -11,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +40,14 @@ STATUS_FOR: dict[type[LiveOpError], int] = {
 }
 # Ids and counts are stored as signed 64-bit integers by every backend.
 MAX_INTEGER = 2**63 - 1
+MIN_INTEGER = -(2**63)
+# ASCII digits only, at most one leading minus, and no more digits than a 64-bit value has:
+# str.isdigit() and int() also take "²" and Arabic-Indic digits, and int() raises on more
+# than 4,300 digits.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]+")
+# The same for decimals (float() also reads Arabic-Indic digits, "1_0" and "infinity").
+_DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -64,6 +73,28 @@ def error_json(exc: LiveOpError) -> dict[str, Any]:
     if isinstance(exc, TooManyRequests):
         found["retry_after"] = exc.retry_after_s
     return found
+
+
+def parse_integer(raw: str) -> int | None:
+    """A whole number in signed 64-bit range written in ASCII digits (one optional leading
+    minus), or None: the one reading of every integer a client sends, in a field, a path or
+    a header."""
+    if not _INTEGER.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if MIN_INTEGER <= value <= MAX_INTEGER else None
+
+
+def path_id(request: HTTPConnection, name: str, missing: LiveOpError) -> int:
+    """An id in a path: ASCII digits, else no such path (as a route that does not match);
+    digits beyond 64 bits name nothing we could hold: ``missing``."""
+    raw = str(request.path_params[name])
+    if not _DIGITS.fullmatch(raw):
+        raise NotFound("not_found", "no such path")
+    value = parse_integer(raw)
+    if value is None:
+        raise missing
+    return value
 
 
 async def on_liveop_error(request: Request, exc: Exception) -> Response:
@@ -130,9 +161,13 @@ class Fields:
         value = self._raw(name, required)
         if value is None:
             return None
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INTEGER:
+        if isinstance(value, str):
+            value = parse_integer(value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not MIN_INTEGER <= value <= MAX_INTEGER
+        ):
             raise self._bad(name, "a whole number")
         if minimum is not None and value < minimum:
             raise self._bad(name, f"at least {minimum}")
@@ -143,10 +178,9 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise self._bad(name, "a number") from None
+            if not _DECIMAL.fullmatch(value):
+                raise self._bad(name, "a number")
+            value = float(value)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -178,7 +212,8 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, list) or any(
-            isinstance(v, bool) or not isinstance(v, int) for v in value
+            isinstance(v, bool) or not isinstance(v, int) or not MIN_INTEGER <= v <= MAX_INTEGER
+            for v in value
         ):
             raise self._bad(name, "a list of whole numbers")
         return value
