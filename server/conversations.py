@@ -135,7 +135,7 @@ def _other_side(sender: Sender, side: Side) -> bool:
 def check_image_url(url: str) -> str:
     if len(url) > IMAGE_URL_MAX_CHARS:
         raise Invalid("invalid_image_url", f"image_url is longer than {IMAGE_URL_MAX_CHARS}")
-    if not _IMAGE_URL.fullmatch(url):
+    if not _IMAGE_URL.fullmatch(url) or has_control_characters(url):
         raise Invalid("invalid_image_url", "image_url must be an http(s) URL")
     return url
 

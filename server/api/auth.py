@@ -23,7 +23,7 @@ LOGIN_PER_IP = Rule(limit=30, per_s=300.0)
 
 async def login(request: Request) -> Response:
     fields = await read_fields(request)
-    email = fields.require("email", max_chars=EMAIL_MAX_CHARS)
+    email = fields.identifier("email", required=True, max_chars=EMAIL_MAX_CHARS)
     password = fields.require("password", max_chars=PASSWORD_MAX_CHARS)
     svc = services(request)
     await svc.limit(LOGIN_PER_IP, "login-ip", client_ip(request))

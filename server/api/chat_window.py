@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -22,7 +22,7 @@ from server.api.commands import (
     optional_convo_id,
     origin,
 )
-from server.api.wire import Fields, ok, on_liveop_error, read_fields
+from server.api.wire import Fields, ok, on_liveop_error, path_identifier, read_fields
 from server.conversations import VISITOR_CHANNEL
 from server.errors import Invalid, LiveOpError
 from server.render.camel_case import message_json
@@ -70,11 +70,9 @@ def load_template() -> str:
     return resources.files("widget_assets").joinpath("chat.html").read_text(encoding="utf-8")
 
 
-def _account(request: Request) -> str:
-    account_id = str(request.path_params["account_id"])
-    if len(account_id) > ID_MAX_CHARS:
-        raise Invalid("invalid_field", "the account id is too long")
-    return account_id
+def path_account(request: HTTPConnection) -> str:
+    """The account these keyless URLs and the visitor socket name in their path."""
+    return path_identifier(request, "account_id", "the account id", ID_MAX_CHARS)
 
 
 # Rate limits of these keyless URLs and the visitor socket (docs/api.md, "Rate limits"). A
@@ -114,7 +112,7 @@ def routes(template: str) -> list[Route]:
         is public and carries no credentials)."""
         try:
             site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
-            site = await services(request).directory.get_site(_account(request), site_id)
+            site = await services(request).directory.get_site(path_account(request), site_id)
         except LiveOpError as exc:
             failed = await on_liveop_error(request, exc)
             failed.headers.update(ANY_ORIGIN)
@@ -134,8 +132,12 @@ def routes(template: str) -> list[Route]:
     async def loadchat(request: Request) -> Response:
         svc = services(request)
         site = Fields(request.query_params).integer("site", minimum=1) or DEFAULT_SITE_ID
-        account = await svc.directory.get_account(_account(request))
-        convo = request.path_params.get("convo_id", "")
+        account = await svc.directory.get_account(path_account(request))
+        convo = (
+            path_identifier(request, "convo_id", "the convoID", ID_MAX_CHARS)
+            if "convo_id" in request.path_params
+            else ""
+        )
         if convo:
             await svc.engine.conversation(account.id, convo)
         page = (
@@ -150,7 +152,7 @@ def routes(template: str) -> list[Route]:
     async def postmessage(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        svc, account_id, convo = services(request), _account(request), optional_convo_id(fields)
+        svc, account_id, convo = services(request), path_account(request), optional_convo_id(fields)
         await limit_visitor_send(svc, account_id, convo, client_ip(request))
         committed = await svc.engine.send(
             account_id,
@@ -169,7 +171,7 @@ def routes(template: str) -> list[Route]:
     async def chatpoll(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        engine, account_id = services(request).engine, _account(request)
+        engine, account_id = services(request).engine, path_account(request)
         convo = optional_convo_id(fields)
         if convo is None:
             # A widget without a conversation polls by session, so a proactive message
@@ -194,7 +196,7 @@ def routes(template: str) -> list[Route]:
     async def chattyping(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        svc, account_id, convo = services(request), _account(request), convo_id(fields)
+        svc, account_id, convo = services(request), path_account(request), convo_id(fields)
         await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
         await svc.engine.set_typing(account_id, convo, operator_id=None)
         return ok()

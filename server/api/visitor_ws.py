@@ -17,8 +17,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
-from server.api.chat_window import VISITOR_TYPING, limit_visitor_send
-from server.api.commands import ID_MAX_CHARS, origin
+from server.api.chat_window import VISITOR_TYPING, limit_visitor_send, path_account
+from server.api.commands import client_msg_id, optional_convo_id, origin
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -117,7 +117,7 @@ class VisitorSocket:
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
             origin=self.origin,
-            client_msg_id=fields.text("clientMsgID") or None,
+            client_msg_id=client_msg_id(fields),
         )
         sent = committed.messages[0]
         if self.convo_id is None:
@@ -143,8 +143,12 @@ async def _zero() -> int:
 
 async def visitor_socket(websocket: WebSocket) -> None:
     svc = services(websocket)
-    account_id = str(websocket.path_params["account_id"])
     await websocket.accept()
+    try:
+        account_id = path_account(websocket)
+    except Invalid as exc:
+        await websocket.close(CLOSE_BAD_FRAME, exc.message)
+        return
     sock = VisitorSocket(websocket, svc, account_id)
     try:
         hello = await read_json(websocket, HELLO_TIMEOUT_S)
@@ -155,7 +159,7 @@ async def visitor_socket(websocket: WebSocket) -> None:
             return
         try:
             greeting = Fields(hello)
-            convo_id = greeting.text("convoID", max_chars=ID_MAX_CHARS) or None
+            convo_id = optional_convo_id(greeting)
             seq = greeting.integer("seq", minimum=0) or 0
             sock.origin = origin(greeting, VISITOR_CHANNEL)
         except Invalid as exc:

@@ -27,6 +27,7 @@ from server.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from server.text import has_control_characters
 
 STATUS_FOR: dict[type[LiveOpError], int] = {
     Invalid: 400,
@@ -73,6 +74,23 @@ def error_json(exc: LiveOpError) -> dict[str, Any]:
     if isinstance(exc, TooManyRequests):
         found["retry_after"] = exc.retry_after_s
     return found
+
+
+def check_identifier(value: str, what: str) -> str:
+    """An id, key, cursor or other name of a thing, from any field, path or frame: control
+    characters are refused (400). No id we issue holds one, PostgreSQL cannot store NUL, and
+    a refusal here keeps them out of every query, log line and file name."""
+    if has_control_characters(value):
+        raise Invalid("invalid_characters", f"{what} contains control characters")
+    return value
+
+
+def path_identifier(request: HTTPConnection, name: str, what: str, max_chars: int) -> str:
+    """A text path parameter that names something (an account, a conversation)."""
+    value = check_identifier(str(request.path_params[name]), what)
+    if len(value) > max_chars:
+        raise Invalid("invalid_field", f"{what} is longer than {max_chars} characters")
+    return value
 
 
 def parse_integer(raw: str) -> int | None:
@@ -138,7 +156,8 @@ class Fields:
     def text(
         self, name: str, *, required: bool = False, max_chars: int | None = None
     ) -> str | None:
-        """Present strings are returned as sent (even empty); absent ones are None."""
+        """Present strings are returned as sent (even empty); absent ones are None. What
+        the text may hold is the caller's rule (an identifier's is ``identifier``)."""
         value = self._data.get(name)
         if value is None or (required and value == ""):
             if required:
@@ -150,6 +169,26 @@ class Fields:
         if max_chars is not None and len(text) > max_chars:
             raise self._bad(name, f"at most {max_chars} characters")
         return text
+
+    @overload
+    def identifier(
+        self, name: str, *, required: Literal[True], max_chars: int | None = None
+    ) -> str: ...
+
+    @overload
+    def identifier(
+        self, name: str, *, required: bool = False, max_chars: int | None = None
+    ) -> str | None: ...
+
+    def identifier(
+        self, name: str, *, required: bool = False, max_chars: int | None = None
+    ) -> str | None:
+        """An id, key, cursor or keyword: text without control characters; absent or empty
+        is None (or ``missing_field`` when ``required``)."""
+        value = self.text(name, required=required, max_chars=max_chars)
+        if not value:
+            return None
+        return check_identifier(value, f"{self._prefix}{name}")
 
     def require(self, name: str, *, max_chars: int | None = None) -> str:
         """A string that must be present and non-empty."""

@@ -7,6 +7,8 @@ the visitor socket. Each surface is tried with every bad value on both backends.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,11 +141,120 @@ INTEGER_CASES: list[Case] = [
 ]  # fmt: skip
 
 
+# NUL, other C0 controls, DEL and a C1 control (NEL), alone and inside an id.
+BAD_IDENTIFIERS = ["\x00", "ab\x00cd", "\x01", "\x1b[31m", "ab\ncd", "\x7f", "\x85"]
+# An inbox cursor as the server encodes one, around a conversation id with a NUL.
+FORGED_CURSOR = base64.urlsafe_b64encode(b'[1.0, "ab\\u0000cd"]').decode().rstrip("=")
+
+IDENTIFIER_CASES: list[Case] = [
+    ("widget-config account", "GET", f"/{BAD}/liveoperator/widget-config", None, "query", {}),
+    ("loadchat account", "GET", f"/{BAD}/liveoperator/loadchat", None, "query", {}),
+    ("loadchat convo", "GET", f"{PUBLIC}/loadchat/{BAD}", None, "query", {}),
+    ("postmessage account", "POST", f"/{BAD}/liveoperator/postmessage", None, "form",
+     {"message": "hi"}),
+    ("postmessage convoID", "POST", f"{PUBLIC}/postmessage", None, "form",
+     {"message": "hi", "convoID": BAD}),
+    ("postmessage clientMsgID", "POST", f"{PUBLIC}/postmessage", None, "form",
+     {"message": "hi", "clientMsgID": BAD}),
+    ("postmessage sessionID", "POST", f"{PUBLIC}/postmessage", None, "form",
+     {"message": "hi", "sessionID": BAD}),
+    ("chatpoll account", "POST", f"/{BAD}/liveoperator/chatpoll", None, "form",
+     {"convoID": CONVO}),
+    ("chatpoll convoID", "POST", f"{PUBLIC}/chatpoll", None, "form", {"convoID": BAD}),
+    ("chatpoll sessionID", "GET", f"{PUBLIC}/chatpoll", None, "query", {"sessionID": BAD}),
+    ("chattyping convoID", "POST", f"{PUBLIC}/chattyping", None, "form", {"convoID": BAD}),
+    ("command accountID", "POST", "sendmessage", "envelope", "form", {"accountID": BAD}),
+    ("command key", "POST", "sendmessage", "envelope", "form", {"key": BAD}),
+    ("command app", "POST", "sendmessage", "envelope", "form", {"app": BAD}),
+    ("command name", "POST", "sendmessage", "envelope", "form", {"command": BAD}),
+    ("sendmessage convoID", "POST", "sendmessage", "key", "json",
+     {"convoID": BAD, "message": "hi"}),
+    ("sendmessage clientMsgID", "POST", "sendmessage", "key", "json",
+     {"message": "hi", "clientMsgID": BAD}),
+    ("sendmessage sessionID", "POST", "sendmessage", "key", "json",
+     {"message": "hi", "sessionID": BAD}),
+    ("sendmessage sourceApp", "POST", "sendmessage", "key", "json",
+     {"message": "hi", "sourceApp": BAD}),
+    ("sendmessage sender", "POST", "sendmessage", "key", "json", {"message": "hi", "sender": BAD}),
+    ("poll convoID", "POST", "poll", "key", "json", {"convoID": BAD}),
+    ("settyping convoID", "POST", "settyping", "key", "json", {"convoID": BAD}),
+    ("gethistory convoID", "POST", "gethistory", "key", "json", {"convoID": BAD}),
+    ("setstatus convoID", "POST", "setstatus", "key", "json", {"convoID": BAD, "status": "open"}),
+    ("setstatus status", "POST", "setstatus", "key", "json", {"convoID": CONVO, "status": BAD}),
+    ("login email", "POST", "/api/v1/auth/login", None, "json",
+     {"email": f"alex{BAD}@x.test", "password": TEST_PASSWORD}),
+    ("message conversation_id", "POST", f"{OPERATOR}/message", "operator", "json",
+     {"conversation_id": BAD, "content": "hi"}),
+    ("message client_msg_id", "POST", f"{OPERATOR}/message", "operator", "json",
+     {"conversation_id": CONVO, "content": "hi", "client_msg_id": BAD}),
+    ("accept path", "POST", f"{OPERATOR}/accept/{BAD}", "operator", "json", {}),
+    ("close path", "POST", f"{OPERATOR}/close/{BAD}", "operator", "json", {}),
+    ("conversation path", "GET", f"{OPERATOR}/conversation/{BAD}", "operator", "query", {}),
+    ("conversation status", "POST", f"{OPERATOR}/conversation/{CONVO}/status", "operator",
+     "json", {"status": BAD}),
+    ("block type", "POST", f"{OPERATOR}/conversation/{CONVO}/block", "operator", "json",
+     {"blocked": True, "block_type": BAD}),
+    ("visitor email", "PATCH", f"{OPERATOR}/conversation/{CONVO}/visitor", "operator", "json",
+     {"email": f"j{BAD}@x.test"}),
+    ("typing conversation_id", "POST", f"{OPERATOR}/typing", "operator", "json",
+     {"conversation_id": BAD}),
+    ("note conversation_id", "POST", f"{OPERATOR}/note", "operator", "json",
+     {"conversation_id": BAD, "content": "n"}),
+    ("proactive session_id", "POST", f"{OPERATOR}/proactive-message", "operator", "json",
+     {"site_id": 1, "session_id": BAD, "content": "hi"}),
+    ("fcm-token add", "POST", f"{OPERATOR}/fcm-token", "operator", "json", {"token": BAD}),
+    ("fcm-token remove", "DELETE", f"{OPERATOR}/fcm-token", "operator", "json", {"token": BAD}),
+    ("inbox cursor", "GET", f"{OPERATOR}/inbox", "operator", "query", {"cursor": BAD}),
+    ("inbox forged cursor", "GET", f"{OPERATOR}/inbox", "operator", "query",
+     {"cursor": FORGED_CURSOR}),
+    ("inbox owner", "GET", f"{OPERATOR}/inbox", "operator", "query", {"owner": BAD}),
+    ("inbox status", "GET", f"{OPERATOR}/inbox", "operator", "query", {"status": BAD}),
+    ("inbox channel", "GET", f"{OPERATOR}/inbox", "operator", "query", {"channel": BAD}),
+    ("set-lang conversation_id", "POST", f"{OPERATOR}/translation/set-lang", "operator", "json",
+     {"conversation_id": BAD, "lang": "fr"}),
+    ("set-lang lang", "POST", f"{OPERATOR}/translation/set-lang", "operator", "json",
+     {"conversation_id": CONVO, "lang": BAD}),
+    ("stream last_event_id", "GET", f"{OPERATOR}/stream", "operator", "query",
+     {"last_event_id": BAD}),
+    ("operator create email", "POST", f"{ADMIN}/operators", "admin", "json",
+     {"name": "Bo", "email": f"bo{BAD}@x.test", "password": "long-enough-pw"}),
+    ("operator create role", "POST", f"{ADMIN}/operators", "admin", "json",
+     {"name": "Bo", "email": "bo@x.test", "password": "long-enough-pw", "role": BAD}),
+    ("team create name", "POST", f"{ADMIN}/teams", "admin", "json", {"name": f"T{BAD}x"}),
+    ("canned create name", "POST", f"{ADMIN}/canned", "admin", "json",
+     {"name": f"C{BAD}x", "message": "m"}),
+    ("site update color", "PATCH", f"{ADMIN}/sites/1", "admin", "json", {"color": BAD}),
+]  # fmt: skip
+
+# Free text may hold line breaks and other controls, but never NUL (PostgreSQL refuses it).
+NUL_VALUES = ["\x00", "ab\x00cd"]
+TEXT_CASES: list[Case] = [
+    ("inbox q", "GET", f"{OPERATOR}/inbox", "operator", "query", {"q": f"ab{BAD}"}),
+    ("login password", "POST", "/api/v1/auth/login", None, "json",
+     {"email": "alex@x.test", "password": BAD}),
+    ("postmessage message", "POST", f"{PUBLIC}/postmessage", None, "form", {"message": BAD}),
+    ("postmessage fname", "POST", f"{PUBLIC}/postmessage", None, "form",
+     {"message": "hi", "fname": BAD}),
+    ("note content", "POST", f"{OPERATOR}/note", "operator", "json",
+     {"conversation_id": CONVO, "content": BAD}),
+    ("visitor info", "PATCH", f"{OPERATOR}/conversation/{CONVO}/visitor", "operator", "json",
+     {"info": BAD}),
+    ("site greeting", "PATCH", f"{ADMIN}/sites/1", "admin", "json", {"greeting": BAD}),
+    ("canned message", "POST", f"{ADMIN}/canned", "admin", "json", {"name": "C", "message": BAD}),
+    ("message image_url", "POST", f"{OPERATOR}/message", "operator", "json",
+     {"conversation_id": CONVO, "image_url": f"https://cdn.test/{BAD}.png"}),
+    ("site color", "PATCH", f"{ADMIN}/sites/1", "admin", "json", {"color": f"#aabbcc{BAD}"}),
+]  # fmt: skip
+
+
 async def _send(world: World, case: Case, bad: str) -> httpx.Response:
     _, method, path, who, where, raw = case
     client, fields = world.tenant.client, world.fill(raw, bad)
     if who == "key":
         form = world.tenant.envelope(path, json=orjson.dumps(fields).decode())
+        return await client.post("/", data=form)
+    if who == "envelope":
+        form = {**world.tenant.envelope(path, json='{"message": "hi"}'), **fields}
         return await client.post("/", data=form)
     headers = {None: {}, "operator": world.operator, "admin": world.admin}[who]
     url = world.fill(path, quote(bad, safe=""))
@@ -168,6 +279,16 @@ async def _refused_everywhere(world: World, cases: list[Case], values: list[str]
             if not (400 <= response.status_code < 500 and body.get("success") is False):
                 wrong.append(f"{case[0]} {bad[:12]!r}: {response.status_code} {response.text[:80]}")
     assert not wrong, "\n".join(wrong)
+
+
+async def test_control_characters_in_identifiers_are_refused_on_every_surface(
+    world: World,
+) -> None:
+    await _refused_everywhere(world, IDENTIFIER_CASES, BAD_IDENTIFIERS)
+
+
+async def test_nul_in_free_text_is_refused_on_every_surface(world: World) -> None:
+    await _refused_everywhere(world, TEXT_CASES, NUL_VALUES)
 
 
 async def test_exotic_and_oversize_integers_are_refused_on_every_surface(world: World) -> None:
@@ -210,3 +331,36 @@ async def test_exotic_integers_in_the_socket_hello_close_it_as_a_bad_frame(
                     await ws.recv()
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 4000, (field, bad[:12])
+
+
+async def test_nul_in_visitor_socket_fields_answers_an_error_frame_and_the_socket_lives(
+    base: str, world: World
+) -> None:
+    url = f"ws://{base}/{world.tenant.account_id}/liveoperator/ws"
+    async with websocket(url) as ws:
+        await ws.send(type="hello", convoID=world.convo)
+        await ws.until("ready")
+        for bad in BAD_IDENTIFIERS:
+            await ws.send(type="send", message="hi", clientMsgID=bad)
+            error = await ws.until("error")
+            assert error["error"]["code"] == "invalid_characters", bad
+        await ws.send(type="send", message="still here", clientMsgID="fine-1")
+        assert (await ws.until("ack"))["duplicate"] is False
+
+
+async def test_nul_in_the_socket_hello_or_path_closes_it_as_a_bad_frame(
+    base: str, world: World
+) -> None:
+    account = world.tenant.account_id
+    for path, hello in [
+        (f"/{account}/liveoperator/ws", {"convoID": "ab\x00cd"}),
+        (f"/{account}/liveoperator/ws", {"sessionID": "session\x00x"}),
+        ("/ab%00cd/liveoperator/ws", {}),
+    ]:
+        async with websocket(f"ws://{base}{path}") as ws:
+            # A socket refused by its path may be closed before the hello is written.
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(type="hello", **hello)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.until("never")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000, path
