@@ -37,7 +37,7 @@ from server.api import (
     uploads,
     visitor_ws,
 )
-from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
+from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
 from server.conversations import ConversationEngine
@@ -137,7 +137,8 @@ def create_app(settings: Settings) -> Starlette:
             chat_window.asset_mount(),
         ],
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH})
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
+            Middleware(InFlightLimit, exempt={stream.ROUTE}),
         ],
         exception_handlers={
             LiveOpError: on_liveop_error,

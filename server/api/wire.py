@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import sqlite3
 from collections.abc import Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
+import asyncpg
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -49,6 +52,29 @@ _INTEGER = re.compile(r"-?[0-9]{1,19}")
 _DIGITS = re.compile(r"[0-9]+")
 # The same for decimals (float() also reads Arabic-Indic digits, "1_0" and "infinity").
 _DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
+# Store failures a client may simply retry, answered 503 with this Retry-After: SQLite busy,
+# locked, full or failing I/O (its primary result codes), and PostgreSQL below.
+_SQLITE_RETRYABLE = frozenset(
+    {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+     "SQLITE_READONLY", "SQLITE_PROTOCOL"}
+)  # fmt: skip
+# Connection lost or refused (08, and the socket's own errors), resources exhausted (53: disk
+# full, too many connections), a serialization conflict (40), shutdown or cancel (57), and a
+# statement or pool wait that timed out.
+_POSTGRES_RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.OperatorInterventionError,
+    ConnectionError,
+    TimeoutError,
+)
+RETRY_AFTER_S = 2
+# Requests in progress at once per process: far above what a healthy store keeps in flight
+# (requests take milliseconds), far below what a stalled one would pile up.
+IN_FLIGHT_LIMIT = 128
+# How long one more waits for a slot: a burst passes, a stall is answered 503 soon.
+IN_FLIGHT_WAIT_S = 5.0
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -131,7 +157,34 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+def retryable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a store failure that passes: the same request may succeed soon.
+
+    Its causes count: a transaction that cannot end because its connection was lost raises
+    asyncpg's InterfaceError, in the context of the ConnectionDoesNotExistError that says so.
+    """
+    while exc is not None:
+        if isinstance(exc, sqlite3.OperationalError):
+            name = getattr(exc, "sqlite_errorname", "")
+            if "_".join(name.split("_")[:2]) in _SQLITE_RETRYABLE:
+                return True
+        elif isinstance(exc, _POSTGRES_RETRYABLE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def unavailable() -> JSON:
+    response = error_response(
+        503, "store_unavailable", "the store is busy or unreachable; retry in a moment"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 async def on_crash(request: Request, exc: Exception) -> Response:
+    if retryable(exc):
+        return unavailable()
     return error_response(500, "internal_error", "the server failed; the error was logged")
 
 
@@ -330,6 +383,43 @@ def _multipart(content_type: str, body: bytes) -> dict[str, str]:
         except UnicodeDecodeError:
             raise Invalid("invalid_encoding", f"{name} is not UTF-8") from None
     return fields
+
+
+class InFlightLimit:
+    """Bounds the HTTP requests in progress at once to ``limit``; one more waits at most
+    ``wait_s`` for a slot, then is answered 503 with Retry-After.
+
+    When the store stalls (a full or hung disk, a lost database) every request hangs on it:
+    this keeps how many wait, and what they hold (sockets, memory, pool waits), bounded, and
+    tells the rest to come back. Long-lived streams (``exempt`` paths) are not counted, nor
+    are WebSockets.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = IN_FLIGHT_LIMIT,
+        wait_s: float = IN_FLIGHT_WAIT_S,
+        exempt: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.wait_s = wait_s
+        self.exempt = frozenset(exempt)
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+        except TimeoutError:
+            await unavailable()(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
 
 
 class BodyLimit:
