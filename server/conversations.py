@@ -21,7 +21,7 @@ from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed
-from server.text import check_body, has_control_characters
+from server.text import check_body, has_control_characters, is_email
 from storage.base import Decide, InboxQuery, Store
 from storage.models import (
     BLOCK_TYPES,
@@ -111,8 +111,8 @@ def check_user_info(info: UserInfo) -> None:
             check_body(value, limit)
         elif has_control_characters(value):
             raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
-    if info.email and "@" not in info.email:
-        raise Invalid("invalid_user_info", "userInfo.email is not an email address")
+    if info.email and not is_email(info.email):
+        raise Invalid("invalid_user_info", "userInfo.email is not one email address")
     if not _PHONE.match(info.phone):
         raise Invalid("invalid_user_info", "userInfo.phone may hold only digits, spaces and +-().")
 
