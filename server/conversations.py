@@ -21,7 +21,7 @@ from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed
-from server.text import check_body, has_control_characters, is_email
+from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import Decide, InboxQuery, Store
 from storage.models import (
     BLOCK_TYPES,
@@ -49,6 +49,8 @@ POLL_BATCH = 200
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
 MULTILINE_FIELDS = frozenset({"info"})
+# The visitor's name, as inboxes show it beside operators' names.
+NAME_FIELDS = frozenset({"fname", "lname"})
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
 # Room for a UUID or a provider's message id with a prefix; longer is a client bug.
@@ -111,6 +113,11 @@ def check_user_info(info: UserInfo) -> None:
             check_body(value, limit)
         elif has_control_characters(value):
             raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
+        if name in NAME_FIELDS and has_invisible_formatting(value):
+            raise Invalid(
+                "invalid_user_info",
+                f"userInfo.{name} contains bidi overrides or invisible characters",
+            )
     if info.email and not is_email(info.email):
         raise Invalid("invalid_user_info", "userInfo.email is not one email address")
     if not _PHONE.match(info.phone):

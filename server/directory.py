@@ -15,7 +15,7 @@ from typing import TypeVar
 from server.adapters.translate import check_language
 from server.errors import Conflict, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key
-from server.text import check_body, has_control_characters, is_email
+from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import (
     CannedPatch,
     DuplicateEmail,
@@ -59,6 +59,10 @@ def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
         raise Invalid("invalid_field", f"{field} is longer than {limit} characters")
     if has_control_characters(value):
         raise Invalid("invalid_field", f"{field} must not contain control characters")
+    if has_invisible_formatting(value):
+        raise Invalid(
+            "invalid_field", f"{field} must not contain bidi overrides or invisible characters"
+        )
     return value
 
 
