@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -80,6 +80,9 @@ DEFAULT_LANG = "en"
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# Awaited once a request is known to be valid, just before it changes anything: where a
+# surface charges its rate limit, so that refused requests spend nothing (docs/api.md).
+Admit = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 # Seed 001's visitor fields an operator may correct (name is split into fname and lname).
 VisitorPatch = dict[str, str | None]
@@ -210,6 +213,7 @@ class ConversationEngine:
         client_msg_id: str | None = None,
         image_url: str | None = None,
         account_key: bool = False,
+        admit: Admit | None = None,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None.
@@ -218,6 +222,9 @@ class ConversationEngine:
         A ``client_msg_id`` already stored is a retry only within what the caller holds (see
         ``_holds``): the original comes back with ``duplicate``; anywhere else it is a 409
         that names nothing. ``account_key``: the caller authenticated with the account's key.
+        ``admit`` is awaited after every check that needs no lock (see ``Admit``); what only
+        the locked conversation can refuse (a blocked visitor, an unknown convoID) is charged
+        to that conversation's own budget, which no one else spends.
         """
         if user_info is not None:
             check_user_info(user_info)
@@ -244,6 +251,8 @@ class ConversationEngine:
         translation = await self._translation(
             account_id, convo_id, sender, operator, text, template
         )
+        if admit is not None:
+            await admit()
 
         def decide(current: Conversation | None) -> Change:
             if current is None:
@@ -516,9 +525,18 @@ class ConversationEngine:
 
         return (await self._write(account_id, convo_id, decide)).conversation
 
-    async def set_typing(self, account_id: str, convo_id: str, *, operator_id: int | None) -> None:
+    async def set_typing(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        operator_id: int | None,
+        admit: Admit | None = None,
+    ) -> None:
         side = await self._side(account_id, operator_id)
         await self._conversation(account_id, convo_id)
+        if admit is not None:
+            await admit()
         await self._typing.touch(convo_id, side)
         await self._feed.typing(account_id, convo_id, side)
 

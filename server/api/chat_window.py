@@ -23,7 +23,7 @@ from server.api.commands import (
     origin,
 )
 from server.api.wire import Fields, ok, on_liveop_error, path_identifier, read_fields
-from server.conversations import VISITOR_CHANNEL
+from server.conversations import VISITOR_CHANNEL, Admit
 from server.errors import Invalid, LiveOpError
 from server.render.camel_case import message_json
 from server.services import Services, client_ip, services
@@ -85,13 +85,25 @@ NEW_CONVERSATIONS = Rule(limit=10, per_s=600.0)
 VISITOR_TYPING = Rule(limit=60, per_s=60.0, burst=20)
 
 
-async def limit_visitor_send(svc: Services, account_id: str, convo: str | None, ip: str) -> None:
-    """A visitor's message spends its conversation's budget; one that opens a conversation
-    spends its address's budget for new conversations instead."""
-    if convo is None:
-        await svc.limit(NEW_CONVERSATIONS, "new-convo", account_id, ip)
-    else:
-        await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+def visitor_send_budget(svc: Services, account_id: str, convo: str | None, ip: str) -> Admit:
+    """What a visitor's valid message spends: its conversation's budget, or for one that
+    opens a conversation its address's budget for new conversations. Charged by the engine
+    once the message passed every check, so refused ones spend nothing."""
+
+    async def admit() -> None:
+        if convo is None:
+            await svc.limit(NEW_CONVERSATIONS, "new-convo", account_id, ip)
+        else:
+            await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+
+    return admit
+
+
+def visitor_typing_budget(svc: Services, account_id: str, convo: str) -> Admit:
+    async def admit() -> None:
+        await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
+
+    return admit
 
 
 def _visitor_only(fields: Fields) -> None:
@@ -153,7 +165,6 @@ def routes(template: str) -> list[Route]:
         fields = await read_fields(request)
         _visitor_only(fields)
         svc, account_id, convo = services(request), path_account(request), optional_convo_id(fields)
-        await limit_visitor_send(svc, account_id, convo, client_ip(request))
         committed = await svc.engine.send(
             account_id,
             convo_id=convo,
@@ -161,6 +172,7 @@ def routes(template: str) -> list[Route]:
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
             origin=origin(fields, VISITOR_CHANNEL),
             client_msg_id=client_msg_id(fields),
+            admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),
         )
         return ok(
             convoID=committed.conversation.id,
@@ -197,8 +209,9 @@ def routes(template: str) -> list[Route]:
         fields = await read_fields(request)
         _visitor_only(fields)
         svc, account_id, convo = services(request), path_account(request), convo_id(fields)
-        await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
-        await svc.engine.set_typing(account_id, convo, operator_id=None)
+        await svc.engine.set_typing(
+            account_id, convo, operator_id=None, admit=visitor_typing_budget(svc, account_id, convo)
+        )
         return ok()
 
     return [

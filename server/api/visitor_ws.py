@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
-from server.api.chat_window import VISITOR_TYPING, limit_visitor_send, path_account
+from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
 from server.api.commands import client_msg_id, optional_convo_id, origin
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
@@ -97,8 +97,12 @@ class VisitorSocket:
         elif kind == "typing":
             if self.convo_id is None:
                 raise NotFound("conversation_not_found", "send a message first")
-            await self.svc.limit(VISITOR_TYPING, "visitor-typing", self.account_id, self.convo_id)
-            await self.svc.engine.set_typing(self.account_id, self.convo_id, operator_id=None)
+            await self.svc.engine.set_typing(
+                self.account_id,
+                self.convo_id,
+                operator_id=None,
+                admit=visitor_typing_budget(self.svc, self.account_id, self.convo_id),
+            )
         elif kind == "ping":
             await self.websocket.send_text(control("pong"))
         else:
@@ -108,9 +112,6 @@ class VisitorSocket:
         # The same typed reading as the HTTP surfaces: a field of the wrong type is an error
         # frame, never silently dropped (a lost clientMsgID would lose idempotency).
         fields = Fields(frame)
-        await limit_visitor_send(
-            self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
-        )
         committed = await self.svc.engine.send(
             self.account_id,
             convo_id=self.convo_id,
@@ -118,6 +119,9 @@ class VisitorSocket:
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
             origin=self.origin,
             client_msg_id=client_msg_id(fields),
+            admit=visitor_send_budget(
+                self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
+            ),
         )
         sent = committed.messages[0]
         if self.convo_id is None:
