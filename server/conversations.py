@@ -462,12 +462,15 @@ class ConversationEngine:
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
-    async def session_conversation(self, account_id: str, origin: Origin) -> Conversation | None:
-        """Marks a widget session online and finds the conversation an operator opened for it."""
+    async def session_conversation(
+        self, account_id: str, origin: Origin, address: str
+    ) -> Conversation | None:
+        """Marks a widget session online (bounded per client ``address`` and account, see
+        Presence.session_seen) and finds the conversation an operator opened for it."""
         if origin.session_id is None:
             raise Invalid("missing_field", "convoID or sessionID is required")
-        await self._presence.visitors_seen(
-            account_id, [session_mark(origin.site_id, origin.session_id)]
+        await self._presence.session_seen(
+            account_id, session_mark(origin.site_id, origin.session_id), address
         )
         found = await self._store.list_conversations(
             account_id, _session_query(origin.site_id, origin.session_id)

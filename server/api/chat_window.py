@@ -188,7 +188,9 @@ def routes(template: str) -> list[Route]:
         if convo is None:
             # A widget without a conversation polls by session, so a proactive message
             # reaches a visitor whose browser cannot hold a WebSocket.
-            waiting = await engine.session_conversation(account_id, origin(fields, VISITOR_CHANNEL))
+            waiting = await engine.session_conversation(
+                account_id, origin(fields, VISITOR_CHANNEL), client_ip(request)
+            )
             if waiting is None:
                 return ok(convoID=None, messages=[], typing=False, status=None)
             convo = waiting.id

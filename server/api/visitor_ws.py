@@ -60,7 +60,12 @@ class VisitorSocket:
         await self.session.subscribe(
             session_channel(self.account_id, session_id), Outbox(0, _nothing), _zero, _zero
         )
-        await self._online(session_mark(self.origin.site_id, session_id))
+        mark = session_mark(self.origin.site_id, session_id)
+        # Bounded per address and account: invented session ids must not crowd real
+        # visitors out of the operators' list. A socket over the bound still works.
+        connected = self.svc.availability.connected
+        if await connected.session_opened(self.account_id, mark, client_ip(self.websocket)):
+            self.mark = mark
 
     async def _online(self, mark: str) -> None:
         if self.mark is not None:
