@@ -25,6 +25,12 @@ REDIS_PRESENCE_TIMEOUT_S = 0.5
 SWEEP_EVERY = 10_000
 # Connected visitors are re-marked this often by one task per process, well inside the TTL.
 VISITOR_REFRESH_S = 20.0
+# Live widget-session marks (visitors without a conversation yet) one client address may hold
+# in an account: a household or an office with several visitors fits, a script inventing
+# session ids does not. Per account, fewer than an online listing scans, so a flood from many
+# addresses cannot push every real visitor out of it.
+SESSIONS_PER_ADDRESS = 30
+SESSIONS_PER_ACCOUNT = 500
 
 Clock = Callable[[], float]
 
@@ -63,6 +69,12 @@ class Presence(Protocol):
     async def visitors_online(self, account_id: str) -> list[str]:
         """Marks of visitors seen within VISITOR_TTL_S, most recent first."""
 
+    async def session_seen(self, account_id: str, mark: str, address: str) -> bool:
+        """Marks a widget session (a session_mark()) online, as visitors_seen, unless it is
+        new and ``address`` already holds SESSIONS_PER_ADDRESS live session marks in the
+        account, or the account SESSIONS_PER_ACCOUNT; a live one is always refreshed.
+        True when marked."""
+
 
 class MemoryPresence:
     def __init__(self, clock: Clock = time.time) -> None:
@@ -70,6 +82,8 @@ class MemoryPresence:
         self._operators: dict[str, dict[int, float]] = {}
         self._away: dict[tuple[str, int], set[int]] = {}
         self._visitors: dict[str, dict[str, float]] = {}
+        # account -> session mark -> (address, expiry)
+        self._sessions: dict[str, dict[str, tuple[str, float]]] = {}
         self._marks = 0
 
     async def operator_beat(self, account_id: str, operator_id: int) -> bool:
@@ -111,6 +125,11 @@ class MemoryPresence:
                 for account, marks in self._visitors.items()
                 if (live := {c: e for c, e in marks.items() if e > now})
             }
+            self._sessions = {
+                account: kept
+                for account, sessions in self._sessions.items()
+                if (kept := {m: held for m, held in sessions.items() if held[1] > now})
+            }
 
     async def visitors_online(self, account_id: str) -> list[str]:
         now = self._clock()
@@ -118,6 +137,19 @@ class MemoryPresence:
         for convo_id in [c for c, expiry in seen.items() if expiry <= now]:
             del seen[convo_id]
         return sorted(seen, key=seen.__getitem__, reverse=True)
+
+    async def session_seen(self, account_id: str, mark: str, address: str) -> bool:
+        now = self._clock()
+        sessions = self._sessions.setdefault(account_id, {})
+        for stale in [m for m, (_, expiry) in sessions.items() if expiry <= now]:
+            del sessions[stale]
+        if mark not in sessions:
+            from_address = sum(1 for held, _ in sessions.values() if held == address)
+            if from_address >= SESSIONS_PER_ADDRESS or len(sessions) >= SESSIONS_PER_ACCOUNT:
+                return False
+        sessions[mark] = (address, now + VISITOR_TTL_S)
+        await self.visitors_seen(account_id, [mark])
+        return True
 
 
 class RedisPresence:
@@ -192,6 +224,24 @@ class RedisPresence:
     async def visitors_online(self, account_id: str) -> list[str]:
         return await self._live(self._key("visitors", account_id))
 
+    async def session_seen(self, account_id: str, mark: str, address: str) -> bool:
+        now = self._clock()
+        keys = [
+            self._key("visitors", account_id),
+            self._key("sessions", account_id),
+            self._key(f"sessions:{address}", account_id),
+        ]
+        args: list[str | float] = [
+            mark, now, now + VISITOR_TTL_S, SESSIONS_PER_ADDRESS, SESSIONS_PER_ACCOUNT,
+        ]  # fmt: skip
+        try:
+            async with asyncio.timeout(REDIS_PRESENCE_TIMEOUT_S):
+                marked = await self._redis.eval(_SESSION_SEEN, len(keys), *keys, *args)
+        except self._outage:
+            log.warning("presence unavailable: visitors not recorded")
+            return False
+        return bool(marked)
+
     async def _live(self, key: str) -> list[str]:
         now = self._clock()
         try:
@@ -207,6 +257,28 @@ class RedisPresence:
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
 
+# One round trip, atomic, so concurrent polls cannot slip past the bounds together. KEYS: the
+# account's visitors, its session marks, the address's session marks; ARGV: mark, now,
+# expiry, the two bounds. Session sets expire with their last member.
+_SESSION_SEEN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4])
+      or redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+    return 0
+  end
+end
+local ttl = math.ceil(tonumber(ARGV[3]) - tonumber(ARGV[2]))
+for i = 1, 3 do
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1])
+end
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+return 1
+"""
+
+
 class ConnectedVisitors:
     """This process's open visitor sockets, re-marked online by one task for all of them
     rather than a timer per connection."""
@@ -219,6 +291,15 @@ class ConnectedVisitors:
         key = (account_id, convo_id)
         self._open[key] = self._open.get(key, 0) + 1
         await self._presence.visitors_seen(account_id, [convo_id])
+
+    async def session_opened(self, account_id: str, mark: str, address: str) -> bool:
+        """A socket waiting in a widget session, bounded as Presence.session_seen; True when
+        it counts as online (and is then kept so until closed)."""
+        if not await self._presence.session_seen(account_id, mark, address):
+            return False
+        key = (account_id, mark)
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
 
     def closed(self, account_id: str, convo_id: str) -> None:
         key = (account_id, convo_id)

@@ -39,7 +39,7 @@ from server.api import (
     visitor_ws,
 )
 from server.api.url_credentials import CredentialsStayOutOfURLs
-from server.api.wire import BodyLimit, ok, on_crash, on_http_error, on_liveop_error
+from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
 from server.conversations import ConversationEngine
@@ -142,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
         middleware=[
             Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
+            Middleware(InFlightLimit, exempt={stream.ROUTE}),
         ],
         exception_handlers={
             LiveOpError: on_liveop_error,

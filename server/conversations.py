@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -21,7 +21,7 @@ from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
-from server.text import check_body, has_control_characters
+from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import Decide, InboxQuery, Store
 from storage.models import (
     BLOCK_TYPES,
@@ -49,6 +49,8 @@ POLL_BATCH = 200
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
 MULTILINE_FIELDS = frozenset({"info"})
+# The visitor's name, as inboxes show it beside operators' names.
+NAME_FIELDS = frozenset({"fname", "lname"})
 _PHONE = re.compile(r"^[0-9+()\-. ]*$")
 _MACRO = re.compile(r"\{(fname|lname|email|phone|operator)\}")
 # Room for a UUID or a provider's message id with a prefix; longer is a client bug.
@@ -56,6 +58,9 @@ CLIENT_MSG_ID_MAX_CHARS = 128
 # 16 random bytes: 128 bits, beyond the 96 the design requires of a capability URL.
 CONVO_ID_BYTES = 16
 MESSAGE_ID_BYTES = 12
+# The channel of the keyless chat window and widget: its conversations belong to a visitor's
+# session, never to the account key's integration (so a visitor cannot plant its keys there).
+VISITOR_CHANNEL: SourceApp = "liveoperator"
 # Replies on these channels leave through an outbound adapter, not the web session.
 OUTBOUND_CHANNELS: frozenset[SourceApp] = frozenset({"smsbroadcast", "emailbroadcast"})
 # An inbox row shows this much of the newest message.
@@ -75,6 +80,9 @@ DEFAULT_LANG = "en"
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# Awaited once a request is known to be valid, just before it changes anything: where a
+# surface charges its rate limit, so that refused requests spend nothing (docs/api.md).
+Admit = Callable[[], Awaitable[None]]
 T = TypeVar("T")
 # Seed 001's visitor fields an operator may correct (name is split into fname and lname).
 VisitorPatch = dict[str, str | None]
@@ -108,8 +116,13 @@ def check_user_info(info: UserInfo) -> None:
             check_body(value, limit)
         elif has_control_characters(value):
             raise Invalid("invalid_user_info", f"userInfo.{name} contains control characters")
-    if info.email and "@" not in info.email:
-        raise Invalid("invalid_user_info", "userInfo.email is not an email address")
+        if name in NAME_FIELDS and has_invisible_formatting(value):
+            raise Invalid(
+                "invalid_user_info",
+                f"userInfo.{name} contains bidi overrides or invisible characters",
+            )
+    if info.email and not is_email(info.email):
+        raise Invalid("invalid_user_info", "userInfo.email is not one email address")
     if not _PHONE.match(info.phone):
         raise Invalid("invalid_user_info", "userInfo.phone may hold only digits, spaces and +-().")
 
@@ -132,7 +145,7 @@ def _other_side(sender: Sender, side: Side) -> bool:
 def check_image_url(url: str) -> str:
     if len(url) > IMAGE_URL_MAX_CHARS:
         raise Invalid("invalid_image_url", f"image_url is longer than {IMAGE_URL_MAX_CHARS}")
-    if not _IMAGE_URL.fullmatch(url):
+    if not _IMAGE_URL.fullmatch(url) or has_control_characters(url):
         raise Invalid("invalid_image_url", "image_url must be an http(s) URL")
     return url
 
@@ -199,11 +212,19 @@ class ConversationEngine:
         origin: Origin | None = None,
         client_msg_id: str | None = None,
         image_url: str | None = None,
+        account_key: bool = False,
+        admit: Admit | None = None,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None.
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
+        A ``client_msg_id`` already stored is a retry only within what the caller holds (see
+        ``_holds``): the original comes back with ``duplicate``; anywhere else it is a 409
+        that names nothing. ``account_key``: the caller authenticated with the account's key.
+        ``admit`` is awaited after every check that needs no lock (see ``Admit``); what only
+        the locked conversation can refuse (a blocked visitor, an unknown convoID) is charged
+        to that conversation's own budget, which no one else spends.
         """
         if user_info is not None:
             check_user_info(user_info)
@@ -230,6 +251,8 @@ class ConversationEngine:
         translation = await self._translation(
             account_id, convo_id, sender, operator, text, template
         )
+        if admit is not None:
+            await admit()
 
         def decide(current: Conversation | None) -> Change:
             if current is None:
@@ -254,10 +277,12 @@ class ConversationEngine:
             return _append(before, current, draft, self._clock())
 
         committed = await self._write(account_id, convo_id, decide, client_msg_id)
-        if committed.duplicate and convo_id is not None and committed.conversation.id != convo_id:
+        if committed.duplicate and not _holds(
+            committed.conversation, convo_id, origin, account_key
+        ):
             raise Conflict(
                 "client_msg_id_reused",
-                "clientMsgID was already used for a message in another conversation",
+                "clientMsgID was already used for another message; send a new one",
             )
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
@@ -391,7 +416,7 @@ class ConversationEngine:
             convo_id=open_ones[0].id if open_ones else None,
             text=text,
             operator_id=operator_id,
-            origin=Origin("liveoperator", site_id, session_id),
+            origin=Origin(VISITOR_CHANNEL, site_id, session_id),
         )
         await self._feed.session_conversation(account_id, session_id, committed.conversation.id)
         return committed
@@ -437,12 +462,15 @@ class ConversationEngine:
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
-    async def session_conversation(self, account_id: str, origin: Origin) -> Conversation | None:
-        """Marks a widget session online and finds the conversation an operator opened for it."""
+    async def session_conversation(
+        self, account_id: str, origin: Origin, address: str
+    ) -> Conversation | None:
+        """Marks a widget session online (bounded per client ``address`` and account, see
+        Presence.session_seen) and finds the conversation an operator opened for it."""
         if origin.session_id is None:
             raise Invalid("missing_field", "convoID or sessionID is required")
-        await self._presence.visitors_seen(
-            account_id, [session_mark(origin.site_id, origin.session_id)]
+        await self._presence.session_seen(
+            account_id, session_mark(origin.site_id, origin.session_id), address
         )
         found = await self._store.list_conversations(
             account_id, _session_query(origin.site_id, origin.session_id)
@@ -500,9 +528,18 @@ class ConversationEngine:
 
         return (await self._write(account_id, convo_id, decide)).conversation
 
-    async def set_typing(self, account_id: str, convo_id: str, *, operator_id: int | None) -> None:
+    async def set_typing(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        operator_id: int | None,
+        admit: Admit | None = None,
+    ) -> None:
         side = await self._side(account_id, operator_id)
         await self._conversation(account_id, convo_id)
+        if admit is not None:
+            await admit()
         await self._typing.touch(convo_id, side)
         await self._feed.typing(account_id, convo_id, side)
 
@@ -677,6 +714,23 @@ def _session_query(site_id: int, session_id: str) -> InboxQuery:
         site_id=site_id,
         limit=1,
     )
+
+
+def _holds(
+    original: Conversation, convo_id: str | None, origin: Origin | None, account_key: bool
+) -> bool:
+    """Whether a caller already holds the conversation of a clientMsgID it repeats, so that
+    answering it as a retry grants nothing: the conversation it names; without one, the one
+    its widget session started (the session already finds it, see ``session_conversation``);
+    with the account's key, one its integration opened (any channel but the chat window's)."""
+    if convo_id is not None:
+        return original.id == convo_id
+    own_session = (
+        origin is not None
+        and origin.session_id is not None
+        and (original.site_id, original.session_id) == (origin.site_id, origin.session_id)
+    )
+    return own_session or (account_key and original.source_app != VISITOR_CHANNEL)
 
 
 def _read_seq(conversation: Conversation, side: Side) -> int:

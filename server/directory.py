@@ -15,7 +15,7 @@ from typing import TypeVar
 from server.adapters.translate import check_language
 from server.errors import Conflict, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key
-from server.text import check_body, has_control_characters
+from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import (
     CannedPatch,
     DuplicateEmail,
@@ -38,11 +38,9 @@ from storage.models import (
 
 NAME_MAX = 100
 TAG_MAX = 50
-EMAIL_MAX = 254
 # NIST SP 800-63B: at least 8 characters; the upper bound only stops KDF abuse.
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
@@ -61,13 +59,17 @@ def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
         raise Invalid("invalid_field", f"{field} is longer than {limit} characters")
     if has_control_characters(value):
         raise Invalid("invalid_field", f"{field} must not contain control characters")
+    if has_invisible_formatting(value):
+        raise Invalid(
+            "invalid_field", f"{field} must not contain bidi overrides or invisible characters"
+        )
     return value
 
 
 def _email(value: str) -> str:
     value = value.strip().lower()
-    if len(value) > EMAIL_MAX or not _EMAIL.match(value) or has_control_characters(value):
-        raise Invalid("invalid_field", "email is not an email address")
+    if not is_email(value):
+        raise Invalid("invalid_field", "email is not one email address")
     return value
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import orjson
 
 from server.errors import Invalid, NotFound
+from server.text import has_control_characters
 from storage.base import InboxQuery, Owner, Store
 from storage.inbox_sql import SEARCH_WORDS_MAX
 from storage.models import SOURCE_APPS, STATUSES, Conversation, Operator, SourceApp, Status
@@ -65,6 +66,9 @@ class Inbox:
             raise Invalid("invalid_field", f"q is longer than {SEARCH_MAX_CHARS} characters")
         if filters.search is not None and len(filters.search.split()) > SEARCH_WORDS_MAX:
             raise Invalid("invalid_field", f"q has more than {SEARCH_WORDS_MAX} words")
+        if filters.search is not None and "\x00" in filters.search:
+            # Line breaks and tabs are harmless in a search; NUL reaches PostgreSQL.
+            raise Invalid("invalid_characters", "q contains a NUL character")
         query = await self._query(
             viewer,
             InboxQuery(
@@ -159,7 +163,13 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         activity, convo_id = orjson.loads(raw)
-        if isinstance(activity, int | float) and isinstance(convo_id, str):
+        # A convo id we issued never holds a control character; a forged one must not reach
+        # the query (PostgreSQL refuses NUL).
+        if (
+            isinstance(activity, int | float)
+            and isinstance(convo_id, str)
+            and not has_control_characters(convo_id)
+        ):
             return float(activity), convo_id
     except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
         pass

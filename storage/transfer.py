@@ -82,7 +82,21 @@ def _rows(lines: IO[bytes]) -> Iterator[tuple[str, dict[str, Any]]]:
             raise ImportFailed(f'line {number}: expected {{"table": NAME, "row": {{...}}}}')
         try:
             # Checked here as well as by the store, which cannot say which line was wrong.
-            row_values(parsed["table"], parsed["row"])
+            table, values = row_values(parsed["table"], parsed["row"])
         except InvalidRow as exc:
             raise ImportFailed(f"line {number}: {exc}") from None
+        for column, value in zip(table.column_names, values, strict=True):
+            problem = _unstorable(value)
+            if problem:
+                raise ImportFailed(f"line {number}: {table.name}.{column}: {problem}")
         yield parsed["table"], parsed["row"]
+
+
+def _unstorable(value: object) -> str | None:
+    """Why some backend cannot hold ``value``: SQLite stores a NUL that PostgreSQL refuses,
+    and JSON reads integers beyond the 64 bits every backend stores."""
+    if isinstance(value, str) and "\x00" in value:
+        return "contains a NUL character, which PostgreSQL cannot store"
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return f"{value} is beyond 64 bits"
+    return None

@@ -264,6 +264,16 @@ BAD_LINES = {
         b'{"table": "counters", "row": {"account_id": "x", "kind": "team", "last_id": true}}',
         "line 3: counters.last_id: expected int, got True",
     ),
+    # Issue 21 item 6: stored by SQLite (before ids were checked), refused by PostgreSQL.
+    "nul_character": (
+        b'{"table": "counters", "row": {"account_id": "x\\u0000", "kind": "team", "last_id": 1}}',
+        "line 3: counters.account_id: contains a NUL character",
+    ),
+    "beyond_64_bits": (
+        b'{"table": "counters", "row": {"account_id": "x", "kind": "team",'
+        b' "last_id": 9223372036854775808}}',
+        "line 3: counters.last_id: 9223372036854775808 is beyond 64 bits",
+    ),
     # Well-formed but refused by the database: the api_keys row of line 2 again.
     "duplicate_key": (None, "api_keys:"),
 }

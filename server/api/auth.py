@@ -31,7 +31,7 @@ DEVICE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 
 async def login(request: Request) -> Response:
     fields = await read_fields(request)
-    email = fields.require("email", max_chars=EMAIL_MAX_CHARS)
+    email = fields.identifier("email", required=True, max_chars=EMAIL_MAX_CHARS)
     password = fields.require("password", max_chars=PASSWORD_MAX_CHARS)
     svc = services(request)
     device = svc.auth.device(email, request.cookies.get(DEVICE_COOKIE, ""))

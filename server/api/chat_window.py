@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -22,7 +22,8 @@ from server.api.commands import (
     optional_convo_id,
     origin,
 )
-from server.api.wire import Fields, ok, on_liveop_error, read_fields
+from server.api.wire import Fields, ok, on_liveop_error, path_identifier, read_fields
+from server.conversations import VISITOR_CHANNEL, Admit
 from server.errors import Invalid, LiveOpError
 from server.render.camel_case import message_json
 from server.services import Services, client_ip, services
@@ -91,11 +92,9 @@ def load_template() -> str:
     return resources.files("widget_assets").joinpath("chat.html").read_text(encoding="utf-8")
 
 
-def _account(request: Request) -> str:
-    account_id = str(request.path_params["account_id"])
-    if len(account_id) > ID_MAX_CHARS:
-        raise Invalid("invalid_field", "the account id is too long")
-    return account_id
+def path_account(request: HTTPConnection) -> str:
+    """The account these keyless URLs and the visitor socket name in their path."""
+    return path_identifier(request, "account_id", "the account id", ID_MAX_CHARS)
 
 
 # Rate limits of these keyless URLs and the visitor socket (docs/api.md, "Rate limits"). A
@@ -108,13 +107,25 @@ NEW_CONVERSATIONS = Rule(limit=10, per_s=600.0)
 VISITOR_TYPING = Rule(limit=60, per_s=60.0, burst=20)
 
 
-async def limit_visitor_send(svc: Services, account_id: str, convo: str | None, ip: str) -> None:
-    """A visitor's message spends its conversation's budget; one that opens a conversation
-    spends its address's budget for new conversations instead."""
-    if convo is None:
-        await svc.limit(NEW_CONVERSATIONS, "new-convo", account_id, ip)
-    else:
-        await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+def visitor_send_budget(svc: Services, account_id: str, convo: str | None, ip: str) -> Admit:
+    """What a visitor's valid message spends: its conversation's budget, or for one that
+    opens a conversation its address's budget for new conversations. Charged by the engine
+    once the message passed every check, so refused ones spend nothing."""
+
+    async def admit() -> None:
+        if convo is None:
+            await svc.limit(NEW_CONVERSATIONS, "new-convo", account_id, ip)
+        else:
+            await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+
+    return admit
+
+
+def visitor_typing_budget(svc: Services, account_id: str, convo: str) -> Admit:
+    async def admit() -> None:
+        await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
+
+    return admit
 
 
 def _visitor_only(fields: Fields) -> None:
@@ -135,7 +146,7 @@ def routes(template: str) -> list[Route]:
         is public and carries no credentials)."""
         try:
             site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
-            site = await services(request).directory.get_site(_account(request), site_id)
+            site = await services(request).directory.get_site(path_account(request), site_id)
         except LiveOpError as exc:
             failed = await on_liveop_error(request, exc)
             failed.headers.update(ANY_ORIGIN)
@@ -155,8 +166,12 @@ def routes(template: str) -> list[Route]:
     async def loadchat(request: Request) -> Response:
         svc = services(request)
         site = Fields(request.query_params).integer("site", minimum=1) or DEFAULT_SITE_ID
-        account = await svc.directory.get_account(_account(request))
-        convo = request.path_params.get("convo_id", "")
+        account = await svc.directory.get_account(path_account(request))
+        convo = (
+            path_identifier(request, "convo_id", "the convoID", ID_MAX_CHARS)
+            if "convo_id" in request.path_params
+            else ""
+        )
         if convo:
             await svc.engine.conversation(account.id, convo)
         page = (
@@ -172,15 +187,15 @@ def routes(template: str) -> list[Route]:
     async def postmessage(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        svc, account_id, convo = services(request), _account(request), optional_convo_id(fields)
-        await limit_visitor_send(svc, account_id, convo, client_ip(request))
+        svc, account_id, convo = services(request), path_account(request), optional_convo_id(fields)
         committed = await svc.engine.send(
             account_id,
             convo_id=convo,
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
-            origin=origin(fields, "liveoperator"),
+            origin=origin(fields, VISITOR_CHANNEL),
             client_msg_id=client_msg_id(fields),
+            admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),
         )
         return ok(
             convoID=committed.conversation.id,
@@ -191,12 +206,14 @@ def routes(template: str) -> list[Route]:
     async def chatpoll(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        engine, account_id = services(request).engine, _account(request)
+        engine, account_id = services(request).engine, path_account(request)
         convo = optional_convo_id(fields)
         if convo is None:
             # A widget without a conversation polls by session, so a proactive message
             # reaches a visitor whose browser cannot hold a WebSocket.
-            waiting = await engine.session_conversation(account_id, origin(fields, "liveoperator"))
+            waiting = await engine.session_conversation(
+                account_id, origin(fields, VISITOR_CHANNEL), client_ip(request)
+            )
             if waiting is None:
                 return ok(convoID=None, messages=[], typing=False, status=None)
             convo = waiting.id
@@ -216,9 +233,10 @@ def routes(template: str) -> list[Route]:
     async def chattyping(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
-        svc, account_id, convo = services(request), _account(request), convo_id(fields)
-        await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
-        await svc.engine.set_typing(account_id, convo, operator_id=None)
+        svc, account_id, convo = services(request), path_account(request), convo_id(fields)
+        await svc.engine.set_typing(
+            account_id, convo, operator_id=None, admit=visitor_typing_budget(svc, account_id, convo)
+        )
         return ok()
 
     return [

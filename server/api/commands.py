@@ -29,19 +29,19 @@ Command = Callable[[Services, str, Fields], Awaitable[JSON]]
 
 
 def convo_id(fields: Fields) -> str:
-    return fields.require("convoID", max_chars=ID_MAX_CHARS)
+    return fields.identifier("convoID", required=True, max_chars=ID_MAX_CHARS)
 
 
 def optional_convo_id(fields: Fields) -> str | None:
-    return fields.text("convoID", max_chars=ID_MAX_CHARS) or None
+    return fields.identifier("convoID", max_chars=ID_MAX_CHARS)
 
 
 def client_msg_id(fields: Fields) -> str | None:
-    return fields.text("clientMsgID") or None
+    return fields.identifier("clientMsgID")
 
 
 def source_app(fields: Fields) -> SourceApp:
-    value = fields.text("sourceApp") or "chatbot"
+    value = fields.identifier("sourceApp") or "chatbot"
     for app in SOURCE_APPS:
         if value == app:
             return app
@@ -51,6 +51,7 @@ def source_app(fields: Fields) -> SourceApp:
 def origin(fields: Fields, source: SourceApp) -> Origin:
     """Where a new conversation starts: ``siteID`` (default the account's first site) and the
     widget's ``sessionID``, when a request creates one."""
+    # Not read as an identifier: check_session_id's stricter rule answers for it.
     session_id = fields.text("sessionID", max_chars=SESSION_ID_MAX_CHARS) or None
     return Origin(
         source,
@@ -71,7 +72,7 @@ def user_info(fields: Fields | None) -> UserInfo | None:
 
 
 async def sendmessage(svc: Services, account_id: str, fields: Fields) -> JSON:
-    sender = fields.text("sender") or "visitor"
+    sender = fields.identifier("sender") or "visitor"
     if sender not in ("visitor", "bot"):
         raise Invalid("invalid_field", "sender must be visitor or bot (operators use operatorID)")
     committed = await svc.engine.send(
@@ -84,6 +85,7 @@ async def sendmessage(svc: Services, account_id: str, fields: Fields) -> JSON:
         user_info=user_info(fields.nested("userInfo")),
         origin=origin(fields, source_app(fields)),
         client_msg_id=client_msg_id(fields),
+        account_key=True,
     )
     return ok(
         convoID=committed.conversation.id,
@@ -132,7 +134,7 @@ async def gethistory(svc: Services, account_id: str, fields: Fields) -> JSON:
 async def setstatus(svc: Services, account_id: str, fields: Fields) -> JSON:
     source_app(fields)
     conversation = await svc.engine.set_status(
-        account_id, convo_id(fields), fields.require("status")
+        account_id, convo_id(fields), fields.identifier("status", required=True)
     )
     return ok(conversation=conversation_json(conversation))
 
@@ -151,15 +153,15 @@ COMMANDS: Mapping[str, Command] = MappingProxyType(
 async def app_command(request: Request) -> Response:
     svc = services(request)
     fields = await read_fields(request)
-    account_id = fields.require("accountID", max_chars=ID_MAX_CHARS)
-    key = fields.text("key") or fields.text("apiKey")
+    account_id = fields.identifier("accountID", required=True, max_chars=ID_MAX_CHARS)
+    key = fields.identifier("key") or fields.identifier("apiKey")
     if not key:
         raise Unauthorized("missing_credentials", "key (or apiKey) is required")
     principal = await svc.auth.account_key(account_id, key)
-    app = fields.text("app", required=True)
+    app = fields.identifier("app", required=True)
     if app != APP:
         raise Invalid("unknown_app", f"unknown app {app!r}; this server runs {APP!r}")
-    name = fields.require("command")
+    name = fields.identifier("command", required=True)
     command = COMMANDS.get(name.lower())
     if command is None:
         raise Invalid("unknown_command", f"unknown command {name!r}")

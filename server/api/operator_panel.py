@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.wire import Fields, ok, read_fields
+from server.api.wire import Fields, check_identifier, ok, read_fields
 from server.auth import Principal
 from server.availability import Visitor
 from server.conversations import (
@@ -51,14 +51,14 @@ async def _caller(request: Request) -> tuple[Services, Operator, Fields]:
 
 
 def _path_id(request: Request) -> str:
-    convo_id = str(request.path_params["id"])
+    convo_id = check_identifier(str(request.path_params["id"]), "the conversation id")
     if len(convo_id) > ID_MAX_CHARS:
         raise NotFound("conversation_not_found", "no such conversation")
     return convo_id
 
 
 def _conversation_id(fields: Fields) -> str:
-    return fields.require("conversation_id", max_chars=ID_MAX_CHARS)
+    return fields.identifier("conversation_id", required=True, max_chars=ID_MAX_CHARS)
 
 
 def _visitor_json(v: Visitor) -> dict[str, object]:
@@ -89,7 +89,7 @@ async def message(request: Request) -> Response:
         operator_id=me.id,
         canned_id=fields.integer("canned_id", minimum=1),
         image_url=image_url,
-        client_msg_id=fields.text("client_msg_id") or None,
+        client_msg_id=fields.identifier("client_msg_id"),
     )
     return ok(message=message_data(committed.messages[0]))
 
@@ -111,7 +111,7 @@ async def set_conversation_status(request: Request) -> Response:
     ``waiting`` while the customer owes an answer, for instance."""
     svc, me, fields = await _caller(request)
     conversation = await svc.engine.set_status(
-        me.account_id, _path_id(request), fields.require("status")
+        me.account_id, _path_id(request), fields.identifier("status", required=True)
     )
     return ok(conversation=conversation_data(conversation))
 
@@ -164,7 +164,7 @@ async def proactive_message(request: Request) -> Response:
 
 async def add_push_token(request: Request) -> Response:
     svc, me, fields = await _caller(request)
-    token = fields.require("token", max_chars=PUSH_TOKEN_MAX_CHARS)
+    token = fields.identifier("token", required=True, max_chars=PUSH_TOKEN_MAX_CHARS)
     await svc.store.add_push_token(me.account_id, me.id, token)
     return ok()
 
@@ -172,7 +172,7 @@ async def add_push_token(request: Request) -> Response:
 async def remove_push_token(request: Request) -> Response:
     """Without ``token``, forgets every device of the operator (seed 001 sends no body)."""
     svc, me, fields = await _caller(request)
-    token = fields.text("token", max_chars=PUSH_TOKEN_MAX_CHARS) or None
+    token = fields.identifier("token", max_chars=PUSH_TOKEN_MAX_CHARS)
     removed = await svc.store.remove_push_tokens(me.account_id, me.id, token)
     return ok(removed=removed)
 
@@ -187,11 +187,11 @@ async def inbox(request: Request) -> Response:
         InboxFilters(
             statuses=_list(fields, "status"),
             channels=_list(fields, "channel"),
-            owner=fields.text("owner") or "all",
+            owner=fields.identifier("owner") or "all",
             team_id=fields.integer("team_id", minimum=1),
             site_id=fields.integer("site_id", minimum=1),
             search=fields.text("q"),
-            cursor=fields.text("cursor") or None,
+            cursor=fields.identifier("cursor"),
             limit=fields.integer("limit", minimum=1) or PAGE_DEFAULT,
         ),
     )
@@ -277,7 +277,7 @@ async def update_visitor(request: Request) -> Response:
 async def block(request: Request) -> Response:
     svc, me, fields = await _caller(request)
     blocked_now = fields.boolean("blocked", required=True)
-    block_type = fields.text("block_type") or "both"
+    block_type = fields.identifier("block_type") or "both"
     found = await svc.engine.block(
         me.account_id, _path_id(request), block_type if blocked_now else None
     )
@@ -297,7 +297,9 @@ async def translation_toggle(request: Request) -> Response:
 async def translation_set_lang(request: Request) -> Response:
     svc, me, fields = await _caller(request)
     found = await svc.engine.set_visitor_lang(
-        me.account_id, _conversation_id(fields), fields.require("lang", max_chars=LANG_MAX_CHARS)
+        me.account_id,
+        _conversation_id(fields),
+        fields.identifier("lang", required=True, max_chars=LANG_MAX_CHARS),
     )
     return ok(conversation=conversation_data(found))
 
@@ -328,7 +330,7 @@ async def set_status(request: Request) -> Response:
 def _list(fields: Fields, name: str) -> list[str] | None:
     """A comma-separated filter (``status=open,active``); absent or empty means any."""
     # "," is empty too: an empty list would be `IN ()`, which PostgreSQL refuses.
-    found = [v.strip() for v in (fields.text(name) or "").split(",") if v.strip()]
+    found = [v.strip() for v in (fields.identifier(name) or "").split(",") if v.strip()]
     return found or None
 
 

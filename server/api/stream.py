@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from realtime.outbox import Outbox, Overflow, Reset
+from server.api.wire import parse_integer
 from server.auth import Principal
 from server.errors import Invalid, TooManyRequests
 from server.events import account_channel
@@ -39,9 +40,10 @@ def _cursor(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    cursor = parse_integer(raw)
+    if cursor is None or cursor < 0:
         raise Invalid("invalid_field", "Last-Event-ID must be a whole number")
-    return int(raw)
+    return cursor
 
 
 async def _principal(request: Request, svc: Services) -> Principal:

@@ -17,8 +17,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
-from server.api.chat_window import VISITOR_TYPING, limit_visitor_send
-from server.api.commands import ID_MAX_CHARS, origin
+from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
+from server.api.commands import client_msg_id, optional_convo_id, origin
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -28,7 +28,7 @@ from server.api.sockets import (
     read_json,
 )
 from server.api.wire import Fields, error_json
-from server.conversations import Origin
+from server.conversations import VISITOR_CHANNEL, Origin
 from server.errors import Invalid, LiveOpError, NotFound
 from server.events import conversation_channel, session_channel
 from server.services import Services, client_ip, services
@@ -46,7 +46,7 @@ class VisitorSocket:
         self.account_id = account_id
         self.convo_id: str | None = None
         # Where a conversation this socket starts comes from (its hello's site and session).
-        self.origin = Origin("liveoperator")
+        self.origin = Origin(VISITOR_CHANNEL)
         # What keeps this visitor in the online list: the conversation, or the session.
         self.mark: str | None = None
         self.session = Session(websocket, svc.hub)
@@ -60,7 +60,12 @@ class VisitorSocket:
         await self.session.subscribe(
             session_channel(self.account_id, session_id), Outbox(0, _nothing), _zero, _zero
         )
-        await self._online(session_mark(self.origin.site_id, session_id))
+        mark = session_mark(self.origin.site_id, session_id)
+        # Bounded per address and account: invented session ids must not crowd real
+        # visitors out of the operators' list. A socket over the bound still works.
+        connected = self.svc.availability.connected
+        if await connected.session_opened(self.account_id, mark, client_ip(self.websocket)):
+            self.mark = mark
 
     async def _online(self, mark: str) -> None:
         if self.mark is not None:
@@ -97,8 +102,12 @@ class VisitorSocket:
         elif kind == "typing":
             if self.convo_id is None:
                 raise NotFound("conversation_not_found", "send a message first")
-            await self.svc.limit(VISITOR_TYPING, "visitor-typing", self.account_id, self.convo_id)
-            await self.svc.engine.set_typing(self.account_id, self.convo_id, operator_id=None)
+            await self.svc.engine.set_typing(
+                self.account_id,
+                self.convo_id,
+                operator_id=None,
+                admit=visitor_typing_budget(self.svc, self.account_id, self.convo_id),
+            )
         elif kind == "ping":
             await self.websocket.send_text(control("pong"))
         else:
@@ -108,16 +117,16 @@ class VisitorSocket:
         # The same typed reading as the HTTP surfaces: a field of the wrong type is an error
         # frame, never silently dropped (a lost clientMsgID would lose idempotency).
         fields = Fields(frame)
-        await limit_visitor_send(
-            self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
-        )
         committed = await self.svc.engine.send(
             self.account_id,
             convo_id=self.convo_id,
             text=fields.require("message"),
             user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
             origin=self.origin,
-            client_msg_id=fields.text("clientMsgID") or None,
+            client_msg_id=client_msg_id(fields),
+            admit=visitor_send_budget(
+                self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
+            ),
         )
         sent = committed.messages[0]
         if self.convo_id is None:
@@ -143,8 +152,12 @@ async def _zero() -> int:
 
 async def visitor_socket(websocket: WebSocket) -> None:
     svc = services(websocket)
-    account_id = str(websocket.path_params["account_id"])
     await websocket.accept()
+    try:
+        account_id = path_account(websocket)
+    except Invalid as exc:
+        await websocket.close(CLOSE_BAD_FRAME, exc.message)
+        return
     sock = VisitorSocket(websocket, svc, account_id)
     try:
         hello = await read_json(websocket, HELLO_TIMEOUT_S)
@@ -155,9 +168,9 @@ async def visitor_socket(websocket: WebSocket) -> None:
             return
         try:
             greeting = Fields(hello)
-            convo_id = greeting.text("convoID", max_chars=ID_MAX_CHARS) or None
+            convo_id = optional_convo_id(greeting)
             seq = greeting.integer("seq", minimum=0) or 0
-            sock.origin = origin(greeting, "liveoperator")
+            sock.origin = origin(greeting, VISITOR_CHANNEL)
         except Invalid as exc:
             await websocket.close(CLOSE_BAD_FRAME, exc.message)
             return

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
+import sqlite3
 from collections.abc import Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
+import asyncpg
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +30,7 @@ from server.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from server.text import has_control_characters
 
 STATUS_FOR: dict[type[LiveOpError], int] = {
     Invalid: 400,
@@ -39,6 +44,37 @@ STATUS_FOR: dict[type[LiveOpError], int] = {
 }
 # Ids and counts are stored as signed 64-bit integers by every backend.
 MAX_INTEGER = 2**63 - 1
+MIN_INTEGER = -(2**63)
+# ASCII digits only, at most one leading minus, and no more digits than a 64-bit value has:
+# str.isdigit() and int() also take "²" and Arabic-Indic digits, and int() raises on more
+# than 4,300 digits.
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]+")
+# The same for decimals (float() also reads Arabic-Indic digits, "1_0" and "infinity").
+_DECIMAL = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
+# Store failures a client may simply retry, answered 503 with this Retry-After: SQLite busy,
+# locked, full or failing I/O (its primary result codes), and PostgreSQL below.
+_SQLITE_RETRYABLE = frozenset(
+    {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+     "SQLITE_READONLY", "SQLITE_PROTOCOL"}
+)  # fmt: skip
+# Connection lost or refused (08, and the socket's own errors), resources exhausted (53: disk
+# full, too many connections), a serialization conflict (40), shutdown or cancel (57), and a
+# statement or pool wait that timed out.
+_POSTGRES_RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.OperatorInterventionError,
+    ConnectionError,
+    TimeoutError,
+)
+RETRY_AFTER_S = 2
+# Requests in progress at once per process: far above what a healthy store keeps in flight
+# (requests take milliseconds), far below what a stalled one would pile up.
+IN_FLIGHT_LIMIT = 128
+# How long one more waits for a slot: a burst passes, a stall is answered 503 soon.
+IN_FLIGHT_WAIT_S = 5.0
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
@@ -66,6 +102,45 @@ def error_json(exc: LiveOpError) -> dict[str, Any]:
     return found
 
 
+def check_identifier(value: str, what: str) -> str:
+    """An id, key, cursor or other name of a thing, from any field, path or frame: control
+    characters are refused (400). No id we issue holds one, PostgreSQL cannot store NUL, and
+    a refusal here keeps them out of every query, log line and file name."""
+    if has_control_characters(value):
+        raise Invalid("invalid_characters", f"{what} contains control characters")
+    return value
+
+
+def path_identifier(request: HTTPConnection, name: str, what: str, max_chars: int) -> str:
+    """A text path parameter that names something (an account, a conversation)."""
+    value = check_identifier(str(request.path_params[name]), what)
+    if len(value) > max_chars:
+        raise Invalid("invalid_field", f"{what} is longer than {max_chars} characters")
+    return value
+
+
+def parse_integer(raw: str) -> int | None:
+    """A whole number in signed 64-bit range written in ASCII digits (one optional leading
+    minus), or None: the one reading of every integer a client sends, in a field, a path or
+    a header."""
+    if not _INTEGER.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if MIN_INTEGER <= value <= MAX_INTEGER else None
+
+
+def path_id(request: HTTPConnection, name: str, missing: LiveOpError) -> int:
+    """An id in a path: ASCII digits, else no such path (as a route that does not match);
+    digits beyond 64 bits name nothing we could hold: ``missing``."""
+    raw = str(request.path_params[name])
+    if not _DIGITS.fullmatch(raw):
+        raise NotFound("not_found", "no such path")
+    value = parse_integer(raw)
+    if value is None:
+        raise missing
+    return value
+
+
 async def on_liveop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LiveOpError)
     response = JSON(
@@ -82,7 +157,34 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+def retryable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a store failure that passes: the same request may succeed soon.
+
+    Its causes count: a transaction that cannot end because its connection was lost raises
+    asyncpg's InterfaceError, in the context of the ConnectionDoesNotExistError that says so.
+    """
+    while exc is not None:
+        if isinstance(exc, sqlite3.OperationalError):
+            name = getattr(exc, "sqlite_errorname", "")
+            if "_".join(name.split("_")[:2]) in _SQLITE_RETRYABLE:
+                return True
+        elif isinstance(exc, _POSTGRES_RETRYABLE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def unavailable() -> JSON:
+    response = error_response(
+        503, "store_unavailable", "the store is busy or unreachable; retry in a moment"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 async def on_crash(request: Request, exc: Exception) -> Response:
+    if retryable(exc):
+        return unavailable()
     return error_response(500, "internal_error", "the server failed; the error was logged")
 
 
@@ -107,7 +209,8 @@ class Fields:
     def text(
         self, name: str, *, required: bool = False, max_chars: int | None = None
     ) -> str | None:
-        """Present strings are returned as sent (even empty); absent ones are None."""
+        """Present strings are returned as sent (even empty); absent ones are None. What
+        the text may hold is the caller's rule (an identifier's is ``identifier``)."""
         value = self._data.get(name)
         if value is None or (required and value == ""):
             if required:
@@ -120,6 +223,26 @@ class Fields:
             raise self._bad(name, f"at most {max_chars} characters")
         return text
 
+    @overload
+    def identifier(
+        self, name: str, *, required: Literal[True], max_chars: int | None = None
+    ) -> str: ...
+
+    @overload
+    def identifier(
+        self, name: str, *, required: bool = False, max_chars: int | None = None
+    ) -> str | None: ...
+
+    def identifier(
+        self, name: str, *, required: bool = False, max_chars: int | None = None
+    ) -> str | None:
+        """An id, key, cursor or keyword: text without control characters; absent or empty
+        is None (or ``missing_field`` when ``required``)."""
+        value = self.text(name, required=required, max_chars=max_chars)
+        if not value:
+            return None
+        return check_identifier(value, f"{self._prefix}{name}")
+
     def require(self, name: str, *, max_chars: int | None = None) -> str:
         """A string that must be present and non-empty."""
         return self.text(name, required=True, max_chars=max_chars) or ""
@@ -130,9 +253,13 @@ class Fields:
         value = self._raw(name, required)
         if value is None:
             return None
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_INTEGER:
+        if isinstance(value, str):
+            value = parse_integer(value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not MIN_INTEGER <= value <= MAX_INTEGER
+        ):
             raise self._bad(name, "a whole number")
         if minimum is not None and value < minimum:
             raise self._bad(name, f"at least {minimum}")
@@ -143,10 +270,9 @@ class Fields:
         if value is None:
             return None
         if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise self._bad(name, "a number") from None
+            if not _DECIMAL.fullmatch(value):
+                raise self._bad(name, "a number")
+            value = float(value)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -178,7 +304,8 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, list) or any(
-            isinstance(v, bool) or not isinstance(v, int) for v in value
+            isinstance(v, bool) or not isinstance(v, int) or not MIN_INTEGER <= v <= MAX_INTEGER
+            for v in value
         ):
             raise self._bad(name, "a list of whole numbers")
         return value
@@ -256,6 +383,43 @@ def _multipart(content_type: str, body: bytes) -> dict[str, str]:
         except UnicodeDecodeError:
             raise Invalid("invalid_encoding", f"{name} is not UTF-8") from None
     return fields
+
+
+class InFlightLimit:
+    """Bounds the HTTP requests in progress at once to ``limit``; one more waits at most
+    ``wait_s`` for a slot, then is answered 503 with Retry-After.
+
+    When the store stalls (a full or hung disk, a lost database) every request hangs on it:
+    this keeps how many wait, and what they hold (sockets, memory, pool waits), bounded, and
+    tells the rest to come back. Long-lived streams (``exempt`` paths) are not counted, nor
+    are WebSockets.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int = IN_FLIGHT_LIMIT,
+        wait_s: float = IN_FLIGHT_WAIT_S,
+        exempt: Collection[str] = (),
+    ) -> None:
+        self.app = app
+        self.wait_s = wait_s
+        self.exempt = frozenset(exempt)
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+        except TimeoutError:
+            await unavailable()(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._slots.release()
 
 
 class BodyLimit:

@@ -68,8 +68,10 @@ async def test_chattyping_reaches_the_operator(tenant: Tenant) -> None:
 
 
 async def test_clientmsgid_makes_a_resent_visitor_message_count_once(tenant: Tenant) -> None:
-    first = (await _post(tenant, "postmessage", message="Hi", clientMsgID="u-1")).json()
-    again = (await _post(tenant, "postmessage", message="Hi", clientMsgID="u-1")).json()
+    # Without a convoID a retry is recognised within the window's session (issue 21 item 1).
+    sent = {"message": "Hi", "clientMsgID": "u-1", "sessionID": "window-session-1"}
+    first = (await _post(tenant, "postmessage", **sent)).json()
+    again = (await _post(tenant, "postmessage", **sent)).json()
     assert again["convoID"] == first["convoID"] and again["duplicate"] is True
     history = await tenant.ok("gethistory", convoID=first["convoID"])
     assert len(history["messages"]) == 1

@@ -439,8 +439,8 @@ def _admin_resource(plural: str, b_id: int, code: str, create: dict[str, Any]) -
 
     covers("GET", route)(listing)
     covers("POST", route)(created)
-    covers("PATCH", f"{route}/{{id:int}}")(update)
-    covers("DELETE", f"{route}/{{id:int}}")(delete)
+    covers("PATCH", f"{route}/{{id}}")(update)
+    covers("DELETE", f"{route}/{{id}}")(delete)
 
 
 _admin_resource(
