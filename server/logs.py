@@ -1,19 +1,47 @@
-"""Logging that keeps secrets out: the SSE stream's ``?token=JWT`` never reaches a log line."""
+"""Logging that keeps secrets out: the SSE stream's ``?token=JWT`` never reaches a log line.
+
+Two formats (``LIVEOP_LOG_FORMAT``): ``text``, uvicorn's own lines with its access log, and
+``json``, one JSON object per line for every logger, where the access line is written by
+``server.telemetry`` with the request id, the route template and the duration. Both redact
+the same way.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from uvicorn.config import LOGGING_CONFIG
 
+TEXT = "text"
+JSON = "json"
+LOG_FORMATS = (TEXT, JSON)
+ACCESS_LOGGER = "liveop.access"
 _SECRET_PARAM = re.compile(r"((?:^|[?&])(?:token|key|apiKey)=)[^&\s]*")
+# The fields a record may carry (``extra=``) that a JSON line reports under the same name.
+_RECORD_FIELDS = ("method", "path", "status", "duration_s")
 
 
 def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\1[redacted]", text)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a log line written while serving one request says about it."""
+
+    request_id: str
+    route: str | None = None
+    account_id: str | None = None
+
+
+current_request: ContextVar[RequestContext | None] = ContextVar("liveop_request", default=None)
 
 
 class RedactSecrets(logging.Filter):
@@ -28,9 +56,52 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging config with the redacting filter on its access log."""
+class JsonLines(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (redacted), and the request
+    it was written for when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        context = current_request.get()
+        if context is not None:
+            line["request_id"] = context.request_id
+            line["route"] = context.route
+            if context.account_id is not None:
+                line["account_id"] = context.account_id
+        for name in _RECORD_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(line).decode()
+
+
+def uvicorn_log_config(log_format: str = TEXT) -> dict[str, Any]:
+    """uvicorn's own logging config with the redacting filter on its access log; in JSON, every
+    logger (uvicorn's, the app's, the access line) writes JSON lines to stderr."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     config["handlers"]["access"]["filters"] = ["redact_secrets"]
+    if log_format == JSON:
+        config["formatters"] = {"json": {"()": JsonLines}}
+        config["handlers"] = {
+            "default": {
+                "formatter": "json",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+            }
+        }
+        config["loggers"] = {
+            "uvicorn": {"level": "INFO"},
+            "uvicorn.error": {"level": "INFO"},
+            # Replaced by the ACCESS_LOGGER line, which knows the route and the request id.
+            "uvicorn.access": {"level": "WARNING"},
+        }
+        config["root"] = {"handlers": ["default"], "level": "INFO"}
     return config
