@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import orjson
+from prometheus_client import Counter
 
 from realtime.broker import Broker
 from realtime.outbox import RESYNC, Item, Outbox
 
 log = logging.getLogger(__name__)
+
+# The broker's health, in the process's metrics (docs/operations.md).
+events_published = Counter(
+    "liveop_events_published_total",
+    "Events rung on the broker after a commit, by result (ok, failed: the broker was down)",
+    ["result"],
+)
+broker_reconnects = Counter(
+    "liveop_broker_reconnects_total",
+    "Times the broker connection was lost and regained (subscribers then catch up)",
+)
+broker_outage = Counter(
+    "liveop_broker_outage_seconds_total",
+    "Seconds from the first publish that failed to the broker's reconnection",
+)
+_PUBLISHED_OK = events_published.labels("ok")
+_PUBLISHED_FAILED = events_published.labels("failed")
 
 
 def encode(seq: int | None, kind: str, data: bytes) -> bytes:
@@ -28,7 +47,7 @@ def decode(payload: bytes) -> Item:
     seq, kind = orjson.loads(header)
     if not (seq is None or isinstance(seq, int)) or not isinstance(kind, str) or not data:
         raise ValueError("malformed payload")
-    return Item(seq, kind, data)
+    return Item(seq, kind, data, received=time.monotonic())
 
 
 class Hub:
@@ -37,6 +56,8 @@ class Hub:
         self._listeners: dict[str, set[Outbox]] = {}
         # Channels whose broker subscription is still being confirmed.
         self._subscribing: dict[str, asyncio.Future[None]] = {}
+        # When a publish first failed since the broker was last known up (monotonic).
+        self._outage_since: float | None = None
 
     async def start(self) -> None:
         await self._broker.start(self._on_message, self._on_reset)
@@ -49,7 +70,14 @@ class Hub:
         await self._broker.close()
 
     async def publish(self, channel: str, seq: int | None, kind: str, data: bytes) -> bool:
-        return await self._broker.publish(channel, encode(seq, kind, data))
+        published = await self._broker.publish(channel, encode(seq, kind, data))
+        if published:
+            _PUBLISHED_OK.inc()
+        else:
+            _PUBLISHED_FAILED.inc()
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+        return published
 
     async def attach(self, channel: str, outbox: Outbox) -> None:
         """Returns once events published from now on reach ``outbox``."""
@@ -100,6 +128,10 @@ class Hub:
             outbox.push(item)
 
     def _on_reset(self) -> None:
+        broker_reconnects.inc()
+        if self._outage_since is not None:
+            broker_outage.inc(time.monotonic() - self._outage_since)
+            self._outage_since = None
         for outboxes in self._listeners.values():
             for outbox in outboxes:
                 outbox.push(RESYNC)

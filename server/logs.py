@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,13 +33,28 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\1[redacted]", text)
 
 
-@dataclass(slots=True)
+# Requests no route matched share one route label: arbitrary paths must not grow label sets.
+UNMATCHED = "unmatched"
+
+
+@dataclass(frozen=True, slots=True)
 class RequestContext:
-    """What a log line written while serving one request says about it."""
+    """What a log line written while serving one request says about it. Read from the ASGI
+    scope when the line is written: the router fills in the route as it matches."""
 
     request_id: str
-    route: str | None = None
-    account_id: str | None = None
+    scope: Mapping[str, Any]
+
+    @property
+    def route(self) -> str:
+        """The matched route's template (``/{account_id}/liveoperator/ws``), never the path."""
+        path: object = getattr(self.scope.get("route"), "path", None)
+        return path if isinstance(path, str) and path else UNMATCHED
+
+    @property
+    def account_id(self) -> str | None:
+        account: object = self.scope.get("path_params", {}).get("account_id")
+        return account if isinstance(account, str) else None
 
 
 current_request: ContextVar[RequestContext | None] = ContextVar("liveop_request", default=None)
@@ -71,8 +87,9 @@ class JsonLines(logging.Formatter):
         if context is not None:
             line["request_id"] = context.request_id
             line["route"] = context.route
-            if context.account_id is not None:
-                line["account_id"] = context.account_id
+            account_id = context.account_id
+            if account_id is not None:
+                line["account_id"] = account_id
         for name in _RECORD_FIELDS:
             value = getattr(record, name, None)
             if value is not None:

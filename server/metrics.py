@@ -6,12 +6,15 @@ templates, connection kinds, channels, results): never an id, an account or a ra
 With several processes per host, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
 shared by them before they start: each process then writes its samples there and any of them
 answers a scrape with the sum over all of them (prometheus-client's multiprocess mode).
-docs/operations.md says what each family means.
+The broker's and the outboxes' families are defined beside them (realtime.hub,
+realtime.outbox: the realtime layer does not import the server); docs/operations.md says what
+each family means.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import (
     REGISTRY,
@@ -22,6 +25,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as multiprocess_mode
+
+from realtime.outbox import Item
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Realtime and HTTP latencies live between a millisecond and a few seconds; past 10 s a
@@ -63,11 +68,6 @@ messages_committed = Counter(
     "Messages written to the store (duplicates of a retry not counted), by channel",
     ["channel"],
 )
-events_published = Counter(
-    "liveop_events_published_total",
-    "Events rung on the broker after a commit, by result (ok, failed: the broker was down)",
-    ["result"],
-)
 events_delivered = Counter(
     "liveop_events_delivered_total",
     "Events written to a realtime connection, by connection kind",
@@ -78,22 +78,6 @@ delivery_lag = Histogram(
     "Time from this process receiving a live event from the broker to writing it on a socket",
     ["kind"],
     buckets=LATENCY_BUCKETS_S,
-)
-outbox_overflows = Counter(
-    "liveop_outbox_overflows_total",
-    "Connections dropped for reading too slowly (they reconnect and resume)",
-)
-outbox_resets = Counter(
-    "liveop_outbox_resets_total",
-    "Connections told to reload because their catch-up was too long to replay",
-)
-broker_reconnects = Counter(
-    "liveop_broker_reconnects_total",
-    "Times the broker connection was lost and regained (subscribers then catch up)",
-)
-broker_outage = Counter(
-    "liveop_broker_outage_seconds_total",
-    "Seconds from the first failed publish to the broker's reconnection",
 )
 store_latency = Histogram(
     "liveop_store_operation_seconds",
@@ -115,6 +99,16 @@ outbound_in_flight = Gauge(
     ["channel"],
     multiprocess_mode="livesum",
 )
+
+
+def delivered(kind: str, items: list[Item]) -> None:
+    """Counts ``items`` as written on a connection of ``kind``, with the lag of the live ones."""
+    events_delivered.labels(kind).inc(len(items))
+    now = time.monotonic()
+    lag = delivery_lag.labels(kind)
+    for item in items:
+        if item.received:
+            lag.observe(now - item.received)
 
 
 def multiprocess() -> bool:

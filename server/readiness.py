@@ -73,6 +73,10 @@ class Readiness:
         self._shutdown = shutdown
         self._running: dict[str, asyncio.Task[str]] = {}
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown.begun
+
     async def checks(self) -> dict[str, str]:
         """Each check's result: "ok", or what failed."""
         if self._shutdown.begun:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.outbox import Outbox, Overflow, Reset
+from server import metrics
 from server.auth import Principal
 from server.errors import Invalid
 from server.events import account_channel
@@ -79,6 +80,7 @@ async def stream(request: Request) -> Response:
                     return  # the EventSource reconnects with Last-Event-ID and catches up
                 if not batch:
                     return
+                metrics.delivered(metrics.OPERATOR_SSE, batch)
                 for item in batch:
                     yield ServerSentEvent(
                         data=item.data.decode(),
