@@ -108,6 +108,7 @@ class Telemetry:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 started = True
                 status = message.get("status", 101)
+                message.setdefault("headers", [])  # an ASGI accept may leave them out
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = context.request_id
                 kind = opened(message)
             elif message["type"] == "websocket.close" and reason is None:
