@@ -188,3 +188,9 @@ def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
     problem(done, "store")
     problem(done, "broker")
     assert "ok      data directory" in done.stdout
+
+
+def test_a_disk_nearly_full_is_reported_before_writes_fail(disk: Disk) -> None:
+    migrate(disk.path)  # the disk takes writes: only its size is wrong
+    report = problem(doctor(disk.path), "data directory")
+    assert "MiB free" in report and "keep at least 512 MiB" in report

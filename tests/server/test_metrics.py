@@ -19,7 +19,14 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from server import metrics
+from server.api.telemetry import Telemetry
+from server.api.wire import on_crash
 from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, bearer
 from tests.server.realtime_clients import free_port, serve, sse, websocket
@@ -190,6 +197,28 @@ async def test_every_answer_carries_a_request_id(client: httpx.AsyncClient) -> N
     assert [a.status_code for a in answers] == [200, 404, 413, 401, 200]
     ids = [a.headers["x-request-id"] for a in answers]
     assert len(set(ids)) == len(ids)
+
+
+async def test_a_crash_answers_500_with_a_request_id_and_is_counted() -> None:
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    app = Starlette(
+        routes=[Route("/crash", crash)],
+        middleware=[Middleware(Telemetry, access_log=False)],
+        exception_handlers={Exception: on_crash},
+    )
+    before = value(parse(metrics.exposition().decode()), "liveop_http_requests_total",
+                   route="/crash", method="GET", status="500")  # fmt: skip
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/crash", headers={"X-Request-ID": "crash-1"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert response.headers["x-request-id"] == "crash-1"
+    after = value(parse(metrics.exposition().decode()), "liveop_http_requests_total",
+                  route="/crash", method="GET", status="500")  # fmt: skip
+    assert after == before + 1
 
 
 @pytest.fixture

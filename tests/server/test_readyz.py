@@ -4,9 +4,11 @@ directory is read-only or full, when Redis is unreachable, and as soon as shutdo
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from starlette.applications import Starlette
 
 from server.app import create_app
-from server.readiness import ShutdownState
+from server.readiness import CHECK_TIMEOUT_S, PROBE_FILE, ShutdownState
 from server.settings import load_settings
 from tests.mounts import Disk, small_disk
 from tests.redis_server import RedisServer
@@ -89,6 +91,31 @@ async def test_readyz_is_503_on_a_full_disk_and_recovers(disk: Disk) -> None:
         finally:
             disk.free()
         assert (await _ready(app)).status_code == 200
+
+
+async def test_readyz_is_503_on_a_stalled_disk_without_piling_up_probes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    app = create_app(load_settings({"LIVEOP_DATA_DIR": str(data)}))
+    async with app.router.lifespan_context(app):
+        # A FIFO where the probe writes: opening it for writing blocks until a reader comes,
+        # as a write to a stalled disk does.
+        assert (await _ready(app)).status_code == 200  # the probes' threads exist now
+        threads = threading.active_count()
+        fifo = data / f"{PROBE_FILE}.{os.getpid()}"
+        os.mkfifo(fifo)
+        for _ in range(3):
+            checks = _not_ready(await _ready(app), "store")
+            assert checks["store"] == f"no answer within {CHECK_TIMEOUT_S:g} s"
+        assert threading.active_count() <= threads + 1  # one stalled probe, joined each time
+        # The disk comes back: the stalled write gets its reader, the FIFO goes.
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            deadline = time.monotonic() + 10
+            while (await _ready(app)).status_code != 200:
+                fifo.unlink(missing_ok=True)
+                assert time.monotonic() < deadline, "never ready again after the stall"
+        finally:
+            os.close(reader)
 
 
 async def test_readyz_is_503_while_redis_is_unreachable(
