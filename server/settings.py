@@ -100,12 +100,12 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
 
 def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
     """Like _int, but zero is allowed: "no wait"."""
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw == "0":
+    if environ.get(name) == "0":
         return 0
-    return _int(environ, name, default)
+    try:
+        return _int(environ, name, default)
+    except SettingsError:
+        raise SettingsError(f"{name} must be a whole number of seconds, 0 or more") from None
 
 
 def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
