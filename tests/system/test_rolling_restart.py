@@ -26,9 +26,10 @@ import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 
 from tests.redis_server import RedisServer
-from tests.server.realtime_clients import free_port
+from tests.server.realtime_clients import free_port, sse, websocket
 from tests.storage import conftest as storage_fixtures
 from tests.system.ledger import Ledger, operator_reader, visitor_reader
 from tests.system.processes import Node, cli, wait_healthy
@@ -340,3 +341,33 @@ async def test_a_rolling_restart_on_postgres_loses_and_duplicates_nothing(
     env = {**redis_env, "LIVEOP_DATABASE_URL": postgres_url}
     async with _deployment(tmp_path, env) as deployment:
         await _rolling_restart_loses_nothing(deployment)
+
+
+async def test_sigterm_closes_sockets_with_1012_and_ends_streams(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEOP_") and k != "PORT"}
+    env["LIVEOP_DATA_DIR"] = str(tmp_path / "data")
+    async with _deployment(tmp_path, env) as deployment:
+        node = deployment.nodes[0]
+        async with httpx.AsyncClient(base_url=f"http://{node.base}") as client:
+            response = await client.post(
+                "/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}
+            )
+        token = response.json()["token"]
+        base = f"ws://{node.base}"
+        async with (
+            sse(node.base, token) as stream,
+            websocket(f"{base}/{deployment.account_id}/liveoperator/ws") as visitor,
+            websocket(f"{base}/api/ws/tenant") as tenant,
+        ):
+            await visitor.send(type="hello")
+            await visitor.until("ready")
+            await tenant.send(type="auth", token=token)
+            await tenant.until("auth_ok")
+            node.process.send_signal(signal.SIGTERM)
+            for socket in (visitor, tenant):
+                with pytest.raises(ConnectionClosed) as closed:
+                    await socket.recv(timeout_s=EXIT_TIMEOUT_S)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+            with pytest.raises(EOFError):
+                await stream.until("never-sent", timeout_s=EXIT_TIMEOUT_S)  # the stream ends
+        assert await asyncio.to_thread(node.process.wait, EXIT_TIMEOUT_S) == -signal.SIGTERM
