@@ -14,13 +14,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 
 import orjson
+from prometheus_client import Counter
 
 from realtime.broker import Broker
 from realtime.outbox import RESYNC, Item, Outbox, ReplayGate
 
 log = logging.getLogger(__name__)
+
+# The broker's health, in the process's metrics (docs/operations.md).
+events_published = Counter(
+    "liveop_events_published_total",
+    "Events rung on the broker after a commit, by result (ok, failed: the broker was down)",
+    ["result"],
+)
+broker_reconnects = Counter(
+    "liveop_broker_reconnects_total",
+    "Times the broker connection was lost and regained (subscribers then catch up)",
+)
+broker_outage = Counter(
+    "liveop_broker_outage_seconds_total",
+    "Seconds from the first publish that failed to the broker's reconnection",
+)
+_PUBLISHED_OK = events_published.labels("ok")
+_PUBLISHED_FAILED = events_published.labels("failed")
 
 
 # Names one hub (one process) among those sharing a broker; random, so never reused.
@@ -46,7 +65,7 @@ def decode(payload: bytes) -> tuple[Item, str]:
         or not data
     ):
         raise ValueError("malformed payload")
-    return Item(seq, kind, data), origin
+    return Item(seq, kind, data, received=time.monotonic()), origin
 
 
 class Hub:
@@ -58,6 +77,8 @@ class Hub:
         # Every catch-up of this process's outboxes goes through it: see ReplayGate.
         self.replays = ReplayGate()
         self.origin = secrets.token_hex(ORIGIN_BYTES)
+        # When a publish first failed since the broker was last known up (monotonic).
+        self._outage_since: float | None = None
 
     async def start(self) -> None:
         await self._broker.start(self._on_message, self._on_reset)
@@ -72,8 +93,15 @@ class Hub:
     async def publish(self, channel: str, seq: int | None, kind: str, data: bytes) -> bool:
         """Delivers to this process's listeners at once, then rings the other processes;
         False when the broker could not (their clients catch up from the store)."""
-        self._deliver(channel, Item(seq, kind, data))
-        return await self._broker.publish(channel, encode(seq, kind, data, self.origin))
+        self._deliver(channel, Item(seq, kind, data, received=time.monotonic()))
+        published = await self._broker.publish(channel, encode(seq, kind, data, self.origin))
+        if published:
+            _PUBLISHED_OK.inc()
+        else:
+            _PUBLISHED_FAILED.inc()
+            if self._outage_since is None:
+                self._outage_since = time.monotonic()
+        return published
 
     async def attach(self, channel: str, outbox: Outbox) -> None:
         """Returns once events published from now on reach ``outbox``."""
@@ -127,6 +155,10 @@ class Hub:
             outbox.push(item)
 
     def _on_reset(self) -> None:
+        broker_reconnects.inc()
+        if self._outage_since is not None:
+            broker_outage.inc(time.monotonic() - self._outage_since)
+            self._outage_since = None
         for outboxes in self._listeners.values():
             for outbox in outboxes:
                 outbox.push(RESYNC)

@@ -14,11 +14,22 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 # Events one connection may have waiting. A visitor or operator that is this far behind is
 # better served by reconnecting and replaying from the store than by a growing buffer.
 OUTBOX_LIMIT = 1024
 # The most events one catch-up replays; a client further behind is told to reset (reload).
 REPLAY_LIMIT = 1000
+
+overflows = Counter(
+    "liveop_outbox_overflows_total",
+    "Connections dropped for reading too slowly (they reconnect and resume)",
+)
+resets = Counter(
+    "liveop_outbox_resets_total",
+    "Connections told to reload because their catch-up was too long to replay",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +40,9 @@ class Item:
     seq: int | None
     kind: str
     data: bytes
+    # When this process received it live from the broker (time.monotonic()); 0 for items
+    # replayed from the store. The delivery-lag metric starts here.
+    received: float = 0.0
 
 
 # (after_seq, upto_seq or None for "the latest", limit) -> the channel's items in that range,
@@ -95,6 +109,7 @@ class Outbox:
         if self._queue is None:
             self._queue = deque()
         if len(self._queue) >= self._limit:
+            overflows.inc()
             self._overflowed = True
             self._queue = None
         else:
@@ -159,9 +174,11 @@ class Outbox:
     async def _fill(self, upto: int | None) -> list[Item]:
         """Everything after the cursor up to ``upto`` (or the latest), from the store."""
         if upto is not None and upto - self.cursor > REPLAY_LIMIT:
+            resets.inc()
             raise Reset
         items = await self._fetch(self.cursor, upto, REPLAY_LIMIT + 1)
         if len(items) > REPLAY_LIMIT:
+            resets.inc()
             raise Reset
         fresh = [i for i in items if i.seq is not None and i.seq > self.cursor]
         if fresh:

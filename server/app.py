@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from realtime.typing_indicators import (
     RedisTypingIndicators,
     TypingIndicators,
 )
+from server import metrics
 from server.adapters.translate import create_translator
 from server.api import (
     admin,
@@ -32,12 +33,14 @@ from server.api import (
     chat_window,
     commands,
     inbox_app,
+    operations,
     operator_panel,
     stream,
     tenant_ws,
     uploads,
     visitor_ws,
 )
+from server.api.telemetry import Telemetry
 from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
@@ -47,8 +50,11 @@ from server.directory import Directory
 from server.errors import LiveOpError
 from server.events import EventFeed
 from server.inbox import Inbox
+from server.logs import JSON
+from server.metered_store import metered
 from server.outbound import outbound_worker
 from server.push import push_notifications
+from server.readiness import Readiness, ShutdownState
 from server.services import Services
 from server.settings import Settings
 from server.uploads import ImageStore
@@ -59,33 +65,48 @@ async def healthz(request: Request) -> Response:
     return ok(status="ok")
 
 
+# Answers when the broker does; None when the broker lives in this process.
+BrokerPing = Callable[[], Awaitable[object]] | None
+
+
 async def _ephemeral_state(
     settings: Settings, stack: contextlib.AsyncExitStack
-) -> tuple[TypingIndicators, Presence, RateLimiter]:
+) -> tuple[TypingIndicators, Presence, RateLimiter, BrokerPing]:
     """Typing, presence and rate limits live where the broker does: in this process, or in
     Redis so that every process behind the load balancer sees the same."""
     if urlsplit(settings.broker_url).scheme == "memory":
-        return MemoryTypingIndicators(), MemoryPresence(), MemoryRateLimiter()
+        return MemoryTypingIndicators(), MemoryPresence(), MemoryRateLimiter(), None
     from redis.asyncio import Redis
 
     # No socket timeout: each typing/presence call bounds itself, and redis-py's socket timeout
     # can swallow a task's cancellation on Python 3.11 (see realtime.backends.redis).
     client = Redis.from_url(settings.broker_url, socket_timeout=None)
     stack.push_async_callback(client.aclose)
-    return RedisTypingIndicators(client), RedisPresence(client), RedisRateLimiter(client)
+    return (
+        RedisTypingIndicators(client),
+        RedisPresence(client),
+        RedisRateLimiter(client),
+        client.ping,
+    )
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Starlette:
+    """The app; ``shutdown`` is the flag the server sets on SIGTERM (server.shutdown)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = create_store(settings.database_url)
+        store = metered(create_store(settings.database_url))
         hub = Hub(create_broker(settings.broker_url))
         await store.open()
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(metrics.process_exited)
             stack.push_async_callback(store.close)
             await hub.start()
             stack.push_async_callback(hub.close)
-            typing, presence, limiter = await _ephemeral_state(settings, stack)
+            typing, presence, limiter, broker_ping = await _ephemeral_state(settings, stack)
+            app.state.readiness = Readiness(
+                store, settings.data_dir, broker_ping, shutdown or ShutdownState()
+            )
             push = await stack.enter_async_context(push_notifications(settings, store, presence))
             # Kept for tests, which wait for the background pushes with push.idle().
             app.state.push = push
@@ -137,9 +158,11 @@ def create_app(settings: Settings) -> Starlette:
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),
+            *operations.routes,
             chat_window.asset_mount(),
         ],
         middleware=[
+            Middleware(Telemetry, access_log=settings.access_log and settings.log_format == JSON),
             Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
             Middleware(InFlightLimit, exempt={stream.ROUTE}),

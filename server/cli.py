@@ -18,9 +18,12 @@ import uvicorn
 from server.app import create_app
 from server.connections import guarded_protocols, process_connection_cap
 from server.directory import Directory
+from server.doctor import doctor
 from server.errors import LiveOpError, NotFound
-from server.logs import uvicorn_log_config
+from server.logs import JSON, TEXT, uvicorn_log_config
+from server.readiness import ShutdownState, data_dir_problem
 from server.settings import Settings, SettingsError, load_settings
+from server.shutdown import GracefulServer
 from storage import create_store
 from storage.base import Store, StoreError
 from storage.transfer import ImportFailed, export_to, import_from
@@ -33,7 +36,8 @@ WS_MAX_FRAME_BYTES = 64 * 1024
 # Protocol pings find dead peers behind NATs that drop idle flows after ~30-60 s.
 WS_PING_INTERVAL_S = 20.0
 WS_PING_TIMEOUT_S = 20.0
-# Open SSE streams and sockets never finish on their own; clients reconnect and resume.
+# In-flight requests get this long to finish after SIGTERM (and the drain); SSE streams and
+# sockets are ended at once (clients reconnect and resume), so only real work waits.
 GRACEFUL_SHUTDOWN_S = 5
 # uvicorn's own default for the proxies whose X-Forwarded-For it believes.
 TRUSTED_PROXIES = "127.0.0.1,::1"
@@ -115,6 +119,10 @@ async def _demo(directory: Directory, data_dir: Path) -> dict[str, Any]:
 
 
 def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+    problem = data_dir_problem(settings.data_dir)
+    if problem is not None:
+        # Refused now, not discovered by the first visitor whose message cannot be written.
+        raise SettingsError(f"{problem}; the server needs to write there (see `liveop doctor`)")
     if demo:
         info = asyncio.run(_with_directory(settings, lambda d: _demo(d, settings.data_dir)))
         base = settings.public_url or f"http://{host}:{port}"
@@ -131,15 +139,21 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
             f"  data dir:     {settings.data_dir}\n\n"
         )
         sys.stdout.flush()
-    uvicorn.run(
-        create_app(settings),
+    shutdown = ShutdownState()
+    config = uvicorn.Config(
+        create_app(settings, shutdown),
         host=host,
         port=port,
-        **uvicorn_options(access_log=settings.access_log),
+        **uvicorn_options(
+            # In JSON, server.api.telemetry writes the access line (with route and request id).
+            access_log=settings.access_log and settings.log_format != JSON,
+            log_format=settings.log_format,
+        ),
     )
+    GracefulServer(config, shutdown, settings.shutdown_drain_s).run()
 
 
-def uvicorn_options(*, access_log: bool) -> dict[str, Any]:
+def uvicorn_options(*, access_log: bool, log_format: str = TEXT) -> dict[str, Any]:
     """How ``liveop serve`` runs uvicorn; the benchmarks' launcher starts from the same."""
     # Read once here so that the connection caps and uvicorn exempt the same proxies.
     trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", TRUSTED_PROXIES)
@@ -148,7 +162,7 @@ def uvicorn_options(*, access_log: bool) -> dict[str, Any]:
         "http": http,
         "ws": ws,
         "forwarded_allow_ips": trusted_proxies,
-        "log_config": uvicorn_log_config(),
+        "log_config": uvicorn_log_config(log_format),
         "access_log": access_log,
         "ws_max_size": WS_MAX_FRAME_BYTES,
         # Deflate keeps a zlib context per socket: 73 KiB per idle socket instead of 31 KiB
@@ -193,6 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     create_operator.add_argument("--admin", action="store_true")
 
     sub.add_parser("migrate", help="apply pending migrations to $LIVEOP_DATABASE_URL and exit")
+    sub.add_parser(
+        "doctor",
+        help="check the configuration, data directory, store, broker and channel credentials",
+    )
     export = sub.add_parser("export", help="write the whole installation as JSON Lines")
     export.add_argument("--output", type=Path, help="default: stdout")
     import_ = sub.add_parser("import", help="load an export into an empty store")
@@ -221,6 +239,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        # Before load_settings: a bad setting is one of the findings, not the end of the run.
+        text, healthy = doctor(os.environ)
+        sys.stdout.write(text)
+        return 0 if healthy else 1
     try:
         _run(args, load_settings())
     except LiveOpError as exc:

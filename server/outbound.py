@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from server import metrics
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
@@ -56,8 +57,12 @@ BACKOFF_MAX_S = 3600.0
 # A delivery may last this fraction of the lease (see the module docstring).
 DELIVERY_SHARE_OF_LEASE = 1 / 3
 # On shutdown, the batch in flight gets this long to finish and be recorded; past it, its
-# claims lapse and another worker sends them after the lease.
+# deliveries are cancelled and their claims released, so another worker sends them at once.
 STOP_GRACE_S = 5.0
+# How long releasing one claim may take on the way out; past it the claim lapses with its
+# lease instead (a store that slow would not record the release anyway).
+RELEASE_TIMEOUT_S = 2.0
+RELEASED = "interrupted: the process delivering it shut down"
 
 Clock = Callable[[], float]
 
@@ -156,7 +161,15 @@ class OutboundWorker:
         return len(jobs)
 
     async def _deliver(self, job: OutboundJob) -> None:
-        outcome = await self._attempt(job)
+        in_flight = metrics.outbound_in_flight.labels(job.channel)
+        in_flight.inc()
+        try:
+            outcome = await self._attempt(job)
+        except asyncio.CancelledError:
+            await self._release(job)
+            raise
+        finally:
+            in_flight.dec()
         try:
             held = await self._store.finish_outbound(
                 job, self.worker_id, sent=outcome.sent, error=outcome.error,
@@ -166,6 +179,8 @@ class OutboundWorker:
             # The claim lapses and the message is attempted again after the lease.
             log.exception("recording the delivery of %s/%s failed", job.convo_id, job.seq)
             return
+        result = "sent" if outcome.sent else "failed" if outcome.final else "retry"
+        metrics.outbound_attempts.labels(job.channel, result if held else "lost").inc()
         if not held:
             log.warning(
                 "delivery of %s/%s took longer than the lease; another worker has it",
@@ -180,6 +195,20 @@ class OutboundWorker:
             )  # fmt: skip
         if outcome.final:
             await self._announce(job, outcome)
+
+    async def _release(self, job: OutboundJob) -> None:
+        """Gives a delivery cut off by shutdown back to the queue, due now. The provider may
+        have accepted it already: delivery stays at least once, as after a crash."""
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                await self._store.finish_outbound(
+                    job, self.worker_id, sent=False, error=RELEASED, retry_at=self._clock()
+                )
+        except Exception:
+            log.exception("releasing %s/%s failed; it goes out after the lease", job.convo_id,
+                          job.seq)  # fmt: skip
+            return
+        metrics.outbound_attempts.labels(job.channel, "released").inc()
 
     async def _attempt(self, job: OutboundJob) -> Outcome:
         if job.attempt > self._max_attempts:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from server.adapters.email import parse_sender, parse_smtp_url
 from server.adapters.fcm import load_service_account
 from server.adapters.sms import TWILIO_URL
+from server.logs import LOG_FORMATS, TEXT
 
 DEFAULT_DATA_DIR = "liveop-data"
 SECRET_KEY_FILE = "secret_key"
@@ -31,6 +32,11 @@ DEFAULT_FCM_URL = "https://fcm.googleapis.com"
 DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 # How long an outbound worker holds a claimed message; a delivery may take a third of it.
 DEFAULT_OUTBOUND_LEASE_S = 90
+# How long a process keeps serving after SIGTERM with /readyz already 503, so that the load
+# balancer's health checks take it out of rotation before it stops accepting connections.
+DEFAULT_SHUTDOWN_DRAIN_S = 0
+# A bearer token shorter than this is guessable; metrics tell an outsider how busy you are.
+MIN_METRICS_TOKEN_CHARS = 16
 _SMS_SETTINGS = ("LIVEOP_SMS_ACCOUNT_SID", "LIVEOP_SMS_AUTH_TOKEN", "LIVEOP_SMS_FROM")
 
 
@@ -68,6 +74,11 @@ class Settings:
     sms_from: str | None = None
     outbound_worker: bool = True
     outbound_lease_s: int = DEFAULT_OUTBOUND_LEASE_S
+    # GET /metrics answers only with this bearer token; without it there is no /metrics.
+    metrics_token: str | None = None
+    # "text" (uvicorn's lines) or "json" (one object per line; server/logs.py).
+    log_format: str = TEXT
+    shutdown_drain_s: int = DEFAULT_SHUTDOWN_DRAIN_S
 
 
 class SettingsError(ValueError):
@@ -85,6 +96,32 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
     return value
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: int) -> int:
+    """Like _int, but zero is allowed: "no wait"."""
+    if environ.get(name) == "0":
+        return 0
+    try:
+        return _int(environ, name, default)
+    except SettingsError:
+        raise SettingsError(f"{name} must be a whole number of seconds, 0 or more") from None
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (environ.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
+def _metrics_token(environ: Mapping[str, str]) -> str | None:
+    token = environ.get("LIVEOP_METRICS_TOKEN") or None
+    if token is not None and len(token) < MIN_METRICS_TOKEN_CHARS:
+        raise SettingsError(
+            f"LIVEOP_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters"
+        )
+    return token
 
 
 def _flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
@@ -148,17 +185,23 @@ def _secret_key(data_dir: Path) -> str:
     together agree on one key and none ever reads a half-written file.
     """
     path = data_dir / SECRET_KEY_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(secrets.token_urlsafe(SECRET_KEY_BYTES))
-            with contextlib.suppress(FileExistsError):  # another process won the race
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    key = path.read_text(encoding="utf-8").strip()
+    try:
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(secrets.token_urlsafe(SECRET_KEY_BYTES))
+                with contextlib.suppress(FileExistsError):  # another process won the race
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot create or read the secret key in {data_dir} ({exc.strerror}): make "
+            "LIVEOP_DATA_DIR a directory this user can write, or set LIVEOP_SECRET_KEY"
+        ) from None
     if len(key) < MIN_SECRET_KEY_CHARS:
         raise SettingsError(f"{path} holds no usable key: delete it to generate a new one")
     return key
@@ -197,4 +240,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         sms_from=environ.get("LIVEOP_SMS_FROM") or None,
         outbound_worker=_flag(environ, "LIVEOP_OUTBOUND_WORKER", default=True),
         outbound_lease_s=_int(environ, "LIVEOP_OUTBOUND_LEASE_S", DEFAULT_OUTBOUND_LEASE_S),
+        metrics_token=_metrics_token(environ),
+        log_format=_choice(environ, "LIVEOP_LOG_FORMAT", LOG_FORMATS),
+        shutdown_drain_s=_seconds(environ, "LIVEOP_SHUTDOWN_DRAIN_S", DEFAULT_SHUTDOWN_DRAIN_S),
     )

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.hub import Hub
 from realtime.outbox import Outbox, Overflow, Reset
+from server import metrics
 
 # The client must introduce itself (hello or auth) within this many seconds (seed 003).
 HELLO_TIMEOUT_S = 5.0
@@ -63,10 +64,11 @@ async def read_json(websocket: WebSocket, timeout_s: float | None = None) -> dic
 
 
 async def pump(
-    websocket: WebSocket, outbox: Outbox, on_reset: Callable[[], Awaitable[int]]
+    websocket: WebSocket, outbox: Outbox, on_reset: Callable[[], Awaitable[int]], kind: str
 ) -> None:
     """Sends the outbox to the socket until it closes. ``on_reset`` moves the outbox to the
-    present and returns the seq the client should reload up to."""
+    present and returns the seq the client should reload up to; ``kind`` is the socket's
+    connection kind in the metrics."""
     while True:
         try:
             batch = await outbox.next_batch()
@@ -81,16 +83,18 @@ async def pump(
             return
         for item in batch:
             await websocket.send_text(frame(item.kind, item.seq, item.data))
+        metrics.delivered(kind, batch)
 
 
 class Session:
     """One socket's subscriptions and the task pumping them; torn down together."""
 
-    __slots__ = ("_hub", "_subscription", "_task", "_websocket")
+    __slots__ = ("_hub", "_kind", "_subscription", "_task", "_websocket")
 
-    def __init__(self, websocket: WebSocket, hub: Hub) -> None:
+    def __init__(self, websocket: WebSocket, hub: Hub, kind: str) -> None:
         self._websocket = websocket
         self._hub = hub
+        self._kind = kind
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -110,7 +114,7 @@ class Session:
 
     async def _run(self, outbox: Outbox, on_reset: Callable[[], Awaitable[int]]) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await pump(self._websocket, outbox, on_reset)
+            await pump(self._websocket, outbox, on_reset, self._kind)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from realtime.outbox import Outbox, Overflow, Reset
+from server import metrics
 from server.api.wire import parse_integer
 from server.auth import Principal
 from server.errors import Invalid, TooManyRequests
@@ -100,6 +101,7 @@ async def stream(request: Request) -> Response:
                     return  # the EventSource reconnects with Last-Event-ID and catches up
                 if not batch:
                     return
+                metrics.delivered(metrics.OPERATOR_SSE, batch)
                 for item in batch:
                     yield ServerSentEvent(
                         data=item.data.decode(),

@@ -10,6 +10,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Outbox
+from server import metrics
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_UNAUTHORIZED,
@@ -28,7 +29,7 @@ ROUTE = "/api/ws/tenant"
 async def tenant_socket(websocket: WebSocket) -> None:
     svc = services(websocket)
     await websocket.accept()
-    session = Session(websocket, svc.hub)
+    session = Session(websocket, svc.hub, metrics.TENANT_WS)
     try:
         auth = await read_json(websocket, HELLO_TIMEOUT_S)
         if auth is None:

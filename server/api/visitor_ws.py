@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
+from server import metrics
 from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
 from server.api.commands import client_msg_id, optional_convo_id, origin
 from server.api.sockets import (
@@ -49,7 +50,7 @@ class VisitorSocket:
         self.origin = Origin(VISITOR_CHANNEL)
         # What keeps this visitor in the online list: the conversation, or the session.
         self.mark: str | None = None
-        self.session = Session(websocket, svc.hub)
+        self.session = Session(websocket, svc.hub, metrics.VISITOR_WS)
 
     async def wait_in_session(self) -> None:
         """Before its first message a widget listens on its session, so an operator's

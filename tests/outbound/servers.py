@@ -199,6 +199,14 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
     path = f"/2010-04-01/Accounts/{SMS_SID}/Messages.json"
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            """The account resource, which `liveop doctor` reads to test the credentials."""
+            if self.path != f"/2010-04-01/Accounts/{SMS_SID}.json":
+                return self._answer(404, {"code": 20404, "message": "not found", "status": 404})
+            if self.headers.get("Authorization") != expected_auth:
+                return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return self._answer(200, {"sid": SMS_SID, "status": "active"})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length).decode()

@@ -10,10 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from realtime.broker import create_broker
 from realtime.hub import Hub
 from realtime.outbox import Item, Outbox
+from server import outbound
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
 from server.events import EventFeed, account_channel
@@ -238,3 +240,44 @@ def test_backoff_doubles_up_to_a_cap_with_up_to_half_of_it_dropped() -> None:
     assert [backoff_s(n, base_s=15, jitter=0.0) for n in (1, 2, 3)] == [7.5, 15.0, 30.0]
     assert backoff_s(40, base_s=15, jitter=1.0) == BACKOFF_MAX_S
     assert backoff_s(40, base_s=15, jitter=0.0) == BACKOFF_MAX_S / 2
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_stopping_worker_releases_its_claims_for_another_at_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider answers after the stop's grace (shortened here), so the delivery is cut off.
+    monkeypatch.setattr(outbound, "STOP_GRACE_S", 0.2)
+    rig.sms.twilio.delay_s = 2.0
+    convo = await rig.conversation("smsbroadcast")
+    await append_reply(rig.store, convo, "Back in a moment")
+    released = _sample("liveop_outbound_attempts_total", channel="sms", result="released")
+    rig.worker.start()
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while _sample("liveop_outbound_in_flight", channel="sms") < 1:
+        assert asyncio.get_running_loop().time() < deadline, "never claimed"
+        await asyncio.sleep(0.01)
+    await rig.worker.stop()
+    assert _sample("liveop_outbound_in_flight", channel="sms") == 0
+    assert _sample("liveop_outbound_attempts_total", channel="sms", result="released") == (
+        released + 1
+    )
+    assert await rig.delivery(convo) == "queued"
+    rig.sms.twilio.delay_s = 0.0
+    # Same instant: no lease had to pass for another worker to take it over.
+    sms = TwilioSms(
+        account_sid=SMS_SID, auth_token=SMS_TOKEN, sender=SMS_FROM, timeout_s=WAIT_S,
+        base_url=rig.sms.base,
+    )  # fmt: skip
+    other = OutboundWorker(
+        rig.store, EventFeed(Hub(create_broker("memory://")), rig.store), {"sms": sms},
+        lease_s=LEASE_S, worker_id="other-worker", clock=rig.clock,
+    )  # fmt: skip
+    try:
+        assert await other.run_once() == 1
+    finally:
+        await sms.aclose()
+    assert await rig.delivery(convo) == "sent"

@@ -78,3 +78,33 @@ def test_translation_and_push_are_off_unless_configured(tmp_path: Path) -> None:
 def test_provider_urls_that_are_not_http_are_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({"LIVEOP_DATA_DIR": str(tmp_path), name: "localhost:5000"})
+
+
+def test_operations_settings_default_to_closed_text_and_no_drain(tmp_path: Path) -> None:
+    settings = load_settings({"LIVEOP_DATA_DIR": str(tmp_path)})
+    assert (settings.metrics_token, settings.log_format, settings.shutdown_drain_s) == (
+        None, "text", 0,
+    )  # fmt: skip
+    chosen = load_settings({
+        "LIVEOP_DATA_DIR": str(tmp_path), "LIVEOP_METRICS_TOKEN": "m" * 16,
+        "LIVEOP_LOG_FORMAT": "JSON", "LIVEOP_SHUTDOWN_DRAIN_S": "10",
+    })  # fmt: skip
+    assert (chosen.metrics_token, chosen.log_format, chosen.shutdown_drain_s) == (
+        "m" * 16, "json", 10,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("LIVEOP_METRICS_TOKEN", "short", "at least 16 characters"),
+        ("LIVEOP_LOG_FORMAT", "xml", "must be one of text, json"),
+        ("LIVEOP_SHUTDOWN_DRAIN_S", "-1", "0 or more"),
+        ("LIVEOP_SHUTDOWN_DRAIN_S", "soon", "0 or more"),
+    ],
+)
+def test_bad_operations_settings_are_refused(
+    tmp_path: Path, name: str, raw: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"LIVEOP_DATA_DIR": str(tmp_path), name: raw})

@@ -1,0 +1,166 @@
+"""What every request leaves behind: a request id, HTTP and connection metrics, and the JSON
+access line.
+
+A pure-ASGI middleware, outermost, so that every answer (a refused body, a crash) carries
+``X-Request-ID`` and is counted. It sees the realtime connections open and close too, so the
+connection metrics need no hook in the endpoints: a WebSocket's close reason is its close code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import metrics
+from server.api import stream, tenant_ws, visitor_ws
+from server.api.sockets import (
+    CLOSE_BAD_FRAME,
+    CLOSE_HELLO_TIMEOUT,
+    CLOSE_NOT_FOUND,
+    CLOSE_RESUME,
+    CLOSE_SHUTDOWN,
+    CLOSE_UNAUTHORIZED,
+)
+from server.api.wire import error_response
+from server.logs import ACCESS_LOGGER, RequestContext, current_request
+from server.readiness import Readiness
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is kept when it is short and plain (what proxies and tracing generate: UUIDs,
+# hex, base64url); anything else could forge or break log lines, so a new one replaces it.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+# Any other method (a client may send any token) is counted as "other": bounded labels.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CONNECTION_KIND = {
+    visitor_ws.ROUTE: metrics.VISITOR_WS,
+    tenant_ws.ROUTE: metrics.TENANT_WS,
+    stream.ROUTE: metrics.OPERATOR_SSE,
+}
+# The close reason label of each WebSocket close code, whoever sent it; any other is "other".
+CLOSE_REASON = {
+    1000: "normal",
+    1001: "client",
+    1005: "client",
+    1006: "client",
+    CLOSE_SHUTDOWN: "shutdown",
+    CLOSE_BAD_FRAME: "bad_frame",
+    CLOSE_HELLO_TIMEOUT: "hello_timeout",
+    CLOSE_UNAUTHORIZED: "unauthorized",
+    CLOSE_NOT_FOUND: "not_found",
+    CLOSE_RESUME: "overflow",
+}
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+def request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            given = bytes(value).decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(given):
+                return given
+            break
+    return secrets.token_hex(16)
+
+
+class Telemetry:
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+        # The labelled series of each (route, method, status) seen, looked up once: a request
+        # then costs two dict lookups instead of two label resolutions.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        context = RequestContext(request_id(scope), scope)
+        id_bytes = context.request_id.encode()
+        token = current_request.set(context)
+        start = time.perf_counter()
+        status = 500
+        started = False
+        kind: str | None = None
+        # Whoever closes first names the reason: the other side's close that follows is an echo.
+        reason: str | None = None
+
+        def opened(message: Message) -> str | None:
+            found = CONNECTION_KIND.get(context.route)
+            if found is None or message.get("status", 200) != 200:
+                return None
+            metrics.connections_opened.labels(found).inc()
+            metrics.connections.labels(found).inc()
+            return found
+
+        async def watched_receive() -> Message:
+            nonlocal reason
+            message = await receive()
+            if reason is None and message["type"] == "websocket.disconnect":
+                reason = CLOSE_REASON.get(message.get("code", 1005), "other")
+            elif reason is None and message["type"] == "http.disconnect":
+                reason = "client"
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal status, started, kind, reason
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = True
+                status = message.get("status", 101)
+                # Appended, not merged: no endpoint sets this header itself.
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, id_bytes)]
+                kind = opened(message)
+            elif message["type"] == "websocket.close" and reason is None:
+                reason = CLOSE_REASON.get(message.get("code", 1000), "other")
+            await send(message)
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        except Exception:
+            if scope["type"] == "http" and not started:
+                # The crash handler outside this middleware would answer without the id.
+                await error_response(
+                    500, "internal_error", "the server failed; the error was logged"
+                )(scope, receive, watched_send)
+            raise
+        finally:
+            if kind is not None:
+                self._closed(scope, kind, reason or "server")
+            if scope["type"] == "http":
+                self._record(scope, context.route, status, time.perf_counter() - start)
+            current_request.reset(token)
+
+    def _closed(self, scope: Scope, kind: str, reason: str) -> None:
+        readiness = getattr(scope["app"].state, "readiness", None)
+        if reason == "server" and isinstance(readiness, Readiness) and readiness.shutting_down:
+            reason = "shutdown"  # an SSE stream the server ended because it is stopping
+        metrics.connections.labels(kind).dec()
+        metrics.connections_closed.labels(kind, reason).inc()
+
+    def _record(self, scope: Scope, route: str, status: int, duration_s: float) -> None:
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                metrics.http_requests.labels(route, method, str(status)),
+                metrics.http_duration.labels(route),
+            )
+        series[0].inc()
+        series[1].observe(duration_s)
+        if self.access_log:
+            access_log.info(
+                "%s %s %d", method, route, status,
+                extra={"method": method, "path": _path(scope), "status": status,
+                       "duration_s": round(duration_s, 6)},
+            )  # fmt: skip
+
+
+def _path(scope: Scope) -> str:
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope['path']}?{query}" if query else str(scope["path"])
