@@ -27,9 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 from uvicorn.middleware.proxy_headers import _TrustedHosts
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 # Browsers and proxies send a request's headers in one packet; ten seconds is generous for
@@ -62,7 +61,7 @@ class ConnectionLedger:
     trusted: _TrustedHosts
     open: int = 0
     by_address: Counter[str] = field(default_factory=Counter)
-    idle: dict[GuardedH11Protocol, None] = field(default_factory=dict)
+    idle: dict[GuardedHttpProtocol, None] = field(default_factory=dict)
 
     def admit(self, address: str) -> bool:
         if address not in self.trusted and self.by_address[address] >= self.per_address:
@@ -84,7 +83,10 @@ class ConnectionLedger:
             del self.by_address[address]
 
 
-class GuardedH11Protocol(H11Protocol):
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (its fastest, and its default where httptools is
+    installed) with the guarantees above."""
+
     ledger: ConnectionLedger
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -102,21 +104,22 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._await_headers()
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._header_deadline is not None and self.conn.their_state is not h11.IDLE:
-            self._request_started()
+    def on_headers_complete(self) -> None:
+        self._request_started()
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        # A pipelined request may have started in super(): its headers are already in.
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
             self._await_headers()
 
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+    def handle_websocket_upgrade(self) -> None:
         self._request_started()
         # The slot moves with the transport to the WebSocket protocol, which releases it.
         self._admitted = False
-        super().handle_websocket_upgrade(event)
+        super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if isinstance(protocol, GuardedWebSocketProtocol):
             protocol.hold_slot(self._address)
@@ -129,6 +132,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
+        if self._header_deadline is not None:
+            return
         self.ledger.idle[self] = None
         self._header_deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
 
@@ -145,7 +150,7 @@ class GuardedH11Protocol(H11Protocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """Only ever reached by an upgrade from GuardedH11Protocol, whose slot it inherits."""
+    """Only ever reached by an upgrade from GuardedHttpProtocol, whose slot it inherits."""
 
     ledger: ConnectionLedger
     _slot: str | None = None
@@ -162,11 +167,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def guarded_protocols(
     forwarded_allow_ips: str, *, total: int, per_address: int = MAX_CONNECTIONS_PER_ADDRESS
-) -> tuple[type[GuardedH11Protocol], type[GuardedWebSocketProtocol]]:
+) -> tuple[type[GuardedHttpProtocol], type[GuardedWebSocketProtocol]]:
     """Protocol classes for one uvicorn server, sharing one ledger."""
     shared = ConnectionLedger(total, per_address, _TrustedHosts(forwarded_allow_ips))
 
-    class Http(GuardedH11Protocol):
+    class Http(GuardedHttpProtocol):
         ledger = shared
 
     class WebSocket(GuardedWebSocketProtocol):
