@@ -148,10 +148,10 @@ class EventFeed:
 
         return fetch
 
-    def visitor_fetch(self, convo_id: str) -> Fetch:
+    def visitor_fetch(self, account_id: str, convo_id: str) -> Fetch:
         async def fetch(after: int, upto: int | None, limit: int) -> list[Item]:
             messages = await self._store.list_messages(
-                convo_id, after_seq=after, limit=limit, visitor_view=True
+                account_id, convo_id, after_seq=after, limit=limit, visitor_view=True
             )
             return [
                 Item(m.seq, "message:new", _json(message_json(m)))

@@ -428,6 +428,7 @@ class Store(Protocol):
 
     async def list_messages(
         self,
+        account_id: str,
         convo_id: str,
         *,
         after_seq: int = 0,
@@ -437,7 +438,8 @@ class Store(Protocol):
         visitor_view: bool = False,
         before_seq: int | None = None,
     ) -> list[Message]:
-        """Messages with seq > after_seq and created > after_created, oldest first: the first
+        """The conversation's messages (none when it is not this account's) with seq >
+        after_seq and created > after_created, oldest first: the first
         ``limit`` of them, or with ``newest`` the last ``limit`` of them. ``visitor_view``
         leaves out private notes (before the limit applies); ``before_seq`` pages back."""
 

@@ -72,7 +72,7 @@ class VisitorSocket:
         if self.session.subscribed:
             await self.session.close()
         self.convo_id = convo_id
-        outbox = Outbox(0, self.svc.feed.visitor_fetch(convo_id))
+        outbox = Outbox(0, self.svc.feed.visitor_fetch(self.account_id, convo_id))
 
         async def cursor() -> int:
             return seq
