@@ -80,6 +80,18 @@ class OutboundJob:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What Store.claim_outbound was asked for: up to ``limit`` due rows on ``channels``, held
+    by ``worker_id`` until ``lease_until``."""
+
+    worker_id: str
+    channels: tuple[OutboundChannel, ...]
+    now: float
+    lease_until: float
+    limit: int
+
+
 def job(row: Row) -> OutboundJob:
     """The job in a row of JOB_SELECT."""
     return OutboundJob(

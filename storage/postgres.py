@@ -30,7 +30,7 @@ serializes migrations.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable
 from typing import TypeAlias, TypeVar
 
 import asyncpg
@@ -40,7 +40,7 @@ from asyncpg.pool import PoolConnectionProxy
 from storage import outbound as _outbound
 from storage.base import TRANSFER_BATCH_ROWS
 from storage.migrations import load_migrations
-from storage.outbound import OutboundChannel, OutboundJob
+from storage.outbound import Claim, OutboundJob
 from storage.sql import Conn, Dialect, Op, SqlStore
 
 T = TypeVar("T")
@@ -218,19 +218,16 @@ class PostgresStore(SqlStore):
 
             yield stream
 
-    async def claim_outbound(
-        self,
-        worker_id: str,
-        *,
-        channels: Collection[OutboundChannel],
-        now: float,
-        lease_s: float,
-        limit: int,
-    ) -> list[OutboundJob]:
+    def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
         async def op(conn: Conn) -> list[OutboundJob]:
             found = await conn.fetch(
-                _CLAIM_SQL, worker_id, list(channels), now, now + lease_s, limit
+                _CLAIM_SQL,
+                claim.worker_id,
+                list(claim.channels),
+                claim.now,
+                claim.lease_until,
+                claim.limit,
             )
             return [_outbound.job(row) for row in found]
 
-        return await self._write(op)
+        return op

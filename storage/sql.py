@@ -21,6 +21,7 @@ import time
 from collections.abc import (
     AsyncIterator,
     Callable,
+    Collection,
     Coroutine,
     Iterable,
     Mapping,
@@ -69,10 +70,11 @@ from storage.models import (
     WidgetPosition,
     default_site,
 )
-from storage.outbound import OutboundJob
+from storage.outbound import Claim, OutboundChannel, OutboundJob
 from storage.rows import Row
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Conn(Protocol):
@@ -93,6 +95,8 @@ Op = Callable[[Conn], Coroutine[Any, Any, T]]
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
+    """What the shared statements and operations need to know of one database."""
+
     # The case-insensitive LIKE operator.
     ilike: str
     # Ends the SELECT of the conversation a write decides on: the next writer of that
@@ -113,23 +117,40 @@ _SELECT_CONVO = (
     f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
     " WHERE id = $1 AND account_id = $2"
 )
+# What an update assigns: every column but the keys, which stay out of the SET list. Assigning
+# a primary key, even to itself, makes SQLite re-check every message that references it, and
+# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
+_CONVO_SET = tuple(n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id"))
 _UPDATE_CONVO = (
-    "UPDATE conversations SET ("
-    # Every column but the keys (id, account_id), which stay out of the SET list: assigning a
-    # primary key, even to itself, makes SQLite re-check every message that references it,
-    # and PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
-    + ", ".join(rows.CONVERSATIONS.column_names[2:])
-    + ") = ("
-    + ", ".join(f"${i}" for i in range(3, len(rows.CONVERSATIONS.columns) + 1))
-    + ") WHERE id = $1 AND account_id = $2"
+    f"UPDATE conversations SET ({', '.join(_CONVO_SET)})"
+    f" = ({', '.join(f'${i}' for i in range(3, len(_CONVO_SET) + 3))})"
+    " WHERE id = $1 AND account_id = $2"
 )
-_SELECT_MESSAGES = (
-    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
-    " WHERE account_id = $1 AND convo_id = $2 AND seq > $3 AND seq < $4 AND created > $5"
-)
+
+
+def _select_messages(visitor_view: bool, newest: bool) -> str:
+    # Notes are for operators: the limit counts only what the visitor may see.
+    hidden = " AND NOT private" if visitor_view else ""
+    return (
+        f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages WHERE account_id = $1"
+        f" AND convo_id = $2 AND seq > $3 AND seq < $4 AND created > $5{hidden}"
+        f" ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT $6"
+    )
+
+
+# By (visitor_view, newest): statements are built once, so the drivers' caches find them at once.
+_SELECT_MESSAGES = {(v, n): _select_messages(v, n) for v in (False, True) for n in (False, True)}
+# One row of an account's table with ids, and all of them by id, by table name.
+_NUMBERED = [t for t in TABLES if t.key == ("account_id", "id")]
+_SELECT_BY_ID = {
+    t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 AND id = $2"
+    for t in _NUMBERED
+}
+_SELECT_ALL_BY_ID = {
+    t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 ORDER BY id"
+    for t in _NUMBERED
+}
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
-_SELECT_SITES = f"SELECT {rows.select_list(rows.SITES)} FROM sites WHERE account_id = $1"
-_SELECT_CANNED = f"SELECT {rows.select_list(rows.CANNED)} FROM canned WHERE account_id = $1"
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
     " ORDER BY seq LIMIT $3"
@@ -233,11 +254,8 @@ class _Window:
 
 
 async def _messages(conn: Conn, account_id: str, convo_id: str, w: _Window) -> list[Message]:
-    order = "DESC" if w.newest else "ASC"
-    # Notes are for operators: the limit counts only what the visitor may see.
-    hidden = " AND NOT private" if w.visitor_view else ""
     found = await conn.fetch(
-        f"{_SELECT_MESSAGES}{hidden} ORDER BY seq {order} LIMIT $6",
+        _SELECT_MESSAGES[w.visitor_view, w.newest],
         account_id,
         convo_id,
         w.after_seq,
@@ -368,6 +386,31 @@ class SqlStore(abc.ABC):
     ) -> contextlib.AbstractAsyncContextManager[Callable[[str], AsyncIterator[Row]]]:
         """A read-only snapshot of the whole database, as a function streaming a query's rows."""
 
+    async def _get(
+        self, table: Table, record: Callable[[Row], R], account_id: str, row_id: int
+    ) -> R | None:
+        """The record of one row of an account-scoped table with an ``id``."""
+        sql = (
+            f"SELECT {rows.select_list(table)} FROM {table.name} WHERE account_id = $1 AND id = $2"
+        )
+
+        async def op(conn: Conn) -> R | None:
+            row = await conn.fetchrow(sql, account_id, row_id)
+            return record(row) if row else None
+
+        return await self._read(op)
+
+    async def _list(self, table: Table, record: Callable[[Row], R], account_id: str) -> list[R]:
+        """The records of every row of an account-scoped table with an ``id``, by id."""
+        sql = (
+            f"SELECT {rows.select_list(table)} FROM {table.name} WHERE account_id = $1 ORDER BY id"
+        )
+
+        async def op(conn: Conn) -> list[R]:
+            return [record(r) for r in await conn.fetch(sql, account_id)]
+
+        return await self._read(op)
+
     # the whole installation
 
     async def is_empty(self) -> bool:
@@ -480,13 +523,7 @@ class SqlStore(abc.ABC):
         return await self._write(op)
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
-        async def op(conn: Conn) -> Operator | None:
-            row = await conn.fetchrow(
-                f"{_SELECT_OPERATORS} WHERE account_id = $1 AND id = $2", account_id, operator_id
-            )
-            return rows.operator(row) if row else None
-
-        return await self._read(op)
+        return await self._get(rows.OPERATORS, rows.operator, account_id, operator_id)
 
     async def get_credentials(self, email: str) -> OperatorCredentials | None:
         async def op(conn: Conn) -> OperatorCredentials | None:
@@ -497,13 +534,7 @@ class SqlStore(abc.ABC):
         return await self._read(op)
 
     async def list_operators(self, account_id: str) -> list[Operator]:
-        async def op(conn: Conn) -> list[Operator]:
-            found = await conn.fetch(
-                f"{_SELECT_OPERATORS} WHERE account_id = $1 ORDER BY id", account_id
-            )
-            return [rows.operator(r) for r in found]
-
-        return await self._read(op)
+        return await self._list(rows.OPERATORS, rows.operator, account_id)
 
     async def update_operator(
         self, account_id: str, operator_id: int, patch: OperatorPatch
@@ -574,20 +605,10 @@ class SqlStore(abc.ABC):
         return await self._write(op)
 
     async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
-        async def op(conn: Conn) -> CannedResponse | None:
-            row = await conn.fetchrow(f"{_SELECT_CANNED} AND id = $2", account_id, canned_id)
-            return rows.canned(row) if row else None
-
-        return await self._read(op)
+        return await self._get(rows.CANNED, rows.canned, account_id, canned_id)
 
     async def list_canned(self, account_id: str) -> list[CannedResponse]:
-        async def op(conn: Conn) -> list[CannedResponse]:
-            return [
-                rows.canned(r)
-                for r in await conn.fetch(f"{_SELECT_CANNED} ORDER BY id", account_id)
-            ]
-
-        return await self._read(op)
+        return await self._list(rows.CANNED, rows.canned, account_id)
 
     async def update_canned(
         self, account_id: str, canned_id: int, patch: CannedPatch
@@ -621,19 +642,10 @@ class SqlStore(abc.ABC):
         return await self._write(op)
 
     async def get_site(self, account_id: str, site_id: int) -> Site | None:
-        async def op(conn: Conn) -> Site | None:
-            row = await conn.fetchrow(f"{_SELECT_SITES} AND id = $2", account_id, site_id)
-            return rows.site(row) if row else None
-
-        return await self._read(op)
+        return await self._get(rows.SITES, rows.site, account_id, site_id)
 
     async def list_sites(self, account_id: str) -> list[Site]:
-        async def op(conn: Conn) -> list[Site]:
-            return [
-                rows.site(r) for r in await conn.fetch(f"{_SELECT_SITES} ORDER BY id", account_id)
-            ]
-
-        return await self._read(op)
+        return await self._list(rows.SITES, rows.site, account_id)
 
     async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
         async def op(conn: Conn) -> Site | None:
@@ -750,8 +762,12 @@ class SqlStore(abc.ABC):
                     raise LookupError("a decision on no conversation must create one")
                 return Committed(before)
             after = change.after
-            values = rows.values(rows.CONVERSATIONS, rows.convo_row(after))
-            await conn.execute(_INSERT_CONVO if change.before is None else _UPDATE_CONVO, *values)
+            row = rows.convo_row(after)
+            if change.before is None:
+                await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
+            else:
+                update = (row[name] for name in _CONVO_SET)
+                await conn.execute(_UPDATE_CONVO, after.id, account_id, *update)
             if change.messages:
                 await conn.executemany(
                     _INSERT_MESSAGE,
@@ -846,7 +862,25 @@ class SqlStore(abc.ABC):
 
         return await self._read(op)
 
-    # outbound delivery (the claim is the driver's: it is where the databases lock differently)
+    # outbound delivery
+
+    async def claim_outbound(
+        self,
+        worker_id: str,
+        *,
+        channels: Collection[OutboundChannel],
+        now: float,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboundJob]:
+        if not channels:
+            return []
+        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit)
+        return await self._write(self._claim(claim))
+
+    @abc.abstractmethod
+    def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
+        """The op that claims (see Store.claim_outbound): where the databases lock apart."""
 
     async def finish_outbound(
         self,

@@ -22,7 +22,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from storage import outbound as _outbound
 from storage.base import TRANSFER_BATCH_ROWS
 from storage.migrations import load_migrations
-from storage.outbound import OutboundChannel, OutboundJob
+from storage.outbound import Claim, OutboundJob
 from storage.sql import Conn, Dialect, Op, SqlStore
 
 T = TypeVar("T")
@@ -50,7 +50,8 @@ BUSY_TIMEOUT_MS = 5000
 STATEMENT_CACHE = 1024
 
 DIALECT = Dialect(
-    ilike="LIKE",  # ASCII case-insensitive already
+    # SQLite's LIKE already ignores case (of ASCII letters).
+    ilike="LIKE",
     # One writer commits at a time: nothing to lock.
     lock_for_update="",
     lock_key_share="",
@@ -78,6 +79,10 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
+def _names(cursor: sqlite3.Cursor) -> list[str]:
+    return [d[0] for d in cursor.description]
+
+
 class _Conn:
     """A sqlite3 connection as a Conn; every call has completed when it returns."""
 
@@ -88,12 +93,13 @@ class _Conn:
 
     async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         cursor = self._db.execute(_numbered(query), args)
-        names = [d[0] for d in cursor.description]
+        names = _names(cursor)
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
-        found = await self.fetch(query, *args)
-        return found[0] if found else None
+        cursor = self._db.execute(_numbered(query), args)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip(_names(cursor), row, strict=True))
 
     async def execute(self, query: str, *args: Any) -> None:
         self._db.execute(_numbered(query), args)
@@ -289,27 +295,19 @@ class SQLiteStore(SqlStore):
         finally:
             await asyncio.to_thread(db.close)
 
-    async def claim_outbound(
-        self,
-        worker_id: str,
-        *,
-        channels: Collection[OutboundChannel],
-        now: float,
-        lease_s: float,
-        limit: int,
-    ) -> list[OutboundJob]:
-        if not channels:
-            return []
-        due = _DUE_SQL.format(channels=", ".join(f"${i}" for i in range(3, len(channels) + 3)))
+    def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
+        marks = ", ".join(f"${i}" for i in range(3, len(claim.channels) + 3))
+        due = _DUE_SQL.format(channels=marks)
 
         async def op(conn: Conn) -> list[OutboundJob]:
-            jobs = [_outbound.job(row) for row in await conn.fetch(due, now, limit, *channels)]
+            found = await conn.fetch(due, claim.now, claim.limit, *claim.channels)
+            jobs = [_outbound.job(row) for row in found]
             await conn.executemany(
-                _CLAIM_SQL, [(worker_id, now + lease_s, j.convo_id, j.seq) for j in jobs]
+                _CLAIM_SQL, [(claim.worker_id, claim.lease_until, j.convo_id, j.seq) for j in jobs]
             )
             return [dataclasses.replace(j, attempt=j.attempt + 1) for j in jobs]
 
-        return await self._write(op)
+        return op
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
