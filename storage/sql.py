@@ -163,6 +163,21 @@ _REPLAY = (
     " WHERE e.account_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
 )
 
+_SELECT_BY_CLIENT_ID = (
+    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
+    " WHERE account_id = $1 AND client_msg_id = $2"
+)
+_INSERT_EVENT = rows.insert_sql(rows.EVENTS)
+_INSERT_MESSAGE = rows.insert_sql(rows.MESSAGES)
+_INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
+_INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
+_INSERT_SITE = rows.insert_sql(rows.SITES)
+_INSERT_CANNED = rows.insert_sql(rows.CANNED)
+_INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
+_INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
+_INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
+_INSERT_TEAM = rows.insert_sql(rows.TEAMS)
+
 
 def _rows_of(table: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
     return [rows.values(table, r) for r in records]
@@ -214,25 +229,8 @@ async def append_events(
     return events
 
 
-_INSERT_EVENT = rows.insert_sql(rows.EVENTS)
-_INSERT_MESSAGE = rows.insert_sql(rows.MESSAGES)
-_INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
-_INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
-_INSERT_SITE = rows.insert_sql(rows.SITES)
-_INSERT_CANNED = rows.insert_sql(rows.CANNED)
-_INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
-_INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
-_INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
-_INSERT_TEAM = rows.insert_sql(rows.TEAMS)
-
-
 async def _duplicate_of(conn: Conn, account_id: str, client_msg_id: str) -> Committed | None:
-    row = await conn.fetchrow(
-        f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
-        " WHERE account_id = $1 AND client_msg_id = $2",
-        account_id,
-        client_msg_id,
-    )
+    row = await conn.fetchrow(_SELECT_BY_CLIENT_ID, account_id, client_msg_id)
     if row is None:
         return None
     original = rows.message(row)
@@ -273,17 +271,12 @@ async def _patch(
     """Updates the given columns (None: unchanged) of one account-scoped row and returns it,
     or None when it does not exist."""
     sets = {k: v for k, v in values.items() if v is not None}
-    columns = rows.select_list(table)
     if not sets:
-        return await conn.fetchrow(
-            f"SELECT {columns} FROM {table.name} WHERE account_id = $1 AND id = $2",
-            account_id,
-            row_id,
-        )
+        return await conn.fetchrow(_SELECT_BY_ID[table.name], account_id, row_id)
     assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(sets, start=3))
     return await conn.fetchrow(
         f"UPDATE {table.name} SET {assignments} WHERE account_id = $1 AND id = $2"
-        f" RETURNING {columns}",
+        f" RETURNING {rows.select_list(table)}",
         account_id,
         row_id,
         *sets.values(),

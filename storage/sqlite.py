@@ -73,14 +73,24 @@ _CLAIM_SQL = (
 )
 
 
+# The column names of each statement's rows, which cursor.description builds anew every time.
+# Keyed by the statement's text: no statement selects `*`, so its text fixes its columns.
+_NAMES: dict[str, tuple[str, ...]] = {}
+
+
+def _names(sql: str, cursor: sqlite3.Cursor) -> tuple[str, ...]:
+    names = _NAMES.get(sql)
+    if names is None:
+        if len(_NAMES) >= STATEMENT_CACHE:
+            _NAMES.clear()
+        names = _NAMES[sql] = tuple(d[0] for d in cursor.description)
+    return names
+
+
 @functools.lru_cache(maxsize=STATEMENT_CACHE)
 def _numbered(sql: str) -> str:
     """``$1`` as SQLite's ``?1``: the same numbered placeholder, another spelling."""
     return _PLACEHOLDER.sub(r"?\1", sql)
-
-
-def _names(cursor: sqlite3.Cursor) -> list[str]:
-    return [d[0] for d in cursor.description]
 
 
 class _Conn:
@@ -93,13 +103,13 @@ class _Conn:
 
     async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         cursor = self._db.execute(_numbered(query), args)
-        names = _names(cursor)
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        names = _names(query, cursor)
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         cursor = self._db.execute(_numbered(query), args)
         row = cursor.fetchone()
-        return None if row is None else dict(zip(_names(cursor), row, strict=True))
+        return None if row is None else dict(zip(_names(query, cursor), row, strict=False))
 
     async def execute(self, query: str, *args: Any) -> None:
         self._db.execute(_numbered(query), args)
