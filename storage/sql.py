@@ -99,16 +99,16 @@ class Dialect:
 
     # The case-insensitive LIKE operator.
     ilike: str
-    # Ends the SELECT of the conversation a write decides on: the next writer of that
-    # conversation waits for this commit (empty where one writer commits at a time).
-    lock_for_update: str
-    # Ends the lookup of the team a site is about to route to, so the team cannot be deleted
-    # before the site commits.
-    lock_key_share: str
     # Raised by the driver when a unique index, a foreign key, or any constraint refuses a row.
     unique_violation: type[Exception]
     foreign_key_violation: type[Exception]
     integrity_violation: type[Exception]
+    # Ends the SELECT of the conversation a write decides on: the next writer of that
+    # conversation waits for this commit. Empty where one writer commits at a time.
+    lock_for_update: str = ""
+    # Ends the lookup of the team a site is about to route to, so the team cannot be deleted
+    # before the site commits. Empty where one writer commits at a time.
+    lock_key_share: str = ""
     # Run first in an import's transaction.
     import_prelude: tuple[str, ...] = ()
 

@@ -49,12 +49,10 @@ BUSY_TIMEOUT_MS = 5000
 # combinations, with room to spare.
 STATEMENT_CACHE = 1024
 
+# One writer commits at a time, so no statement needs a locking clause; sqlite3 raises one
+# error for every constraint; and SQLite's LIKE already ignores case (of ASCII letters).
 DIALECT = Dialect(
-    # SQLite's LIKE already ignores case (of ASCII letters).
-    ilike="LIKE",
-    # One writer commits at a time: nothing to lock.
-    lock_for_update="",
-    lock_key_share="",
+    "LIKE",
     unique_violation=sqlite3.IntegrityError,
     foreign_key_violation=sqlite3.IntegrityError,
     integrity_violation=sqlite3.IntegrityError,
