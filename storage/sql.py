@@ -177,6 +177,9 @@ _INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
 _INSERT_TEAM = rows.insert_sql(rows.TEAMS)
+_INSERT_TEAM_MEMBER = rows.insert_sql(rows.TEAM_MEMBERS)
+# Adding a token the operator's device already registered changes nothing.
+_ADD_PUSH_TOKEN = rows.insert_sql(rows.PUSH_TOKENS) + " ON CONFLICT DO NOTHING"
 
 
 def _rows_of(table: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -317,10 +320,11 @@ async def _set_members(
         "DELETE FROM team_members WHERE account_id = $1 AND team_id = $2", account_id, team_id
     )
     try:
-        await conn.executemany(
-            "INSERT INTO team_members (account_id, team_id, operator_id) VALUES ($1, $2, $3)",
-            [(account_id, team_id, m) for m in sorted(set(member_ids))],
+        members = (
+            {"account_id": account_id, "team_id": team_id, "operator_id": m}
+            for m in sorted(set(member_ids))
         )
+        await conn.executemany(_INSERT_TEAM_MEMBER, _rows_of(rows.TEAM_MEMBERS, members))
     except dialect.foreign_key_violation as exc:
         raise UnknownReference("a team member is not an operator of the account") from exc
 
@@ -663,15 +667,13 @@ class SqlStore(abc.ABC):
     # push tokens
 
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
+        row = {
+            "account_id": account_id, "operator_id": operator_id, "token": token,
+            "created": time.time(),
+        }  # fmt: skip
+
         async def op(conn: Conn) -> None:
-            await conn.execute(
-                "INSERT INTO push_tokens (account_id, operator_id, token, created)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                account_id,
-                operator_id,
-                token,
-                time.time(),
-            )
+            await conn.execute(_ADD_PUSH_TOKEN, *rows.values(rows.PUSH_TOKENS, row))
 
         await self._write(op)
 
