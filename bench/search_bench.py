@@ -44,7 +44,7 @@ from bench.harness import (
 from storage.base import InboxQuery
 from storage.inbox_sql import InboxSql
 from storage.postgres import PostgresStore
-from storage.rows import CONVO_COLS, MSG_COLS, prefixed
+from storage.rows import CONVERSATIONS, MESSAGES, insert_sql, select_list, values
 from storage.sqlite import SQLiteStore
 
 RESULTS_HEADING = "## Search results"
@@ -65,7 +65,7 @@ STATUSES = ("open", "waiting", "active", "resolved")
 FIRST_NAMES = ("Ana", "Ben", "Chloe", "Dmitri", "Eve", "Farah", "Gus", "Hana", "Ivo", "Jun")
 LAST_NAMES = ("Smith", "Garcia", "Novak", "Okafor", "Tanaka", "Larsen", "Rossi", "Khan")
 # The same statements the stores run, for EXPLAIN.
-PG_INBOX = InboxSql(lambda n: f"${n}", "ILIKE")
+PG_INBOX = InboxSql("ILIKE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ def vocabulary(rng: random.Random) -> list[str]:
 def generate(
     conversations: int, messages: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str]:
-    """Conversation and message rows (columns as storage/rows.py), and the commonest word."""
+    """Conversation and message rows (in TABLES column order), and the commonest word."""
     rng = random.Random(SEED)
     vocab = vocabulary(rng)
     rng.shuffle(vocab)
@@ -144,21 +144,29 @@ def generate(
         fname, lname = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         last_activity = created + messages * 30.0
         convos.append(
-            (
-                convo_id, ACCOUNT, "liveoperator", status, "operator", operator, None, fname,
-                lname, f"{fname.lower()}.{i}@example.com", f"+1555{i:07d}", created,
-                last_activity, last_activity if status == "resolved" else None, messages, 0,
-                messages, messages, 1, None, None, False, "", "", texts[-1][:100],
-            )
+            values(CONVERSATIONS, {
+                "id": convo_id, "account_id": ACCOUNT, "source_app": "liveoperator",
+                "status": status, "mode": "operator", "operator_id": operator, "team_id": None,
+                "fname": fname, "lname": lname, "email": f"{fname.lower()}.{i}@example.com",
+                "phone": f"+1555{i:07d}", "created": created, "last_activity": last_activity,
+                "resolved_at": last_activity if status == "resolved" else None,
+                "last_seq": messages, "unread": 0, "operator_read_seq": messages,
+                "visitor_read_seq": messages, "site_id": 1, "session_id": None,
+                "block_type": None, "translate": False, "visitor_lang": "", "info": "",
+                "preview": texts[-1][:100],
+            })
         )  # fmt: skip
         for seq, text in enumerate(texts, 1):
             sender = "visitor" if seq % 2 else "operator"
             msgs.append(
-                (
-                    f"{convo_id}-{seq}", convo_id, seq, sender,
-                    operator if sender == "operator" else None, None, text,
-                    created + seq * 30.0, None, None, False, None, None, None, ACCOUNT,
-                )
+                values(MESSAGES, {
+                    "id": f"{convo_id}-{seq}", "convo_id": convo_id, "seq": seq,
+                    "account_id": ACCOUNT, "sender": sender,
+                    "operator_id": operator if sender == "operator" else None,
+                    "operator_name": None, "text": text, "created": created + seq * 30.0,
+                    "client_msg_id": None, "delivery": None, "private": False,
+                    "image_url": None, "translation": None, "translation_lang": None,
+                })
             )  # fmt: skip
     return convos, msgs, vocab[0]
 
@@ -168,10 +176,6 @@ def _accumulate(weights: Sequence[float]) -> Iterator[float]:
     for w in weights:
         total += w
         yield total
-
-
-def columns(cols: str) -> list[str]:
-    return [c.strip() for c in cols.split(",")]
 
 
 async def time_store(
@@ -214,10 +218,10 @@ async def run_postgres(
                 "INSERT INTO accounts (id, name, created) VALUES ($1, 'bench', 0)", ACCOUNT
             )
             await conn.copy_records_to_table(
-                "conversations", records=convos, columns=columns(CONVO_COLS)
+                "conversations", records=convos, columns=list(CONVERSATIONS.column_names)
             )
             await conn.copy_records_to_table(
-                "messages", records=msgs, columns=[*columns(MSG_COLS), "account_id"]
+                "messages", records=msgs, columns=list(MESSAGES.column_names)
             )
             await conn.execute("VACUUM ANALYZE")
             print(f"postgres: loaded and analyzed in {time.perf_counter() - t0:.1f} s")
@@ -225,7 +229,7 @@ async def run_postgres(
             timings = await time_store(store, "postgres", conversations, cases, repeat)
             if explain:
                 for case in cases:
-                    sql, params = PG_INBOX.select(prefixed(CONVO_COLS, "c"), ACCOUNT, case.query)
+                    sql, params = PG_INBOX.select(select_list(CONVERSATIONS), ACCOUNT, case.query)
                     plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
                     print(f"\n-- {case.name}\n" + "\n".join(r[0] for r in plan))
         finally:
@@ -248,12 +252,9 @@ async def run_sqlite(conversations: int, messages: int, repeat: int) -> list[Tim
             conn.execute(
                 "INSERT INTO accounts (id, name, created) VALUES (?, 'bench', 0)", (ACCOUNT,)
             )
-            marks = ", ".join("?" * len(convos[0]))
-            conn.executemany(f"INSERT INTO conversations ({CONVO_COLS}) VALUES ({marks})", convos)
-            marks = ", ".join("?" * len(msgs[0]))
-            conn.executemany(
-                f"INSERT INTO messages ({MSG_COLS}, account_id) VALUES ({marks})", msgs
-            )
+            # SQLite spells the store's numbered placeholders ?1, ?2, ...
+            conn.executemany(insert_sql(CONVERSATIONS).replace("$", "?"), convos)
+            conn.executemany(insert_sql(MESSAGES).replace("$", "?"), msgs)
         conn.execute("ANALYZE")
         conn.close()
         print(f"sqlite: loaded and analyzed in {time.perf_counter() - t0:.1f} s")

@@ -432,7 +432,7 @@ class ConversationEngine:
         current = await self._conversation(account_id, convo_id)
         cursor = _read_seq(current, side)
         fetched = await self._store.list_messages(
-            convo_id, after_seq=cursor, limit=POLL_BATCH, visitor_view=True
+            account_id, convo_id, after_seq=cursor, limit=POLL_BATCH, visitor_view=True
         )
         current = await self._mark_read(current, side, fetched)
         news = [m for m in fetched if _other_side(m.sender, side) and m.created > since]

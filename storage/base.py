@@ -85,9 +85,10 @@ def _columns(spec: str) -> tuple[Column, ...]:
 
 
 # Every table of an installation, parents before children, so that an export read in this
-# order imports with every foreign key already satisfied. Both backends and the JSON Lines
-# format of `liveop export`/`import` follow this one list; a migration that adds a column adds
-# it here too.
+# order imports with every foreign key already satisfied. This is the one column list: the
+# statements of storage/sql.py select and insert these columns (storage/rows.py maps them to
+# records by name), and `liveop export`/`import` move exactly these. A migration that adds a
+# column adds it here too, or the contract suite's schema test fails.
 TABLES: tuple[Table, ...] = (
     Table("accounts", _columns("id:str name:str created:float last_event_seq:int"), ("id",)),
     Table("api_keys", _columns("key_hash:str account_id:str created:float"), ("key_hash",)),
@@ -334,7 +335,8 @@ class Store(Protocol):
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None: ...
 
-    async def get_credentials(self, email: str) -> OperatorCredentials | None: ...
+    async def get_credentials(self, email: str) -> OperatorCredentials | None:
+        """The operator with this email, in any case, in any account (emails are logins)."""
 
     async def list_operators(self, account_id: str) -> list[Operator]: ...
 
@@ -451,6 +453,7 @@ class Store(Protocol):
 
     async def list_messages(
         self,
+        account_id: str,
         convo_id: str,
         *,
         after_seq: int = 0,
@@ -460,7 +463,8 @@ class Store(Protocol):
         visitor_view: bool = False,
         before_seq: int | None = None,
     ) -> list[Message]:
-        """Messages with seq > after_seq and created > after_created, oldest first: the first
+        """The conversation's messages (none when it is not this account's) with seq >
+        after_seq and created > after_created, oldest first: the first
         ``limit`` of them, or with ``newest`` the last ``limit`` of them. ``visitor_view``
         leaves out private notes (before the limit applies); ``before_seq`` pages back."""
 

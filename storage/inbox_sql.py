@@ -1,9 +1,8 @@
-"""The inbox listing's SQL, shared by both dialects: only placeholders and the
-case-insensitive LIKE operator differ."""
+"""The inbox listing's SQL, shared by both dialects: only the case-insensitive LIKE operator
+differs (placeholders are PostgreSQL's ``$1``, which the SQLite driver renumbers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from storage.base import InboxQuery
@@ -17,11 +16,9 @@ def escape_like(word: str) -> str:
 
 
 class InboxSql:
-    """Builds listing statements with numbered placeholders (``?1`` in SQLite, ``$1`` in
-    PostgreSQL), so one value can appear twice."""
+    """Builds listing statements with numbered placeholders, so one value can appear twice."""
 
-    def __init__(self, placeholder: Callable[[int], str], ilike: str) -> None:
-        self._placeholder = placeholder
+    def __init__(self, ilike: str) -> None:
         self._ilike = ilike
 
     def select(self, columns: str, account_id: str, q: InboxQuery) -> tuple[str, list[Any]]:
@@ -29,14 +26,14 @@ class InboxSql:
         params.append(q.limit)
         return (
             f"SELECT {columns} FROM conversations c WHERE {where}"
-            f" ORDER BY c.last_activity DESC, c.id DESC LIMIT {self._placeholder(len(params))}",
+            f" ORDER BY c.last_activity DESC, c.id DESC LIMIT ${len(params)}",
             params,
         )
 
     def count(self, account_id: str, q: InboxQuery) -> tuple[str, list[Any]]:
         where, params = self._where(account_id, q, paged=False)
         return (
-            f"SELECT c.status, count(*) FROM conversations c WHERE {where} GROUP BY c.status",
+            f"SELECT c.status, count(*) AS n FROM conversations c WHERE {where} GROUP BY c.status",
             params,
         )
 
@@ -45,7 +42,7 @@ class InboxSql:
 
         def p(value: Any) -> str:
             params.append(value)
-            return self._placeholder(len(params))
+            return f"${len(params)}"
 
         def among(column: str, values: tuple[str, ...]) -> str:
             # `IN ()` would be SQLite's empty set but a syntax error in PostgreSQL.

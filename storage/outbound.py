@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from storage.models import Conversation, Message, Sender, SourceApp, UserInfo
-from storage.rows import Row
+
+if TYPE_CHECKING:
+    # Only a type: storage.rows imports storage.base, which imports this module.
+    from storage.rows import Row
 
 OutboundChannel = Literal["sms", "email"]
 OutboundState = Literal["queued", "sent", "failed"]
@@ -23,8 +26,6 @@ CHANNEL_OF_SOURCE: Mapping[SourceApp, OutboundChannel] = {
     "smsbroadcast": "sms",
     "emailbroadcast": "email",
 }
-
-INSERT_COLS = "convo_id, seq, account_id, channel, state, attempts, next_attempt_at, created"
 
 # A row is due when it is queued, its backoff is over, nobody holds a live lease on it, and no
 # earlier message of its conversation is still queued: a customer reads the replies in the
@@ -41,22 +42,22 @@ DUE_ORDER = "o.next_attempt_at, o.convo_id, o.seq"
 JOB_SELECT = (
     # What the customer reads: the translation into their language when live translation made
     # one (as the chat window shows it), and an image as its link, which SMS and email carry.
-    "SELECT o.account_id, a.name, o.convo_id, o.seq, m.id, o.channel,"
-    " coalesce(m.translation, m.text), m.sender, m.operator_name, c.fname, c.lname, c.email,"
-    " c.phone, m.created, o.attempts, m.image_url"
+    "SELECT o.account_id, a.name AS account_name, o.convo_id, o.seq, m.id AS message_id,"
+    " o.channel, coalesce(m.translation, m.text) AS text, m.sender, m.operator_name, c.fname,"
+    " c.lname, c.email, c.phone, m.created, o.attempts, m.image_url"
     " FROM {rows} o JOIN messages m ON m.convo_id = o.convo_id AND m.seq = o.seq"
     " JOIN conversations c ON c.id = o.convo_id JOIN accounts a ON a.id = o.account_id"
 )
 
-# Numbered slots for the dialect's placeholders, filled by finish_params. The WHERE refuses
-# a caller that no longer holds the claim it was given (see the module docstring).
+# Filled by finish_params. The WHERE refuses a caller that no longer holds the claim it was
+# given (see the module docstring); the row comes back only when the outcome was recorded.
 FINISH_SQL = (
-    "UPDATE outbound SET state = {0}, claimed_by = NULL, lease_until = NULL,"
-    " next_attempt_at = coalesce({1}, next_attempt_at), last_error = {2}"
-    " WHERE convo_id = {3} AND seq = {4} AND claimed_by = {5} AND attempts = {6}"
-    " AND state = 'queued'"
+    "UPDATE outbound SET state = $1, claimed_by = NULL, lease_until = NULL,"
+    " next_attempt_at = coalesce($2, next_attempt_at), last_error = $3"
+    " WHERE convo_id = $4 AND seq = $5 AND claimed_by = $6 AND attempts = $7"
+    " AND state = 'queued' RETURNING seq"
 )
-SET_DELIVERY_SQL = "UPDATE messages SET delivery = {0} WHERE convo_id = {1} AND seq = {2}"
+SET_DELIVERY_SQL = "UPDATE messages SET delivery = $1 WHERE convo_id = $2 AND seq = $3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +80,41 @@ class OutboundJob:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What Store.claim_outbound was asked for: up to ``limit`` due rows on ``channels``, held
+    by ``worker_id`` until ``lease_until``."""
+
+    worker_id: str
+    channels: tuple[OutboundChannel, ...]
+    now: float
+    lease_until: float
+    limit: int
+
+
 def job(row: Row) -> OutboundJob:
+    """The job in a row of JOB_SELECT."""
     return OutboundJob(
-        account_id=row[0], account_name=row[1], convo_id=row[2], seq=row[3], message_id=row[4],
-        channel=row[5], text="\n\n".join(t for t in (row[6], row[15]) if t), sender=row[7],
-        operator_name=row[8],
-        contact=UserInfo(fname=row[9], lname=row[10], email=row[11], phone=row[12]),
-        created=row[13], attempt=row[14],
+        account_id=row["account_id"], account_name=row["account_name"],
+        convo_id=row["convo_id"], seq=row["seq"], message_id=row["message_id"],
+        channel=row["channel"], text="\n\n".join(t for t in (row["text"], row["image_url"]) if t),
+        sender=row["sender"], operator_name=row["operator_name"],
+        contact=UserInfo(
+            fname=row["fname"], lname=row["lname"], email=row["email"], phone=row["phone"]
+        ),
+        created=row["created"], attempt=row["attempts"],
     )  # fmt: skip
 
 
 def queued_rows(
     account_id: str, conversation: Conversation, messages: Iterable[Message]
-) -> list[tuple[Any, ...]]:
-    """The outbound rows (INSERT_COLS) for the queued ones among ``messages``."""
+) -> list[dict[str, Any]]:
+    """The outbound rows, by column, for the queued ones among ``messages``."""
     return [
-        (m.convo_id, m.seq, account_id, CHANNEL_OF_SOURCE[conversation.source_app], "queued", 0,
-         m.created, m.created)
+        {"convo_id": m.convo_id, "seq": m.seq, "account_id": account_id,
+         "channel": CHANNEL_OF_SOURCE[conversation.source_app], "state": "queued",
+         "attempts": 0, "claimed_by": None, "lease_until": None, "next_attempt_at": m.created,
+         "last_error": None, "created": m.created}
         for m in messages
         if m.delivery == "queued"
     ]  # fmt: skip

@@ -21,92 +21,30 @@ is safe.
 Two sends with one client message id meet either at the conversation lock (the second then
 finds the first committed) or, from different conversations, at the unique index: the second
 insert waits for the first commit, fails, and its retry returns the original as a duplicate.
+
+The operations themselves are storage/sql.py's; this module runs them (pool, transactions,
+retries) and keeps what only PostgreSQL does: the SKIP LOCKED claim and the advisory lock that
+serializes migrations.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Collection,
-    Iterable,
-    Mapping,
-    Sequence,
-)
-from typing import Any, TypeAlias, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
 from storage import outbound as _outbound
-from storage.base import (
-    NO_TEAM,
-    SEQ_END,
-    TABLES,
-    TRANSFER_BATCH_ROWS,
-    CannedPatch,
-    Decide,
-    DuplicateEmail,
-    InboxQuery,
-    InvalidRow,
-    OperatorPatch,
-    SitePatch,
-    StoreNotEmpty,
-    Table,
-    TeamPatch,
-    UnknownReference,
-    patch_values,
-    row_values,
-)
-from storage.inbox_sql import InboxSql
+from storage.base import TRANSFER_BATCH_ROWS
 from storage.migrations import load_migrations
-from storage.models import (
-    DEFAULT_SITE_ID,
-    Account,
-    CannedResponse,
-    Change,
-    Committed,
-    Conversation,
-    Event,
-    EventDetail,
-    Message,
-    MessageReplay,
-    Operator,
-    OperatorCredentials,
-    Site,
-    Status,
-    Team,
-    WidgetPosition,
-    default_site,
-)
-from storage.outbound import OutboundChannel, OutboundJob
-from storage.rows import CONVO_COLS as _CONVO_COLS
-from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
-from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
-from storage.rows import EVENT_COLS as _EVENT_COLS
-from storage.rows import EVENT_WIDTH as _EVENT_WIDTH
-from storage.rows import INSERT_EVENT_SQL, REPLAY_MESSAGES_SQL, event_params, numbered_events
-from storage.rows import MSG_COLS as _MSG_COLS
-from storage.rows import MSG_WIDTH as _MSG_WIDTH
-from storage.rows import OPERATOR_COLS as _OPERATOR_COLS
-from storage.rows import SITE_COLS as _SITE_COLS
-from storage.rows import convo as _convo
-from storage.rows import convo_params as _convo_params
-from storage.rows import event as _event
-from storage.rows import message as _message
-from storage.rows import message_params as _message_params
-from storage.rows import message_replay as _message_replay
-from storage.rows import operator as _operator
-from storage.rows import prefixed as _prefixed
-from storage.rows import site as _site
+from storage.outbound import Claim, OutboundJob
+from storage.sql import Conn, Dialect, Op, SqlStore
 
 T = TypeVar("T")
 _Conn: TypeAlias = "PoolConnectionProxy[Record]"
-# A fetched row, or a slice of one (a replay row holds an event, a conversation and a message).
-_Row: TypeAlias = "Record | tuple[Any, ...]"
 
 # Connections kept open while idle: enough for a burst to start without connecting first.
 POOL_MIN_SIZE = 2
@@ -137,22 +75,25 @@ MIGRATION_LOCK_KEY = 0x6C6976656F70
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _CLIENT_ID_INDEX = "messages_client_id"
 
-_INSERT_CONVO_SQL = (
-    f"INSERT INTO conversations ({_CONVO_COLS})"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, _CONVO_WIDTH + 1))})"
+DIALECT = Dialect(
+    ilike="ILIKE",
+    # Row locks serialize writers of one conversation (see the module docstring); NO KEY
+    # leaves the messages' foreign-key checks (KEY SHARE) unblocked.
+    lock_for_update=" FOR NO KEY UPDATE",
+    lock_key_share=" FOR KEY SHARE",
+    unique_violation=asyncpg.UniqueViolationError,
+    foreign_key_violation=asyncpg.ForeignKeyViolationError,
+    integrity_violation=asyncpg.IntegrityConstraintViolationError,
+    import_prelude=(
+        # Reading the rows (a file, stdin) may pause the transaction for longer than a live
+        # request ever would.
+        "SET LOCAL idle_in_transaction_session_timeout = 0",
+        # Holds off account creation (and a second import) until this one commits, so the
+        # emptiness checked first is still true at COMMIT.
+        "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE",
+    ),
 )
-_UPDATE_CONVO_SQL = (
-    f"UPDATE conversations SET ({_CONVO_SET_COLS})"
-    f" = ({', '.join(f'${i}' for i in range(3, _CONVO_WIDTH + 1))})"
-    " WHERE id = $1 AND account_id = $2"
-)
-_INSERT_MSG_SQL = (
-    f"INSERT INTO messages ({_MSG_COLS}, account_id)"
-    f" VALUES ({', '.join(f'${i}' for i in range(1, _MSG_WIDTH + 2))})"
-)
-_INSERT_OUTBOUND_SQL = (
-    f"INSERT INTO outbound ({_outbound.INSERT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-)
+
 # Rows locked by a concurrent claim are skipped, not waited for; a row claimed and committed
 # meanwhile fails the re-checked lease condition. So concurrent claims never overlap.
 _CLAIM_SQL = (
@@ -164,33 +105,6 @@ _CLAIM_SQL = (
     " RETURNING u.*)"
     f" {_outbound.JOB_SELECT.format(rows='claimed')} ORDER BY {_outbound.DUE_ORDER}"
 )
-_FINISH_SQL = _outbound.FINISH_SQL.format(*(f"${i}" for i in range(1, 8))) + " RETURNING true"
-_SET_DELIVERY_SQL = _outbound.SET_DELIVERY_SQL.format("$1", "$2", "$3")
-_CANNED_COLS = "id, name, tag, message"
-_TEAM_SQL = (
-    "SELECT t.id, t.name, ARRAY(SELECT m.operator_id FROM team_members m"
-    " WHERE m.account_id = t.account_id AND m.team_id = t.id ORDER BY m.operator_id)"
-    " FROM teams t WHERE t.account_id = $1"
-)
-
-
-_INSERT_EVENT_SQL = INSERT_EVENT_SQL.format(", ".join(f"${i}" for i in range(1, _EVENT_WIDTH + 1)))
-_REPLAY_MESSAGES_SQL = REPLAY_MESSAGES_SQL.format("$1", "$2", "$3", "$4")
-_REPLAY_SQL = (
-    f"SELECT {_prefixed(_EVENT_COLS, 'e')}, {_prefixed(_CONVO_COLS, 'c')},"
-    f" {_prefixed(_MSG_COLS, 'm')}"
-    " FROM events e JOIN conversations c ON c.id = e.convo_id"
-    " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
-    " WHERE e.account_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
-)
-
-
-def _canned(account_id: str, row: _Row) -> CannedResponse:
-    return CannedResponse(account_id, id=row[0], name=row[1], tag=row[2], message=row[3])
-
-
-def _team(account_id: str, row: _Row) -> Team:
-    return Team(account_id, id=row[0], name=row[1], member_ids=tuple(row[2]))
 
 
 def _worth_retrying(exc: asyncpg.PostgresError) -> bool:
@@ -199,120 +113,6 @@ def _worth_retrying(exc: asyncpg.PostgresError) -> bool:
     if isinstance(exc, asyncpg.UniqueViolationError):
         return exc.constraint_name == _CLIENT_ID_INDEX
     return isinstance(exc, _RETRYABLE)
-
-
-async def _next_id(conn: _Conn, account_id: str, kind: str) -> int:
-    # The counter row stays locked to commit, and a rolled-back create rolls its number back.
-    last_id = await conn.fetchval(
-        "INSERT INTO counters (account_id, kind, last_id) VALUES ($1, $2, 1)"
-        " ON CONFLICT (account_id, kind) DO UPDATE SET last_id = counters.last_id + 1"
-        " RETURNING last_id",
-        account_id,
-        kind,
-    )
-    return int(last_id)
-
-
-async def _set_members(
-    conn: _Conn, account_id: str, team_id: int, member_ids: Sequence[int]
-) -> None:
-    await conn.execute(
-        "DELETE FROM team_members WHERE account_id = $1 AND team_id = $2", account_id, team_id
-    )
-    try:
-        await conn.execute(
-            "INSERT INTO team_members (account_id, team_id, operator_id)"
-            " SELECT $1, $2, unnest($3::BIGINT[])",
-            account_id,
-            team_id,
-            sorted(set(member_ids)),
-        )
-    except asyncpg.ForeignKeyViolationError as exc:
-        raise UnknownReference("a team member is not an operator of the account") from exc
-
-
-async def _patch(
-    conn: _Conn, table: str, columns: str, account_id: str, row_id: int, values: dict[str, Any]
-) -> Record | None:
-    """Updates the given columns of one account-scoped row; its ``columns`` when it exists."""
-    sets = {k: v for k, v in values.items() if v is not None}
-    if not sets:
-        return await conn.fetchrow(
-            f"SELECT {columns} FROM {table} WHERE account_id = $1 AND id = $2", account_id, row_id
-        )
-    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(sets, start=3))
-    return await conn.fetchrow(
-        f"UPDATE {table} SET {assignments} WHERE account_id = $1 AND id = $2 RETURNING {columns}",
-        account_id,
-        row_id,
-        *sets.values(),
-    )
-
-
-_INBOX = InboxSql(lambda n: f"${n}", "ILIKE")
-
-
-async def _insert_site(conn: _Conn, site: Site) -> None:
-    try:
-        await conn.execute(
-            f"INSERT INTO sites ({_SITE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            site.account_id, site.id, site.name, site.color, site.position, site.greeting,
-            site.team_id, site.created,
-        )  # fmt: skip
-    except asyncpg.ForeignKeyViolationError as exc:
-        raise UnknownReference(f"no team {site.team_id}") from exc
-
-
-async def _team_of(conn: _Conn, account_id: str, team_id: int) -> Team:
-    row = await conn.fetchrow(f"{_TEAM_SQL} AND t.id = $2", account_id, team_id)
-    assert row is not None, "the caller holds the team in its transaction"
-    return _team(account_id, row)
-
-
-async def _insert_events(conn: _Conn, account_id: str, change: Change) -> tuple[Event, ...]:
-    """Numbers the change's events after the account's last and keeps them as given."""
-    if not change.events:
-        return ()
-    last = await conn.fetchval(
-        "UPDATE accounts SET last_event_seq = last_event_seq + $1 WHERE id = $2"
-        " RETURNING last_event_seq",
-        len(change.events),
-        account_id,
-    )
-    events = numbered_events(account_id, last, change)
-    await conn.executemany(_INSERT_EVENT_SQL, [event_params(e) for e in events])
-    return events
-
-
-async def _duplicate_of(conn: _Conn, account_id: str, client_msg_id: str) -> Committed | None:
-    row = await conn.fetchrow(
-        f"SELECT {_MSG_COLS} FROM messages WHERE account_id = $1 AND client_msg_id = $2",
-        account_id,
-        client_msg_id,
-    )
-    if row is None:
-        return None
-    original = _message(row)
-    current = await conn.fetchrow(
-        f"SELECT {_CONVO_COLS} FROM conversations WHERE id = $1", original.convo_id
-    )
-    assert current is not None, "a message's conversation is never deleted without it"
-    return Committed(_convo(current), (original,), duplicate=True)
-
-
-async def _insert_batch(conn: _Conn, table: Table | None, batch: list[tuple[Any, ...]]) -> None:
-    """Inserts and empties ``batch``, rows of ``table``."""
-    if table is None or not batch:
-        return
-    marks = ", ".join(f"${i}" for i in range(1, len(table.columns) + 1))
-    try:
-        await conn.executemany(
-            f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES ({marks})", batch
-        )
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        detail = f" ({exc.detail})" if exc.detail else ""
-        raise InvalidRow(f"{table.name}: {exc}{detail}") from exc
-    batch.clear()
 
 
 async def _migrate(conn: _Conn) -> None:
@@ -345,10 +145,11 @@ class _Connection(asyncpg.Connection):
         return ""
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """Store on a PostgreSQL database (see the module docstring for the locking scheme)."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(DIALECT)
         self._url = url
         self._pool: asyncpg.Pool[Record] | None = None
 
@@ -380,14 +181,16 @@ class PostgresStore:
         assert self._pool is not None, "store is not open"
         return self._pool
 
-    async def _transact(self, fn: Callable[[_Conn], Awaitable[T]]) -> T:
-        """Runs ``fn`` in a transaction of its own and returns after COMMIT; see MAX_ATTEMPTS."""
-        pool = self._open_pool()
+    async def _read(self, op: Op[T]) -> T:
+        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            return await op(conn)
+
+    async def _write(self, op: Op[T]) -> T:
+        """Runs ``op`` in a transaction of its own and returns after COMMIT; see MAX_ATTEMPTS."""
         attempt = 1
         while True:
             try:
-                async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
-                    return await fn(conn)
+                return await self._write_once(op)
             except asyncpg.PostgresError as exc:
                 # No pause before retrying: the transaction that won already holds the locks
                 # and goes first, whatever the delay.
@@ -395,623 +198,36 @@ class PostgresStore:
                     raise
                 attempt += 1
 
-    async def _fetch(self, sql: str, *args: Any) -> list[Record]:
-        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            return await conn.fetch(sql, *args)
+    async def _write_once(self, op: Op[T]) -> T:
+        pool = self._open_pool()
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction():
+            return await op(conn)
 
-    async def _fetchrow(self, sql: str, *args: Any) -> Record | None:
-        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            return await conn.fetchrow(sql, *args)
-
-    # the whole installation
-
-    async def is_empty(self) -> bool:
-        return await self._fetchrow("SELECT 1 FROM accounts LIMIT 1") is None
-
-    async def export_rows(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Callable[[str], AsyncIterator[Record]]]:
         async with (
             self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
-            # One snapshot for every table, as the protocol promises.
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             # The export may outlast IDLE_IN_TRANSACTION_TIMEOUT_MS while its consumer writes a
             # large batch out; the session must not be ended for that.
             await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            for table in TABLES:
-                names = table.column_names
-                sql = f"SELECT {', '.join(names)} FROM {table.name} ORDER BY {', '.join(table.key)}"
-                async for row in conn.cursor(sql, prefetch=TRANSFER_BATCH_ROWS):
-                    yield table.name, dict(zip(names, row, strict=True))
 
-    async def import_rows(self, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
-        async with (
-            self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
-            conn.transaction(),
-        ):
-            # Reading the rows (a file, stdin) may pause the transaction for longer than a
-            # live request ever would.
-            await conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            # Holds off account creation (and a second import) until this one commits, so the
-            # emptiness checked here is still true at COMMIT.
-            await conn.execute("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
-            if await conn.fetchval("SELECT 1 FROM accounts LIMIT 1") is not None:
-                raise StoreNotEmpty(
-                    "the target store already holds accounts; import needs an empty one"
-                )
-            count = 0
-            batch: list[tuple[Any, ...]] = []
-            table: Table | None = None
-            for name, row in rows:
-                row_table, values = row_values(name, row)
-                if row_table is not table or len(batch) >= TRANSFER_BATCH_ROWS:
-                    await _insert_batch(conn, table, batch)
-                    table = row_table
-                batch.append(values)
-                count += 1
-            await _insert_batch(conn, table, batch)
-            return count
+            def stream(sql: str) -> AsyncIterator[Record]:
+                return conn.cursor(sql, prefetch=TRANSFER_BATCH_ROWS).__aiter__()
 
-    # accounts and keys
+            yield stream
 
-    async def create_account(self, account_id: str, name: str, api_key_hash: str) -> Account:
-        async def fn(conn: _Conn) -> Account:
-            created = time.time()
-            await conn.execute(
-                "INSERT INTO accounts (id, name, created) VALUES ($1, $2, $3)",
-                account_id,
-                name,
-                created,
+    def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
+        async def op(conn: Conn) -> list[OutboundJob]:
+            found = await conn.fetch(
+                _CLAIM_SQL,
+                claim.worker_id,
+                list(claim.channels),
+                claim.now,
+                claim.lease_until,
+                claim.limit,
             )
-            await conn.execute(
-                "INSERT INTO api_keys (key_hash, account_id, created) VALUES ($1, $2, $3)",
-                api_key_hash,
-                account_id,
-                created,
-            )
-            # The first site id of an account, through the same counter as every later site.
-            site_id = await _next_id(conn, account_id, "site")
-            assert site_id == DEFAULT_SITE_ID
-            await _insert_site(conn, default_site(account_id, created))
-            return Account(id=account_id, name=name, created=created)
+            return [_outbound.job(row) for row in found]
 
-        return await self._transact(fn)
-
-    async def get_account(self, account_id: str) -> Account | None:
-        row = await self._fetchrow(
-            "SELECT id, name, created FROM accounts WHERE id = $1", account_id
-        )
-        return Account(id=row[0], name=row[1], created=row[2]) if row else None
-
-    async def account_for_api_key(self, api_key_hash: str) -> str | None:
-        row = await self._fetchrow(
-            "SELECT account_id FROM api_keys WHERE key_hash = $1", api_key_hash
-        )
-        return str(row[0]) if row else None
-
-    # operators
-
-    async def create_operator(
-        self,
-        account_id: str,
-        name: str,
-        email: str,
-        password_hash: str,
-        is_admin: bool,
-        lang: str = "en",
-    ) -> Operator:
-        async def fn(conn: _Conn) -> Operator:
-            operator_id = await _next_id(conn, account_id, "operator")
-            created = time.time()
-            try:
-                await conn.execute(
-                    "INSERT INTO operators (account_id, id, name, email, password_hash, is_admin,"
-                    " created, lang) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    account_id,
-                    operator_id,
-                    name,
-                    email,
-                    password_hash,
-                    is_admin,
-                    created,
-                    lang,
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise DuplicateEmail(email) from exc
-            return Operator(account_id, operator_id, name, email, is_admin, created, lang)
-
-        return await self._transact(fn)
-
-    async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
-        row = await self._fetchrow(
-            f"SELECT {_OPERATOR_COLS} FROM operators WHERE account_id = $1 AND id = $2",
-            account_id,
-            operator_id,
-        )
-        return _operator(row) if row else None
-
-    async def get_credentials(self, email: str) -> OperatorCredentials | None:
-        # lower() on both sides matches the unique index, so the lookup uses it.
-        row = await self._fetchrow(
-            f"SELECT {_OPERATOR_COLS}, password_hash FROM operators WHERE lower(email) = lower($1)",
-            email,
-        )
-        return OperatorCredentials(_operator(row), row[-1]) if row else None
-
-    async def list_operators(self, account_id: str) -> list[Operator]:
-        rows = await self._fetch(
-            f"SELECT {_OPERATOR_COLS} FROM operators WHERE account_id = $1 ORDER BY id",
-            account_id,
-        )
-        return [_operator(r) for r in rows]
-
-    async def update_operator(
-        self, account_id: str, operator_id: int, patch: OperatorPatch
-    ) -> Operator | None:
-        async def fn(conn: _Conn) -> Operator | None:
-            try:
-                row = await _patch(
-                    conn, "operators", _OPERATOR_COLS, account_id, operator_id, patch_values(patch)
-                )
-            except asyncpg.UniqueViolationError as exc:
-                raise DuplicateEmail(patch.email or "") from exc
-            return _operator(row) if row else None
-
-        return await self._transact(fn)
-
-    async def delete_operator(self, account_id: str, operator_id: int) -> bool:
-        return await self._delete("operators", account_id, operator_id)
-
-    # operator tokens: revocation before expiry
-
-    async def token_version(self, account_id: str, operator_id: int) -> int | None:
-        row = await self._fetchrow(
-            "SELECT token_version FROM operators WHERE account_id = $1 AND id = $2",
-            account_id,
-            operator_id,
-        )
-        return int(row[0]) if row else None
-
-    async def revoke_tokens(self, account_id: str, operator_id: int) -> bool:
-        row = await self._fetchrow(
-            "UPDATE operators SET token_version = token_version + 1"
-            " WHERE account_id = $1 AND id = $2 RETURNING token_version",
-            account_id,
-            operator_id,
-        )
-        return row is not None
-
-    async def revoke_token(self, token_id: str, expires: float) -> None:
-        async def fn(conn: _Conn) -> None:
-            await conn.execute("DELETE FROM revoked_tokens WHERE expires < $1", time.time())
-            await conn.execute(
-                "INSERT INTO revoked_tokens (token_id, expires) VALUES ($1, $2)"
-                " ON CONFLICT (token_id) DO NOTHING",
-                token_id,
-                expires,
-            )
-
-        await self._transact(fn)
-
-    async def get_signed_in_operator(
-        self, account_id: str, operator_id: int, token_version: int, token_id: str
-    ) -> Operator | None:
-        row = await self._fetchrow(
-            f"SELECT {_OPERATOR_COLS} FROM operators"
-            " WHERE account_id = $1 AND id = $2 AND token_version = $3"
-            " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $4)",
-            account_id,
-            operator_id,
-            token_version,
-            token_id,
-        )
-        return _operator(row) if row else None
-
-    # teams
-
-    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:
-        async def fn(conn: _Conn) -> Team:
-            team_id = await _next_id(conn, account_id, "team")
-            await conn.execute(
-                "INSERT INTO teams (account_id, id, name) VALUES ($1, $2, $3)",
-                account_id,
-                team_id,
-                name,
-            )
-            await _set_members(conn, account_id, team_id, member_ids)
-            return await _team_of(conn, account_id, team_id)
-
-        return await self._transact(fn)
-
-    async def list_teams(self, account_id: str) -> list[Team]:
-        rows = await self._fetch(f"{_TEAM_SQL} ORDER BY t.id", account_id)
-        return [_team(account_id, r) for r in rows]
-
-    async def update_team(self, account_id: str, team_id: int, patch: TeamPatch) -> Team | None:
-        async def fn(conn: _Conn) -> Team | None:
-            found = await _patch(conn, "teams", "id", account_id, team_id, {"name": patch.name})
-            if found is None:
-                return None
-            if patch.member_ids is not None:
-                await _set_members(conn, account_id, team_id, patch.member_ids)
-            return await _team_of(conn, account_id, team_id)
-
-        return await self._transact(fn)
-
-    async def delete_team(self, account_id: str, team_id: int) -> bool:
-        async def fn(conn: _Conn) -> bool:
-            await conn.execute(
-                "UPDATE sites SET team_id = NULL WHERE account_id = $1 AND team_id = $2",
-                account_id,
-                team_id,
-            )
-            deleted = await conn.fetchval(
-                "DELETE FROM teams WHERE account_id = $1 AND id = $2 RETURNING true",
-                account_id,
-                team_id,
-            )
-            return deleted is not None
-
-        return await self._transact(fn)
-
-    # canned responses
-
-    async def create_canned(
-        self, account_id: str, name: str, tag: str, message: str
-    ) -> CannedResponse:
-        async def fn(conn: _Conn) -> CannedResponse:
-            canned_id = await _next_id(conn, account_id, "canned")
-            await conn.execute(
-                "INSERT INTO canned (account_id, id, name, tag, message)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                account_id,
-                canned_id,
-                name,
-                tag,
-                message,
-            )
-            return CannedResponse(account_id, canned_id, name, tag, message)
-
-        return await self._transact(fn)
-
-    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
-        row = await self._fetchrow(
-            f"SELECT {_CANNED_COLS} FROM canned WHERE account_id = $1 AND id = $2",
-            account_id,
-            canned_id,
-        )
-        return _canned(account_id, row) if row else None
-
-    async def list_canned(self, account_id: str) -> list[CannedResponse]:
-        rows = await self._fetch(
-            f"SELECT {_CANNED_COLS} FROM canned WHERE account_id = $1 ORDER BY id", account_id
-        )
-        return [_canned(account_id, r) for r in rows]
-
-    async def update_canned(
-        self, account_id: str, canned_id: int, patch: CannedPatch
-    ) -> CannedResponse | None:
-        async def fn(conn: _Conn) -> CannedResponse | None:
-            values = patch_values(patch)
-            row = await _patch(conn, "canned", _CANNED_COLS, account_id, canned_id, values)
-            return _canned(account_id, row) if row else None
-
-        return await self._transact(fn)
-
-    async def delete_canned(self, account_id: str, canned_id: int) -> bool:
-        return await self._delete("canned", account_id, canned_id)
-
-    # sites
-
-    async def create_site(
-        self,
-        account_id: str,
-        name: str,
-        color: str,
-        position: WidgetPosition,
-        greeting: str,
-        team_id: int | None,
-    ) -> Site:
-        async def fn(conn: _Conn) -> Site:
-            site_id = await _next_id(conn, account_id, "site")
-            site = Site(account_id, site_id, name, color, position, greeting, team_id, time.time())
-            await _insert_site(conn, site)
-            return site
-
-        return await self._transact(fn)
-
-    async def get_site(self, account_id: str, site_id: int) -> Site | None:
-        row = await self._fetchrow(
-            f"SELECT {_SITE_COLS} FROM sites WHERE account_id = $1 AND id = $2",
-            account_id,
-            site_id,
-        )
-        return _site(row) if row else None
-
-    async def list_sites(self, account_id: str) -> list[Site]:
-        rows = await self._fetch(
-            f"SELECT {_SITE_COLS} FROM sites WHERE account_id = $1 ORDER BY id", account_id
-        )
-        return [_site(r) for r in rows]
-
-    async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
-        async def fn(conn: _Conn) -> Site | None:
-            values = patch_values(patch)
-            try:
-                row = await _patch(conn, "sites", _SITE_COLS, account_id, site_id, values)
-                if row is not None and patch.team_id == NO_TEAM:
-                    row = await conn.fetchrow(
-                        f"UPDATE sites SET team_id = NULL WHERE account_id = $1 AND id = $2"
-                        f" RETURNING {_SITE_COLS}",
-                        account_id,
-                        site_id,
-                    )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise UnknownReference(f"no team {patch.team_id}") from exc
-            return _site(row) if row else None
-
-        return await self._transact(fn)
-
-    async def delete_site(self, account_id: str, site_id: int) -> bool:
-        return await self._delete("sites", account_id, site_id)
-
-    # push tokens
-
-    async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
-        await self._transact(
-            lambda conn: conn.execute(
-                "INSERT INTO push_tokens (account_id, operator_id, token, created)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                account_id,
-                operator_id,
-                token,
-                time.time(),
-            )
-        )
-
-    async def remove_push_tokens(
-        self, account_id: str, operator_id: int, token: str | None = None
-    ) -> int:
-        status = await self._transact(
-            lambda conn: conn.execute(
-                "DELETE FROM push_tokens WHERE account_id = $1 AND operator_id = $2"
-                " AND ($3::text IS NULL OR token = $3)",
-                account_id,
-                operator_id,
-                token,
-            )
-        )
-        return int(status.split()[-1])
-
-    async def push_tokens(
-        self, account_id: str, operator_ids: Sequence[int]
-    ) -> dict[int, list[str]]:
-        rows = await self._fetch(
-            "SELECT operator_id, token FROM push_tokens WHERE account_id = $1"
-            " AND operator_id = ANY($2::bigint[]) ORDER BY operator_id, created",
-            account_id,
-            list(operator_ids),
-        )
-        found: dict[int, list[str]] = {}
-        for row in rows:
-            found.setdefault(row[0], []).append(row[1])
-        return found
-
-    # the inbox
-
-    async def list_conversations(self, account_id: str, query: InboxQuery) -> list[Conversation]:
-        sql, params = _INBOX.select(_prefixed(_CONVO_COLS, "c"), account_id, query)
-        return [_convo(r) for r in await self._fetch(sql, *params)]
-
-    async def count_conversations(self, account_id: str, query: InboxQuery) -> dict[Status, int]:
-        sql, params = _INBOX.count(account_id, query)
-        return {row[0]: row[1] for row in await self._fetch(sql, *params)}
-
-    async def _delete(self, table: str, account_id: str, row_id: int) -> bool:
-        async def fn(conn: _Conn) -> bool:
-            deleted = await conn.fetchval(
-                f"DELETE FROM {table} WHERE account_id = $1 AND id = $2 RETURNING true",
-                account_id,
-                row_id,
-            )
-            return deleted is not None
-
-        return await self._transact(fn)
-
-    # conversations
-
-    async def write(
-        self,
-        account_id: str,
-        convo_id: str | None,
-        decide: Decide,
-        *,
-        client_msg_id: str | None = None,
-    ) -> Committed:
-        async def fn(conn: _Conn) -> Committed:
-            before: Conversation | None = None
-            if convo_id is not None:
-                row = await conn.fetchrow(
-                    f"SELECT {_CONVO_COLS} FROM conversations WHERE id = $1 AND account_id = $2"
-                    " FOR NO KEY UPDATE",
-                    convo_id,
-                    account_id,
-                )
-                before = _convo(row) if row else None
-            # Looked up after the lock: a retry racing the original into the same conversation
-            # then finds it committed. Retries racing from different conversations meet at the
-            # unique index instead (see _worth_retrying).
-            if client_msg_id is not None:
-                duplicate = await _duplicate_of(conn, account_id, client_msg_id)
-                if duplicate is not None:
-                    return duplicate
-            change = decide(before)
-            if change is None:
-                if before is None:
-                    raise LookupError("a decision on no conversation must create one")
-                return Committed(before)
-            after = change.after
-            if change.before is None:
-                await conn.execute(_INSERT_CONVO_SQL, *_convo_params(after))
-            else:
-                await conn.execute(_UPDATE_CONVO_SQL, *_convo_params(after))
-            if change.messages:
-                await conn.executemany(
-                    _INSERT_MSG_SQL, [(*_message_params(m), account_id) for m in change.messages]
-                )
-                queued = _outbound.queued_rows(account_id, after, change.messages)
-                if queued:
-                    await conn.executemany(_INSERT_OUTBOUND_SQL, queued)
-            # The account row last and held to commit: see the module docstring.
-            events = await _insert_events(conn, account_id, change)
-            return Committed(after, change.messages, events, before=change.before)
-
-        return await self._transact(fn)
-
-    async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None:
-        row = await self._fetchrow(
-            f"SELECT {_CONVO_COLS} FROM conversations WHERE id = $1 AND account_id = $2",
-            convo_id,
-            account_id,
-        )
-        return _convo(row) if row else None
-
-    async def list_messages(
-        self,
-        convo_id: str,
-        *,
-        after_seq: int = 0,
-        after_created: float = 0.0,
-        limit: int = 200,
-        newest: bool = False,
-        visitor_view: bool = False,
-        before_seq: int | None = None,
-    ) -> list[Message]:
-        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            return await _messages(
-                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
-            )
-
-    async def read_conversation(
-        self,
-        account_id: str,
-        convo_id: str,
-        *,
-        after_seq: int = 0,
-        after_created: float = 0.0,
-        limit: int = 200,
-        newest: bool = False,
-        visitor_view: bool = False,
-        before_seq: int | None = None,
-    ) -> tuple[Conversation, list[Message]] | None:
-        async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_CONVO_COLS} FROM conversations WHERE id = $1 AND account_id = $2",
-                convo_id,
-                account_id,
-            )
-            if row is None:
-                return None
-            messages = await _messages(
-                conn, convo_id, after_seq, after_created, limit, newest, visitor_view, before_seq
-            )
-            return _convo(row), messages
-
-    async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
-        rows = await self._fetch(
-            f"SELECT {_EVENT_COLS} FROM events WHERE account_id = $1 AND seq > $2"
-            " ORDER BY seq LIMIT $3",
-            account_id,
-            after_seq,
-            limit,
-        )
-        return [_event(r) for r in rows]
-
-    async def replay_events(
-        self, account_id: str, *, after_seq: int, limit: int
-    ) -> list[EventDetail]:
-        rows = await self._fetch(_REPLAY_SQL, account_id, after_seq, limit)
-        convo_end = _EVENT_WIDTH + _CONVO_WIDTH
-        return [
-            EventDetail(
-                _event(row),
-                _convo(row[_EVENT_WIDTH:convo_end]),
-                _message(row[convo_end:]) if row[convo_end] is not None else None,
-            )
-            for row in rows
-        ]
-
-    async def replay_messages(
-        self, account_id: str, convo_id: str, *, after_seq: int, limit: int
-    ) -> list[MessageReplay]:
-        rows = await self._fetch(_REPLAY_MESSAGES_SQL, account_id, convo_id, after_seq, limit)
-        return [_message_replay(row) for row in rows]
-
-    async def head_event_seq(self, account_id: str) -> int:
-        row = await self._fetchrow("SELECT last_event_seq FROM accounts WHERE id = $1", account_id)
-        return int(row[0]) if row else 0
-
-    # outbound delivery
-
-    async def claim_outbound(
-        self,
-        worker_id: str,
-        *,
-        channels: Collection[OutboundChannel],
-        now: float,
-        lease_s: float,
-        limit: int,
-    ) -> list[OutboundJob]:
-        async def fn(conn: _Conn) -> list[OutboundJob]:
-            rows = await conn.fetch(
-                _CLAIM_SQL, worker_id, list(channels), now, now + lease_s, limit
-            )
-            return [_outbound.job(row) for row in rows]
-
-        return await self._transact(fn)
-
-    async def finish_outbound(
-        self,
-        job: OutboundJob,
-        worker_id: str,
-        *,
-        sent: bool,
-        error: str | None,
-        retry_at: float | None,
-    ) -> bool:
-        state = _outbound.finished_state(sent=sent, retry_at=retry_at)
-
-        async def fn(conn: _Conn) -> bool:
-            params = _outbound.finish_params(job, worker_id, state, error, retry_at)
-            if await conn.fetchval(_FINISH_SQL, *params) is None:
-                return False
-            if state != "queued":
-                await conn.execute(_SET_DELIVERY_SQL, state, job.convo_id, job.seq)
-            return True
-
-        return await self._transact(fn)
-
-
-async def _messages(
-    conn: _Conn,
-    convo_id: str,
-    after_seq: int,
-    after_created: float,
-    limit: int,
-    newest: bool,
-    visitor_view: bool,
-    before_seq: int | None,
-) -> list[Message]:
-    order = "DESC" if newest else "ASC"
-    # Notes are for operators: the limit counts only what the visitor may see.
-    hidden = " AND NOT private" if visitor_view else ""
-    rows = await conn.fetch(
-        f"SELECT {_MSG_COLS} FROM messages WHERE convo_id = $1 AND seq > $2 AND seq < $3"
-        f" AND created > $4{hidden} ORDER BY seq {order} LIMIT $5",
-        convo_id,
-        after_seq,
-        before_seq or SEQ_END,
-        after_created,
-        limit,
-    )
-    messages = [_message(r) for r in rows]
-    return messages[::-1] if newest else messages
+        return op

@@ -1,17 +1,24 @@
-"""What every SQL backend shares: column lists in table order and the mapping of a row (by
-position) to a record. Only the statements differ between dialects (placeholders)."""
+"""Records to rows and back, by column name, for every SQL backend.
+
+The column lists are the ones in ``storage.base.TABLES``: statements select and insert exactly
+those, and records are read by name, so a column added to a table and to TABLES is exported,
+imported and written without a list to keep in step elsewhere (the contract suite checks the
+migrated schema against TABLES).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
+from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
-    Change,
+    CannedResponse,
     Conversation,
     Event,
     Message,
-    MessageReplay,
-    NewEvent,
     Operator,
     Site,
     UserInfo,
@@ -19,152 +26,150 @@ from storage.models import (
 
 
 class Row(Protocol):
-    """A fetched row or a slice of one: sqlite3 tuples and asyncpg Records alike."""
+    """A fetched row: an asyncpg Record or the dict the SQLite driver makes of a row."""
 
-    def __getitem__(self, index: int, /) -> Any: ...
-
-
-CONVO_COLS = (
-    "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
-    " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq,"
-    " site_id, session_id, block_type, translate, visitor_lang, info, preview"
-)
-CONVO_WIDTH = len(CONVO_COLS.split(","))
-# What an update assigns: every column but the keys (id, account_id), which stay out of the SET
-# list. Assigning a primary key, even to itself, makes SQLite re-check every message that
-# references it, and PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
-CONVO_SET_COLS = ", ".join(c.strip() for c in CONVO_COLS.split(",")[2:])
-MSG_COLS = (
-    "id, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id, delivery,"
-    " private, image_url, translation, translation_lang"
-)
-MSG_WIDTH = len(MSG_COLS.split(","))
-EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created, data, visitor_data"
-EVENT_WIDTH = len(EVENT_COLS.split(","))
-OPERATOR_COLS = "account_id, id, name, email, is_admin, created, lang"
-SITE_COLS = "account_id, id, name, color, position, greeting, team_id, created"
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
-def prefixed(columns: str, alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+ACCOUNTS = TABLES_BY_NAME["accounts"]
+API_KEYS = TABLES_BY_NAME["api_keys"]
+OPERATORS = TABLES_BY_NAME["operators"]
+TEAMS = TABLES_BY_NAME["teams"]
+TEAM_MEMBERS = TABLES_BY_NAME["team_members"]
+PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
+CANNED = TABLES_BY_NAME["canned"]
+SITES = TABLES_BY_NAME["sites"]
+CONVERSATIONS = TABLES_BY_NAME["conversations"]
+MESSAGES = TABLES_BY_NAME["messages"]
+EVENTS = TABLES_BY_NAME["events"]
+OUTBOUND = TABLES_BY_NAME["outbound"]
 
 
-# The two statements faithful replay adds, with the dialect's placeholders (`{0}`...) left to
-# each backend: a change's events with their payloads, and the visitor's replay of a
-# conversation, which takes each message's payload from its event (one per message, see
-# migration 0006) and is None on rows written before it.
-INSERT_EVENT_SQL = "INSERT INTO events (" + EVENT_COLS + ") VALUES ({0})"
-REPLAY_MESSAGES_SQL = (
-    "SELECT " + prefixed(MSG_COLS, "m") + ", e.visitor_data FROM messages m"
-    " LEFT JOIN events e"
-    " ON e.account_id = m.account_id AND e.convo_id = m.convo_id AND e.msg_seq = m.seq"
-    " WHERE m.account_id = {0} AND m.convo_id = {1} AND m.seq > {2} AND NOT m.private"
-    " ORDER BY m.seq LIMIT {3}"
-)
+def select_list(table: Table, alias: str = "") -> str:
+    """The table's columns for a SELECT; with ``alias``, qualified and renamed
+    ``alias_column``, so a join's rows keep each table's columns apart by name."""
+    if not alias:
+        return ", ".join(table.column_names)
+    return ", ".join(f"{alias}.{name} AS {alias}_{name}" for name in table.column_names)
 
 
-def numbered_events(account_id: str, last_seq: int, change: Change) -> tuple[Event, ...]:
-    """The change's events, numbered so that the last one is ``last_seq``."""
-    first = last_seq - len(change.events) + 1
-    return tuple(
-        _numbered(account_id, first + i, change.after, new) for i, new in enumerate(change.events)
-    )
+def insert_sql(table: Table) -> str:
+    """An INSERT of every column, values in column order (see ``values``)."""
+    marks = ", ".join(f"${i}" for i in range(1, len(table.columns) + 1))
+    return f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES ({marks})"
 
 
-def _numbered(account_id: str, seq: int, after: Conversation, new: NewEvent) -> Event:
-    return Event(
-        account_id, seq, new.kind, after.id, new.msg_seq, after.last_activity, new.data,
-        new.visitor_data,
-    )  # fmt: skip
+def values(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``row``'s values in the table's column order; a KeyError names a column that a
+    record-to-row mapping below has not learnt yet."""
+    return tuple(row[name] for name in table.column_names)
 
 
-def event_params(e: Event) -> tuple[Any, ...]:
-    return (e.account_id, e.seq, e.kind, e.convo_id, e.msg_seq, e.created, e.data, e.visitor_data)
-
-
-def message_replay(row: Row) -> MessageReplay:
-    return MessageReplay(message(row), row[MSG_WIDTH])
-
-
-def convo(row: Row) -> Conversation:
-    return Conversation(
-        id=row[0],
-        account_id=row[1],
-        source_app=row[2],
-        status=row[3],
-        mode=row[4],
-        operator_id=row[5],
-        team_id=row[6],
-        user_info=UserInfo(fname=row[7], lname=row[8], email=row[9], phone=row[10], info=row[23]),
-        created=row[11],
-        last_activity=row[12],
-        resolved_at=row[13],
-        last_seq=row[14],
-        unread=row[15],
-        operator_read_seq=row[16],
-        visitor_read_seq=row[17],
-        site_id=row[18],
-        session_id=row[19],
-        block_type=row[20],
-        translate=bool(row[21]),
-        visitor_lang=row[22],
-        preview=row[24],
-    )
-
-
-def convo_params(c: Conversation) -> tuple[Any, ...]:
+def convo_row(c: Conversation) -> dict[str, Any]:
     u = c.user_info
-    return (
-        c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
-        u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
-        c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq, c.site_id, c.session_id,
-        c.block_type, c.translate, c.visitor_lang, u.info, c.preview,
+    return {
+        "id": c.id, "account_id": c.account_id, "source_app": c.source_app, "status": c.status,
+        "mode": c.mode, "operator_id": c.operator_id, "team_id": c.team_id, "fname": u.fname,
+        "lname": u.lname, "email": u.email, "phone": u.phone, "created": c.created,
+        "last_activity": c.last_activity, "resolved_at": c.resolved_at, "last_seq": c.last_seq,
+        "unread": c.unread, "operator_read_seq": c.operator_read_seq,
+        "visitor_read_seq": c.visitor_read_seq, "site_id": c.site_id,
+        "session_id": c.session_id, "block_type": c.block_type, "translate": c.translate,
+        "visitor_lang": c.visitor_lang, "info": u.info, "preview": c.preview,
+    }  # fmt: skip
+
+
+# The prefixes select_list's aliases give a table's columns in a join (see storage/sql.py).
+PREFIXES = ("", "e_", "c_", "m_")
+
+
+def _getters(columns: Sequence[str]) -> dict[str, Callable[[Row], tuple[Any, ...]]]:
+    """For each prefix, what reads ``columns`` (so named) from a row, in that order, in one
+    call: a listing maps thousands of rows, and this is the cheapest read by name."""
+    return {p: itemgetter(*(p + c for c in columns)) for p in PREFIXES}
+
+
+_CONVO_COLUMNS = (
+    "id", "account_id", "source_app", "status", "mode", "operator_id", "team_id", "fname",
+    "lname", "email", "phone", "info", "created", "last_activity", "resolved_at", "last_seq",
+    "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
+    "translate", "visitor_lang", "preview",
+)  # fmt: skip
+_CONVO_GETTERS = _getters(_CONVO_COLUMNS)
+
+
+def convo(r: Row, p: str = "") -> Conversation:
+    """The conversation in ``r``, its columns named with prefix ``p`` (see select_list)."""
+    (id_, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,
+     info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
+     visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang,
+     preview) = _CONVO_GETTERS[p](r)  # fmt: skip
+    return Conversation(
+        id_, account_id, source_app, status, mode, operator_id, team_id,
+        UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
+        last_seq, unread, operator_read_seq, visitor_read_seq, site_id, session_id, block_type,
+        # SQLite has no boolean type: flags come back as 0 or 1.
+        bool(translate), visitor_lang, preview,
     )  # fmt: skip
 
 
-def message_params(m: Message) -> tuple[Any, ...]:
-    return (
-        m.id, m.convo_id, m.seq, m.sender, m.operator_id, m.operator_name, m.text, m.created,
-        m.client_msg_id, m.delivery, m.private, m.image_url, m.translation, m.translation_lang,
-    )  # fmt: skip
+def message_row(account_id: str, m: Message) -> dict[str, Any]:
+    return {
+        "convo_id": m.convo_id, "seq": m.seq, "id": m.id, "account_id": account_id,
+        "sender": m.sender, "operator_id": m.operator_id, "operator_name": m.operator_name,
+        "text": m.text, "created": m.created, "client_msg_id": m.client_msg_id,
+        "delivery": m.delivery, "private": m.private, "image_url": m.image_url,
+        "translation": m.translation, "translation_lang": m.translation_lang,
+    }  # fmt: skip
 
 
-def message(row: Row) -> Message:
+# A message's columns are named as its fields.
+_MESSAGE_GETTERS = _getters([f.name for f in dataclasses.fields(Message)])
+
+
+def message(r: Row, p: str = "") -> Message:
+    (id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
+     delivery, private, image_url, translation,
+     translation_lang) = _MESSAGE_GETTERS[p](r)  # fmt: skip
     return Message(
-        id=row[0],
-        convo_id=row[1],
-        seq=row[2],
-        sender=row[3],
-        operator_id=row[4],
-        operator_name=row[5],
-        text=row[6],
-        created=row[7],
-        client_msg_id=row[8],
-        delivery=row[9],
-        private=bool(row[10]),
-        image_url=row[11],
-        translation=row[12],
-        translation_lang=row[13],
-    )
-
-
-def event(row: Row) -> Event:
-    return Event(
-        account_id=row[0], seq=row[1], kind=row[2], convo_id=row[3], msg_seq=row[4],
-        created=row[5], data=row[6], visitor_data=row[7],
+        id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
+        delivery, bool(private), image_url, translation, translation_lang,
     )  # fmt: skip
 
 
-def operator(row: Row) -> Operator:
-    # SQLite stores the flag as 0/1.
+def event_row(e: Event) -> dict[str, Any]:
+    return {
+        "account_id": e.account_id, "seq": e.seq, "kind": e.kind, "convo_id": e.convo_id,
+        "msg_seq": e.msg_seq, "created": e.created, "data": e.data,
+        "visitor_data": e.visitor_data,
+    }  # fmt: skip
+
+
+# An event's columns are named as its fields.
+_EVENT_GETTERS = _getters([f.name for f in dataclasses.fields(Event)])
+
+
+def event(r: Row, p: str = "") -> Event:
+    return Event(*_EVENT_GETTERS[p](r))
+
+
+def operator(r: Row) -> Operator:
     return Operator(
-        account_id=row[0], id=row[1], name=row[2], email=row[3], is_admin=bool(row[4]),
-        created=row[5], lang=row[6],
+        account_id=r["account_id"], id=r["id"], name=r["name"], email=r["email"],
+        is_admin=bool(r["is_admin"]), created=r["created"], lang=r["lang"],
     )  # fmt: skip
 
 
-def site(row: Row) -> Site:
+def site(r: Row) -> Site:
     return Site(
-        account_id=row[0], id=row[1], name=row[2], color=row[3], position=row[4],
-        greeting=row[5], team_id=row[6], created=row[7],
+        account_id=r["account_id"], id=r["id"], name=r["name"], color=r["color"],
+        position=r["position"], greeting=r["greeting"], team_id=r["team_id"],
+        created=r["created"],
+    )  # fmt: skip
+
+
+def canned(r: Row) -> CannedResponse:
+    return CannedResponse(
+        account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
+        message=r["message"],
     )  # fmt: skip

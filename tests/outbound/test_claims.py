@@ -38,8 +38,8 @@ async def _claim(
     )
 
 
-async def _delivery(store: Store, convo_id: str, seq: int) -> Delivery | None:
-    (message,) = [m for m in await store.list_messages(convo_id) if m.seq == seq]
+async def _delivery(store: Store, account: str, convo_id: str, seq: int) -> Delivery | None:
+    (message,) = [m for m in await store.list_messages(account, convo_id) if m.seq == seq]
     return message.delivery
 
 
@@ -104,7 +104,7 @@ async def test_a_crashed_workers_claim_is_taken_over_once_the_lease_has_passed(
     (taken,) = await _claim(store, "healthy", now=NOW + LEASE_S)
     assert (taken.seq, taken.attempt) == (crashed.seq, 2)
     assert await store.finish_outbound(taken, "healthy", sent=True, error=None, retry_at=None)
-    assert await _delivery(store, convo.id, 1) == "sent"
+    assert await _delivery(store, account, convo.id, 1) == "sent"
 
 
 async def test_a_stale_worker_cannot_record_an_outcome(store: Store) -> None:
@@ -115,11 +115,11 @@ async def test_a_stale_worker_cannot_record_an_outcome(store: Store) -> None:
     (fresh,) = await _claim(store, "fast", now=NOW + LEASE_S + 1)
     # The slow worker comes back while the new holder is still at it, and after it is done.
     assert not await store.finish_outbound(stale, "slow", sent=False, error="x", retry_at=None)
-    assert await _delivery(store, convo.id, 1) == "queued"
+    assert await _delivery(store, account, convo.id, 1) == "queued"
     assert await store.finish_outbound(fresh, "fast", sent=True, error=None, retry_at=None)
     assert not await store.finish_outbound(stale, "slow", sent=False, error="x", retry_at=None)
     assert not await store.finish_outbound(fresh, "fast", sent=True, error=None, retry_at=None)
-    assert await _delivery(store, convo.id, 1) == "sent"
+    assert await _delivery(store, account, convo.id, 1) == "sent"
     row = (await _outbound_rows(store))[(convo.id, 1)]
     assert (row["state"], row["attempts"], row["claimed_by"]) == ("sent", 2, None)
 
@@ -141,7 +141,7 @@ async def test_a_retry_waits_for_its_time_and_the_message_stays_queued(store: St
     (job,) = await _claim(store, "w")
     retry_at = NOW + 60
     assert await store.finish_outbound(job, "w", sent=False, error="451 later", retry_at=retry_at)
-    assert await _delivery(store, convo.id, 1) == "queued"
+    assert await _delivery(store, account, convo.id, 1) == "queued"
     row = (await _outbound_rows(store))[(convo.id, 1)]
     assert (row["state"], row["last_error"], row["next_attempt_at"]) == (
         "queued", "451 later", retry_at,
@@ -151,7 +151,7 @@ async def test_a_retry_waits_for_its_time_and_the_message_stays_queued(store: St
     (again,) = await _claim(store, "w", now=retry_at)
     assert again.attempt == 2
     assert await store.finish_outbound(again, "w", sent=True, error=None, retry_at=None)
-    assert await _delivery(store, convo.id, 1) == "sent"
+    assert await _delivery(store, account, convo.id, 1) == "sent"
 
 
 async def test_a_failure_is_final_and_keeps_its_reason(store: Store) -> None:
@@ -160,7 +160,7 @@ async def test_a_failure_is_final_and_keeps_its_reason(store: Store) -> None:
     await append_reply(store, convo, "reply")
     (job,) = await _claim(store, "w")
     assert await store.finish_outbound(job, "w", sent=False, error="550 no user", retry_at=None)
-    assert await _delivery(store, convo.id, 1) == "failed"
+    assert await _delivery(store, account, convo.id, 1) == "failed"
     assert (await _outbound_rows(store))[(convo.id, 1)]["last_error"] == "550 no user"
     assert await _claim(store, "w", now=NOW + 10 * LEASE_S) == []
 
@@ -196,7 +196,7 @@ async def test_a_worker_claims_only_the_channels_it_can_deliver(store: Store) ->
     await store.finish_outbound(mail, "mailer", sent=True, error=None, retry_at=None)
     # With no SMS provider anywhere the SMS reply waits, queued, for one.
     assert await _claim(store, "mailer", channels=("email",), now=NOW + 10 * LEASE_S) == []
-    assert await _delivery(store, sms.id, 1) == "queued"
+    assert await _delivery(store, account, sms.id, 1) == "queued"
     assert [j.text for j in await _claim(store, "texter", channels=("sms",))] == ["by sms"]
 
 

@@ -63,7 +63,7 @@ class Rig:
         return await new_conversation(self.store, self.account_id, source_app, contact=contact)
 
     async def delivery(self, convo: Conversation, seq: int = 1) -> str | None:
-        messages = await self.store.list_messages(convo.id)
+        messages = await self.store.list_messages(self.account_id, convo.id)
         return next(m.delivery for m in messages if m.seq == seq)
 
     async def announcements(self, count: int) -> list[dict[str, Any]]:

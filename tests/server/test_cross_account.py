@@ -61,7 +61,7 @@ class World:
         return {
             "conversations": conversations,
             "blocked": hidden,
-            "messages": {c.id: await store.list_messages(c.id) for c in conversations},
+            "messages": {c.id: await store.list_messages(account, c.id) for c in conversations},
             "operators": operators,
             "teams": await store.list_teams(account),
             "canned": await store.list_canned(account),

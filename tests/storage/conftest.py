@@ -16,6 +16,8 @@ from storage.base import Store
 from tests.conftest import require_service
 
 BACKENDS = ["sqlite", "postgres"]
+# The database file of sqlite_store, in the test's tmp_path.
+SQLITE_FILE = "contract.db"
 
 # A server where the tests may create and drop databases; CI points this at its own service.
 ADMIN_URL = os.environ.get(
@@ -44,7 +46,7 @@ async def postgres_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    backend = create_store(f"sqlite:///{tmp_path / 'contract.db'}")
+    backend = create_store(f"sqlite:///{tmp_path / SQLITE_FILE}")
     await backend.open()
     try:
         yield backend

@@ -143,7 +143,7 @@ async def test_processes_writing_at_once_get_gapless_seqs_in_commit_order(
             told += [tuple(e) for report in reports for e in report["events"]]
             assert sorted(told) == [(e.seq, e.kind, e.convo_id, e.msg_seq) for e in stored]
 
-            messages = await store.list_messages(convo, limit=1000)
+            messages = await store.list_messages(account, convo, limit=1000)
             total = len(workers) * APPENDS_PER_WORKER
             assert [m.seq for m in messages] == list(range(1, total + 1))
             assert sorted(m.text for m in messages) == sorted(
@@ -168,7 +168,7 @@ async def test_processes_writing_at_once_get_gapless_seqs_in_commit_order(
             stored_ids = [
                 m.client_msg_id
                 for convo_id in opened
-                for m in await store.list_messages(convo_id)
+                for m in await store.list_messages(account, convo_id)
                 if m.client_msg_id is not None
             ]
             assert sorted(stored_ids) == sorted(RETRY_IDS + CREATE_IDS)

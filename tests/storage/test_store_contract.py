@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
+import sqlite3
+from dataclasses import replace
 
+import asyncpg
 import pytest
 
 from server.events import announce
 from storage.base import (
+    TABLES,
     CannedPatch,
     DuplicateEmail,
+    InboxQuery,
     OperatorPatch,
+    SitePatch,
     Store,
     TeamPatch,
     UnknownReference,
 )
-from storage.models import Change, Conversation, Message, UserInfo
+from storage.models import DEFAULT_SITE_ID, Change, Conversation, Message, UserInfo
+from tests.storage.conftest import SQLITE_FILE
 
 
 def _conversation(account_id: str, now: float = 1000.0) -> Conversation:
@@ -68,7 +76,7 @@ async def test_concurrent_appends_get_gapless_seqs_in_commit_order(store: Store)
         await store.write(account, convo.id, lambda current: _append(_req(current), f"m{i}"))
 
     await asyncio.gather(*(send(i) for i in range(200)))
-    messages = await store.list_messages(convo.id, limit=1000)
+    messages = await store.list_messages(account, convo.id, limit=1000)
     assert [m.seq for m in messages] == list(range(1, 201))
     events = await store.list_events(account, after_seq=0, limit=1000)
     assert [e.seq for e in events] == list(range(1, 202))
@@ -92,7 +100,7 @@ async def test_a_decision_that_raises_writes_nothing(store: Store) -> None:
     ]
     results = await asyncio.gather(*others, return_exceptions=True)
     assert isinstance(results[1], RuntimeError)
-    assert [m.text for m in await store.list_messages(convo.id)] == ["before", "after"]
+    assert [m.text for m in await store.list_messages(account, convo.id)] == ["before", "after"]
     assert len(await store.list_events(account, after_seq=0, limit=100)) == 3
 
 
@@ -114,7 +122,7 @@ async def test_client_msg_id_makes_a_retry_return_the_original(store: Store) -> 
         account, convo.id, lambda c: _append(_req(c), "twice", "cid-1"), client_msg_id="cid-1"
     )
     assert again.duplicate and again.messages == first.messages and again.events == ()
-    assert [m.text for m in await store.list_messages(convo.id)] == ["once"]
+    assert [m.text for m in await store.list_messages(account, convo.id)] == ["once"]
 
 
 async def test_concurrent_retries_with_one_client_msg_id_store_one_message(store: Store) -> None:
@@ -129,7 +137,7 @@ async def test_concurrent_retries_with_one_client_msg_id_store_one_message(store
         )
     )
     assert sum(not r.duplicate for r in results) == 1
-    assert len(await store.list_messages(convo.id)) == 1
+    assert len(await store.list_messages(account, convo.id)) == 1
 
 
 async def test_client_msg_ids_are_scoped_by_account(store: Store) -> None:
@@ -164,11 +172,17 @@ async def test_list_messages_windows(store: Store) -> None:
     for i in range(10):
         await store.write(account, convo.id, lambda c, i=i: _append(_req(c), f"m{i}"))
     seqs = lambda ms: [m.seq for m in ms]  # noqa: E731
-    assert seqs(await store.list_messages(convo.id, limit=3)) == [1, 2, 3]
-    assert seqs(await store.list_messages(convo.id, limit=3, newest=True)) == [8, 9, 10]
-    assert seqs(await store.list_messages(convo.id, after_seq=8)) == [9, 10]
-    created_5 = (await store.list_messages(convo.id, after_seq=4, limit=1))[0].created
-    assert seqs(await store.list_messages(convo.id, after_created=created_5)) == [6, 7, 8, 9, 10]
+    assert seqs(await store.list_messages(account, convo.id, limit=3)) == [1, 2, 3]
+    assert seqs(await store.list_messages(account, convo.id, limit=3, newest=True)) == [8, 9, 10]
+    assert seqs(await store.list_messages(account, convo.id, after_seq=8)) == [9, 10]
+    created_5 = (await store.list_messages(account, convo.id, after_seq=4, limit=1))[0].created
+    assert seqs(await store.list_messages(account, convo.id, after_created=created_5)) == [
+        6,
+        7,
+        8,
+        9,
+        10,
+    ]
 
 
 async def test_events_page_by_seq(store: Store) -> None:
@@ -292,3 +306,115 @@ async def test_read_conversation_returns_the_row_and_its_messages_in_one_call(
     assert newest is not None
     assert [m.seq for m in newest[1]] == [4, 5]
     assert await store.read_conversation(other, convo.id) is None
+
+
+async def test_operator_emails_are_unique_case_insensitively(store: Store) -> None:
+    a, b = await _account(store), await _account(store, "globex")
+    same = await store.create_operator(a, "One", "same@x.test", "h", False)
+    with pytest.raises(DuplicateEmail):
+        await store.create_operator(b, "Two", "SAME@x.test", "h", False)
+    with pytest.raises(DuplicateEmail):
+        await store.create_operator(a, "Two", "Same@X.Test", "h", False)
+    two = await store.create_operator(b, "Two", "two@x.test", "h", False)
+    with pytest.raises(DuplicateEmail):
+        await store.update_operator(b, two.id, OperatorPatch(email="sAmE@x.test"))
+    # An operator may change the case of their own email.
+    renamed = await store.update_operator(a, same.id, OperatorPatch(email="Same@x.test"))
+    assert renamed is not None and renamed.email == "Same@x.test"
+    found = await store.get_credentials("SAME@X.TEST")
+    assert found is not None and found.operator == renamed
+    assert [o.email for o in await store.list_operators(b)] == ["two@x.test"]
+
+
+async def test_every_read_is_scoped_by_account(store: Store) -> None:
+    """A second account asking with the first one's ids gets nothing of the first's, from
+    every read, and changes nothing of it with any write."""
+    mine, theirs = await _account(store), await _account(store, "globex")
+    operator = await store.create_operator(mine, "One", "one@mine.test", "h", True)
+    team = await store.create_team(mine, "Support", [operator.id])
+    canned = await store.create_canned(mine, "Hi", "greet", "Hello")
+    site = await store.create_site(mine, "Shop", "#000000", "left", "Hi", team.id)
+    await store.add_push_token(mine, operator.id, "device-1")
+    convo = await _open(store, mine)
+    await store.write(mine, convo.id, lambda c: _append(_req(c), "secret", "cid-mine"))
+    everyone = InboxQuery(viewer=operator.id, every_team=True)
+
+    assert await store.get_operator(theirs, operator.id) is None
+    assert await store.list_operators(theirs) == []
+    assert await store.list_teams(theirs) == []
+    assert await store.get_canned(theirs, canned.id) is None
+    assert await store.list_canned(theirs) == []
+    assert await store.get_site(theirs, site.id) is None
+    assert [s.id for s in await store.list_sites(theirs)] == [DEFAULT_SITE_ID]
+    assert await store.push_tokens(theirs, [operator.id]) == {}
+    assert await store.list_conversations(theirs, everyone) == []
+    assert await store.list_conversations(theirs, replace(everyone, search="secret")) == []
+    assert await store.count_conversations(theirs, everyone) == {}
+    assert await store.get_conversation(theirs, convo.id) is None
+    assert await store.list_messages(theirs, convo.id) == []
+    assert await store.list_messages(theirs, convo.id, newest=True, visitor_view=True) == []
+    assert await store.read_conversation(theirs, convo.id) is None
+    assert await store.list_events(theirs, after_seq=0, limit=10) == []
+    assert await store.replay_events(theirs, after_seq=0, limit=10) == []
+    assert await store.head_event_seq(theirs) == 0
+
+    # Writes with the first account's ids find nothing to change.
+    assert await store.update_operator(theirs, operator.id, OperatorPatch(name="x")) is None
+    assert not await store.delete_operator(theirs, operator.id)
+    assert await store.update_team(theirs, team.id, TeamPatch(name="x")) is None
+    assert not await store.delete_team(theirs, team.id)
+    assert await store.update_site(theirs, site.id, SitePatch(name="x")) is None
+    assert not await store.delete_site(theirs, site.id)
+    assert await store.remove_push_tokens(theirs, operator.id) == 0
+    fresh = _conversation(theirs)
+    committed = await store.write(
+        theirs, None, lambda _: Change(None, fresh), client_msg_id="cid-mine"
+    )
+    assert not committed.duplicate and committed.conversation == fresh
+
+    # ...and the first account's rows are all still there.
+    assert await store.get_operator(mine, operator.id) == operator
+    assert await store.list_teams(mine) == [team]
+    assert await store.get_site(mine, site.id) == site
+    assert await store.push_tokens(mine, [operator.id]) == {operator.id: ["device-1"]}
+    assert [m.text for m in await store.list_messages(mine, convo.id)] == ["secret"]
+
+
+async def _migrated_columns(request: pytest.FixtureRequest) -> dict[str, list[str]]:
+    """Each table's columns as the migrations made them (opening the store applied them all),
+    read from the catalog of the database behind this test's ``store``."""
+    if request.node.callspec.params["store"] == "sqlite":
+        path = request.getfixturevalue("tmp_path") / SQLITE_FILE
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            names = [
+                r[0]
+                for r in db.execute(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            return {n: [c[1] for c in db.execute(f"PRAGMA table_info({n})")] for n in names}
+    conn = await asyncpg.connect(request.getfixturevalue("postgres_url"))
+    try:
+        found: dict[str, list[str]] = {}
+        for row in await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ):
+            found.setdefault(row["table_name"], []).append(row["column_name"])
+        return found
+    finally:
+        await conn.close()
+
+
+async def test_migrated_columns_are_the_one_column_list(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """What the code selects, inserts, exports and imports (storage.base.TABLES) is exactly
+    what the migrations built: a column added to one and not the other fails here, not in a
+    `liveop export` that silently drops it."""
+    migrated = await _migrated_columns(request)
+    assert migrated.pop("schema_migrations") == ["version"]
+    assert {name: sorted(cols) for name, cols in migrated.items()} == {
+        t.name: sorted(t.column_names) for t in TABLES
+    }

@@ -1,0 +1,982 @@
+"""The Store's logic for every SQL database, written once; backends are drivers.
+
+Every operation is an ``async`` function of a ``Conn`` (fetch, fetchrow, execute, executemany)
+that the backend runs where it must: PostgreSQL awaits it in a transaction on a pooled
+connection (storage/postgres.py), SQLite runs it to completion inside its writer thread's group
+commit or on a reader thread, where its connection never suspends (storage/sqlite.py).
+
+Statements are written once, with PostgreSQL's numbered placeholders (``$1``); the SQLite driver
+renumbers them (``?1``). What else differs between the databases is in a ``Dialect``: the
+case-insensitive LIKE, the row-locking clauses, which exceptions mean a constraint refused a row,
+and what an import does first. Columns come from ``storage.base.TABLES`` through storage/rows.py,
+and rows are read by column name.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import time
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, TypeVar
+
+from storage import outbound as _outbound
+from storage import rows
+from storage.base import (
+    NO_TEAM,
+    SEQ_END,
+    TABLES,
+    TRANSFER_BATCH_ROWS,
+    CannedPatch,
+    Decide,
+    DuplicateEmail,
+    InboxQuery,
+    InvalidRow,
+    OperatorPatch,
+    SitePatch,
+    StoreNotEmpty,
+    Table,
+    TeamPatch,
+    UnknownReference,
+    patch_values,
+    row_values,
+)
+from storage.inbox_sql import InboxSql
+from storage.models import (
+    DEFAULT_SITE_ID,
+    Account,
+    CannedResponse,
+    Committed,
+    Conversation,
+    Event,
+    EventDetail,
+    Message,
+    MessageReplay,
+    NewEvent,
+    Operator,
+    OperatorCredentials,
+    Site,
+    Status,
+    Team,
+    WidgetPosition,
+    default_site,
+)
+from storage.outbound import Claim, OutboundChannel, OutboundJob
+from storage.rows import Row
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Conn(Protocol):
+    """What an operation may do with its connection (asyncpg's names and signatures)."""
+
+    async def fetch(self, query: str, *args: Any) -> Sequence[Row]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None: ...
+
+    async def execute(self, query: str, *args: Any) -> object: ...
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> object: ...
+
+
+# One operation of the Store: everything it reads and writes goes through the Conn it is given.
+Op = Callable[[Conn], Coroutine[Any, Any, T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What the shared statements and operations need to know of one database."""
+
+    # The case-insensitive LIKE operator.
+    ilike: str
+    # Raised by the driver when a unique index, a foreign key, or any constraint refuses a row.
+    unique_violation: type[Exception]
+    foreign_key_violation: type[Exception]
+    integrity_violation: type[Exception]
+    # Ends the SELECT of the conversation a write decides on: the next writer of that
+    # conversation waits for this commit. Empty where one writer commits at a time.
+    lock_for_update: str = ""
+    # Ends the lookup of the team a site is about to route to, so the team cannot be deleted
+    # before the site commits. Empty where one writer commits at a time.
+    lock_key_share: str = ""
+    # Run first in an import's transaction.
+    import_prelude: tuple[str, ...] = ()
+
+
+_SELECT_CONVO = (
+    f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
+    " WHERE id = $1 AND account_id = $2"
+)
+# What an update assigns: every column but the keys, which stay out of the SET list. Assigning
+# a primary key, even to itself, makes SQLite re-check every message that references it, and
+# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
+_CONVO_SET = tuple(n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id"))
+_UPDATE_CONVO = (
+    f"UPDATE conversations SET ({', '.join(_CONVO_SET)})"
+    f" = ({', '.join(f'${i}' for i in range(3, len(_CONVO_SET) + 3))})"
+    " WHERE id = $1 AND account_id = $2"
+)
+
+
+def _select_messages(visitor_view: bool, newest: bool) -> str:
+    # Notes are for operators: the limit counts only what the visitor may see.
+    hidden = " AND NOT private" if visitor_view else ""
+    return (
+        f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages WHERE account_id = $1"
+        f" AND convo_id = $2 AND seq > $3 AND seq < $4 AND created > $5{hidden}"
+        f" ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT $6"
+    )
+
+
+# By (visitor_view, newest): statements are built once, so the drivers' caches find them at once.
+_SELECT_MESSAGES = {(v, n): _select_messages(v, n) for v in (False, True) for n in (False, True)}
+# One row of an account's table with ids, and all of them by id, by table name.
+_NUMBERED = [t for t in TABLES if t.key == ("account_id", "id")]
+_SELECT_BY_ID = {
+    t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 AND id = $2"
+    for t in _NUMBERED
+}
+_SELECT_ALL_BY_ID = {
+    t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 ORDER BY id"
+    for t in _NUMBERED
+}
+_SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
+_SELECT_EVENTS = (
+    f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
+    " ORDER BY seq LIMIT $3"
+)
+_REPLAY = (
+    f"SELECT {rows.select_list(rows.EVENTS, 'e')}, {rows.select_list(rows.CONVERSATIONS, 'c')},"
+    f" {rows.select_list(rows.MESSAGES, 'm')}"
+    " FROM events e JOIN conversations c ON c.id = e.convo_id AND c.account_id = e.account_id"
+    " LEFT JOIN messages m ON m.convo_id = e.convo_id AND m.seq = e.msg_seq"
+    " WHERE e.account_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
+)
+
+# The visitor's replay of a conversation: each message it may see with the payload its event
+# was committed with (one event per message, see migration 0006; NULL on older rows).
+_REPLAY_MESSAGES = (
+    f"SELECT {rows.select_list(rows.MESSAGES, 'm')}, e.visitor_data AS e_visitor_data"
+    " FROM messages m LEFT JOIN events e"
+    " ON e.account_id = m.account_id AND e.convo_id = m.convo_id AND e.msg_seq = m.seq"
+    " WHERE m.account_id = $1 AND m.convo_id = $2 AND m.seq > $3 AND NOT m.private"
+    " ORDER BY m.seq LIMIT $4"
+)
+
+_SELECT_BY_CLIENT_ID = (
+    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
+    " WHERE account_id = $1 AND client_msg_id = $2"
+)
+_INSERT_EVENT = rows.insert_sql(rows.EVENTS)
+_INSERT_MESSAGE = rows.insert_sql(rows.MESSAGES)
+_INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
+_INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
+_INSERT_SITE = rows.insert_sql(rows.SITES)
+_INSERT_CANNED = rows.insert_sql(rows.CANNED)
+_INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
+_INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
+_INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
+_INSERT_TEAM = rows.insert_sql(rows.TEAMS)
+_INSERT_TEAM_MEMBER = rows.insert_sql(rows.TEAM_MEMBERS)
+# Adding a token the operator's device already registered changes nothing.
+_ADD_PUSH_TOKEN = rows.insert_sql(rows.PUSH_TOKENS) + " ON CONFLICT DO NOTHING"
+
+
+def _rows_of(table: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    return [rows.values(table, r) for r in records]
+
+
+async def _next_id(conn: Conn, account_id: str, kind: str) -> int:
+    # The counter row stays locked to commit, and a rolled-back create rolls its number back.
+    row = await conn.fetchrow(
+        "INSERT INTO counters (account_id, kind, last_id) VALUES ($1, $2, 1)"
+        " ON CONFLICT (account_id, kind) DO UPDATE SET last_id = counters.last_id + 1"
+        " RETURNING last_id",
+        account_id,
+        kind,
+    )
+    assert row is not None
+    return int(row["last_id"])
+
+
+async def _exists(conn: Conn, sql: str, *args: Any) -> bool:
+    return await conn.fetchrow(sql, *args) is not None
+
+
+async def append_events(
+    conn: Conn, account_id: str, conversation: Conversation, announced: Sequence[NewEvent]
+) -> tuple[Event, ...]:
+    """Numbers and stores, as given, the account events the engine announced with one write:
+    the only place events are written.
+
+    The account row is taken last in every write and held to commit (PostgreSQL's row lock,
+    SQLite's single writer), so account event seqs are gapless and follow commit order.
+    """
+    if not announced:
+        return ()
+    row = await conn.fetchrow(
+        "UPDATE accounts SET last_event_seq = last_event_seq + $1 WHERE id = $2"
+        " RETURNING last_event_seq",
+        len(announced),
+        account_id,
+    )
+    assert row is not None, "a conversation's account is never deleted under it"
+    first = row["last_event_seq"] - len(announced) + 1
+    events = tuple(
+        Event(
+            account_id,
+            seq,
+            new.kind,
+            conversation.id,
+            new.msg_seq,
+            conversation.last_activity,
+            new.data,
+            new.visitor_data,
+        )
+        for seq, new in enumerate(announced, start=first)
+    )
+    await conn.executemany(_INSERT_EVENT, _rows_of(rows.EVENTS, map(rows.event_row, events)))
+    return events
+
+
+async def _duplicate_of(conn: Conn, account_id: str, client_msg_id: str) -> Committed | None:
+    row = await conn.fetchrow(_SELECT_BY_CLIENT_ID, account_id, client_msg_id)
+    if row is None:
+        return None
+    original = rows.message(row)
+    current = await conn.fetchrow(_SELECT_CONVO, original.convo_id, account_id)
+    assert current is not None, "a message's conversation is never deleted without it"
+    return Committed(rows.convo(current), (original,), duplicate=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """Which messages of a conversation a read returns (Store.list_messages's arguments)."""
+
+    after_seq: int
+    after_created: float
+    limit: int
+    newest: bool
+    visitor_view: bool
+    before_seq: int | None
+
+
+async def _messages(conn: Conn, account_id: str, convo_id: str, w: _Window) -> list[Message]:
+    found = await conn.fetch(
+        _SELECT_MESSAGES[w.visitor_view, w.newest],
+        account_id,
+        convo_id,
+        w.after_seq,
+        w.before_seq or SEQ_END,
+        w.after_created,
+        w.limit,
+    )
+    messages = [rows.message(r) for r in found]
+    return messages[::-1] if w.newest else messages
+
+
+async def _patch(
+    conn: Conn, table: Table, account_id: str, row_id: int, values: Mapping[str, Any]
+) -> Row | None:
+    """Updates the given columns (None: unchanged) of one account-scoped row and returns it,
+    or None when it does not exist."""
+    sets = {k: v for k, v in values.items() if v is not None}
+    if not sets:
+        return await conn.fetchrow(_SELECT_BY_ID[table.name], account_id, row_id)
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(sets, start=3))
+    return await conn.fetchrow(
+        f"UPDATE {table.name} SET {assignments} WHERE account_id = $1 AND id = $2"
+        f" RETURNING {rows.select_list(table)}",
+        account_id,
+        row_id,
+        *sets.values(),
+    )
+
+
+async def _delete(conn: Conn, table: str, account_id: str, row_id: int) -> bool:
+    return await _exists(
+        conn,
+        f"DELETE FROM {table} WHERE account_id = $1 AND id = $2 RETURNING id",
+        account_id,
+        row_id,
+    )
+
+
+async def _teams(conn: Conn, account_id: str, team_id: int | None = None) -> list[Team]:
+    """The account's teams (or the one ``team_id``) with their members, by id."""
+    args: tuple[Any, ...] = (account_id,) if team_id is None else (account_id, team_id)
+    members: dict[int, list[int]] = {}
+    for row in await conn.fetch(
+        "SELECT team_id, operator_id FROM team_members WHERE account_id = $1"
+        f"{'' if team_id is None else ' AND team_id = $2'} ORDER BY team_id, operator_id",
+        *args,
+    ):
+        members.setdefault(row["team_id"], []).append(row["operator_id"])
+    found = await conn.fetch(
+        "SELECT id, name FROM teams WHERE account_id = $1"
+        f"{'' if team_id is None else ' AND id = $2'} ORDER BY id",
+        *args,
+    )
+    return [Team(account_id, r["id"], r["name"], tuple(members.get(r["id"], ()))) for r in found]
+
+
+async def _set_members(
+    conn: Conn, dialect: Dialect, account_id: str, team_id: int, member_ids: Iterable[int]
+) -> None:
+    await conn.execute(
+        "DELETE FROM team_members WHERE account_id = $1 AND team_id = $2", account_id, team_id
+    )
+    try:
+        members = (
+            {"account_id": account_id, "team_id": team_id, "operator_id": m}
+            for m in sorted(set(member_ids))
+        )
+        await conn.executemany(_INSERT_TEAM_MEMBER, _rows_of(rows.TEAM_MEMBERS, members))
+    except dialect.foreign_key_violation as exc:
+        raise UnknownReference("a team member is not an operator of the account") from exc
+
+
+async def _require_team(conn: Conn, dialect: Dialect, account_id: str, team_id: int) -> None:
+    sql = f"SELECT id FROM teams WHERE account_id = $1 AND id = $2{dialect.lock_key_share}"
+    if not await _exists(conn, sql, account_id, team_id):
+        raise UnknownReference(f"no team {team_id}")
+
+
+async def _insert_site(conn: Conn, dialect: Dialect, site: Site) -> None:
+    if site.team_id is not None:
+        await _require_team(conn, dialect, site.account_id, site.team_id)
+    await conn.execute(_INSERT_SITE, *rows.values(rows.SITES, asdict(site)))
+
+
+def _exported(table: Table, row: Row) -> dict[str, Any]:
+    exported = {name: row[name] for name in table.column_names}
+    # SQLite has no boolean type: flags come back as 0 or 1.
+    for column in table.columns:
+        if column.kind is bool and exported[column.name] is not None:
+            exported[column.name] = bool(exported[column.name])
+    return exported
+
+
+def select_all(table: Table) -> str:
+    """Every row of ``table`` in primary-key order, as exports list them."""
+    return f"SELECT {rows.select_list(table)} FROM {table.name} ORDER BY {', '.join(table.key)}"
+
+
+class SqlStore(abc.ABC):
+    """The Store protocol over a driver, which supplies how an operation runs (``_read``,
+    ``_write``, ``_write_once``, ``_snapshot``), how the outbound claim locks, and opening and
+    closing. Every read and write is scoped by account except the ones that are global by
+    design: login (emails are unique in the installation), API keys and outbound claims."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._inbox = InboxSql(dialect.ilike)
+
+    @abc.abstractmethod
+    async def _read(self, op: Op[T]) -> T:
+        """Runs a read-only ``op`` on a connection of its own."""
+
+    @abc.abstractmethod
+    async def _write(self, op: Op[T]) -> T:
+        """Runs ``op`` atomically and returns after its commit (or raises, nothing written)."""
+
+    @abc.abstractmethod
+    async def _write_once(self, op: Op[T]) -> T:
+        """As ``_write``, never retried: for an op that consumes an iterator."""
+
+    @abc.abstractmethod
+    def _snapshot(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[Callable[[str], AsyncIterator[Row]]]:
+        """A read-only snapshot of the whole database, as a function streaming a query's rows."""
+
+    async def _get(
+        self, table: Table, record: Callable[[Row], R], account_id: str, row_id: int
+    ) -> R | None:
+        """The record of one row of an account-scoped table with an ``id``."""
+        sql = (
+            f"SELECT {rows.select_list(table)} FROM {table.name} WHERE account_id = $1 AND id = $2"
+        )
+
+        async def op(conn: Conn) -> R | None:
+            row = await conn.fetchrow(sql, account_id, row_id)
+            return record(row) if row else None
+
+        return await self._read(op)
+
+    async def _list(self, table: Table, record: Callable[[Row], R], account_id: str) -> list[R]:
+        """The records of every row of an account-scoped table with an ``id``, by id."""
+        sql = (
+            f"SELECT {rows.select_list(table)} FROM {table.name} WHERE account_id = $1 ORDER BY id"
+        )
+
+        async def op(conn: Conn) -> list[R]:
+            return [record(r) for r in await conn.fetch(sql, account_id)]
+
+        return await self._read(op)
+
+    # the whole installation
+
+    async def is_empty(self) -> bool:
+        return await self._read(_is_empty)
+
+    async def export_rows(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        async with self._snapshot() as stream:
+            for table in TABLES:
+                async for row in stream(select_all(table)):
+                    yield table.name, _exported(table, row)
+
+    async def import_rows(self, rows_in: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        dialect = self._dialect
+
+        async def op(conn: Conn) -> int:
+            for statement in dialect.import_prelude:
+                await conn.execute(statement)
+            if not await _is_empty(conn):
+                raise StoreNotEmpty(
+                    "the target store already holds accounts; import needs an empty one"
+                )
+            count = 0
+            batch: list[tuple[Any, ...]] = []
+            table: Table | None = None
+
+            async def flush() -> None:
+                if table is None or not batch:
+                    return
+                try:
+                    await conn.executemany(rows.insert_sql(table), batch)
+                except dialect.integrity_violation as exc:
+                    detail = getattr(exc, "detail", None)
+                    raise InvalidRow(
+                        f"{table.name}: {exc}{f' ({detail})' if detail else ''}"
+                    ) from exc
+                batch.clear()
+
+            for name, row in rows_in:
+                row_table, values = row_values(name, row)
+                if row_table is not table or len(batch) >= TRANSFER_BATCH_ROWS:
+                    await flush()
+                    table = row_table
+                batch.append(values)
+                count += 1
+            await flush()
+            return count
+
+        return await self._write_once(op)
+
+    # accounts and keys
+
+    async def create_account(self, account_id: str, name: str, api_key_hash: str) -> Account:
+        async def op(conn: Conn) -> Account:
+            account = Account(id=account_id, name=name, created=time.time())
+            await conn.execute(
+                _INSERT_ACCOUNT,
+                *rows.values(rows.ACCOUNTS, {**asdict(account), "last_event_seq": 0}),
+            )
+            key = {"key_hash": api_key_hash, "account_id": account_id, "created": account.created}
+            await conn.execute(_INSERT_API_KEY, *rows.values(rows.API_KEYS, key))
+            # The first site id of an account, through the same counter as every later site.
+            site_id = await _next_id(conn, account_id, "site")
+            assert site_id == DEFAULT_SITE_ID
+            await _insert_site(conn, self._dialect, default_site(account_id, account.created))
+            return account
+
+        return await self._write(op)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async def op(conn: Conn) -> Account | None:
+            row = await conn.fetchrow(
+                "SELECT id, name, created FROM accounts WHERE id = $1", account_id
+            )
+            return Account(id=row["id"], name=row["name"], created=row["created"]) if row else None
+
+        return await self._read(op)
+
+    async def account_for_api_key(self, api_key_hash: str) -> str | None:
+        async def op(conn: Conn) -> str | None:
+            row = await conn.fetchrow(
+                "SELECT account_id FROM api_keys WHERE key_hash = $1", api_key_hash
+            )
+            return str(row["account_id"]) if row else None
+
+        return await self._read(op)
+
+    # operators
+
+    async def create_operator(
+        self,
+        account_id: str,
+        name: str,
+        email: str,
+        password_hash: str,
+        is_admin: bool,
+        lang: str = "en",
+    ) -> Operator:
+        async def op(conn: Conn) -> Operator:
+            operator = Operator(
+                account_id, await _next_id(conn, account_id, "operator"), name, email, is_admin,
+                time.time(), lang,
+            )  # fmt: skip
+            row = {**asdict(operator), "password_hash": password_hash, "token_version": 0}
+            try:
+                await conn.execute(_INSERT_OPERATOR, *rows.values(rows.OPERATORS, row))
+            except self._dialect.unique_violation as exc:
+                raise DuplicateEmail(email) from exc
+            return operator
+
+        return await self._write(op)
+
+    async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
+        return await self._get(rows.OPERATORS, rows.operator, account_id, operator_id)
+
+    async def get_credentials(self, email: str) -> OperatorCredentials | None:
+        async def op(conn: Conn) -> OperatorCredentials | None:
+            # lower() on both sides matches the unique index, so the lookup uses it.
+            row = await conn.fetchrow(f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1)", email)
+            return OperatorCredentials(rows.operator(row), row["password_hash"]) if row else None
+
+        return await self._read(op)
+
+    async def list_operators(self, account_id: str) -> list[Operator]:
+        return await self._list(rows.OPERATORS, rows.operator, account_id)
+
+    async def update_operator(
+        self, account_id: str, operator_id: int, patch: OperatorPatch
+    ) -> Operator | None:
+        async def op(conn: Conn) -> Operator | None:
+            try:
+                row = await _patch(
+                    conn, rows.OPERATORS, account_id, operator_id, patch_values(patch)
+                )
+            except self._dialect.unique_violation as exc:
+                raise DuplicateEmail(patch.email or "") from exc
+            return rows.operator(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_operator(self, account_id: str, operator_id: int) -> bool:
+        return await self._write(lambda conn: _delete(conn, "operators", account_id, operator_id))
+
+    # operator tokens: revocation before expiry
+
+    async def token_version(self, account_id: str, operator_id: int) -> int | None:
+        async def op(conn: Conn) -> int | None:
+            row = await conn.fetchrow(
+                "SELECT token_version FROM operators WHERE account_id = $1 AND id = $2",
+                account_id,
+                operator_id,
+            )
+            return int(row["token_version"]) if row else None
+
+        return await self._read(op)
+
+    async def revoke_tokens(self, account_id: str, operator_id: int) -> bool:
+        async def op(conn: Conn) -> bool:
+            row = await conn.fetchrow(
+                "UPDATE operators SET token_version = token_version + 1"
+                " WHERE account_id = $1 AND id = $2 RETURNING token_version",
+                account_id,
+                operator_id,
+            )
+            return row is not None
+
+        return await self._write(op)
+
+    async def revoke_token(self, token_id: str, expires: float) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute("DELETE FROM revoked_tokens WHERE expires < $1", time.time())
+            await conn.execute(
+                "INSERT INTO revoked_tokens (token_id, expires) VALUES ($1, $2)"
+                " ON CONFLICT (token_id) DO NOTHING",
+                token_id,
+                expires,
+            )
+
+        await self._write(op)
+
+    async def get_signed_in_operator(
+        self, account_id: str, operator_id: int, token_version: int, token_id: str
+    ) -> Operator | None:
+        async def op(conn: Conn) -> Operator | None:
+            row = await conn.fetchrow(
+                f"{_SELECT_OPERATORS} WHERE account_id = $1 AND id = $2 AND token_version = $3"
+                " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $4)",
+                account_id,
+                operator_id,
+                token_version,
+                token_id,
+            )
+            return rows.operator(row) if row else None
+
+        return await self._read(op)
+
+    # teams
+
+    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:
+        async def op(conn: Conn) -> Team:
+            team_id = await _next_id(conn, account_id, "team")
+            team = {"account_id": account_id, "id": team_id, "name": name}
+            await conn.execute(_INSERT_TEAM, *rows.values(rows.TEAMS, team))
+            await _set_members(conn, self._dialect, account_id, team_id, member_ids)
+            (created,) = await _teams(conn, account_id, team_id)
+            return created
+
+        return await self._write(op)
+
+    async def list_teams(self, account_id: str) -> list[Team]:
+        return await self._read(lambda conn: _teams(conn, account_id))
+
+    async def update_team(self, account_id: str, team_id: int, patch: TeamPatch) -> Team | None:
+        async def op(conn: Conn) -> Team | None:
+            if await _patch(conn, rows.TEAMS, account_id, team_id, {"name": patch.name}) is None:
+                return None
+            if patch.member_ids is not None:
+                await _set_members(conn, self._dialect, account_id, team_id, patch.member_ids)
+            (team,) = await _teams(conn, account_id, team_id)
+            return team
+
+        return await self._write(op)
+
+    async def delete_team(self, account_id: str, team_id: int) -> bool:
+        async def op(conn: Conn) -> bool:
+            await conn.execute(
+                "UPDATE sites SET team_id = NULL WHERE account_id = $1 AND team_id = $2",
+                account_id,
+                team_id,
+            )
+            return await _delete(conn, "teams", account_id, team_id)
+
+        return await self._write(op)
+
+    # canned responses
+
+    async def create_canned(
+        self, account_id: str, name: str, tag: str, message: str
+    ) -> CannedResponse:
+        async def op(conn: Conn) -> CannedResponse:
+            canned_id = await _next_id(conn, account_id, "canned")
+            canned = CannedResponse(account_id, canned_id, name, tag, message)
+            await conn.execute(_INSERT_CANNED, *rows.values(rows.CANNED, asdict(canned)))
+            return canned
+
+        return await self._write(op)
+
+    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
+        return await self._get(rows.CANNED, rows.canned, account_id, canned_id)
+
+    async def list_canned(self, account_id: str) -> list[CannedResponse]:
+        return await self._list(rows.CANNED, rows.canned, account_id)
+
+    async def update_canned(
+        self, account_id: str, canned_id: int, patch: CannedPatch
+    ) -> CannedResponse | None:
+        async def op(conn: Conn) -> CannedResponse | None:
+            row = await _patch(conn, rows.CANNED, account_id, canned_id, patch_values(patch))
+            return rows.canned(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_canned(self, account_id: str, canned_id: int) -> bool:
+        return await self._write(lambda conn: _delete(conn, "canned", account_id, canned_id))
+
+    # sites
+
+    async def create_site(
+        self,
+        account_id: str,
+        name: str,
+        color: str,
+        position: WidgetPosition,
+        greeting: str,
+        team_id: int | None,
+    ) -> Site:
+        async def op(conn: Conn) -> Site:
+            site_id = await _next_id(conn, account_id, "site")
+            site = Site(account_id, site_id, name, color, position, greeting, team_id, time.time())
+            await _insert_site(conn, self._dialect, site)
+            return site
+
+        return await self._write(op)
+
+    async def get_site(self, account_id: str, site_id: int) -> Site | None:
+        return await self._get(rows.SITES, rows.site, account_id, site_id)
+
+    async def list_sites(self, account_id: str) -> list[Site]:
+        return await self._list(rows.SITES, rows.site, account_id)
+
+    async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
+        async def op(conn: Conn) -> Site | None:
+            values = patch_values(patch)
+            if values["team_id"] is not None:
+                await _require_team(conn, self._dialect, account_id, values["team_id"])
+            row = await _patch(conn, rows.SITES, account_id, site_id, values)
+            if row is not None and patch.team_id == NO_TEAM:
+                row = await conn.fetchrow(
+                    "UPDATE sites SET team_id = NULL WHERE account_id = $1 AND id = $2"
+                    f" RETURNING {rows.select_list(rows.SITES)}",
+                    account_id,
+                    site_id,
+                )
+            return rows.site(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_site(self, account_id: str, site_id: int) -> bool:
+        return await self._write(lambda conn: _delete(conn, "sites", account_id, site_id))
+
+    # push tokens
+
+    async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
+        row = {
+            "account_id": account_id, "operator_id": operator_id, "token": token,
+            "created": time.time(),
+        }  # fmt: skip
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(_ADD_PUSH_TOKEN, *rows.values(rows.PUSH_TOKENS, row))
+
+        await self._write(op)
+
+    async def remove_push_tokens(
+        self, account_id: str, operator_id: int, token: str | None = None
+    ) -> int:
+        sql = "DELETE FROM push_tokens WHERE account_id = $1 AND operator_id = $2"
+        args: tuple[Any, ...] = (account_id, operator_id)
+        if token is not None:
+            sql, args = sql + " AND token = $3", (*args, token)
+
+        async def op(conn: Conn) -> int:
+            return len(await conn.fetch(f"{sql} RETURNING token", *args))
+
+        return await self._write(op)
+
+    async def push_tokens(
+        self, account_id: str, operator_ids: Sequence[int]
+    ) -> dict[int, list[str]]:
+        if not operator_ids:
+            return {}
+        marks = ", ".join(f"${i}" for i in range(2, len(operator_ids) + 2))
+
+        async def op(conn: Conn) -> dict[int, list[str]]:
+            found: dict[int, list[str]] = {}
+            for row in await conn.fetch(
+                "SELECT operator_id, token FROM push_tokens WHERE account_id = $1"
+                f" AND operator_id IN ({marks}) ORDER BY operator_id, created",
+                account_id,
+                *operator_ids,
+            ):
+                found.setdefault(row["operator_id"], []).append(row["token"])
+            return found
+
+        return await self._read(op)
+
+    # the inbox
+
+    async def list_conversations(self, account_id: str, query: InboxQuery) -> list[Conversation]:
+        sql, params = self._inbox.select(rows.select_list(rows.CONVERSATIONS), account_id, query)
+
+        async def op(conn: Conn) -> list[Conversation]:
+            return [rows.convo(r) for r in await conn.fetch(sql, *params)]
+
+        return await self._read(op)
+
+    async def count_conversations(self, account_id: str, query: InboxQuery) -> dict[Status, int]:
+        sql, params = self._inbox.count(account_id, query)
+
+        async def op(conn: Conn) -> dict[Status, int]:
+            return {r["status"]: r["n"] for r in await conn.fetch(sql, *params)}
+
+        return await self._read(op)
+
+    # conversations: the one write path
+
+    async def write(
+        self,
+        account_id: str,
+        convo_id: str | None,
+        decide: Decide,
+        *,
+        client_msg_id: str | None = None,
+    ) -> Committed:
+        locked = _SELECT_CONVO + self._dialect.lock_for_update
+
+        async def op(conn: Conn) -> Committed:
+            before: Conversation | None = None
+            if convo_id is not None:
+                row = await conn.fetchrow(locked, convo_id, account_id)
+                before = rows.convo(row) if row else None
+            # Looked up after the lock: a retry racing the original into the same conversation
+            # then finds it committed (PostgreSQL retries the rest, see storage/postgres.py).
+            if client_msg_id is not None:
+                duplicate = await _duplicate_of(conn, account_id, client_msg_id)
+                if duplicate is not None:
+                    return duplicate
+            change = decide(before)
+            if change is None:
+                if before is None:
+                    raise LookupError("a decision on no conversation must create one")
+                return Committed(before)
+            after = change.after
+            row = rows.convo_row(after)
+            if change.before is None:
+                await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
+            else:
+                update = (row[name] for name in _CONVO_SET)
+                await conn.execute(_UPDATE_CONVO, after.id, account_id, *update)
+            if change.messages:
+                await conn.executemany(
+                    _INSERT_MESSAGE,
+                    _rows_of(
+                        rows.MESSAGES, (rows.message_row(account_id, m) for m in change.messages)
+                    ),
+                )
+                queued = _outbound.queued_rows(account_id, after, change.messages)
+                if queued:
+                    await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
+            # Last, and held to commit: see append_events.
+            events = await append_events(conn, account_id, after, change.events)
+            return Committed(after, change.messages, events, before=change.before)
+
+        return await self._write(op)
+
+    async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None:
+        async def op(conn: Conn) -> Conversation | None:
+            row = await conn.fetchrow(_SELECT_CONVO, convo_id, account_id)
+            return rows.convo(row) if row else None
+
+        return await self._read(op)
+
+    async def list_messages(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
+    ) -> list[Message]:
+        window = _Window(after_seq, after_created, limit, newest, visitor_view, before_seq)
+        return await self._read(lambda conn: _messages(conn, account_id, convo_id, window))
+
+    async def read_conversation(
+        self,
+        account_id: str,
+        convo_id: str,
+        *,
+        after_seq: int = 0,
+        after_created: float = 0.0,
+        limit: int = 200,
+        newest: bool = False,
+        visitor_view: bool = False,
+        before_seq: int | None = None,
+    ) -> tuple[Conversation, list[Message]] | None:
+        window = _Window(after_seq, after_created, limit, newest, visitor_view, before_seq)
+
+        async def op(conn: Conn) -> tuple[Conversation, list[Message]] | None:
+            row = await conn.fetchrow(_SELECT_CONVO, convo_id, account_id)
+            if row is None:
+                return None
+            messages = await _messages(conn, account_id, convo_id, window)
+            return rows.convo(row), messages
+
+        return await self._read(op)
+
+    async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
+        async def op(conn: Conn) -> list[Event]:
+            return [
+                rows.event(r)
+                for r in await conn.fetch(_SELECT_EVENTS, account_id, after_seq, limit)
+            ]
+
+        return await self._read(op)
+
+    async def replay_events(
+        self, account_id: str, *, after_seq: int, limit: int
+    ) -> list[EventDetail]:
+        async def op(conn: Conn) -> list[EventDetail]:
+            return [
+                EventDetail(
+                    rows.event(r, "e_"),
+                    rows.convo(r, "c_"),
+                    rows.message(r, "m_") if r["m_id"] is not None else None,
+                )
+                for r in await conn.fetch(_REPLAY, account_id, after_seq, limit)
+            ]
+
+        return await self._read(op)
+
+    async def replay_messages(
+        self, account_id: str, convo_id: str, *, after_seq: int, limit: int
+    ) -> list[MessageReplay]:
+        async def op(conn: Conn) -> list[MessageReplay]:
+            found = await conn.fetch(_REPLAY_MESSAGES, account_id, convo_id, after_seq, limit)
+            return [MessageReplay(rows.message(r, "m_"), r["e_visitor_data"]) for r in found]
+
+        return await self._read(op)
+
+    async def head_event_seq(self, account_id: str) -> int:
+        async def op(conn: Conn) -> int:
+            row = await conn.fetchrow(
+                "SELECT last_event_seq FROM accounts WHERE id = $1", account_id
+            )
+            return int(row["last_event_seq"]) if row else 0
+
+        return await self._read(op)
+
+    # outbound delivery
+
+    async def claim_outbound(
+        self,
+        worker_id: str,
+        *,
+        channels: Collection[OutboundChannel],
+        now: float,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboundJob]:
+        if not channels:
+            return []
+        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit)
+        return await self._write(self._claim(claim))
+
+    @abc.abstractmethod
+    def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
+        """The op that claims (see Store.claim_outbound): where the databases lock apart."""
+
+    async def finish_outbound(
+        self,
+        job: OutboundJob,
+        worker_id: str,
+        *,
+        sent: bool,
+        error: str | None,
+        retry_at: float | None,
+    ) -> bool:
+        state = _outbound.finished_state(sent=sent, retry_at=retry_at)
+        params = _outbound.finish_params(job, worker_id, state, error, retry_at)
+
+        async def op(conn: Conn) -> bool:
+            if not await _exists(conn, _outbound.FINISH_SQL, *params):
+                return False
+            if state != "queued":
+                await conn.execute(_outbound.SET_DELIVERY_SQL, state, job.convo_id, job.seq)
+            return True
+
+        return await self._write(op)
+
+
+async def _is_empty(conn: Conn) -> bool:
+    return not await _exists(conn, "SELECT 1 AS found FROM accounts LIMIT 1")
