@@ -26,7 +26,7 @@ from server.api.sockets import (
     CLOSE_SHUTDOWN,
     CLOSE_UNAUTHORIZED,
 )
-from server.api.wire import error_response
+from server.api.wire import crash_response
 from server.logs import ACCESS_LOGGER, RequestContext, current_request
 from server.readiness import Readiness
 
@@ -121,12 +121,10 @@ class Telemetry:
 
         try:
             await self.app(scope, watched_receive, watched_send)
-        except Exception:
+        except Exception as exc:
             if scope["type"] == "http" and not started:
                 # The crash handler outside this middleware would answer without the id.
-                await error_response(
-                    500, "internal_error", "the server failed; the error was logged"
-                )(scope, receive, watched_send)
+                await crash_response(exc)(scope, receive, watched_send)
             raise
         finally:
             if kind is not None:

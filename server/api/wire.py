@@ -182,10 +182,15 @@ def unavailable() -> JSON:
     return response
 
 
-async def on_crash(request: Request, exc: Exception) -> Response:
+def crash_response(exc: BaseException) -> Response:
+    """What a client gets for an exception no handler took: 503 when retrying may work."""
     if retryable(exc):
         return unavailable()
     return error_response(500, "internal_error", "the server failed; the error was logged")
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    return crash_response(exc)
 
 
 class Fields:
