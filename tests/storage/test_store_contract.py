@@ -418,3 +418,15 @@ async def test_migrated_columns_are_the_one_column_list(
     assert {name: sorted(cols) for name, cols in migrated.items()} == {
         t.name: sorted(t.column_names) for t in TABLES
     }
+
+
+async def test_a_site_routed_to_a_missing_team_is_refused(store: Store) -> None:
+    """sites.team_id has no foreign key: PostgreSQL used to store a team id that named
+    nothing, where SQLite refused it."""
+    account = await _account(store)
+    with pytest.raises(UnknownReference):
+        await store.create_site(account, "Shop", "#000000", "right", "", 99)
+    site = await store.create_site(account, "Shop", "#000000", "right", "", None)
+    with pytest.raises(UnknownReference):
+        await store.update_site(account, site.id, SitePatch(team_id=99))
+    assert await store.get_site(account, site.id) == site
