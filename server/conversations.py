@@ -71,6 +71,10 @@ SESSION_ID_MAX_CHARS = 128
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{8,128}$")
 # The language of an operator who has not chosen one.
 DEFAULT_LANG = "en"
+# Satisfaction ratings: a 1-5 scale, as Chatwoot's CSAT and Live Helper Chat's stars use.
+RATING_MIN, RATING_MAX = 1, 5
+# A sentence or two of feedback; longer is a letter, which belongs in a message.
+RATING_COMMENT_MAX_CHARS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +381,37 @@ class ConversationEngine:
             account_id, convo_id, lambda c: dataclasses.replace(c, visitor_lang=lang)
         )
 
+    # -- satisfaction ratings (issue 19) --
+
+    async def rate(self, account_id: str, convo_id: str, score: str, comment: str) -> Conversation:
+        """The visitor rates the conversation's current resolution: once per resolution, and
+        only while it is resolved and its site asks for ratings. A new rating (after the
+        conversation was reopened and resolved again) replaces the previous one."""
+        rating = rating_score(score)
+        comment = comment.strip()
+        check_body(comment, RATING_COMMENT_MAX_CHARS)
+        found = await self._conversation(account_id, convo_id)
+        site = await self._store.get_site(account_id, found.site_id)
+        # A deleted site's conversations keep the default: ask.
+        if site is not None and not site.ask_rating:
+            raise Conflict("rating_disabled", "this site does not ask for ratings")
+
+        def decide(current: Conversation | None) -> Change:
+            current = _require(current)
+            if current.status != "resolved":
+                raise Conflict("not_resolved", "only a resolved conversation can be rated")
+            if current.rated_resolved_at == current.resolved_at:
+                raise Conflict("already_rated", "this resolution has been rated already")
+            after = dataclasses.replace(
+                current,
+                rating=rating,
+                rating_comment=comment,
+                rated_resolved_at=current.resolved_at,
+            )
+            return Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
     async def proactive(
         self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
     ) -> Committed:
@@ -676,6 +711,15 @@ def _session_query(site_id: int, session_id: str) -> InboxQuery:
         site_id=site_id,
         limit=1,
     )
+
+
+def rating_score(value: str) -> int:
+    """The score a client sent (a JSON number arrives as its digits), from RATING_MIN to
+    RATING_MAX in ASCII digits only: "5.0" and U+0665 (Arabic-Indic five, which int()
+    would take) are refused, not coerced."""
+    if not (value.isascii() and value.isdigit() and RATING_MIN <= int(value) <= RATING_MAX):
+        raise Invalid("invalid_rating", f"rating must be a whole number {RATING_MIN}-{RATING_MAX}")
+    return int(value)
 
 
 def _read_seq(conversation: Conversation, side: Side) -> int:

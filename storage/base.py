@@ -114,7 +114,7 @@ TABLES: tuple[Table, ...] = (
         "sites",
         _columns(
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
-            " created:float"
+            " created:float ask_rating:bool"
         ),
         ("account_id", "id"),
     ),
@@ -131,6 +131,7 @@ TABLES: tuple[Table, ...] = (
             " last_activity:float resolved_at:float? last_seq:int unread:int"
             " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
+            " rating:int? rating_comment:str rated_resolved_at:float?"
         ),
         ("id",),
     ),
@@ -225,6 +226,7 @@ class SitePatch:
     greeting: str | None = None
     # None leaves the routing as it is; NO_TEAM routes new conversations to nobody in particular.
     team_id: int | None = None
+    ask_rating: bool | None = None
 
 
 # Past every seq there can be (both backends store 64-bit integers).

@@ -79,6 +79,8 @@ class Site:
     greeting: str
     team_id: int | None
     created: float
+    # Whether the visitor is asked to rate a conversation once it is resolved.
+    ask_rating: bool = True
 
 
 def default_site(account_id: str, created: float) -> Site:
@@ -125,6 +127,12 @@ class Conversation:
     visitor_lang: str = ""
     # The newest message the visitor can see, cut short, for inbox rows.
     preview: str = ""
+    # The visitor's satisfaction (1-5) and optional comment, and the resolution they rated
+    # (its resolved_at): one rating per resolution, so a reopened and re-resolved conversation
+    # may be rated again, replacing the last rating.
+    rating: int | None = None
+    rating_comment: str = ""
+    rated_resolved_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,8 @@ class EventDetail:
 # last_activity move with every message, which message:new already announces.
 _ANNOUNCED_FIELDS = (
     "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
-    "block_type", "translate", "visitor_lang",
+    "block_type", "translate", "visitor_lang", "rating", "rating_comment",
+    "rated_resolved_at",
 )  # fmt: skip
 
 

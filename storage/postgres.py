@@ -249,9 +249,9 @@ _INBOX = InboxSql(lambda n: f"${n}", "ILIKE")
 async def _insert_site(conn: _Conn, site: Site) -> None:
     try:
         await conn.execute(
-            f"INSERT INTO sites ({_SITE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            f"INSERT INTO sites ({_SITE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             site.account_id, site.id, site.name, site.color, site.position, site.greeting,
-            site.team_id, site.created,
+            site.team_id, site.created, site.ask_rating,
         )  # fmt: skip
     except asyncpg.ForeignKeyViolationError as exc:
         raise UnknownReference(f"no team {site.team_id}") from exc

@@ -17,7 +17,8 @@ class Row(Protocol):
 CONVO_COLS = (
     "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
     " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq,"
-    " site_id, session_id, block_type, translate, visitor_lang, info, preview"
+    " site_id, session_id, block_type, translate, visitor_lang, info, preview, rating,"
+    " rating_comment, rated_resolved_at"
 )
 CONVO_WIDTH = len(CONVO_COLS.split(","))
 # What an update assigns: every column but the keys (id, account_id), which stay out of the SET
@@ -31,7 +32,7 @@ MSG_COLS = (
 MSG_WIDTH = len(MSG_COLS.split(","))
 EVENT_COLS = "account_id, seq, kind, convo_id, msg_seq, created"
 OPERATOR_COLS = "account_id, id, name, email, is_admin, created, lang"
-SITE_COLS = "account_id, id, name, color, position, greeting, team_id, created"
+SITE_COLS = "account_id, id, name, color, position, greeting, team_id, created, ask_rating"
 
 
 def prefixed(columns: str, alias: str) -> str:
@@ -61,6 +62,9 @@ def convo(row: Row) -> Conversation:
         translate=bool(row[21]),
         visitor_lang=row[22],
         preview=row[24],
+        rating=row[25],
+        rating_comment=row[26],
+        rated_resolved_at=row[27],
     )
 
 
@@ -70,7 +74,8 @@ def convo_params(c: Conversation) -> tuple[Any, ...]:
         c.id, c.account_id, c.source_app, c.status, c.mode, c.operator_id, c.team_id,
         u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
         c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq, c.site_id, c.session_id,
-        c.block_type, c.translate, c.visitor_lang, u.info, c.preview,
+        c.block_type, c.translate, c.visitor_lang, u.info, c.preview, c.rating,
+        c.rating_comment, c.rated_resolved_at,
     )  # fmt: skip
 
 
@@ -118,5 +123,5 @@ def operator(row: Row) -> Operator:
 def site(row: Row) -> Site:
     return Site(
         account_id=row[0], id=row[1], name=row[2], color=row[3], position=row[4],
-        greeting=row[5], team_id=row[6], created=row[7],
+        greeting=row[5], team_id=row[6], created=row[7], ask_rating=bool(row[8]),
     )  # fmt: skip

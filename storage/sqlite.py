@@ -886,9 +886,9 @@ def _insert_site(conn: sqlite3.Connection, site: Site) -> None:
     if site.team_id is not None:
         _require_team(conn, site.account_id, site.team_id)
     conn.execute(
-        f"INSERT INTO sites ({_SITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO sites ({_SITE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (site.account_id, site.id, site.name, site.color, site.position, site.greeting,
-         site.team_id, site.created),
+         site.team_id, site.created, site.ask_rating),
     )  # fmt: skip
 
 

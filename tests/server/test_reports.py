@@ -1,0 +1,198 @@
+"""Issue 19 at the public surface: the visitor's satisfaction rating (chat window URL), its
+display in the operator panel and on the stream, and the reports API, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from server.settings import Settings, load_settings
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
+from tests.server.realtime_clients import SSEClient, serve, sse
+from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture, used by name)
+
+PANEL = "/api/v1/operator"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    env = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        env["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    return load_settings(env)
+
+
+async def token(tenant: Tenant, who: str) -> dict[str, str]:
+    response = await tenant.client.post(
+        "/api/v1/auth/login",
+        json={"email": f"{who}@{tenant.account_id}.test", "password": TEST_PASSWORD},
+    )
+    assert response.status_code == 200, response.json()
+    return bearer(response.json()["token"])
+
+
+async def chat(tenant: Tenant, text: str = "Hello") -> str:
+    response = await tenant.client.post(
+        f"/{tenant.account_id}/liveoperator/postmessage", data={"message": text}
+    )
+    convo: str = response.json()["convoID"]
+    return convo
+
+
+async def rate(tenant: Tenant, convo: str, **body: Any) -> httpx.Response:
+    return await tenant.client.post(
+        f"/{tenant.account_id}/liveoperator/rate", json={"convoID": convo, **body}
+    )
+
+
+async def panel(tenant: Tenant, headers: dict[str, str], path: str) -> dict[str, Any]:
+    response = await tenant.client.post(f"{PANEL}/{path}", json={}, headers=headers)
+    assert response.status_code == 200, response.json()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def view(tenant: Tenant, headers: dict[str, str], convo: str) -> dict[str, Any]:
+    response = await tenant.client.get(f"{PANEL}/conversation/{convo}", headers=headers)
+    assert response.status_code == 200, response.json()
+    conversation: dict[str, Any] = response.json()["conversation"]
+    return conversation
+
+
+@pytest.fixture
+async def alex(tenant: Tenant) -> dict[str, str]:
+    return await token(tenant, "alex")
+
+
+@pytest.fixture
+async def ada(tenant: Tenant) -> dict[str, str]:
+    return await token(tenant, "ada")
+
+
+@pytest.fixture
+async def base(app: Starlette) -> AsyncIterator[str]:
+    async with serve(app) as url:
+        yield url
+
+
+# ratings
+
+
+async def test_a_resolved_conversation_is_rated_once_and_shown_to_operators(
+    tenant: Tenant, alex: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    rated = await rate(tenant, convo, rating=4, comment="  Quick, thanks!  ")
+    assert rated.status_code == 200, rated.json()
+    assert rated.json() == {
+        "success": True, "convoID": convo, "rating": 4, "comment": "Quick, thanks!",
+    }  # fmt: skip
+    shown = await view(tenant, alex, convo)
+    assert shown["rating"] == {
+        "score": 4, "comment": "Quick, thanks!", "resolved_at": shown["resolved_at"],
+    }  # fmt: skip
+    assert_error(await rate(tenant, convo, rating=5), 409, "already_rated")
+    assert (await view(tenant, alex, convo))["rating"]["score"] == 4
+
+
+async def test_a_reopened_and_re_resolved_conversation_may_be_rated_again(
+    tenant: Tenant, alex: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    assert (await rate(tenant, convo, rating=2)).status_code == 200
+    await chat_again(tenant, convo)
+    assert_error(await rate(tenant, convo, rating=5), 409, "not_resolved")
+    # The earlier rating stays on record while the conversation is open again.
+    assert (await view(tenant, alex, convo))["rating"]["score"] == 2
+    await panel(tenant, alex, f"close/{convo}")
+    assert (await rate(tenant, convo, rating="5", comment="Sorted")).status_code == 200
+    assert (await view(tenant, alex, convo))["rating"]["comment"] == "Sorted"
+
+
+async def chat_again(tenant: Tenant, convo: str) -> None:
+    response = await tenant.client.post(
+        f"/{tenant.account_id}/liveoperator/postmessage",
+        data={"message": "One more thing", "convoID": convo},
+    )
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"rating": 0}, "invalid_rating"),
+        ({"rating": 6}, "invalid_rating"),
+        ({"rating": -1}, "invalid_rating"),
+        ({"rating": "5.0"}, "invalid_rating"),
+        ({"rating": 5.0}, "invalid_field"),
+        ({"rating": "\u0665"}, "invalid_rating"),  # Arabic-Indic five
+        ({"rating": " 5"}, "invalid_rating"),
+        ({"rating": [5]}, "invalid_field"),
+        ({"rating": True}, "invalid_field"),
+        ({"rating": "\x00"}, "invalid_rating"),
+        ({}, "missing_field"),
+        ({"rating": 5, "comment": "bad\x00"}, "invalid_characters"),
+        ({"rating": 5, "comment": "c" * 1001}, "message_too_long"),
+        ({"rating": 5, "comment": ["x"]}, "invalid_field"),
+        ({"rating": 5, "operatorID": 1}, "operator_not_allowed"),
+    ],
+)
+async def test_bad_ratings_are_refused_and_store_nothing(
+    tenant: Tenant, alex: dict[str, str], body: dict[str, Any], code: str
+) -> None:
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    assert_error(await rate(tenant, convo, **body), 400, code)
+    assert (await view(tenant, alex, convo))["rating"] is None
+
+
+async def test_rating_a_conversation_not_resolved_is_409(tenant: Tenant) -> None:
+    assert_error(await rate(tenant, await chat(tenant), rating=5), 409, "not_resolved")
+
+
+async def test_rating_an_unknown_or_missing_conversation_is_404_or_400(
+    tenant: Tenant, other_tenant: Tenant, alex: dict[str, str]
+) -> None:
+    assert_error(await rate(tenant, "nope", rating=5), 404, "conversation_not_found")
+    theirs = await chat(other_tenant)
+    assert_error(await rate(tenant, theirs, rating=5), 404, "conversation_not_found")
+    response = await tenant.client.post(
+        f"/{tenant.account_id}/liveoperator/rate", json={"rating": 5}
+    )
+    assert_error(response, 400, "missing_field")
+
+
+async def test_a_site_that_turns_ratings_off_refuses_them(
+    tenant: Tenant, alex: dict[str, str], ada: dict[str, str]
+) -> None:
+    response = await tenant.client.patch(
+        "/api/v1/admin/sites/1", json={"ask_rating": False}, headers=ada
+    )
+    assert response.status_code == 200 and response.json()["site"]["ask_rating"] is False
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    assert_error(await rate(tenant, convo, rating=5), 409, "rating_disabled")
+    bad = await tenant.client.patch(
+        "/api/v1/admin/sites/1", json={"ask_rating": "maybe"}, headers=ada
+    )
+    assert_error(bad, 400, "invalid_field")
+
+
+async def test_a_rating_is_announced_as_a_conversation_update(
+    base: str, tenant: Tenant, alex: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    stream: SSEClient
+    async with sse(base, alex["Authorization"].removeprefix("Bearer ")) as stream:
+        assert (await rate(tenant, convo, rating=3, comment="ok")).status_code == 200
+        event = await stream.next()
+        assert event.event == "conversation:updated"
+        assert event.data["rating"]["score"] == 3 and event.data["rating"]["comment"] == "ok"
