@@ -51,14 +51,19 @@ from storage.base import (
     CannedPatch,
     Decide,
     DuplicateEmail,
+    HandoverFigures,
     InboxQuery,
     InvalidRow,
     OperatorPatch,
+    RatingFigures,
+    ReportQuery,
+    ResponseFigures,
     SitePatch,
     StoreNotEmpty,
     Table,
     TeamPatch,
     UnknownReference,
+    VolumeFigures,
     patch_values,
     row_values,
 )
@@ -82,6 +87,7 @@ from storage.models import (
     default_site,
 )
 from storage.outbound import OutboundChannel, OutboundJob
+from storage.reports_sql import Report, ReportsSql
 from storage.rows import CONVO_COLS as _CONVO_COLS
 from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
@@ -244,6 +250,8 @@ async def _patch(
 
 
 _INBOX = InboxSql(lambda n: f"${n}", "ILIKE")
+# A cast to bigint rounds to nearest: floor first.
+_REPORTS = ReportsSql(lambda n: f"${n}", lambda x: f"floor({x})::bigint")
 
 
 async def _insert_site(conn: _Conn, site: Site) -> None:
@@ -934,6 +942,31 @@ class PostgresStore:
             return True
 
         return await self._transact(fn)
+
+    # -- reports (issue 19): begin --
+
+    async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures:
+        return await self._report(_REPORTS.volume(account_id, q))
+
+    async def report_response_times(self, account_id: str, q: ReportQuery) -> ResponseFigures:
+        return await self._report(_REPORTS.response_times(account_id, q))
+
+    async def report_handover(self, account_id: str, q: ReportQuery) -> HandoverFigures:
+        return await self._report(_REPORTS.handover(account_id, q))
+
+    async def report_ratings(self, account_id: str, q: ReportQuery) -> RatingFigures:
+        return await self._report(_REPORTS.ratings(account_id, q))
+
+    async def _report(self, report: Report[T]) -> T:
+        async with (
+            self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
+            # Every statement of a figure set sees the same snapshot.
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = [await conn.fetch(sql, *params) for sql, params in report.statements]
+        return report.figures(rows)
+
+    # -- reports (issue 19): end --
 
 
 async def _messages(

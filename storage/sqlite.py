@@ -32,14 +32,19 @@ from storage.base import (
     CannedPatch,
     Decide,
     DuplicateEmail,
+    HandoverFigures,
     InboxQuery,
     InvalidRow,
     OperatorPatch,
+    RatingFigures,
+    ReportQuery,
+    ResponseFigures,
     SitePatch,
     StoreNotEmpty,
     Table,
     TeamPatch,
     UnknownReference,
+    VolumeFigures,
     patch_values,
     row_values,
 )
@@ -63,6 +68,7 @@ from storage.models import (
     default_site,
 )
 from storage.outbound import OutboundChannel, OutboundJob
+from storage.reports_sql import Report, ReportsSql
 from storage.rows import CONVO_COLS as _CONVO_COLS
 from storage.rows import CONVO_SET_COLS as _CONVO_SET_COLS
 from storage.rows import CONVO_WIDTH as _CONVO_WIDTH
@@ -838,6 +844,38 @@ class SQLiteStore:
             return True
 
         return await self._writer.run(fn)
+
+    # -- reports (issue 19): begin --
+
+    async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures:
+        return await self._report(_REPORTS.volume(account_id, q))
+
+    async def report_response_times(self, account_id: str, q: ReportQuery) -> ResponseFigures:
+        return await self._report(_REPORTS.response_times(account_id, q))
+
+    async def report_handover(self, account_id: str, q: ReportQuery) -> HandoverFigures:
+        return await self._report(_REPORTS.handover(account_id, q))
+
+    async def report_ratings(self, account_id: str, q: ReportQuery) -> RatingFigures:
+        return await self._report(_REPORTS.ratings(account_id, q))
+
+    async def _report(self, report: Report[T]) -> T:
+        def fn(conn: sqlite3.Connection) -> T:
+            # One read transaction: every statement of a figure set sees the same snapshot.
+            conn.execute("BEGIN")
+            try:
+                rows = [conn.execute(sql, params).fetchall() for sql, params in report.statements]
+            finally:
+                conn.execute("ROLLBACK")
+            return report.figures(rows)
+
+        return await self._read(fn)
+
+    # -- reports (issue 19): end --
+
+
+# Times are never negative, so truncating is rounding down.
+_REPORTS = ReportsSql(lambda n: f"?{n}", lambda x: f"CAST({x} AS INTEGER)")
 
 
 _REPLAY_SQL = (
