@@ -4,6 +4,7 @@ display in the operator panel and on the stream, and the reports API, on both ba
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,123 @@ async def test_a_rating_is_announced_as_a_conversation_update(
         event = await stream.next()
         assert event.event == "conversation:updated"
         assert event.data["rating"]["score"] == 3 and event.data["rating"]["comment"] == "ok"
+
+
+# the reports API
+
+REPORTS = "/api/v1/reports"
+
+
+def around_today(**params: Any) -> dict[str, Any]:
+    """A period that holds every conversation a test has just made, whatever the hour."""
+    today = datetime.now(UTC).date()
+    return {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1)),
+            **params}  # fmt: skip
+
+
+async def get_report(
+    tenant: Tenant, headers: dict[str, str], kind: str, params: dict[str, Any]
+) -> httpx.Response:
+    return await tenant.client.get(f"{REPORTS}/{kind}", params=params, headers=headers)
+
+
+async def test_a_rating_reaches_the_ratings_report_as_json_and_csv(
+    tenant: Tenant, alex: dict[str, str], ada: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    await panel(tenant, alex, f"close/{convo}")
+    assert (await rate(tenant, convo, rating=4, comment='Nice, "quick"')).status_code == 200
+    response = await get_report(tenant, ada, "ratings", around_today(tz="Europe/Berlin"))
+    body = response.json()
+    assert response.status_code == 200, body
+    assert (body["report"], body["count"], body["average"]) == ("ratings", 1, 4.0)
+    assert body["period"]["tz"] == "Europe/Berlin" and body["period"]["business_hours"] is False
+    assert [r["count"] for r in body["rows"] if r["kind"] == "score"] == [0, 0, 0, 1, 0]
+    comments = [r for r in body["rows"] if r["kind"] == "comment"]
+    assert [(c["score"], c["comment"], c["conversation_id"]) for c in comments] == [
+        (4, 'Nice, "quick"', convo)
+    ]
+    exported = await get_report(tenant, ada, "ratings.csv", around_today(tz="Europe/Berlin"))
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "attachment" in exported.headers["content-disposition"]
+    lines = exported.text.splitlines()
+    assert lines[0] == "kind,score,count,comment,conversation_id,resolved_at"
+    assert lines[4] == "score,4,1,,,"
+    assert lines[6].startswith(f'comment,4,,"Nice, ""quick""",{convo},')
+    assert len(lines) == 1 + len(body["rows"])
+
+
+async def test_every_report_answers_with_figures_from_the_store(
+    tenant: Tenant, alex: dict[str, str], ada: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    await tenant.client.post(
+        f"{PANEL}/message", json={"conversation_id": convo, "content": "Hi"}, headers=alex
+    )
+    await panel(tenant, alex, f"close/{convo}")
+    await chat(tenant)  # never answered
+    volume = (await get_report(tenant, ada, "volume", around_today())).json()
+    days = [r for r in volume["rows"] if r["series"] == "day"]
+    assert len(days) == 3 and sum(d["opened"] for d in days) == 2
+    assert sum(d["resolved"] for d in days) == 1
+    assert len([r for r in volume["rows"] if r["series"] == "hour_of_week"]) == 168
+    times = (await get_report(tenant, ada, "response-times", around_today())).json()
+    assert times["first_response"]["count"] == 1 and times["unanswered"] == 1
+    assert times["resolution"]["count"] == 1
+    handover = (await get_report(tenant, ada, "handover", around_today())).json()
+    assert handover["rows"] == [{"opened": 2, "with_bot": 0, "handed_over": 0, "share": None}]
+
+
+async def test_an_operator_sees_only_their_own_figures(
+    tenant: Tenant, alex: dict[str, str], ada: dict[str, str]
+) -> None:
+    mine = await chat(tenant)
+    await panel(tenant, alex, f"accept/{mine}")
+    theirs = await chat(tenant)
+    await panel(tenant, ada, f"accept/{theirs}")
+    own = (await get_report(tenant, alex, "volume", around_today())).json()
+    assert own["period"]["filters"]["operator_id"] == tenant.operator_id
+    assert sum(r["opened"] for r in own["rows"] if r["series"] == "day") == 1
+    explicit = await get_report(
+        tenant, alex, "volume", around_today(operator_id=tenant.operator_id)
+    )
+    assert explicit.status_code == 200
+    other = await get_report(tenant, alex, "volume", around_today(operator_id=tenant.admin_id))
+    assert_error(other, 403, "own_figures_only")
+    everyone = (await get_report(tenant, ada, "volume", around_today())).json()
+    assert sum(r["opened"] for r in everyone["rows"] if r["series"] == "day") == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"tz": "Mars/Olympus"}, 400, "invalid_time_zone"),
+        ({"tz": "../../etc/passwd"}, 400, "invalid_time_zone"),
+        ({"tz": "UTC\x00"}, 400, "invalid_time_zone"),
+        ({"from": "2026-03-05", "to": "2026-03-04"}, 400, "invalid_period"),
+        ({"from": "2025-01-01", "to": "2026-01-02"}, 400, "period_too_long"),
+        ({"from": "2026-02-30", "to": "2026-03-01"}, 400, "invalid_date"),
+        ({"from": "20260301", "to": "2026-03-01"}, 400, "invalid_date"),
+        ({"from": "\u0662\u0660\u0662\u0666-03-01", "to": "2026-03-01"}, 400, "invalid_date"),
+        ({"from": None}, 400, "missing_field"),
+        ({"channel": "fax"}, 400, "invalid_channel"),
+        ({"site_id": "0"}, 400, "invalid_field"),
+        ({"site_id": "x"}, 400, "invalid_field"),
+        ({"site_id": "99"}, 404, "site_not_found"),
+        ({"team_id": "99"}, 404, "team_not_found"),
+        ({"operator_id": "99"}, 404, "operator_not_found"),
+    ],
+)
+async def test_bad_report_parameters_are_refused(
+    tenant: Tenant, ada: dict[str, str], params: dict[str, Any], status: int, code: str
+) -> None:
+    query = {k: v for k, v in {**around_today(), **params}.items() if v is not None}
+    assert_error(await get_report(tenant, ada, "volume", query), status, code)
+
+
+async def test_unknown_reports_and_callers_are_refused(tenant: Tenant, ada: dict[str, str]) -> None:
+    assert_error(await get_report(tenant, ada, "profit", around_today()), 404, "report_not_found")
+    assert_error(await get_report(tenant, {}, "volume", around_today()), 401, "missing_credentials")
+    by_key = await get_report(tenant, bearer(tenant.api_key), "ratings", around_today())
+    assert by_key.status_code == 200 and by_key.json()["count"] == 0
