@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
@@ -742,6 +742,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
     resolved_at, unread, preview = current.resolved_at, current.unread, current.preview
     delivery: Delivery | None = None
     sender, operator = draft.sender, draft.operator
+    firsts = _first_response(current, draft, created)
     if draft.private:
         pass  # a note changes nothing the visitor or the queue would notice
     elif sender == "operator":
@@ -791,5 +792,21 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         last_seq=seq,
         last_activity=created,
         preview=preview,
+        **firsts,
     )
     return Change(before, after, (message,))
+
+
+def _first_response(current: Conversation, draft: Draft, created: float) -> dict[str, Any]:
+    """What reports need of a new message (issue 19): the visitor's first message, the first
+    operator reply after it (notes do not count), and whether the bot ever answered."""
+    if draft.private:
+        return {}
+    if draft.sender == "visitor" and current.asked_at is None:
+        return {"asked_at": created}
+    if draft.sender == "operator" and current.asked_at is not None and current.replied_at is None:
+        assert draft.operator is not None
+        return {"replied_at": created, "replied_by": draft.operator.id}
+    if draft.sender == "bot":
+        return {"bot_answered": True}
+    return {}

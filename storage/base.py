@@ -131,7 +131,8 @@ TABLES: tuple[Table, ...] = (
             " last_activity:float resolved_at:float? last_seq:int unread:int"
             " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
-            " rating:int? rating_comment:str rated_resolved_at:float?"
+            " rating:int? rating_comment:str rated_resolved_at:float? asked_at:float?"
+            " replied_at:float? replied_by:int? bot_answered:bool"
         ),
         ("id",),
     ),

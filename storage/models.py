@@ -133,6 +133,13 @@ class Conversation:
     rating: int | None = None
     rating_comment: str = ""
     rated_resolved_at: float | None = None
+    # For reports, kept as messages arrive so no report reads messages: when the visitor first
+    # wrote, when and by whom the first operator reply after that came, and whether the bot
+    # ever answered.
+    asked_at: float | None = None
+    replied_at: float | None = None
+    replied_by: int | None = None
+    bot_answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

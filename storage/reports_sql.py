@@ -88,27 +88,18 @@ class ReportsSql:
             operator = first(q.operator_id)
             # The replier's figure; a conversation nobody answered is its owner's.
             who = (
-                f" WHERE (rm.operator_id = {operator}"
-                f" OR (rm.seq IS NULL AND s.operator_id = {operator}))"
+                f" AND (c.replied_by = {operator}"
+                f" OR (c.replied_at IS NULL AND c.operator_id = {operator}))"
             )
         bands = ", ".join(
             f"sum(CASE WHEN v >= {low} AND v < {high} THEN 1 ELSE 0 END)"
             for low, high in zip((0, *RESPONSE_BANDS_S), (*RESPONSE_BANDS_S, 2**62), strict=True)
         )
         first_sql = (
+            "WITH vals AS (SELECT c.replied_at - c.asked_at AS v FROM conversations c"
+            f" WHERE {scope} AND {opened} AND c.asked_at IS NOT NULL"
             # Conversations the bot still handles never waited for a person.
-            f"WITH scope AS (SELECT c.id, c.operator_id FROM conversations c"
-            f" WHERE {scope} AND {opened} AND NOT (c.mode = 'bot' AND EXISTS (SELECT 1"
-            " FROM messages b WHERE b.convo_id = c.id AND b.sender = 'bot'))),"
-            " asked AS (SELECT m.convo_id, min(m.seq) AS seq FROM messages m"
-            " JOIN scope s ON s.id = m.convo_id WHERE m.sender = 'visitor' GROUP BY m.convo_id),"
-            " replied AS (SELECT a.convo_id, a.seq AS asked_seq, min(m.seq) AS reply_seq"
-            " FROM asked a LEFT JOIN messages m ON m.convo_id = a.convo_id AND m.seq > a.seq"
-            " AND m.sender = 'operator' AND NOT m.private GROUP BY a.convo_id, a.seq),"
-            " vals AS (SELECT rm.created - am.created AS v FROM replied r"
-            " JOIN scope s ON s.id = r.convo_id"
-            " JOIN messages am ON am.convo_id = r.convo_id AND am.seq = r.asked_seq"
-            f" LEFT JOIN messages rm ON rm.convo_id = r.convo_id AND rm.seq = r.reply_seq{who}),"
+            f" AND NOT (c.mode = 'bot' AND c.bot_answered){who}),"
             f" {_RANKED}"
             f" SELECT {_PERCENTILES}, {bands},"
             " (SELECT count(*) FROM vals WHERE v IS NULL) FROM ranked"
@@ -126,11 +117,10 @@ class ReportsSql:
         p = _Params(self._placeholder)
         scope = _scope(p, account_id, q, owner=True)
         sql = (
-            "WITH scope AS (SELECT c.mode, EXISTS (SELECT 1 FROM messages m"
-            " WHERE m.convo_id = c.id AND m.sender = 'bot') AS with_bot FROM conversations c"
-            f" WHERE {scope} AND c.created >= {p(q.start)} AND c.created < {p(q.end)})"
-            " SELECT count(*), sum(CASE WHEN with_bot THEN 1 ELSE 0 END),"
-            " sum(CASE WHEN with_bot AND mode = 'operator' THEN 1 ELSE 0 END) FROM scope"
+            "SELECT count(*), sum(CASE WHEN c.bot_answered THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN c.bot_answered AND c.mode = 'operator' THEN 1 ELSE 0 END)"
+            f" FROM conversations c WHERE {scope}"
+            f" AND c.created >= {p(q.start)} AND c.created < {p(q.end)}"
         )
         return Report(((sql, p.values),), _handover)
 

@@ -18,7 +18,7 @@ CONVO_COLS = (
     "id, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,"
     " created, last_activity, resolved_at, last_seq, unread, operator_read_seq, visitor_read_seq,"
     " site_id, session_id, block_type, translate, visitor_lang, info, preview, rating,"
-    " rating_comment, rated_resolved_at"
+    " rating_comment, rated_resolved_at, asked_at, replied_at, replied_by, bot_answered"
 )
 CONVO_WIDTH = len(CONVO_COLS.split(","))
 # What an update assigns: every column but the keys (id, account_id), which stay out of the SET
@@ -65,6 +65,10 @@ def convo(row: Row) -> Conversation:
         rating=row[25],
         rating_comment=row[26],
         rated_resolved_at=row[27],
+        asked_at=row[28],
+        replied_at=row[29],
+        replied_by=row[30],
+        bot_answered=bool(row[31]),
     )
 
 
@@ -75,7 +79,8 @@ def convo_params(c: Conversation) -> tuple[Any, ...]:
         u.fname, u.lname, u.email, u.phone, c.created, c.last_activity, c.resolved_at,
         c.last_seq, c.unread, c.operator_read_seq, c.visitor_read_seq, c.site_id, c.session_id,
         c.block_type, c.translate, c.visitor_lang, u.info, c.preview, c.rating,
-        c.rating_comment, c.rated_resolved_at,
+        c.rating_comment, c.rated_resolved_at, c.asked_at, c.replied_at, c.replied_by,
+        c.bot_answered,
     )  # fmt: skip
 
 

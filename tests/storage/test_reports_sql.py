@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import sqlite3
 from datetime import UTC, date, datetime
+from pathlib import Path
 
+import asyncpg
 import pytest
 
+from server.conversations import Draft, _append
 from storage.base import (
     Durations,
     HandoverFigures,
@@ -22,7 +26,17 @@ from storage.base import (
     ResponseFigures,
     Store,
 )
-from storage.models import Change, Conversation, Message, Sender, SourceApp, UserInfo
+from storage.migrations import load_migrations
+from storage.models import (
+    Change,
+    Conversation,
+    Message,
+    Operator,
+    Sender,
+    SourceApp,
+    Status,
+    UserInfo,
+)
 
 OFFSET = 3600
 START = datetime(2026, 3, 2, tzinfo=UTC).timestamp() - OFFSET
@@ -48,37 +62,40 @@ async def put(
     said: list[Said],
     *,
     source_app: SourceApp = "liveoperator",
-    status: str = "open",
+    status: Status | None = None,
     owner: int | None = None,
-    mode: str = "operator",
     resolved_at: float | None = None,
     site_id: int = 1,
     team_id: int | None = None,
     rating: tuple[int, str, float] | None = None,
 ) -> str:
-    """Writes one conversation in its final state with its messages; created at the first."""
-    convo_id = secrets.token_urlsafe(8)
-    messages = tuple(
-        Message(
-            id=secrets.token_urlsafe(8), convo_id=convo_id, seq=seq, sender=sender,
-            operator_id=operator, operator_name="Op" if operator else None, text="hi",
-            created=when, client_msg_id=None,
-        )
-        for seq, (sender, when, operator) in enumerate(said, start=1)
+    """Runs the engine's rules over ``said`` (created at the first message), then sets what
+    later operator actions would (status, owner after a transfer, rating) and writes it all."""
+    convo = Conversation(
+        id=secrets.token_urlsafe(8), account_id=account_id, source_app=source_app,
+        status="open", mode="bot", operator_id=None, team_id=team_id, user_info=UserInfo(),
+        created=said[0][1], last_activity=said[0][1], resolved_at=None, site_id=site_id,
     )  # fmt: skip
-    conversation = Conversation(
-        id=convo_id, account_id=account_id, source_app=source_app, status=status,  # type: ignore[arg-type]
-        mode=mode, operator_id=owner, team_id=team_id, user_info=UserInfo(),  # type: ignore[arg-type]
-        created=said[0][1], last_activity=said[-1][1], resolved_at=resolved_at,
-        last_seq=len(said), site_id=site_id,
-    )  # fmt: skip
+    messages: list[Message] = []
+    for sender, when, operator_id in said:
+        operator = Operator(account_id, operator_id, "Op", "", False, 0) if operator_id else None
+        change = _append(convo, convo, Draft(sender, operator, "hi"), when)
+        convo = change.after
+        messages.extend(change.messages)
+    convo = dataclasses.replace(
+        convo,
+        status=status or convo.status,
+        operator_id=owner if owner is not None else convo.operator_id,
+        resolved_at=resolved_at,
+    )
     if rating is not None:
         score, comment, rated = rating
-        conversation = dataclasses.replace(
-            conversation, rating=score, rating_comment=comment, rated_resolved_at=rated
+        convo = dataclasses.replace(
+            convo, rating=score, rating_comment=comment, rated_resolved_at=rated
         )
-    await store.write(account_id, None, lambda _: Change(None, conversation, messages))
-    return convo_id
+    final = convo
+    await store.write(account_id, None, lambda _: Change(None, final, tuple(messages)))
+    return final.id
 
 
 @pytest.fixture
@@ -111,18 +128,18 @@ async def seeded(store: Store) -> dict[str, int | str]:
         status="resolved", owner=ada, resolved_at=at(40), rating=(1, "Slow", at(40)),
     )  # fmt: skip
     # D: never answered, routed to Sales.
-    await put(store, ACCOUNT, [("visitor", at(68), None)], mode="bot", team_id=sales)
+    await put(store, ACCOUNT, [("visitor", at(68), None)], team_id=sales)
     # E: the bot answers, then Ada takes over 5 minutes after the visitor's first message.
     await put(
         store, ACCOUNT,
         [("visitor", at(51), None), ("bot", at(51, 5), None), ("visitor", at(51, 60), None),
          ("operator", at(51, 300), ada)],
-        source_app="chatbot", status="active", owner=ada,
+        source_app="chatbot",
     )  # fmt: skip
     # F: the bot still handles it: no first response to wait for.
     await put(
         store, ACCOUNT, [("visitor", at(52), None), ("bot", at(52, 5), None)],
-        source_app="chatbot", mode="bot",
+        source_app="chatbot",
     )  # fmt: skip
     # G: an SMS opened before the period, resolved in it (Monday 02:00) after 4 hours.
     await put(
@@ -134,7 +151,7 @@ async def seeded(store: Store) -> dict[str, int | str]:
         store, ACCOUNT,
         [("operator", at(12), alex), ("visitor", at(12, 60), None),
          ("operator", at(12, 3660), alex)],
-        status="active", owner=alex, site_id=shop,
+        site_id=shop,
     )  # fmt: skip
     # Another account's conversation in the same hours never counts.
     await put(store, "acct_other", [("visitor", at(9), None)])
@@ -234,3 +251,61 @@ async def test_days_and_hours_follow_a_daylight_saving_change(store: Store) -> N
     sunday = (date(2026, 3, 29) - date(1970, 1, 1)).days
     assert volume.opened_by_day == {sunday: 2, sunday + 1: 1}
     assert volume.opened_by_hour == {6 * 24 + 1: 1, 6 * 24 + 3: 1, 0: 1}
+
+
+def backfill(dialect: str) -> list[str]:
+    """Migration 0009's statements that fill the report columns of existing conversations."""
+    sql = dict(load_migrations(dialect))[9]
+    return [s for s in sql[sql.index("UPDATE conversations SET") :].split(";") if s.strip()]
+
+
+CLEARED = (
+    "UPDATE conversations SET asked_at = NULL, replied_at = NULL, replied_by = NULL,"
+    " bot_answered = {false}"
+)
+
+
+async def conversations_of(store: Store, ids: list[str]) -> list[Conversation | None]:
+    return [await store.get_conversation(ACCOUNT, i) for i in ids]
+
+
+async def seed_for_backfill(store: Store) -> list[str]:
+    await store.create_account(ACCOUNT, "Reports", "hash-reports")
+    return [
+        await put(store, ACCOUNT, said)
+        for said in (
+            [("operator", at(1), 1), ("visitor", at(2), None), ("operator", at(3), 2)],
+            [("visitor", at(1), None), ("bot", at(1, 5), None), ("operator", at(2), 1)],
+            [("visitor", at(1), None), ("bot", at(1, 5), None)],
+            [("visitor", at(1), None)],
+        )
+    ]
+
+
+async def test_migration_0009_fills_report_columns_as_the_engine_does_on_sqlite(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    ids = await seed_for_backfill(sqlite_store)
+    expected = await conversations_of(sqlite_store, ids)
+    conn = sqlite3.connect(tmp_path / "contract.db")
+    with conn:
+        conn.execute(CLEARED.format(false=0))
+        for statement in backfill("sqlite"):
+            conn.execute(statement)
+    conn.close()
+    assert await conversations_of(sqlite_store, ids) == expected
+
+
+async def test_migration_0009_fills_report_columns_as_the_engine_does_on_postgres(
+    postgres_store: Store, postgres_url: str
+) -> None:
+    ids = await seed_for_backfill(postgres_store)
+    expected = await conversations_of(postgres_store, ids)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(CLEARED.format(false="FALSE"))
+        for statement in backfill("postgres"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+    assert await conversations_of(postgres_store, ids) == expected
