@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
 if TYPE_CHECKING:
@@ -350,3 +351,23 @@ async def test_window_recovers_from_trouble(
     assert history["conversation"]["status"] != "resolved"
     await expect(page.locator("#messages .msg")).to_have_count(3)
     assert window.errors == []
+
+
+async def test_chat_window_modules_are_served_by_name_only(live_server: LiveServer) -> None:
+    """Each module of the chat window is on the allow-list, announced in the page and served
+    as JavaScript; nothing else of the package is served beside them."""
+    from server.api.chat_window import CHAT_MODULES
+
+    on_disk = sorted(p.stem for p in (REPO_ROOT / "widget_assets" / "chat").glob("*.js"))
+    assert sorted(CHAT_MODULES) == on_disk
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        page = await client.get(live_server.chat_url.removeprefix(live_server.base_url))
+        # Module scripts load under the page's policy: same-origin scripts only.
+        assert page.headers["content-security-policy"].startswith("default-src 'self';")
+        for name in CHAT_MODULES:
+            assert f'<link rel="modulepreload" href="/assets/chat/{name}.js">' in page.text
+            module = await client.get(f"/assets/chat/{name}.js")
+            assert module.status_code == 200, name
+            assert module.headers["content-type"].startswith("text/javascript"), name
+        for path in ("/assets/chat/", "/assets/chat", "/assets/app/app.js", "/assets/widget.js"):
+            assert (await client.get(path)).status_code == 404, path

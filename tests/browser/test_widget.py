@@ -9,6 +9,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from server.api.chat_window import CHAT_MODULES
 
 from .test_chat_window import eventually
 from .test_chat_window_socket import SocketLog
@@ -62,8 +65,9 @@ class HostSite:
         return f"{self.base_url}/{name}"
 
 
-@pytest.fixture(scope="module")
-def host_site(chromium_executable: str) -> Iterator[HostSite]:
+@contextmanager
+def serve_host_site(hostname: str) -> Iterator[HostSite]:
+    """A host site on a free loopback port, named ``hostname`` in its URLs."""
     site = HostSite(base_url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -80,9 +84,7 @@ def host_site(chromium_executable: str) -> Iterator[HostSite]:
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # "localhost" vs the chat server's "127.0.0.1": another site, so the chat window is a
-    # third-party iframe with partitioned storage, as on a customer's website.
-    site.base_url = f"http://localhost:{httpd.server_address[1]}"
+    site.base_url = f"http://{hostname}:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -90,6 +92,14 @@ def host_site(chromium_executable: str) -> Iterator[HostSite]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def host_site(chromium_executable: str) -> Iterator[HostSite]:
+    # "localhost" vs the chat server's "127.0.0.1": another site, so the chat window is a
+    # third-party iframe with partitioned storage, as on a customer's website.
+    with serve_host_site("localhost") as site:
+        yield site
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,11 +744,10 @@ async def test_operator_reaches_a_visitor_who_never_opened_the_widget(
         await page.keyboard.press("Tab")
         assert await frame.evaluate("document.hasFocus()") is False
     spent = await cost.http()
-    assert sorted(u.split("/")[-1].split("?")[0] for u in spent) == [
-        "chat.css",
-        "chat.js",
-        "loadchat",
-    ]
+    fetched = (u.split("?")[0].split("/assets/")[-1].split("/liveoperator/")[-1] for u in spent)
+    assert sorted(fetched) == sorted(
+        ["chat.css", "chat.js", *(f"chat/{name}.js" for name in CHAT_MODULES), "loadchat"]
+    )
     total = sum(spent.values()) + cost.socket_bytes
     assert total < PRELOAD_BUDGET_BYTES, (spent, cost.socket_bytes)
 

@@ -1,0 +1,204 @@
+// Live Operator Chat, chat window: the conversation on screen. Messages in seq order, each
+// shown once (the visitor's optimistic copy becomes the server's), the typing indicator, the
+// status line, the banner, and scrolling that follows new messages only when the visitor is
+// at the bottom.
+
+import { appendText, displayName, el, formatTime } from "./dom.js";
+
+const NEAR_BOTTOM_PX = 80;
+const RESOLVED_TEXT = "This conversation was resolved — write again to reopen it";
+const DEFAULT_SUBTITLE = "We’re here to help";
+
+/** The view over ``ui`` (the page's elements by role); ``state`` is the window's, shared with
+ * the composer and the conversation lifecycle. */
+export function createView(ui, state) {
+  function buildMessage(sender, text, name, created) {
+    const item = el("li", `msg msg--${sender}`);
+    item.dataset.sender = sender;
+    if (sender === "operator" || sender === "bot") {
+      item.dataset.name = name;
+      const who = el("span", "msg__name");
+      who.textContent = name;
+      item.append(who);
+    } else if (sender === "visitor") {
+      const who = el("span", "visually-hidden");
+      who.textContent = "You: ";
+      item.append(who);
+    }
+    const bubble = el("div", "msg__bubble");
+    appendText(bubble, text);
+    item.append(bubble);
+    const meta = el("div", "msg__meta");
+    setTime(meta, created);
+    item.append(meta);
+    return item;
+  }
+
+  function setTime(meta, created) {
+    const { short, full, iso } = formatTime(created);
+    const time = el("time");
+    time.textContent = short;
+    if (iso) time.dateTime = iso;
+    if (full) time.title = full;
+    meta.replaceChildren(time);
+  }
+
+  /** Inserts ``item`` in seq order: before the first later message, else before any pending. */
+  function place(item, seq) {
+    let before = null;
+    for (const child of ui.list.children) {
+      if (child === item) continue;
+      const childSeq = child.dataset.seq;
+      if (childSeq === undefined || Number(childSeq) > seq) {
+        before = child;
+        break;
+      }
+    }
+    // Only move when needed: re-inserting a node makes screen readers announce it again.
+    if (item.parentNode !== ui.list || item.nextElementSibling !== before) {
+      ui.list.insertBefore(item, before);
+    }
+  }
+
+  /** Shows one server message unless it is already shown; returns the new element or null. */
+  function receive(m, pendingHint = null) {
+    if (!m || !Number.isInteger(m.seq)) return null;
+    const existing = state.bySeq.get(m.seq);
+    if (existing) {
+      // Already shown: a poll got here first. An optimistic copy it did not claim (no
+      // clientMsgID echoed) would be a second copy of the same message.
+      if (pendingHint && state.pending.has(pendingHint.clientMsgID) && pendingHint.el !== existing) {
+        dropPending(pendingHint);
+      }
+      return null;
+    }
+    if (m.sender === "operator" && m.operatorName) state.operatorName = m.operatorName;
+    const text = typeof m.message === "string" ? m.message : "";
+    const pending = (m.clientMsgID && state.pending.get(m.clientMsgID)) || pendingHint;
+    let item;
+    if (pending && m.sender === "visitor") {
+      // The visitor's own optimistic copy becomes the server's copy: same element.
+      state.pending.delete(pending.clientMsgID);
+      item = pending.el;
+      item.classList.remove("is-sending", "is-failed");
+      item.removeAttribute("aria-busy");
+      delete item.dataset.clientMsgId;
+      item.querySelector(".msg__bubble").replaceChildren();
+      appendText(item.querySelector(".msg__bubble"), text);
+      setTime(item.querySelector(".msg__meta"), m.created);
+      place(item, m.seq);
+    } else {
+      item = buildMessage(m.sender, text, displayName(m.sender, m.operatorName), m.created);
+      place(item, m.seq);
+    }
+    item.dataset.seq = String(m.seq);
+    if (m.id) item.dataset.id = m.id;
+    state.bySeq.set(m.seq, item);
+    regroup(item);
+    return item;
+  }
+
+  function dropPending(pending) {
+    state.pending.delete(pending.clientMsgID);
+    pending.el.remove();
+  }
+
+  /** Consecutive messages by the same author show the name once. */
+  function regroup(item) {
+    for (const node of [item, item.nextElementSibling]) {
+      if (!node) continue;
+      const prev = node.previousElementSibling;
+      const same =
+        prev !== null &&
+        prev.dataset.sender === node.dataset.sender &&
+        prev.dataset.name === node.dataset.name;
+      node.classList.toggle("msg--continued", same);
+    }
+  }
+
+  // --- indicators ---------------------------------------------------------------------------
+
+  function setTyping(on) {
+    if (on) {
+      const text = `${state.operatorName || "An operator"} is typing…`;
+      if (ui.typingText.textContent !== text) ui.typingText.textContent = text;
+      if (ui.typing.hidden) {
+        const stick = isNearBottom();
+        ui.typing.hidden = false;
+        if (stick) scrollToBottom();
+      }
+    } else if (!ui.typing.hidden) {
+      ui.typing.hidden = true;
+      ui.typingText.textContent = "";
+    }
+  }
+
+  function setStatus(status) {
+    if (status === state.status) return;
+    state.status = status;
+    if (status === "resolved") {
+      ui.status.textContent = RESOLVED_TEXT;
+      ui.status.hidden = false;
+    } else {
+      ui.status.hidden = true;
+      ui.status.textContent = "";
+    }
+    refresh();
+  }
+
+  function showBanner(text, kind = "warning") {
+    ui.banner.dataset.kind = kind;
+    if (ui.banner.textContent !== text) ui.banner.textContent = text;
+    ui.banner.hidden = false;
+  }
+
+  function hideBanner() {
+    ui.banner.hidden = true;
+    ui.banner.textContent = "";
+  }
+
+  /** Derived bits of the UI: welcome card, header subtitle. */
+  function refresh() {
+    ui.welcome.hidden = ui.list.children.length > 0 || ui.list.hasAttribute("aria-busy");
+    const subtitle =
+      state.operatorName && state.status !== "resolved"
+        ? `You're chatting with ${state.operatorName}`
+        : DEFAULT_SUBTITLE;
+    if (ui.subtitle.textContent !== subtitle) ui.subtitle.textContent = subtitle;
+  }
+
+  // --- scrolling ----------------------------------------------------------------------------
+
+  function isNearBottom() {
+    const s = ui.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  function scrollToBottom() {
+    ui.scroller.scrollTop = ui.scroller.scrollHeight;
+    ui.jump.hidden = true;
+  }
+
+  ui.scroller.addEventListener("scroll", () => {
+    if (!ui.jump.hidden && isNearBottom()) ui.jump.hidden = true;
+  });
+  ui.jump.addEventListener("click", () => {
+    scrollToBottom();
+    ui.composer.focus();
+  });
+
+  return {
+    buildMessage,
+    setTime,
+    receive,
+    dropPending,
+    regroup,
+    setTyping,
+    setStatus,
+    showBanner,
+    hideBanner,
+    refresh,
+    isNearBottom,
+    scrollToBottom,
+  };
+}
