@@ -390,18 +390,13 @@ class ConversationEngine:
         rating = rating_score(score)
         comment = comment.strip()
         check_body(comment, RATING_COMMENT_MAX_CHARS)
-        found = await self._conversation(account_id, convo_id)
-        site = await self._store.get_site(account_id, found.site_id)
-        # A deleted site's conversations keep the default: ask.
-        if site is not None and not site.ask_rating:
-            raise Conflict("rating_disabled", "this site does not ask for ratings")
+        asks = await self._site_asks(account_id, await self._conversation(account_id, convo_id))
 
         def decide(current: Conversation | None) -> Change:
             current = _require(current)
-            if current.status != "resolved":
-                raise Conflict("not_resolved", "only a resolved conversation can be rated")
-            if current.rated_resolved_at == current.resolved_at:
-                raise Conflict("already_rated", "this resolution has been rated already")
+            refusal = _rating_refusal(current, asks)
+            if refusal is not None:
+                raise refusal
             after = dataclasses.replace(
                 current,
                 rating=rating,
@@ -411,6 +406,16 @@ class ConversationEngine:
             return Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def may_rate(self, account_id: str, convo_id: str) -> bool:
+        """Whether the chat window should ask the visitor for a rating now."""
+        current = await self._conversation(account_id, convo_id)
+        return _rating_refusal(current, await self._site_asks(account_id, current)) is None
+
+    async def _site_asks(self, account_id: str, conversation: Conversation) -> bool:
+        site = await self._store.get_site(account_id, conversation.site_id)
+        # A deleted site's conversations keep the default: ask.
+        return site is None or site.ask_rating
 
     async def proactive(
         self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
@@ -711,6 +716,17 @@ def _session_query(site_id: int, session_id: str) -> InboxQuery:
         site_id=site_id,
         limit=1,
     )
+
+
+def _rating_refusal(current: Conversation, site_asks: bool) -> Conflict | None:
+    """Why ``current`` cannot be rated now, or None when it can."""
+    if not site_asks:
+        return Conflict("rating_disabled", "this site does not ask for ratings")
+    if current.status != "resolved":
+        return Conflict("not_resolved", "only a resolved conversation can be rated")
+    if current.rated_resolved_at == current.resolved_at:
+        return Conflict("already_rated", "this resolution has been rated already")
+    return None
 
 
 def rating_score(value: str) -> int:

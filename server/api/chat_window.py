@@ -56,6 +56,7 @@ CHAT_MODULES = (
     "dom",
     "host",
     "polling",
+    "rating",
     "socket",
     "storage",
     "transport",
@@ -225,6 +226,13 @@ def routes(template: str) -> list[Route]:
         )
         return ok(convoID=rated.id, rating=rated.rating, comment=rated.rating_comment)
 
+    async def rateable(request: Request) -> Response:
+        """Whether the window should show the rating question now (issue 19)."""
+        fields = await read_fields(request)
+        _visitor_only(fields)
+        svc, account_id, convo = services(request), _account(request), convo_id(fields)
+        return ok(convoID=convo, ask=await svc.engine.may_rate(account_id, convo))
+
     async def chattyping(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
@@ -242,4 +250,5 @@ def routes(template: str) -> list[Route]:
         Route(PREFIX + "/chatpoll", chatpoll, methods=["GET", "POST"]),
         Route(PREFIX + "/chattyping", chattyping, methods=["POST"]),
         Route(PREFIX + "/rate", rate, methods=["POST"]),
+        Route(PREFIX + "/rateable", rateable, methods=["GET", "POST"]),
     ]

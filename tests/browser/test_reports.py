@@ -108,6 +108,56 @@ async def test_an_operator_sees_their_own_figures(
     assert window.errors == []
 
 
+@pytest.mark.parametrize("websocket", [True, False], ids=["socket", "polling"])
+async def test_the_visitor_rates_in_the_chat_window_and_the_admin_sees_it(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    admin_operator: dict[str, Any],
+    websocket: bool,
+) -> None:
+    from playwright.async_api import expect
+
+    visitor = await open_window(websocket=websocket, viewport={"width": 420, "height": 720})
+    chat = visitor.page
+    await chat.goto(live_server.chat_url)
+    await chat.get_by_label("Message", exact=True).fill("My order never arrived")
+    await chat.locator("#send").click()
+    sent = chat.locator('#messages .msg[data-sender="visitor"]')
+    await expect(sent).to_have_attribute("data-seq", "1")
+    convo = await chat.evaluate(
+        "(k) => localStorage.getItem(k)", f"liveop:{live_server.account_id}:convo"
+    )
+    question = chat.locator("#rating")
+    await expect(question).to_be_hidden()
+    await operator_api.command(
+        "sendmessage", convoID=convo, operatorID=live_server.operator_id, message="Resent today!"
+    )
+    await operator_api.command("setstatus", convoID=convo, status="resolved")
+    await expect(question).to_be_visible()
+    await expect(question.get_by_role("button", name="Send rating")).to_be_disabled()
+    comment = f"Sorted quickly ({'socket' if websocket else 'polling'})"
+    await question.get_by_role("radio", name="5 of 5: Very good").click()
+    await question.get_by_label("Comment (optional)").fill(comment)
+    await question.get_by_role("button", name="Send rating").click()
+    await expect(question.get_by_role("status")).to_have_text("Thank you for your feedback!")
+
+    # Reopened by the visitor, resolved again: asked again, once more.
+    await chat.get_by_label("Message", exact=True).fill("One more thing")
+    await chat.locator("#send").click()
+    await expect(question).to_be_hidden()
+    await operator_api.command("setstatus", convoID=convo, status="resolved")
+    await expect(question.get_by_role("button", name="Send rating")).to_be_visible()
+    assert visitor.errors == []
+
+    admin = await open_window(viewport=DESKTOP)
+    page = admin.page
+    await sign_in(page, live_server, ADMIN["email"], ADMIN["password"])
+    await page.get_by_role("link", name="Reports").click()
+    await expect(page.locator("#reports-comments")).to_contain_text(f"5 ★ {comment}")
+    assert admin.errors == []
+
+
 async def seed_history(server: LiveServer, operator_ids: list[int]) -> None:
     """A month of a small team's conversations, written into the server's own SQLite file:
     the API stamps everything "now", and a chart of one day shows nothing."""

@@ -317,3 +317,30 @@ async def test_unknown_reports_and_callers_are_refused(tenant: Tenant, ada: dict
     assert_error(await get_report(tenant, {}, "volume", around_today()), 401, "missing_credentials")
     by_key = await get_report(tenant, bearer(tenant.api_key), "ratings", around_today())
     assert by_key.status_code == 200 and by_key.json()["count"] == 0
+
+
+async def test_rateable_says_when_the_window_should_ask(
+    tenant: Tenant, alex: dict[str, str], ada: dict[str, str]
+) -> None:
+    convo = await chat(tenant)
+    url = f"/{tenant.account_id}/liveoperator/rateable"
+
+    async def asks() -> bool:
+        response = await tenant.client.post(url, data={"convoID": convo})
+        assert response.status_code == 200, response.json()
+        answer: bool = response.json()["ask"]
+        return answer
+
+    assert await asks() is False  # not resolved
+    await panel(tenant, alex, f"close/{convo}")
+    assert await asks() is True
+    await rate(tenant, convo, rating=5)
+    assert await asks() is False  # this resolution is rated
+    await tenant.client.patch("/api/v1/admin/sites/1", json={"ask_rating": False}, headers=ada)
+    await chat_again(tenant, convo)
+    await panel(tenant, alex, f"close/{convo}")
+    assert await asks() is False  # the site does not ask
+    assert_error(await tenant.client.post(url, data={}), 400, "missing_field")
+    assert_error(
+        await tenant.client.post(url, data={"convoID": "x"}), 404, "conversation_not_found"
+    )
