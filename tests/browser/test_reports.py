@@ -8,6 +8,7 @@ import dataclasses
 import random
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,9 +19,12 @@ from storage.models import Change, Conversation, Message, SourceApp, UserInfo
 
 from .test_inbox import ADMIN, DESKTOP, SCREENSHOTS, sign_in
 from .test_inbox import admin_operator as admin_operator  # the fixture: an admin of the account
+from .test_widget import FRAME, LAUNCHER, chat_frame, page_errors, send_as_visitor, stored
+from .test_widget import host_site as host_site  # the fixture: a page with the embed snippet
 
 if TYPE_CHECKING:
     from .conftest import LiveServer, OpenWindow, OperatorAPI
+    from .test_widget import HostSite
 
 pytestmark = pytest.mark.browser
 
@@ -156,6 +160,44 @@ async def test_the_visitor_rates_in_the_chat_window_and_the_admin_sees_it(
     await page.get_by_role("link", name="Reports").click()
     await expect(page.locator("#reports-comments")).to_contain_text(f"5 ★ {comment}")
     assert admin.errors == []
+
+
+async def test_the_widget_asks_the_visitor_too(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
+) -> None:
+    from playwright.async_api import expect
+
+    window = await open_window(viewport={"width": 1200, "height": 800})
+    page = window.page
+    await page.goto(host_site.add(live_server, "rated"))
+    await page.locator(LAUNCHER).click()
+    frame = await chat_frame(page)
+    await send_as_visitor(page, "Do you ship to Norway?")
+    convo = await stored(frame, live_server, "convo")
+    await operator_api.command(
+        "sendmessage", convoID=convo, operatorID=live_server.operator_id, message="We do!"
+    )
+    await operator_api.command("setstatus", convoID=convo, status="resolved")
+    question = page.frame_locator(FRAME).locator("#rating")
+    await question.get_by_role("radio", name="3 of 5: OK").click()
+    await question.get_by_label("Comment (optional)").fill("Asked in the widget")
+    await question.get_by_role("button", name="Send rating").click()
+    await expect(question.get_by_role("status")).to_have_text("Thank you for your feedback!")
+    today = datetime.now(UTC).date().isoformat()
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10.0) as client:
+        report = await client.get(
+            "/api/v1/reports/ratings",
+            params={"from": today, "to": today},
+            headers={"X-Api-Key": live_server.api_key},
+        )
+    comments = [r for r in report.json()["rows"] if r["kind"] == "comment"]
+    assert {"score": 3, "comment": "Asked in the widget", "conversation_id": convo}.items() <= {
+        **next(c for c in comments if c["conversation_id"] == convo)
+    }.items()
+    assert page_errors(window) == []
 
 
 async def seed_history(server: LiveServer, operator_ids: list[int]) -> None:
