@@ -237,7 +237,10 @@ async def seed_history(server: LiveServer, operator_ids: list[int]) -> None:
                     status="resolved" if resolved else "open",
                     mode="operator" if answered else "bot", operator_id=operator, team_id=None,
                     user_info=UserInfo(fname="Visitor"), created=opened, last_activity=said[-1][1],
-                    resolved_at=resolved, last_seq=len(said),
+                    resolved_at=resolved, last_seq=len(said), asked_at=opened,
+                    replied_at=said[-1][1] if said[-1][0] == "operator" else None,
+                    replied_by=operator if said[-1][0] == "operator" else None,
+                    bot_answered=bot,
                 )  # fmt: skip
                 if resolved and rng.random() < 0.6:
                     score = rng.choices([1, 2, 3, 4, 5], weights=[1, 1, 2, 5, 8])[0]
