@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
@@ -76,6 +76,10 @@ SESSION_ID_MAX_CHARS = 128
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{8,128}$")
 # The language of an operator who has not chosen one.
 DEFAULT_LANG = "en"
+# Satisfaction ratings: a 1-5 scale, as Chatwoot's CSAT and Live Helper Chat's stars use.
+RATING_MIN, RATING_MAX = 1, 5
+# A sentence or two of feedback; longer is a letter, which belongs in a message.
+RATING_COMMENT_MAX_CHARS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +405,42 @@ class ConversationEngine:
         return await self._patch(
             account_id, convo_id, lambda c: dataclasses.replace(c, visitor_lang=lang)
         )
+
+    # -- satisfaction ratings (issue 19) --
+
+    async def rate(self, account_id: str, convo_id: str, score: str, comment: str) -> Conversation:
+        """The visitor rates the conversation's current resolution: once per resolution, and
+        only while it is resolved and its site asks for ratings. A new rating (after the
+        conversation was reopened and resolved again) replaces the previous one."""
+        rating = rating_score(score)
+        comment = comment.strip()
+        check_body(comment, RATING_COMMENT_MAX_CHARS)
+        asks = await self._site_asks(account_id, await self._conversation(account_id, convo_id))
+
+        def decide(current: Conversation | None) -> Change:
+            current = _require(current)
+            refusal = _rating_refusal(current, asks)
+            if refusal is not None:
+                raise refusal
+            after = dataclasses.replace(
+                current,
+                rating=rating,
+                rating_comment=comment,
+                rated_resolved_at=current.resolved_at,
+            )
+            return Change(current, after)
+
+        return (await self._write(account_id, convo_id, decide)).conversation
+
+    async def may_rate(self, account_id: str, convo_id: str) -> bool:
+        """Whether the chat window should ask the visitor for a rating now."""
+        current = await self._conversation(account_id, convo_id)
+        return _rating_refusal(current, await self._site_asks(account_id, current)) is None
+
+    async def _site_asks(self, account_id: str, conversation: Conversation) -> bool:
+        site = await self._store.get_site(account_id, conversation.site_id)
+        # A deleted site's conversations keep the default: ask.
+        return site is None or site.ask_rating
 
     async def proactive(
         self, account_id: str, operator_id: int, site_id: int, session_id: str, text: str
@@ -733,6 +773,26 @@ def _holds(
     return own_session or (account_key and original.source_app != VISITOR_CHANNEL)
 
 
+def _rating_refusal(current: Conversation, site_asks: bool) -> Conflict | None:
+    """Why ``current`` cannot be rated now, or None when it can."""
+    if not site_asks:
+        return Conflict("rating_disabled", "this site does not ask for ratings")
+    if current.status != "resolved":
+        return Conflict("not_resolved", "only a resolved conversation can be rated")
+    if current.rated_resolved_at == current.resolved_at:
+        return Conflict("already_rated", "this resolution has been rated already")
+    return None
+
+
+def rating_score(value: str) -> int:
+    """The score a client sent (a JSON number arrives as its digits), from RATING_MIN to
+    RATING_MAX in ASCII digits only: "5.0" and U+0665 (Arabic-Indic five, which int()
+    would take) are refused, not coerced."""
+    if not (value.isascii() and value.isdigit() and RATING_MIN <= int(value) <= RATING_MAX):
+        raise Invalid("invalid_rating", f"rating must be a whole number {RATING_MIN}-{RATING_MAX}")
+    return int(value)
+
+
 def _read_seq(conversation: Conversation, side: Side) -> int:
     if side == "operator":
         return conversation.operator_read_seq
@@ -753,6 +813,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
     resolved_at, unread, preview = current.resolved_at, current.unread, current.preview
     delivery: Delivery | None = None
     sender, operator = draft.sender, draft.operator
+    firsts = _first_response(current, draft, created)
     if draft.private:
         pass  # a note changes nothing the visitor or the queue would notice
     elif sender == "operator":
@@ -802,5 +863,21 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         last_seq=seq,
         last_activity=created,
         preview=preview,
+        **firsts,
     )
     return Change(before, after, (message,))
+
+
+def _first_response(current: Conversation, draft: Draft, created: float) -> dict[str, Any]:
+    """What reports need of a new message (issue 19): the visitor's first message, the first
+    operator reply after it (notes do not count), and whether the bot ever answered."""
+    if draft.private:
+        return {}
+    if draft.sender == "visitor" and current.asked_at is None:
+        return {"asked_at": created}
+    if draft.sender == "operator" and current.asked_at is not None and current.replied_at is None:
+        assert draft.operator is not None
+        return {"replied_at": created, "replied_by": draft.operator.id}
+    if draft.sender == "bot":
+        return {"bot_answered": True}
+    return {}

@@ -270,6 +270,7 @@ class Directory:
         position: str | None,
         greeting: str | None,
         team_id: int | None,
+        ask_rating: bool | None = None,
     ) -> Site:
         patch = SitePatch(
             name=_name(name, "name") if name is not None else None,
@@ -277,6 +278,7 @@ class Directory:
             position=_position(position) if position is not None else None,
             greeting=_greeting(greeting) if greeting is not None else None,
             team_id=team_id,
+            ask_rating=ask_rating,
         )
         with _team_exists():
             site = await self._store.update_site(account_id, site_id, patch)

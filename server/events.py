@@ -78,7 +78,7 @@ def _json(data: Any) -> bytes:
 # last_activity move with every message, which message:new already announces.
 _ANNOUNCED_FIELDS = (
     "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
-    "block_type", "translate", "visitor_lang",
+    "block_type", "translate", "visitor_lang", "rating", "rating_comment", "rated_resolved_at",
 )  # fmt: skip
 
 

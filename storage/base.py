@@ -117,7 +117,7 @@ TABLES: tuple[Table, ...] = (
         "sites",
         _columns(
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
-            " created:float"
+            " created:float ask_rating:bool"
         ),
         ("account_id", "id"),
     ),
@@ -134,6 +134,8 @@ TABLES: tuple[Table, ...] = (
             " last_activity:float resolved_at:float? last_seq:int unread:int"
             " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
+            " rating:int? rating_comment:str rated_resolved_at:float? asked_at:float?"
+            " replied_at:float? replied_by:int? bot_answered:bool"
         ),
         ("id",),
     ),
@@ -232,6 +234,7 @@ class SitePatch:
     greeting: str | None = None
     # None leaves the routing as it is; NO_TEAM routes new conversations to nobody in particular.
     team_id: int | None = None
+    ask_rating: bool | None = None
 
 
 # Past every seq there can be (both backends store 64-bit integers).
@@ -278,6 +281,106 @@ class InboxQuery:
     # Keyset cursor: rows strictly after (last_activity, id) in the listing's order.
     after: tuple[float, str] | None = None
     limit: int = 50
+
+
+# -- reports (issue 19): what a report asks for and the figures each Store method returns --
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    """A period [start, end) in epoch seconds, the time zone's UTC offsets over it, and filters
+    (None matches all).
+
+    ``offsets`` lists (from_instant, utc_offset_s) ascending: each offset holds from its
+    instant until the next one's, and the first one also before it. Days and hours of the
+    week are counted in local time by these offsets, so both dialects agree without either
+    database knowing the zone.
+
+    ``operator_id`` selects the conversations the operator owns now (after any transfer),
+    except for first response times, which belong to whoever sent the first reply.
+    """
+
+    start: float
+    end: float
+    offsets: tuple[tuple[int, int], ...]
+    source_apps: tuple[SourceApp, ...] | None = None
+    site_id: int | None = None
+    team_id: int | None = None
+    operator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """Seconds over a set of conversations: nearest-rank median and 90th percentile (the
+    smallest value at least half, nine tenths, of the set does not exceed)."""
+
+    count: int
+    median: float | None
+    p90: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeFigures:
+    """Counts keyed by local day (days since 1970-01-01 in the zone) and by hour of the week
+    (0 is Monday 00:00-01:00 local, 167 Sunday 23:00-24:00); days without any are absent."""
+
+    opened_by_day: Mapping[int, int]
+    resolved_by_day: Mapping[int, int]
+    opened_by_hour: Mapping[int, int]
+    resolved_by_hour: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFigures:
+    """First response: from the visitor's first message to the first operator reply after it
+    (notes and the bot do not count), over conversations opened in the period, except those
+    the bot still handles; ``unanswered`` of them have no reply yet. Resolution: from opening
+    to the latest resolution, over conversations whose latest resolution falls in the period
+    (a reopened one counts once)."""
+
+    first_response: Durations
+    unanswered: int
+    # How many first responses fall in each band of RESPONSE_BANDS_S (the last one open).
+    first_response_bands: tuple[int, ...]
+    resolution: Durations
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverFigures:
+    """Conversations opened in the period, those the bot answered, and of those the ones an
+    operator took over."""
+
+    opened: int
+    with_bot: int
+    handed_over: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatingComment:
+    convo_id: str
+    score: int
+    comment: str
+    resolved_at: float
+    operator_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RatingFigures:
+    """Ratings of resolutions in the period (a conversation's latest rating)."""
+
+    count: int
+    average: float | None
+    # How many of each score, 1 to 5.
+    distribution: tuple[int, ...]
+    # The newest comments first, at most RATING_COMMENTS_MAX.
+    comments: tuple[RatingComment, ...]
+
+
+# Upper bounds of the first-response bands, in seconds: a minute, 5 and 15 minutes, an hour,
+# 4 hours and a day, then everything longer; the buckets support teams quote.
+RESPONSE_BANDS_S: tuple[int, ...] = (60, 300, 900, 3600, 14_400, 86_400)
+# Comments one report lists: a lead reads the latest few dozen.
+RATING_COMMENTS_MAX = 50
 
 
 class Store(Protocol):
@@ -530,3 +633,12 @@ class Store(Protocol):
         again until ``retry_at``; a final outcome is also the message's ``delivery``, in the
         same transaction. Returns False and changes nothing when ``worker_id`` no longer holds
         this claim (its lease ran out and the row was claimed again)."""
+
+    # reports (issue 19): one read per figure set, computed in the database
+    async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures: ...
+
+    async def report_response_times(self, account_id: str, q: ReportQuery) -> ResponseFigures: ...
+
+    async def report_handover(self, account_id: str, q: ReportQuery) -> HandoverFigures: ...
+
+    async def report_ratings(self, account_id: str, q: ReportQuery) -> RatingFigures: ...

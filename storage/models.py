@@ -78,6 +78,8 @@ class Site:
     greeting: str
     team_id: int | None
     created: float
+    # Whether the visitor is asked to rate a conversation once it is resolved.
+    ask_rating: bool = True
 
 
 def default_site(account_id: str, created: float) -> Site:
@@ -124,6 +126,19 @@ class Conversation:
     visitor_lang: str = ""
     # The newest message the visitor can see, cut short, for inbox rows.
     preview: str = ""
+    # The visitor's satisfaction (1-5) and optional comment, and the resolution they rated
+    # (its resolved_at): one rating per resolution, so a reopened and re-resolved conversation
+    # may be rated again, replacing the last rating.
+    rating: int | None = None
+    rating_comment: str = ""
+    rated_resolved_at: float | None = None
+    # For reports, kept as messages arrive so no report reads messages: when the visitor first
+    # wrote, when and by whom the first operator reply after that came, and whether the bot
+    # ever answered.
+    asked_at: float | None = None
+    replied_at: float | None = None
+    replied_by: int | None = None
+    bot_answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,8 @@ _CLIENT_ID_INDEX = "messages_client_id"
 
 DIALECT = Dialect(
     ilike="ILIKE",
+    # A cast to bigint rounds to nearest.
+    round_down="floor({})::bigint",
     # Row locks serialize writers of one conversation (see the module docstring); NO KEY
     # leaves the messages' foreign-key checks (KEY SHARE) unblocked.
     lock_for_update=" FOR NO KEY UPDATE",
@@ -183,6 +185,13 @@ class PostgresStore(SqlStore):
 
     async def _read(self, op: Op[T]) -> T:
         async with self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+            return await op(conn)
+
+    async def _read_consistent(self, op: Op[T]) -> T:
+        async with (
+            self._open_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             return await op(conn)
 
     async def _write(self, op: Op[T]) -> T:

@@ -9,7 +9,7 @@ migrated schema against TABLES).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -29,6 +29,9 @@ class Row(Protocol):
     """A fetched row: an asyncpg Record or the dict the SQLite driver makes of a row."""
 
     def __getitem__(self, name: str, /) -> Any: ...
+
+    def values(self) -> Iterable[Any]:
+        """The row's values in the order of the statement's columns."""
 
 
 ACCOUNTS = TABLES_BY_NAME["accounts"]
@@ -76,6 +79,9 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "visitor_read_seq": c.visitor_read_seq, "site_id": c.site_id,
         "session_id": c.session_id, "block_type": c.block_type, "translate": c.translate,
         "visitor_lang": c.visitor_lang, "info": u.info, "preview": c.preview,
+        "rating": c.rating, "rating_comment": c.rating_comment,
+        "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
+        "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
     }  # fmt: skip
 
 
@@ -93,7 +99,8 @@ _CONVO_COLUMNS = (
     "id", "account_id", "source_app", "status", "mode", "operator_id", "team_id", "fname",
     "lname", "email", "phone", "info", "created", "last_activity", "resolved_at", "last_seq",
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
-    "translate", "visitor_lang", "preview",
+    "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
+    "asked_at", "replied_at", "replied_by", "bot_answered",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -102,14 +109,16 @@ def convo(r: Row, p: str = "") -> Conversation:
     """The conversation in ``r``, its columns named with prefix ``p`` (see select_list)."""
     (id_, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
-     visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang,
-     preview) = _CONVO_GETTERS[p](r)  # fmt: skip
+     visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
+     rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
+     bot_answered) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
         last_seq, unread, operator_read_seq, visitor_read_seq, site_id, session_id, block_type,
         # SQLite has no boolean type: flags come back as 0 or 1.
-        bool(translate), visitor_lang, preview,
+        bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
+        asked_at, replied_at, replied_by, bool(bot_answered),
     )  # fmt: skip
 
 
@@ -164,7 +173,7 @@ def site(r: Row) -> Site:
     return Site(
         account_id=r["account_id"], id=r["id"], name=r["name"], color=r["color"],
         position=r["position"], greeting=r["greeting"], team_id=r["team_id"],
-        created=r["created"],
+        created=r["created"], ask_rating=bool(r["ask_rating"]),
     )  # fmt: skip
 
 

@@ -39,14 +39,19 @@ from storage.base import (
     CannedPatch,
     Decide,
     DuplicateEmail,
+    HandoverFigures,
     InboxQuery,
     InvalidRow,
     OperatorPatch,
+    RatingFigures,
+    ReportQuery,
+    ResponseFigures,
     SitePatch,
     StoreNotEmpty,
     Table,
     TeamPatch,
     UnknownReference,
+    VolumeFigures,
     patch_values,
     row_values,
 )
@@ -71,6 +76,7 @@ from storage.models import (
     default_site,
 )
 from storage.outbound import Claim, OutboundChannel, OutboundJob
+from storage.reports_sql import Report, ReportsSql
 from storage.rows import Row
 
 T = TypeVar("T")
@@ -111,6 +117,8 @@ class Dialect:
     lock_key_share: str = ""
     # Run first in an import's transaction.
     import_prelude: tuple[str, ...] = ()
+    # Rounds a non-negative real expression ``{}`` down to a whole number.
+    round_down: str = "floor({})"
 
 
 _SELECT_CONVO = (
@@ -381,6 +389,7 @@ class SqlStore(abc.ABC):
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self._inbox = InboxSql(dialect.ilike)
+        self._reports = ReportsSql(lambda n: f"${n}", dialect.round_down.format)
 
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
@@ -393,6 +402,10 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     async def _write_once(self, op: Op[T]) -> T:
         """As ``_write``, never retried: for an op that consumes an iterator."""
+
+    @abc.abstractmethod
+    async def _read_consistent(self, op: Op[T]) -> T:
+        """As ``_read``, every statement of ``op`` seeing one snapshot of the database."""
 
     @abc.abstractmethod
     def _snapshot(
@@ -926,6 +939,32 @@ class SqlStore(abc.ABC):
             return [MessageReplay(rows.message(r, "m_"), r["e_visitor_data"]) for r in found]
 
         return await self._read(op)
+
+    # reports: every figure set is read from one snapshot
+
+    async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures:
+        return await self._report(self._reports.volume(account_id, q))
+
+    async def report_response_times(self, account_id: str, q: ReportQuery) -> ResponseFigures:
+        return await self._report(self._reports.response_times(account_id, q))
+
+    async def report_handover(self, account_id: str, q: ReportQuery) -> HandoverFigures:
+        return await self._report(self._reports.handover(account_id, q))
+
+    async def report_ratings(self, account_id: str, q: ReportQuery) -> RatingFigures:
+        return await self._report(self._reports.ratings(account_id, q))
+
+    async def _report(self, report: Report[T]) -> T:
+        async def op(conn: Conn) -> T:
+            # Aggregates, not records: their columns are read in the statement's order.
+            return report.figures(
+                [
+                    [tuple(r.values()) for r in await conn.fetch(sql, *params)]
+                    for sql, params in report.statements
+                ]
+            )
+
+        return await self._read_consistent(op)
 
     async def head_event_seq(self, account_id: str) -> int:
         async def op(conn: Conn) -> int:

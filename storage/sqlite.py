@@ -56,6 +56,8 @@ DIALECT = Dialect(
     unique_violation=sqlite3.IntegrityError,
     foreign_key_violation=sqlite3.IntegrityError,
     integrity_violation=sqlite3.IntegrityError,
+    # SQLite's CAST truncates, which for a non-negative value is rounding down.
+    round_down="CAST({} AS INTEGER)",
 )
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -114,6 +116,12 @@ class _Conn:
 
     async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None:
         self._db.executemany(_numbered(command), args)
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def rollback(self) -> None:
+        self._db.execute("ROLLBACK")
 
 
 def _run(op: Op[T], conn: Conn) -> T:
@@ -267,14 +275,27 @@ class SQLiteStore(SqlStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._in_reader, op)
 
-    def _in_reader(self, op: Op[T]) -> T:
+    async def _read_consistent(self, op: Op[T]) -> T:
+        assert self._readers is not None, "store is not open"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._in_reader, op, True)
+
+    def _in_reader(self, op: Op[T], consistent: bool = False) -> T:
         conn: _Conn | None = getattr(self._local, "conn", None)
         if conn is None:
             db = _connect(self._path)
             with self._reader_lock:
                 self._reader_conns.append(db)
             conn = self._local.conn = _Conn(db)
-        return _run(op, conn)
+        if not consistent:
+            return _run(op, conn)
+        # Outside a transaction each statement reads the newest commit; one read transaction
+        # keeps the snapshot of its first statement to the end (WAL).
+        conn.begin()
+        try:
+            return _run(op, conn)
+        finally:
+            conn.rollback()
 
     async def _write(self, op: Op[T]) -> T:
         return await self._writer.run(lambda db: _run(op, _Conn(db)))

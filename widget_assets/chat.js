@@ -13,6 +13,7 @@ import { createApi } from "./chat/api.js";
 import { createComposer } from "./chat/composer.js";
 import { clean, useAccent } from "./chat/dom.js";
 import { createHostLink } from "./chat/host.js";
+import { createRating } from "./chat/rating.js";
 import { socketUrl } from "./chat/socket.js";
 import { storage, visitorSession } from "./chat/storage.js";
 import { createTransport } from "./chat/transport.js";
@@ -75,6 +76,7 @@ function main() {
   const sessionID = visitorSession(`liveop:${account}:session`);
   const siteID = Number(clean(body.dataset.site)) || 1;
   const call = createApi(base, { sessionID, siteID });
+  const rating = createRating($("rating"), call);
 
   const params = new URLSearchParams(window.location.search);
   const greeting = (params.get("greeting") || "").trim().slice(0, GREETING_MAX_CHARS);
@@ -115,7 +117,11 @@ function main() {
     },
     onState({ typing, status }) {
       // Polling reports both on every answer; the socket reports each as it changes.
-      if (status !== undefined) setStatus(status);
+      if (status !== undefined) {
+        setStatus(status);
+        if (status === "resolved" && state.convoID) rating.offer(state.convoID);
+        else rating.hide();
+      }
       if (typing !== undefined) setTyping(typing);
     },
     onConnection({ ok, error }) {
@@ -176,6 +182,7 @@ function main() {
     state.operatorName = null;
     ui.list.removeAttribute("aria-busy");
     setStatus(null);
+    rating.hide();
     setTyping(false);
     hideBanner();
     refresh();

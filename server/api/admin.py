@@ -124,6 +124,7 @@ SITES = Resource(
         position=f.text("position"),
         greeting=f.text("greeting"),
         team_id=f.integer("team_id", minimum=NO_TEAM),
+        ask_rating=f.boolean("ask_rating"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
 )

@@ -57,6 +57,7 @@ CHAT_MODULES = (
     "dom",
     "host",
     "polling",
+    "rating",
     "socket",
     "storage",
     "transport",
@@ -230,6 +231,25 @@ def routes(template: str) -> list[Route]:
             status=result.conversation.status,
         )
 
+    async def rate(request: Request) -> Response:
+        """The visitor's rating of a resolved conversation (issue 19)."""
+        fields = await read_fields(request)
+        _visitor_only(fields)
+        svc, account_id, convo = services(request), path_account(request), convo_id(fields)
+        # A rating is one write per resolution; the message budget bounds retries of a script.
+        await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+        rated = await svc.engine.rate(
+            account_id, convo, fields.require("rating"), fields.text("comment") or ""
+        )
+        return ok(convoID=rated.id, rating=rated.rating, comment=rated.rating_comment)
+
+    async def rateable(request: Request) -> Response:
+        """Whether the window should show the rating question now (issue 19)."""
+        fields = await read_fields(request)
+        _visitor_only(fields)
+        svc, account_id, convo = services(request), path_account(request), convo_id(fields)
+        return ok(convoID=convo, ask=await svc.engine.may_rate(account_id, convo))
+
     async def chattyping(request: Request) -> Response:
         fields = await read_fields(request)
         _visitor_only(fields)
@@ -247,4 +267,6 @@ def routes(template: str) -> list[Route]:
         Route(PREFIX + "/postmessage", postmessage, methods=["POST"]),
         Route(PREFIX + "/chatpoll", chatpoll, methods=["GET", "POST"]),
         Route(PREFIX + "/chattyping", chattyping, methods=["POST"]),
+        Route(PREFIX + "/rate", rate, methods=["POST"]),
+        Route(PREFIX + "/rateable", rateable, methods=["GET", "POST"]),
     ]

@@ -26,6 +26,7 @@ def site_json(s: Site) -> dict[str, Any]:
         "position": s.position,
         "greeting": s.greeting,
         "team_id": s.team_id,
+        "ask_rating": s.ask_rating,
     }
 
 
@@ -75,7 +76,15 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "last_activity": c.last_activity,
         "resolved_at": c.resolved_at,
         "last_seq": c.last_seq,
+        "rating": rating_data(c),
     }
+
+
+def rating_data(c: Conversation) -> dict[str, Any] | None:
+    """The visitor's latest rating; ``resolved_at`` names the resolution it rates."""
+    if c.rating is None:
+        return None
+    return {"score": c.rating, "comment": c.rating_comment, "resolved_at": c.rated_resolved_at}
 
 
 def message_data(m: Message) -> dict[str, Any]:

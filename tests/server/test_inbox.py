@@ -755,7 +755,7 @@ async def test_operators_list_sites_and_admins_manage_them(
 ) -> None:
     default = {
         "id": 1, "name": "Default", "color": "#2563eb", "position": "right", "greeting": "",
-        "team_id": None,
+        "team_id": None, "ask_rating": True,
     }  # fmt: skip
     assert (await alex.ok("GET", f"{OPERATOR}/sites"))["sites"] == [default]
     sales = await team(tenant, tenant.operator_id)
@@ -767,7 +767,7 @@ async def test_operators_list_sites_and_admins_manage_them(
     )  # fmt: skip
     shop = {
         "id": 2, "name": "Shop", "color": "#ff8800", "position": "left", "greeting": "Hi!",
-        "team_id": sales,
+        "team_id": sales, "ask_rating": True,
     }  # fmt: skip
     assert created["site"] == shop
     assert (await alex.ok("GET", f"{OPERATOR}/sites"))["sites"] == [default, shop]

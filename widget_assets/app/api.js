@@ -93,6 +93,31 @@ export async function api(method, path, fields) {
   throw failure;
 }
 
+/** Saves ``/api/v1/{path}?{fields}`` (a CSV export) as a file: a plain link could not carry
+ * the bearer token, so the answer is fetched and handed to the browser as a blob. */
+export async function download(path, fields, filename) {
+  const query = new URLSearchParams(fields);
+  let response;
+  try {
+    response = await fetch(`${API_ROOT}${path}?${query}`, {
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: "omit",
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached. Check your connection.");
+  }
+  if (!response.ok) {
+    const error = (await response.json().catch(() => null))?.error || {};
+    throw new ApiError(response.status, error.code || "http_error", error.message || "Failed.");
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 0);
+}
+
 /** The operator stream: EventSource, reconnected by us (not by the browser) so that a drop is
  * visible, the delay backs off, and an expired session is noticed instead of retried forever.
  *

@@ -5,6 +5,7 @@
 
 import { LiveStream, api, authenticate, session } from "./api.js";
 import { showAdmin } from "./admin.js";
+import { showReports } from "./reports.js";
 import { createConversation } from "./conversation.js";
 import { $, say } from "./dom.js";
 import { createList } from "./list.js";
@@ -215,19 +216,24 @@ $("logout").addEventListener("click", () => signOut(""));
 
 // -- screens ----------------------------------------------------------------------------------
 
-/** ``#/inbox``, ``#/inbox/{conversation}`` or ``#/admin/{resource}``. */
+/** ``#/inbox``, ``#/inbox/{conversation}``, ``#/reports`` or ``#/admin/{resource}``. */
 function route() {
   if (!ctx.me) return;
   const [section, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const admin = section === "admin";
-  $("inbox-view").hidden = admin;
+  const reports = section === "reports";
+  $("inbox-view").hidden = admin || reports;
   $("admin-view").hidden = !admin;
-  for (const [link, current] of [["nav-inbox", !admin], ["nav-admin", admin]]) {
+  $("reports-view").hidden = !reports;
+  const links = [["nav-inbox", !admin && !reports], ["nav-reports", reports], ["nav-admin", admin]];
+  for (const [link, current] of links) {
     if (current) $(link).setAttribute("aria-current", "page");
     else $(link).removeAttribute("aria-current");
   }
   if (admin) {
     showAdmin(ctx, arg);
+  } else if (reports) {
+    showReports(ctx);
   } else if (arg) {
     conversation.open(decodeURIComponent(arg));
   } else {
