@@ -120,6 +120,67 @@ async def _insert_old_events(database_url: str, rows: list[tuple[object, ...]]) 
         await conn.close()
 
 
+# Rows as the code before migration 0006 wrote them, in the columns every later migration
+# keeps (the ones it added have defaults): an account, its conversation with one visitor
+# message, and the two events that announced them, with no payload columns.
+_OLD_ROWS = (
+    ("accounts", "id, name, created", ("acct-old", "Old", 999.0)),
+    (
+        "conversations",
+        "id, account_id, source_app, status, mode, fname, lname, email, phone, created,"
+        " last_activity, last_seq, unread, operator_read_seq, visitor_read_seq",
+        (
+            "convo-old",
+            "acct-old",
+            "liveoperator",
+            "open",
+            "operator",
+            "",
+            "",
+            "",
+            "",
+            1000.0,
+            1001.0,
+            1,
+            1,
+            0,
+            0,
+        ),
+    ),
+    (
+        "messages",
+        "convo_id, seq, id, account_id, sender, text, created",
+        ("convo-old", 1, "msg-old", "acct-old", "visitor", "old", 1001.0),
+    ),
+    (
+        "events",
+        "account_id, seq, kind, convo_id, msg_seq, created",
+        ("acct-old", 1, "conversation:new", "convo-old", None, 1000.0),
+    ),
+    (
+        "events",
+        "account_id, seq, kind, convo_id, msg_seq, created",
+        ("acct-old", 2, "message:new", "convo-old", 1, 1001.0),
+    ),
+)
+
+
+async def _insert_old_rows(database_url: str) -> None:
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            for table, columns, values in _OLD_ROWS:
+                marks = ", ".join("?" * len(values))
+                db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+        return
+    conn = await asyncpg.connect(database_url)
+    try:
+        for table, columns, values in _OLD_ROWS:
+            marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+            await conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", *values)
+    finally:
+        await conn.close()
+
+
 async def test_events_from_before_0006_survive_the_upgrade_and_replay(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,25 +191,9 @@ async def test_events_from_before_0006_survive_the_upgrade_and_replay(
         )
         old = create_store(database_url)
         await old.open()
-        try:
-            account = await _account(old)
-            fresh = _conversation(account)
-            convo = (await old.write(account, None, lambda _: Change(None, fresh))).conversation
-
-            def decide(current: Conversation | None) -> Change:
-                assert current is not None
-                return _with(current, _message(current, "old"))
-
-            convo = (await old.write(account, convo.id, decide)).conversation
-        finally:
-            await old.close()
-    await _insert_old_events(
-        database_url,
-        [
-            (account, 1, "conversation:new", convo.id, None, 1000.0),
-            (account, 2, "message:new", convo.id, 1, 1001.0),
-        ],
-    )
+        await old.close()
+    await _insert_old_rows(database_url)
+    account = "acct-old"
     store = create_store(database_url)
     await store.open()
     try:
@@ -158,7 +203,7 @@ async def test_events_from_before_0006_survive_the_upgrade_and_replay(
             (2, "message:new", None),
         ]
         assert details[1].message is not None and details[1].message.text == "old"
-        replays = await store.replay_messages(account, convo.id, after_seq=0, limit=10)
+        replays = await store.replay_messages(account, "convo-old", after_seq=0, limit=10)
         assert [(r.message.text, r.data) for r in replays] == [("old", None)]
     finally:
         await store.close()
