@@ -93,6 +93,13 @@ outbound_attempts = Counter(
     "Outbound delivery attempts, by channel and result (sent, retry, failed, released, lost)",
     ["channel", "result"],
 )
+outbound_queued = Gauge(
+    "liveop_outbound_queued",
+    "Outbound messages waiting in the queue (due or backing off), by channel, installation-wide",
+    ["channel"],
+    # Every process reads the same table: any one's latest reading is the figure.
+    multiprocess_mode="mostrecent",
+)
 outbound_in_flight = Gauge(
     "liveop_outbound_in_flight",
     "Outbound messages claimed and being delivered now, by channel",

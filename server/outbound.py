@@ -150,6 +150,9 @@ class OutboundWorker:
         """Claims one batch, delivers and records it; returns how many were claimed. A
         claim that finds work is followed at once by another: the next message of a
         conversation becomes due only when the one before it is done."""
+        queued = await self._store.queued_outbound()
+        for channel in self._adapters:
+            metrics.outbound_queued.labels(channel).set(queued.get(channel, 0))
         jobs = await self._store.claim_outbound(
             self.worker_id,
             channels=tuple(self._adapters),

@@ -634,6 +634,10 @@ class Store(Protocol):
         same transaction. Returns False and changes nothing when ``worker_id`` no longer holds
         this claim (its lease ran out and the row was claimed again)."""
 
+    async def queued_outbound(self) -> dict[OutboundChannel, int]:
+        """How many deliveries wait in the queue (due or backing off), per channel, across
+        the installation: the queue depth operators watch."""
+
     # reports (issue 19): one read per figure set, computed in the database
     async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures: ...
 

@@ -36,6 +36,7 @@ from typing import TypeAlias, TypeVar
 import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
+from prometheus_client import Counter
 
 from storage import outbound as _outbound
 from storage.base import TRANSFER_BATCH_ROWS
@@ -74,6 +75,12 @@ MIGRATION_LOCK_KEY = 0x6C6976656F70
 
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 _CLIENT_ID_INDEX = "messages_client_id"
+
+# Storage keeps its own metric, as realtime/hub.py does: no layer below server imports it.
+_RETRIES = Counter(
+    "liveop_store_retries_total",
+    "PostgreSQL writes retried after a serialization failure or deadlock (docs/operations.md)",
+)
 
 DIALECT = Dialect(
     ilike="ILIKE",
@@ -206,6 +213,7 @@ class PostgresStore(SqlStore):
                 if attempt >= MAX_ATTEMPTS or not _worth_retrying(exc):
                     raise
                 attempt += 1
+                _RETRIES.inc()
 
     async def _write_once(self, op: Op[T]) -> T:
         pool = self._open_pool()

@@ -185,6 +185,10 @@ _SELECT_BY_CLIENT_ID = (
     f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
     " WHERE account_id = $1 AND client_msg_id = $2"
 )
+# Served by the partial index on queued rows (outbound_due).
+_QUEUED_OUTBOUND = (
+    "SELECT channel, count(*) AS queued FROM outbound WHERE state = 'queued' GROUP BY channel"
+)
 _INSERT_EVENT = rows.insert_sql(rows.EVENTS)
 _INSERT_MESSAGE = rows.insert_sql(rows.MESSAGES)
 _INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
@@ -994,6 +998,13 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
         """The op that claims (see Store.claim_outbound): where the databases lock apart."""
+
+    async def queued_outbound(self) -> dict[OutboundChannel, int]:
+        async def op(conn: Conn) -> dict[OutboundChannel, int]:
+            found = await conn.fetch(_QUEUED_OUTBOUND)
+            return {r["channel"]: int(r["queued"]) for r in found}
+
+        return await self._read(op)
 
     async def finish_outbound(
         self,

@@ -281,3 +281,16 @@ async def test_a_stopping_worker_releases_its_claims_for_another_at_once(
     finally:
         await sms.aclose()
     assert await rig.delivery(convo) == "sent"
+
+
+async def test_the_queue_depth_counts_what_waits_backoffs_included(rig: Rig) -> None:
+    convo = await rig.conversation("smsbroadcast")
+    await append_reply(rig.store, convo, "Are you there?")
+    rig.sms.twilio.scripted.append((503, {"code": 20503, "message": "Service Unavailable"}))
+    assert await rig.worker.run_once() == 1
+    assert _sample("liveop_outbound_queued", channel="sms") == 1
+    rig.clock.now += BACKOFF_BASE_S
+    assert await rig.worker.run_once() == 1  # still queued while backing off, then sent
+    assert await rig.worker.run_once() == 0
+    assert _sample("liveop_outbound_queued", channel="sms") == 0
+    assert _sample("liveop_outbound_queued", channel="email") == 0
