@@ -134,6 +134,7 @@ TABLES: tuple[Table, ...] = (
             " last_activity:float resolved_at:float? last_seq:int unread:int"
             " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
+            " visitor_last_seq:int"
         ),
         ("id",),
     ),
@@ -143,6 +144,7 @@ TABLES: tuple[Table, ...] = (
             "convo_id:str seq:int id:str account_id:str sender:str operator_id:int?"
             " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
             " private:bool image_url:str? translation:str? translation_lang:str?"
+            " visitor_seq:int?"
         ),
         ("convo_id", "seq"),
     ),
@@ -462,11 +464,14 @@ class Store(Protocol):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> list[Message]:
         """The conversation's messages (none when it is not this account's) with seq >
         after_seq and created > after_created, oldest first: the first
         ``limit`` of them, or with ``newest`` the last ``limit`` of them. ``visitor_view``
-        leaves out private notes (before the limit applies); ``before_seq`` pages back."""
+        leaves out private notes (before the limit applies); ``before_seq`` pages back. With
+        ``visitor_seqs`` the seqs given (after_seq, before_seq) and the order are visitor seqs,
+        and notes, which have none, are left out."""
 
     async def read_conversation(
         self,
@@ -479,6 +484,7 @@ class Store(Protocol):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> tuple[Conversation, list[Message]] | None:
         """The conversation (None when it is not this account's) with its messages chosen as
         list_messages chooses them, in one round trip: the chat window's poll is the busiest
@@ -495,8 +501,8 @@ class Store(Protocol):
     async def replay_messages(
         self, account_id: str, convo_id: str, *, after_seq: int, limit: int
     ) -> list[MessageReplay]:
-        """The conversation's messages the visitor may see (no notes) with seq > after_seq,
-        oldest first, each with the visitor payload its event was committed with."""
+        """The conversation's messages the visitor may see (no notes) with visitor seq >
+        after_seq, oldest first, each with the visitor payload its event was committed with."""
 
     async def head_event_seq(self, account_id: str) -> int:
         """The account's latest event seq (0 before the first)."""
