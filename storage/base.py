@@ -333,19 +333,23 @@ class Store(Protocol):
         is_admin: bool,
         lang: str = "en",
     ) -> Operator:
-        """Raises DuplicateEmail when the email (case-insensitive) is taken."""
+        """Raises DuplicateEmail when the email (case-insensitive) is taken in the account."""
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None: ...
 
-    async def get_credentials(self, email: str) -> OperatorCredentials | None:
-        """The operator with this email, in any case, in any account (emails are logins)."""
+    async def get_credentials(
+        self, email: str, account_id: str | None = None, *, limit: int
+    ) -> list[OperatorCredentials]:
+        """The operators with this email, in any case: the one of ``account_id``, or without
+        it those of every account (emails are unique per account), at most ``limit``, by
+        account id."""
 
     async def list_operators(self, account_id: str) -> list[Operator]: ...
 
     async def update_operator(
         self, account_id: str, operator_id: int, patch: OperatorPatch
     ) -> Operator | None:
-        """Raises DuplicateEmail when the new email is taken."""
+        """Raises DuplicateEmail when the new email is taken in the account."""
 
     async def delete_operator(self, account_id: str, operator_id: int) -> bool:
         """Removes the operator and their team memberships; their messages keep their name."""

@@ -157,6 +157,10 @@ _SELECT_ALL_BY_ID = {
     for t in _NUMBERED
 }
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
+# An email's operators, as logins find them: lower() on both sides matches the unique index
+# on (lower(email), account_id) (migration 0010), so the lookup uses it.
+_SELECT_LOGINS = f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1) ORDER BY account_id LIMIT $2"
+_SELECT_LOGIN = f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1) AND account_id = $2"
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
     " ORDER BY seq LIMIT $3"
@@ -384,7 +388,8 @@ class SqlStore(abc.ABC):
     """The Store protocol over a driver, which supplies how an operation runs (``_read``,
     ``_write``, ``_write_once``, ``_snapshot``), how the outbound claim locks, and opening and
     closing. Every read and write is scoped by account except the ones that are global by
-    design: login (emails are unique in the installation), API keys and outbound claims."""
+    design: login (which may search every account for an email), API keys and outbound
+    claims."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
@@ -547,11 +552,16 @@ class SqlStore(abc.ABC):
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
         return await self._get(rows.OPERATORS, rows.operator, account_id, operator_id)
 
-    async def get_credentials(self, email: str) -> OperatorCredentials | None:
-        async def op(conn: Conn) -> OperatorCredentials | None:
-            # lower() on both sides matches the unique index, so the lookup uses it.
-            row = await conn.fetchrow(f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1)", email)
-            return OperatorCredentials(rows.operator(row), row["password_hash"]) if row else None
+    async def get_credentials(
+        self, email: str, account_id: str | None = None, *, limit: int
+    ) -> list[OperatorCredentials]:
+        async def op(conn: Conn) -> list[OperatorCredentials]:
+            found = await (
+                conn.fetch(_SELECT_LOGINS, email, limit)
+                if account_id is None
+                else conn.fetch(_SELECT_LOGIN, email, account_id)
+            )
+            return [OperatorCredentials(rows.operator(r), r["password_hash"]) for r in found]
 
         return await self._read(op)
 
