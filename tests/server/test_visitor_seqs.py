@@ -158,28 +158,40 @@ async def test_a_repeated_send_answers_with_the_visitor_seq(tenant: Tenant) -> N
     assert first["message"]["seq"] == repeated["message"]["seq"] == 4
 
 
-# The columns and index migration 0008 adds, taken away again to make a store from before it.
+# What migration 0008 adds, taken away again to make a store from before it, by dialect.
 UNDO_0008 = (
     "DROP INDEX messages_visitor_seq",
     "ALTER TABLE messages DROP COLUMN visitor_seq",
     "ALTER TABLE conversations DROP COLUMN visitor_last_seq",
     "DELETE FROM schema_migrations WHERE version = 8",
 )
+UNDO_0008_SQLITE = ("DROP TRIGGER messages_visitor_seq_for_old_writers", *UNDO_0008)
+UNDO_0008_POSTGRES = (
+    "DROP TRIGGER messages_visitor_seq_for_old_writers ON messages",
+    "DROP FUNCTION messages_visitor_seq_for_old_writers",
+    *UNDO_0008,
+)
 
 
-async def _undo_0008(database_url: str) -> None:
+async def _execute(database_url: str, *statements: str) -> None:
+    """Runs ``statements`` on the store's database directly, outside the app."""
     if database_url.startswith("sqlite:///"):
         path = database_url.removeprefix("sqlite:///")
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-            for statement in UNDO_0008:
-                db.execute(statement)
+            for statement in statements:
+                db.execute(statement.replace("$", "?"))
         return
     conn = await asyncpg.connect(database_url)
     try:
-        for statement in UNDO_0008:
+        for statement in statements:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def _undo_0008(database_url: str) -> None:
+    sqlite = database_url.startswith("sqlite:///")
+    await _execute(database_url, *(UNDO_0008_SQLITE if sqlite else UNDO_0008_POSTGRES))
 
 
 async def test_migration_0008_numbers_existing_messages_for_the_visitor(
@@ -204,3 +216,24 @@ async def test_migration_0008_numbers_existing_messages_for_the_visitor(
         assert [m.visitor_seq for m in everything] == [1, None, None, 2, 3, None]
     finally:
         await store.close()
+
+
+async def test_messages_the_previous_release_writes_get_visitor_seqs(
+    base: str, tenant: Tenant, settings: Settings
+) -> None:
+    """During a rolling update a process of the previous release inserts messages without a
+    visitor seq (its column list has none): the chat window still shows them, numbered."""
+    convo, _ = await _two_notes_between(tenant)
+    # As the previous release writes a visitor message: its conversation update, then the row.
+    await _execute(
+        settings.database_url,
+        f"UPDATE conversations SET last_seq = 6 WHERE id = '{convo}'",
+        "INSERT INTO messages (convo_id, seq, id, account_id, sender, text, created, private)"
+        f" VALUES ('{convo}', 6, 'old-writer-1', '{tenant.account_id}', 'visitor', 'from the"
+        " old release', 9999999999.0, FALSE)",
+    )
+    polled = await _window(tenant, "chatpoll", convoID=convo, afterSeq=3)
+    assert [(m["seq"], m["message"]) for m in polled["messages"]] == [(4, "from the old release")]
+    await _reply(tenant, convo, "after it")
+    polled = await _window(tenant, "chatpoll", convoID=convo, afterSeq=4)
+    assert [(m["seq"], m["message"]) for m in polled["messages"]] == [(5, "after it")]

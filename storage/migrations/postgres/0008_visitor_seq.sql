@@ -20,3 +20,19 @@ WHERE conversations.id = counted.convo_id;
 -- (notes' NULLs do not collide). On a large database it can be built beforehand with CREATE
 -- UNIQUE INDEX CONCURRENTLY, after the columns and their backfill (docs/deploy.md).
 CREATE UNIQUE INDEX IF NOT EXISTS messages_visitor_seq ON messages (convo_id, visitor_seq);
+-- During a rolling update, processes of the previous release still write messages, without a
+-- visitor seq: this numbers them (after the conversation's newest, which the unique index
+-- finds at once; the writer holds the conversation's row lock) so the chat window shows them
+-- too. Today's engine numbers its own messages and the trigger does nothing for them. To be
+-- dropped a release later.
+CREATE FUNCTION messages_visitor_seq_for_old_writers() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT coalesce(max(visitor_seq), 0) + 1 INTO NEW.visitor_seq
+    FROM messages WHERE convo_id = NEW.convo_id;
+    UPDATE conversations SET visitor_last_seq = NEW.visitor_seq WHERE id = NEW.convo_id;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER messages_visitor_seq_for_old_writers BEFORE INSERT ON messages
+FOR EACH ROW WHEN (NEW.visitor_seq IS NULL AND NOT NEW.private)
+EXECUTE FUNCTION messages_visitor_seq_for_old_writers();

@@ -19,3 +19,17 @@ WHERE conversations.id = counted.convo_id;
 -- The chat window reads a conversation by visitor seq; unique, as the engine numbers them
 -- (notes' NULLs do not collide).
 CREATE UNIQUE INDEX messages_visitor_seq ON messages (convo_id, visitor_seq);
+-- During a rolling update, processes of the previous release still write messages, without a
+-- visitor seq: this numbers them (after the conversation's newest, which the unique index
+-- finds at once) so the chat window shows them too. Today's engine numbers its own messages
+-- and the trigger does nothing for them. To be dropped a release later.
+CREATE TRIGGER messages_visitor_seq_for_old_writers AFTER INSERT ON messages
+WHEN NEW.visitor_seq IS NULL AND NOT NEW.private
+BEGIN
+    UPDATE messages SET visitor_seq = (
+        SELECT coalesce(max(visitor_seq), 0) + 1 FROM messages WHERE convo_id = NEW.convo_id
+    ) WHERE convo_id = NEW.convo_id AND seq = NEW.seq;
+    UPDATE conversations SET visitor_last_seq = (
+        SELECT max(visitor_seq) FROM messages WHERE convo_id = NEW.convo_id
+    ) WHERE id = NEW.convo_id;
+END;
