@@ -105,7 +105,7 @@ class Authenticator:
         if len(matched) > 1 or len(found) > checks:
             raise Conflict(
                 "account_required",
-                "this email and password sign in to more than one account: name the account",
+                "this email and password may sign in to more than one account: name the account",
             )
         operator = matched[0].operator
         version = await self._store.token_version(operator.account_id, operator.id)

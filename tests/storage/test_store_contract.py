@@ -44,13 +44,16 @@ def _conversation(account_id: str, now: float = 1000.0) -> Conversation:
 
 
 def _append(current: Conversation, text: str, client_msg_id: str | None = None) -> Change:
-    seq = current.last_seq + 1
+    """A visitor message, numbered as the engine numbers it (seq and visitor seq)."""
+    seq, visitor_seq = current.last_seq + 1, current.visitor_last_seq + 1
     message = Message(
         id=secrets.token_urlsafe(8), convo_id=current.id, seq=seq, sender="visitor",
         operator_id=None, operator_name=None, text=text, created=current.last_activity + 1,
-        client_msg_id=client_msg_id,
+        client_msg_id=client_msg_id, visitor_seq=visitor_seq,
     )  # fmt: skip
-    after = dataclasses.replace(current, last_seq=seq, last_activity=message.created)
+    after = dataclasses.replace(
+        current, last_seq=seq, visitor_last_seq=visitor_seq, last_activity=message.created
+    )
     return announce(Change(current, after, (message,)))
 
 
