@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from server.errors import Forbidden, Invalid, Unauthorized
+from server.errors import Conflict, Forbidden, Invalid, Unauthorized
 from server.security import (
     API_KEY_PREFIX,
     DUMMY_PASSWORD_HASH,
@@ -23,6 +23,11 @@ from storage.base import Store
 from storage.models import Operator
 
 BEARER = "bearer "
+# Accounts whose operator with a login's email has the password checked when the login names
+# no account (emails are unique per account only). Every such login runs the KDF this many
+# times, found or not, so its time tells neither whether the email is used nor how often; an
+# email in more accounts logs in naming its account.
+LOGIN_ACCOUNTS_MAX = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +84,30 @@ class Authenticator:
         self._secret = secret_key
         self._ttl_s = jwt_ttl_s
 
-    async def login(self, email: str, password: str) -> Session:
+    async def login(self, email: str, password: str, account_id: str | None = None) -> Session:
+        """The operator with this email and password: of ``account_id``, or without it the one
+        account's whose operator the password matches (``409 account_required`` when it matches
+        in several, which only someone who knows such a password learns)."""
         key = login_key(email)
-        found = await self._store.get_credentials(key)
-        # The KDF runs even for an unknown email so the response time reveals nothing.
-        encoded = found.password_hash if found else DUMMY_PASSWORD_HASH
-        matches = await asyncio.to_thread(verify_password, password, encoded)
-        if found is None or not matches:
+        checks = 1 if account_id is not None else LOGIN_ACCOUNTS_MAX
+        # One more than is checked, to know whether some were left unchecked.
+        found = await self._store.get_credentials(key, account_id, limit=checks + 1)
+        checked = found[:checks]
+        # The KDF runs `checks` times whatever was found, so the response time reveals nothing.
+        hashes = [c.password_hash for c in checked]
+        hashes += [DUMMY_PASSWORD_HASH] * (checks - len(hashes))
+        results = await asyncio.gather(
+            *(asyncio.to_thread(verify_password, password, encoded) for encoded in hashes)
+        )
+        matched = [c for c, matches in zip(checked, results, strict=False) if matches]
+        if not matched:
             raise _invalid()
-        operator = found.operator
+        if len(matched) > 1 or len(found) > checks:
+            raise Conflict(
+                "account_required",
+                "this email and password may sign in to more than one account: name the account",
+            )
+        operator = matched[0].operator
         version = await self._store.token_version(operator.account_id, operator.id)
         if version is None:  # deleted while the password was being checked
             raise _invalid()

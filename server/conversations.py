@@ -481,12 +481,17 @@ class ConversationEngine:
     async def window_poll(
         self, account_id: str, convo_id: str, *, since: float = 0.0, after_seq: int | None = None
     ) -> PollResult:
-        """The chat window's view: every message of both sides after a cursor (``after_seq``
-        when the client has one, else the seed's ``since`` time), newest POLL_BATCH at most.
-        Marks the operators' messages as read by the visitor."""
+        """The chat window's view: every message of both sides after a cursor (``after_seq``,
+        a visitor seq, when the client has one, else the seed's ``since`` time), newest
+        POLL_BATCH at most. Marks the operators' messages as read by the visitor."""
         if after_seq is not None:
             found = await self._store.read_conversation(
-                account_id, convo_id, after_seq=after_seq, limit=POLL_BATCH, visitor_view=True
+                account_id,
+                convo_id,
+                after_seq=after_seq,
+                limit=POLL_BATCH,
+                visitor_view=True,
+                visitor_seqs=True,
             )
         else:
             found = await self._store.read_conversation(
@@ -837,6 +842,8 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         if sender != "visitor" and current.source_app in OUTBOUND_CHANNELS:
             delivery = "queued"
     seq = current.last_seq + 1
+    # Notes have no visitor seq, so the visitor's numbering has no gap where one lies.
+    visitor_seq = None if draft.private else current.visitor_last_seq + 1
     message = Message(
         id=secrets.token_urlsafe(MESSAGE_ID_BYTES),
         convo_id=current.id,
@@ -852,6 +859,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         image_url=draft.image_url,
         translation=draft.translation,
         translation_lang=draft.translation_lang,
+        visitor_seq=visitor_seq,
     )
     after = dataclasses.replace(
         current,
@@ -861,6 +869,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         resolved_at=resolved_at,
         unread=unread,
         last_seq=seq,
+        visitor_last_seq=current.visitor_last_seq if visitor_seq is None else visitor_seq,
         last_activity=created,
         preview=preview,
         **firsts,

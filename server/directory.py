@@ -123,7 +123,9 @@ class Directory:
                 account_id, name, email, password_hash, is_admin, lang
             )
         except DuplicateEmail:
-            raise Conflict("email_taken", "an operator with this email already exists") from None
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
 
     async def update_operator(
         self,
@@ -149,7 +151,9 @@ class Directory:
         try:
             operator = await self._store.update_operator(account_id, operator_id, patch)
         except DuplicateEmail:
-            raise Conflict("email_taken", "an operator with this email already exists") from None
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
         found = _found(operator, "operator_not_found", f"no operator {operator_id}")
         if password_hash is not None:
             # Whoever knew the old password may hold a token: the new one signs them out.

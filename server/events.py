@@ -4,7 +4,7 @@ Two kinds of channel, each with its own seq:
 - ``acct:{account}`` carries every event of an account to its operators (SSE, tenant
   WebSocket), sequenced by the account event seq, rendered in the operator format.
 - ``conv:{conversation}`` carries what the visitor may see (WebSocket), sequenced by the
-  message seq, rendered in seed 000's camelCase.
+  visitor seq (gapless: notes have none), rendered in seed 000's camelCase.
 Which kinds exist, which are log and which state, and who hears each: server/event_catalogue.py.
 
 Log events are rendered once per audience when the engine decides the change (``announced``)
@@ -111,7 +111,7 @@ def _events(change: Change) -> tuple[NewEvent, ...]:
             MESSAGE_NEW.name,
             m.seq,
             _text(_message_new(m, conversation)),
-            None if m.private else _text(message_json(m)),
+            None if m.private else _text(message_json(m, visitor=True)),
         )
         for m in change.messages
     )
@@ -154,7 +154,7 @@ def visitor_payload(replay: MessageReplay) -> bytes:
     """What the visitor receives for a message, as committed (or rendered, see above)."""
     if replay.data is not None:
         return replay.data.encode()
-    return _json(message_json(replay.message))
+    return _json(message_json(replay.message, visitor=True))
 
 
 def visitor_status(conversation: Conversation) -> bytes:
@@ -191,9 +191,9 @@ class EventFeed:
             message = by_seq.get(event.msg_seq) if event.msg_seq is not None else None
             data = operator_payload(event, conversation, message)
             await self._hub.publish(account, event.seq, event.kind, data)
-            if event.visitor_data is not None:
+            if event.visitor_data is not None and message is not None:
                 await self._hub.publish(
-                    visitor, event.msg_seq, event.kind, event.visitor_data.encode()
+                    visitor, _visitor_seq(message), event.kind, event.visitor_data.encode()
                 )
             elif event.kind == CONVERSATION_UPDATED.name and _status_changed(committed):
                 await self._hub.publish(visitor, None, STATUS.name, visitor_status(conversation))
@@ -243,12 +243,18 @@ class EventFeed:
                 account_id, convo_id, after_seq=after, limit=limit
             )
             return [
-                Item(r.message.seq, MESSAGE_NEW.name, visitor_payload(r))
+                Item(_visitor_seq(r.message), MESSAGE_NEW.name, visitor_payload(r))
                 for r in replays
-                if upto is None or r.message.seq <= upto
+                if upto is None or _visitor_seq(r.message) <= upto
             ]
 
         return fetch
+
+
+def _visitor_seq(message: Message) -> int:
+    """The seq of a message the visitor sees (only notes have none, and they are not sent)."""
+    assert message.visitor_seq is not None, "a note is never sent to the visitor"
+    return message.visitor_seq
 
 
 def _status_changed(committed: Committed) -> bool:

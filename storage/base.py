@@ -136,6 +136,7 @@ TABLES: tuple[Table, ...] = (
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
             " rating:int? rating_comment:str rated_resolved_at:float? asked_at:float?"
             " replied_at:float? replied_by:int? bot_answered:bool"
+            " visitor_last_seq:int"
         ),
         ("id",),
     ),
@@ -145,6 +146,7 @@ TABLES: tuple[Table, ...] = (
             "convo_id:str seq:int id:str account_id:str sender:str operator_id:int?"
             " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
             " private:bool image_url:str? translation:str? translation_lang:str?"
+            " visitor_seq:int?"
         ),
         ("convo_id", "seq"),
     ),
@@ -434,19 +436,23 @@ class Store(Protocol):
         is_admin: bool,
         lang: str = "en",
     ) -> Operator:
-        """Raises DuplicateEmail when the email (case-insensitive) is taken."""
+        """Raises DuplicateEmail when the email (case-insensitive) is taken in the account."""
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None: ...
 
-    async def get_credentials(self, email: str) -> OperatorCredentials | None:
-        """The operator with this email, in any case, in any account (emails are logins)."""
+    async def get_credentials(
+        self, email: str, account_id: str | None = None, *, limit: int
+    ) -> list[OperatorCredentials]:
+        """The operators with this email, in any case: the one of ``account_id``, or without
+        it those of every account (emails are unique per account), at most ``limit``, by
+        account id."""
 
     async def list_operators(self, account_id: str) -> list[Operator]: ...
 
     async def update_operator(
         self, account_id: str, operator_id: int, patch: OperatorPatch
     ) -> Operator | None:
-        """Raises DuplicateEmail when the new email is taken."""
+        """Raises DuplicateEmail when the new email is taken in the account."""
 
     async def delete_operator(self, account_id: str, operator_id: int) -> bool:
         """Removes the operator and their team memberships; their messages keep their name."""
@@ -565,11 +571,14 @@ class Store(Protocol):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> list[Message]:
         """The conversation's messages (none when it is not this account's) with seq >
         after_seq and created > after_created, oldest first: the first
         ``limit`` of them, or with ``newest`` the last ``limit`` of them. ``visitor_view``
-        leaves out private notes (before the limit applies); ``before_seq`` pages back."""
+        leaves out private notes (before the limit applies); ``before_seq`` pages back. With
+        ``visitor_seqs`` the seqs given (after_seq, before_seq) and the order are visitor seqs,
+        and notes, which have none, are left out."""
 
     async def read_conversation(
         self,
@@ -582,6 +591,7 @@ class Store(Protocol):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> tuple[Conversation, list[Message]] | None:
         """The conversation (None when it is not this account's) with its messages chosen as
         list_messages chooses them, in one round trip: the chat window's poll is the busiest
@@ -598,8 +608,8 @@ class Store(Protocol):
     async def replay_messages(
         self, account_id: str, convo_id: str, *, after_seq: int, limit: int
     ) -> list[MessageReplay]:
-        """The conversation's messages the visitor may see (no notes) with seq > after_seq,
-        oldest first, each with the visitor payload its event was committed with."""
+        """The conversation's messages the visitor may see (no notes) with visitor seq >
+        after_seq, oldest first, each with the visitor payload its event was committed with."""
 
     async def head_event_seq(self, account_id: str) -> int:
         """The account's latest event seq (0 before the first)."""

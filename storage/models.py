@@ -139,6 +139,9 @@ class Conversation:
     replied_at: float | None = None
     replied_by: int | None = None
     bot_answered: bool = False
+    # Highest visitor seq: the visitor's own numbering of the messages it sees, gapless
+    # whatever notes lie between them; the next such message gets visitor_last_seq + 1.
+    visitor_last_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,8 @@ class Message:
     # With live translation: the text in the other side's language; `text` stays the original.
     translation: str | None = None
     translation_lang: str | None = None
+    # The seq the visitor's surfaces show (see Conversation.visitor_last_seq); None on notes.
+    visitor_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +219,8 @@ class Change:
     """What one engine decision does to one conversation, applied atomically by the Store.
 
     ``messages`` carry their final seq (assigned by the engine from the locked row), so the
-    Store only has to write them; ``after.last_seq`` must equal the last message's seq.
+    Store only has to write them; ``after.last_seq`` must equal the last message's seq, and
+    ``after.visitor_last_seq`` the last visitor seq.
     ``events`` are appended in order, numbered by the Store in the same transaction.
     """
 

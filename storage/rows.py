@@ -82,6 +82,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "rating": c.rating, "rating_comment": c.rating_comment,
         "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
+        "visitor_last_seq": c.visitor_last_seq,
     }  # fmt: skip
 
 
@@ -100,7 +101,7 @@ _CONVO_COLUMNS = (
     "lname", "email", "phone", "info", "created", "last_activity", "resolved_at", "last_seq",
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
-    "asked_at", "replied_at", "replied_by", "bot_answered",
+    "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -111,14 +112,14 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered) = _CONVO_GETTERS[p](r)  # fmt: skip
+     bot_answered, visitor_last_seq) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
         last_seq, unread, operator_read_seq, visitor_read_seq, site_id, session_id, block_type,
         # SQLite has no boolean type: flags come back as 0 or 1.
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
-        asked_at, replied_at, replied_by, bool(bot_answered),
+        asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq,
     )  # fmt: skip
 
 
@@ -129,6 +130,7 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         "text": m.text, "created": m.created, "client_msg_id": m.client_msg_id,
         "delivery": m.delivery, "private": m.private, "image_url": m.image_url,
         "translation": m.translation, "translation_lang": m.translation_lang,
+        "visitor_seq": m.visitor_seq,
     }  # fmt: skip
 
 
@@ -138,11 +140,11 @@ _MESSAGE_GETTERS = _getters([f.name for f in dataclasses.fields(Message)])
 
 def message(r: Row, p: str = "") -> Message:
     (id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
-     delivery, private, image_url, translation,
-     translation_lang) = _MESSAGE_GETTERS[p](r)  # fmt: skip
+     delivery, private, image_url, translation, translation_lang,
+     visitor_seq) = _MESSAGE_GETTERS[p](r)  # fmt: skip
     return Message(
         id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
-        delivery, bool(private), image_url, translation, translation_lang,
+        delivery, bool(private), image_url, translation, translation_lang, visitor_seq,
     )  # fmt: skip
 
 

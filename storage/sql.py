@@ -136,18 +136,24 @@ _UPDATE_CONVO = (
 )
 
 
-def _select_messages(visitor_view: bool, newest: bool) -> str:
-    # Notes are for operators: the limit counts only what the visitor may see.
-    hidden = " AND NOT private" if visitor_view else ""
+def _select_messages(visitor_view: bool, newest: bool, visitor_seqs: bool) -> str:
+    # Notes are for operators: the limit counts only what the visitor may see. Notes have no
+    # visitor seq, so a window by visitor seq leaves them out already.
+    hidden = " AND NOT private" if visitor_view and not visitor_seqs else ""
+    seq = "visitor_seq" if visitor_seqs else "seq"
     return (
         f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages WHERE account_id = $1"
-        f" AND convo_id = $2 AND seq > $3 AND seq < $4 AND created > $5{hidden}"
-        f" ORDER BY seq {'DESC' if newest else 'ASC'} LIMIT $6"
+        f" AND convo_id = $2 AND {seq} > $3 AND {seq} < $4 AND created > $5{hidden}"
+        f" ORDER BY {seq} {'DESC' if newest else 'ASC'} LIMIT $6"
     )
 
 
-# By (visitor_view, newest): statements are built once, so the drivers' caches find them at once.
-_SELECT_MESSAGES = {(v, n): _select_messages(v, n) for v in (False, True) for n in (False, True)}
+# By (visitor_view, newest, visitor_seqs): statements are built once, so the drivers' caches
+# find them at once.
+_SELECT_MESSAGES = {
+    (v, n, s): _select_messages(v, n, s) for v in (False, True) for n in (False, True)
+    for s in (False, True)
+}  # fmt: skip
 # One row of an account's table with ids, and all of them by id, by table name.
 _NUMBERED = [t for t in TABLES if t.key == ("account_id", "id")]
 _SELECT_BY_ID = {
@@ -159,6 +165,10 @@ _SELECT_ALL_BY_ID = {
     for t in _NUMBERED
 }
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
+# An email's operators, as logins find them: lower() on both sides matches the unique index
+# on (lower(email), account_id) (migration 0010), so the lookup uses it.
+_SELECT_LOGINS = f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1) ORDER BY account_id LIMIT $2"
+_SELECT_LOGIN = f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1) AND account_id = $2"
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
     " ORDER BY seq LIMIT $3"
@@ -171,14 +181,15 @@ _REPLAY = (
     " WHERE e.account_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
 )
 
-# The visitor's replay of a conversation: each message it may see with the payload its event
-# was committed with (one event per message, see migration 0006; NULL on older rows).
+# The visitor's replay of a conversation, by visitor seq: each message it may see (notes have
+# none) with the payload its event was committed with (one event per message, see migration
+# 0006; NULL on older rows).
 _REPLAY_MESSAGES = (
     f"SELECT {rows.select_list(rows.MESSAGES, 'm')}, e.visitor_data AS e_visitor_data"
     " FROM messages m LEFT JOIN events e"
     " ON e.account_id = m.account_id AND e.convo_id = m.convo_id AND e.msg_seq = m.seq"
-    " WHERE m.account_id = $1 AND m.convo_id = $2 AND m.seq > $3 AND NOT m.private"
-    " ORDER BY m.seq LIMIT $4"
+    " WHERE m.account_id = $1 AND m.convo_id = $2 AND m.visitor_seq > $3"
+    " ORDER BY m.visitor_seq LIMIT $4"
 )
 
 _SELECT_BY_CLIENT_ID = (
@@ -281,11 +292,12 @@ class _Window:
     newest: bool
     visitor_view: bool
     before_seq: int | None
+    visitor_seqs: bool
 
 
 async def _messages(conn: Conn, account_id: str, convo_id: str, w: _Window) -> list[Message]:
     found = await conn.fetch(
-        _SELECT_MESSAGES[w.visitor_view, w.newest],
+        _SELECT_MESSAGES[w.visitor_view, w.newest, w.visitor_seqs],
         account_id,
         convo_id,
         w.after_seq,
@@ -388,7 +400,8 @@ class SqlStore(abc.ABC):
     """The Store protocol over a driver, which supplies how an operation runs (``_read``,
     ``_write``, ``_write_once``, ``_snapshot``), how the outbound claim locks, and opening and
     closing. Every read and write is scoped by account except the ones that are global by
-    design: login (emails are unique in the installation), API keys and outbound claims."""
+    design: login (which may search every account for an email), API keys and outbound
+    claims."""
 
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
@@ -556,11 +569,16 @@ class SqlStore(abc.ABC):
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
         return await self._get(rows.OPERATORS, rows.operator, account_id, operator_id)
 
-    async def get_credentials(self, email: str) -> OperatorCredentials | None:
-        async def op(conn: Conn) -> OperatorCredentials | None:
-            # lower() on both sides matches the unique index, so the lookup uses it.
-            row = await conn.fetchrow(f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1)", email)
-            return OperatorCredentials(rows.operator(row), row["password_hash"]) if row else None
+    async def get_credentials(
+        self, email: str, account_id: str | None = None, *, limit: int
+    ) -> list[OperatorCredentials]:
+        async def op(conn: Conn) -> list[OperatorCredentials]:
+            found = await (
+                conn.fetch(_SELECT_LOGINS, email, limit)
+                if account_id is None
+                else conn.fetch(_SELECT_LOGIN, email, account_id)
+            )
+            return [OperatorCredentials(rows.operator(r), r["password_hash"]) for r in found]
 
         return await self._read(op)
 
@@ -884,8 +902,11 @@ class SqlStore(abc.ABC):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> list[Message]:
-        window = _Window(after_seq, after_created, limit, newest, visitor_view, before_seq)
+        window = _Window(
+            after_seq, after_created, limit, newest, visitor_view, before_seq, visitor_seqs
+        )
         return await self._read(lambda conn: _messages(conn, account_id, convo_id, window))
 
     async def read_conversation(
@@ -899,8 +920,11 @@ class SqlStore(abc.ABC):
         newest: bool = False,
         visitor_view: bool = False,
         before_seq: int | None = None,
+        visitor_seqs: bool = False,
     ) -> tuple[Conversation, list[Message]] | None:
-        window = _Window(after_seq, after_created, limit, newest, visitor_view, before_seq)
+        window = _Window(
+            after_seq, after_created, limit, newest, visitor_view, before_seq, visitor_seqs
+        )
 
         async def op(conn: Conn) -> tuple[Conversation, list[Message]] | None:
             row = await conn.fetchrow(_SELECT_CONVO, convo_id, account_id)

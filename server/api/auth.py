@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from realtime.ratelimit import Rule
+from server.api.commands import ID_MAX_CHARS
 from server.api.wire import ok, read_fields
 from server.auth import login_key
 from server.render.snake_case import operator_json
@@ -33,6 +34,9 @@ async def login(request: Request) -> Response:
     fields = await read_fields(request)
     email = fields.identifier("email", required=True, max_chars=EMAIL_MAX_CHARS)
     password = fields.require("password", max_chars=PASSWORD_MAX_CHARS)
+    # Needed only when the email and password sign in to several accounts (409
+    # account_required): emails are unique per account.
+    account = fields.identifier("account", max_chars=ID_MAX_CHARS)
     svc = services(request)
     device = svc.auth.device(email, request.cookies.get(DEVICE_COOKIE, ""))
     if device is not None:
@@ -40,7 +44,7 @@ async def login(request: Request) -> Response:
     else:
         await svc.limit(LOGIN_PER_IP, "login-ip", client_ip(request))
         await svc.limit(LOGIN_PER_EMAIL, "login-email", login_key(email))
-    session = await svc.auth.login(email, password)
+    session = await svc.auth.login(email, password, account)
     response = ok(
         token=session.token,
         expires_at=session.expires,

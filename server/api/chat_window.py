@@ -200,7 +200,7 @@ def routes(template: str) -> list[Route]:
         )
         return ok(
             convoID=committed.conversation.id,
-            message=message_json(committed.messages[0]),
+            message=message_json(committed.messages[0], visitor=True),
             duplicate=committed.duplicate,
         )
 
@@ -226,7 +226,7 @@ def routes(template: str) -> list[Route]:
         )
         return ok(
             convoID=result.conversation.id,
-            messages=[message_json(m) for m in result.messages],
+            messages=[message_json(m, visitor=True) for m in result.messages],
             typing=result.typing,
             status=result.conversation.status,
         )

@@ -4,7 +4,8 @@ the capability, as on the chat-window URLs.
 Client frames: ``hello`` (first, within 5 s: ``convoID`` and the last ``seq`` seen, both
 optional), ``send`` (``message``, ``clientMsgID``, ``fname``, ``email``), ``typing``,
 ``ping``. Server frames: ``message:new`` and ``typing`` and ``status`` events, ``ack`` per
-send, ``error``, ``reset``, ``pong``.
+send, ``error``, ``reset``, ``pong``. Every seq here is a visitor seq: gapless, whatever notes
+lie between the messages.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class VisitorSocket:
             return seq
 
         async def on_reset() -> int:
-            latest = (await self.svc.engine.conversation(self.account_id, convo_id)).last_seq
+            conversation = await self.svc.engine.conversation(self.account_id, convo_id)
+            latest = conversation.visitor_last_seq
             outbox.cursor = latest
             return latest
 
@@ -137,7 +139,7 @@ class VisitorSocket:
                 "ack",
                 clientMsgID=sent.client_msg_id,
                 convoID=sent.convo_id,
-                seq=sent.seq,
+                seq=sent.visitor_seq,
                 duplicate=committed.duplicate,
             )
         )
@@ -191,13 +193,13 @@ async def visitor_socket(websocket: WebSocket) -> None:
                     "ready",
                     convoID=convo_id,
                     status=conversation.status,
-                    seq=conversation.last_seq,
+                    seq=conversation.visitor_last_seq,
                 )
             )
-            if seq > conversation.last_seq:
+            if seq > conversation.visitor_last_seq:
                 # A cursor from the future (another install, a tampered client): start over.
-                await websocket.send_text(control("reset", seq=conversation.last_seq))
-                seq = conversation.last_seq
+                await websocket.send_text(control("reset", seq=conversation.visitor_last_seq))
+                seq = conversation.visitor_last_seq
             await sock.follow(convo_id, seq)
             del conversation  # an idle socket should not keep the row alive
         while True:

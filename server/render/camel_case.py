@@ -12,13 +12,15 @@ def user_info_json(info: UserInfo) -> dict[str, str]:
     return {"fname": info.fname, "lname": info.lname, "email": info.email, "phone": info.phone}
 
 
-def message_json(m: Message) -> dict[str, Any]:
+def message_json(m: Message, *, visitor: bool = False) -> dict[str, Any]:
     """As the visitor's side sees it: an operator's reply in the visitor's language when live
-    translation made one (the original stays in ``originalMessage``)."""
+    translation made one (the original stays in ``originalMessage``). ``visitor`` is for the
+    visitor's own surfaces (the chat window and its socket): ``seq`` is then the visitor seq,
+    gapless whatever notes lie between; the App Command API keeps the message seq."""
     shown = m.translation if m.translation is not None and m.sender != "visitor" else m.text
     return {
         "id": m.id,
-        "seq": m.seq,
+        "seq": m.visitor_seq if visitor else m.seq,
         "convoID": m.convo_id,
         "sender": m.sender,
         "operatorID": m.operator_id,

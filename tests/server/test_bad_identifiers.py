@@ -183,6 +183,8 @@ IDENTIFIER_CASES: list[Case] = [
     ("setstatus status", "POST", "setstatus", "key", "json", {"convoID": CONVO, "status": BAD}),
     ("login email", "POST", "/api/v1/auth/login", None, "json",
      {"email": f"alex{BAD}@x.test", "password": TEST_PASSWORD}),
+    ("login account", "POST", "/api/v1/auth/login", None, "json",
+     {"email": "alex@x.test", "password": TEST_PASSWORD, "account": BAD}),
     ("message conversation_id", "POST", f"{OPERATOR}/message", "operator", "json",
      {"conversation_id": BAD, "content": "hi"}),
     ("message client_msg_id", "POST", f"{OPERATOR}/message", "operator", "json",

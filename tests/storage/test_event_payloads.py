@@ -20,17 +20,27 @@ from storage.models import Change, Conversation, Message, NewEvent
 from tests.storage.conftest import BACKENDS
 from tests.storage.test_store_contract import _account, _conversation
 
+# The migration that adds the visitor seqs.
+VISITOR_SEQS = 8
+
 
 def _message(current: Conversation, text: str, *, private: bool = False) -> Message:
+    """Numbered as the engine numbers them: notes have no visitor seq."""
     return Message(
         id=secrets.token_urlsafe(8), convo_id=current.id, seq=current.last_seq + 1,
         sender="operator", operator_id=None, operator_name=None, text=text,
         created=current.last_activity + 1, client_msg_id=None, private=private,
+        visitor_seq=None if private else current.visitor_last_seq + 1,
     )  # fmt: skip
 
 
 def _with(current: Conversation, message: Message, *events: NewEvent) -> Change:
-    after = dataclasses.replace(current, last_seq=message.seq, last_activity=message.created)
+    after = dataclasses.replace(
+        current,
+        last_seq=message.seq,
+        visitor_last_seq=message.visitor_seq or current.visitor_last_seq,
+        last_activity=message.created,
+    )
     return Change(current, after, (message,), events)
 
 
@@ -185,9 +195,13 @@ async def test_events_from_before_0006_survive_the_upgrade_and_replay(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = storage.sqlite if database_url.startswith("sqlite") else storage.postgres
+    # Without 0006 and 0007; with the later steps that add columns today's store writes
+    # (0008, visitor seqs), so that it can write the old rows.
     with monkeypatch.context() as before_0006:
         before_0006.setattr(
-            backend, "load_migrations", lambda d: [m for m in load_migrations(d) if m[0] < 6]
+            backend,
+            "load_migrations",
+            lambda d: [m for m in load_migrations(d) if m[0] < 6 or m[0] == VISITOR_SEQS],
         )
         old = create_store(database_url)
         await old.open()

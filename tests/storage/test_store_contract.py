@@ -24,7 +24,14 @@ from storage.base import (
     TeamPatch,
     UnknownReference,
 )
-from storage.models import DEFAULT_SITE_ID, Change, Conversation, Message, UserInfo
+from storage.models import (
+    DEFAULT_SITE_ID,
+    Change,
+    Conversation,
+    Message,
+    OperatorCredentials,
+    UserInfo,
+)
 from tests.storage.conftest import SQLITE_FILE
 
 
@@ -37,13 +44,16 @@ def _conversation(account_id: str, now: float = 1000.0) -> Conversation:
 
 
 def _append(current: Conversation, text: str, client_msg_id: str | None = None) -> Change:
-    seq = current.last_seq + 1
+    """A visitor message, numbered as the engine numbers it (seq and visitor seq)."""
+    seq, visitor_seq = current.last_seq + 1, current.visitor_last_seq + 1
     message = Message(
         id=secrets.token_urlsafe(8), convo_id=current.id, seq=seq, sender="visitor",
         operator_id=None, operator_name=None, text=text, created=current.last_activity + 1,
-        client_msg_id=client_msg_id,
+        client_msg_id=client_msg_id, visitor_seq=visitor_seq,
     )  # fmt: skip
-    after = dataclasses.replace(current, last_seq=seq, last_activity=message.created)
+    after = dataclasses.replace(
+        current, last_seq=seq, visitor_last_seq=visitor_seq, last_activity=message.created
+    )
     return announce(Change(current, after, (message,)))
 
 
@@ -213,24 +223,36 @@ async def test_operator_ids_are_per_account_and_never_reused(store: Store) -> No
     assert [o.id for o in await store.list_operators(a)] == [1, 3]
 
 
-async def test_operator_emails_are_unique_across_accounts(store: Store) -> None:
+async def test_operator_emails_are_unique_per_account_not_across_accounts(store: Store) -> None:
+    """Issue 21 item 9 changed the rule (they were unique across accounts, which told an
+    admin who else uses the product): another account may use the same email."""
     a, b = await _account(store), await _account(store, "globex")
     await store.create_operator(a, "One", "same@x.test", "h", False)
     with pytest.raises(DuplicateEmail):
-        await store.create_operator(b, "Two", "same@x.test", "h", False)
-    two = await store.create_operator(b, "Two", "two@x.test", "h", False)
+        await store.create_operator(a, "Two", "same@x.test", "h", False)
+    two = await store.create_operator(a, "Two", "two@x.test", "h", False)
     with pytest.raises(DuplicateEmail):
-        await store.update_operator(b, two.id, OperatorPatch(email="same@x.test"))
-    assert [o.email for o in await store.list_operators(b)] == ["two@x.test"]
+        await store.update_operator(a, two.id, OperatorPatch(email="same@x.test"))
+    assert [o.email for o in await store.list_operators(a)] == ["same@x.test", "two@x.test"]
+    elsewhere = await store.create_operator(b, "Uno", "same@x.test", "h", False)
+    assert [o.email for o in await store.list_operators(b)] == [elsewhere.email]
 
 
 async def test_credentials_carry_the_hash(store: Store) -> None:
     account = await _account(store)
     operator = await store.create_operator(account, "One", "one@x.test", "scrypt$hash", True)
-    found = await store.get_credentials("one@x.test")
-    assert found is not None and found.operator == operator
+    (found,) = await store.get_credentials("one@x.test", limit=2)
+    assert found.operator == operator
     assert found.password_hash == "scrypt$hash"
-    assert await store.get_credentials("nobody@x.test") is None
+    assert await store.get_credentials("nobody@x.test", limit=2) == []
+    assert await store.get_credentials("one@x.test", account, limit=2) == [found]
+    other = await _account(store, "globex")
+    assert await store.get_credentials("one@x.test", other, limit=2) == []
+    same = await store.create_operator(other, "Uno", "ONE@x.test", "scrypt$other", False)
+    both = await store.get_credentials("one@X.test", limit=2)
+    assert [c.operator for c in both] == sorted([operator, same], key=lambda o: o.account_id)
+    assert await store.get_credentials("one@x.test", limit=1) == both[:1]
+    assert [c.operator for c in await store.get_credentials("one@x.test", other, limit=2)] == [same]
 
 
 async def test_updates_are_partial_and_scoped(store: Store) -> None:
@@ -309,21 +331,23 @@ async def test_read_conversation_returns_the_row_and_its_messages_in_one_call(
 
 
 async def test_operator_emails_are_unique_case_insensitively(store: Store) -> None:
-    a, b = await _account(store), await _account(store, "globex")
+    """Within an account (issue 21 item 9: no longer across accounts)."""
+    a = await _account(store)
     same = await store.create_operator(a, "One", "same@x.test", "h", False)
     with pytest.raises(DuplicateEmail):
-        await store.create_operator(b, "Two", "SAME@x.test", "h", False)
+        await store.create_operator(a, "Two", "SAME@x.test", "h", False)
     with pytest.raises(DuplicateEmail):
         await store.create_operator(a, "Two", "Same@X.Test", "h", False)
-    two = await store.create_operator(b, "Two", "two@x.test", "h", False)
+    two = await store.create_operator(a, "Two", "two@x.test", "h", False)
     with pytest.raises(DuplicateEmail):
-        await store.update_operator(b, two.id, OperatorPatch(email="sAmE@x.test"))
+        await store.update_operator(a, two.id, OperatorPatch(email="sAmE@x.test"))
     # An operator may change the case of their own email.
     renamed = await store.update_operator(a, same.id, OperatorPatch(email="Same@x.test"))
     assert renamed is not None and renamed.email == "Same@x.test"
-    found = await store.get_credentials("SAME@X.TEST")
-    assert found is not None and found.operator == renamed
-    assert [o.email for o in await store.list_operators(b)] == ["two@x.test"]
+    assert await store.get_credentials("SAME@X.TEST", limit=2) == [
+        OperatorCredentials(renamed, "h")
+    ]
+    assert [o.email for o in await store.list_operators(a)] == ["Same@x.test", "two@x.test"]
 
 
 async def test_every_read_is_scoped_by_account(store: Store) -> None:

@@ -189,6 +189,8 @@ $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const email = $("login-email").value.trim();
   const password = $("login-password").value;
+  // Emails are unique per account: the account is asked for only when the server needs it.
+  const account = $("login-account").value.trim();
   if (!email || !password) {
     say($("login-error"), "Enter your email and password.");
     return;
@@ -196,16 +198,27 @@ $("login-form").addEventListener("submit", async (event) => {
   say($("login-error"), "");
   $("login-submit").disabled = true;
   try {
-    const answer = await api("POST", "auth/login", { email, password });
+    const answer = await api(
+      "POST",
+      "auth/login",
+      account ? { email, password, account } : { email, password },
+    );
     const saved = { token: answer.token, expires_at: answer.expires_at, operator: answer.operator };
     session.save(saved);
     $("login-password").value = "";
     start(saved);
   } catch (error) {
-    say(
-      $("login-error"),
-      error.code === "invalid_credentials" ? "Wrong email or password." : error.message,
-    );
+    if (error.code === "account_required") {
+      $("login-account-field").hidden = false;
+      say(
+        $("login-error"),
+        "This email and password sign in to more than one account: enter the account ID.",
+      );
+      $("login-account").focus();
+      return;
+    }
+    const wrong = account ? "Wrong email, password or account." : "Wrong email or password.";
+    say($("login-error"), error.code === "invalid_credentials" ? wrong : error.message);
     $("login-password").select();
   } finally {
     $("login-submit").disabled = false;
