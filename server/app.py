@@ -45,7 +45,9 @@ from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
+from server.channels import Channels
 from server.conversations import ConversationEngine
+from server.crypto import Sealer
 from server.directory import Directory
 from server.errors import LiveOpError
 from server.events import EventFeed
@@ -132,6 +134,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                     translator=translator,
                 ),
                 directory=Directory(store, settings.max_message_chars),
+                channels=Channels(store, Sealer(settings.encryption_keys)),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,

@@ -11,6 +11,8 @@ from storage.models import (
     Account,
     CannedResponse,
     Change,
+    Channel,
+    ChannelKind,
     Committed,
     Conversation,
     Event,
@@ -35,6 +37,10 @@ Decide = Callable[[Conversation | None], Change | None]
 
 class StoreError(Exception):
     """Base of the errors a Store raises on its own account (not a decision's errors)."""
+
+
+class DuplicateKey(StoreError):
+    """A channel key is already taken (keys are unique across the installation)."""
 
 
 class DuplicateEmail(StoreError):
@@ -122,6 +128,15 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "channels",
+        _columns(
+            "account_id:str id:int kind:str name:str key:str settings:str credentials:str"
+            " created:float last_inbound:float? last_outbound:float? last_error:str?"
+            " last_error_at:float?"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -134,6 +149,7 @@ TABLES: tuple[Table, ...] = (
             " last_activity:float resolved_at:float? last_seq:int unread:int"
             " operator_read_seq:int visitor_read_seq:int site_id:int session_id:str?"
             " block_type:str? translate:bool visitor_lang:str info:str preview:str"
+            " channel_id:int?"
         ),
         ("id",),
     ),
@@ -234,13 +250,21 @@ class SitePatch:
     team_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelPatch:
+    name: str | None = None
+    # Public settings as JSON, and credentials as a sealed token: each replaced whole.
+    settings: str | None = None
+    credentials: str | None = None
+
+
 # Past every seq there can be (both backends store 64-bit integers).
 SEQ_END = 2**63 - 1
 # SitePatch.team_id meaning "no team" (team ids start at 1).
 NO_TEAM = 0
 
 
-def patch_values(patch: OperatorPatch | CannedPatch | SitePatch) -> dict[str, Any]:
+def patch_values(patch: OperatorPatch | CannedPatch | SitePatch | ChannelPatch) -> dict[str, Any]:
     """The columns a patch sets, None meaning unchanged. A site's NO_TEAM is left to the
     caller, since a generic update cannot tell "set to NULL" from "leave alone"."""
     values = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch)}
@@ -412,6 +436,33 @@ class Store(Protocol):
 
     async def delete_site(self, account_id: str, site_id: int) -> bool:
         """Its conversations keep their site id (history is never rewritten)."""
+
+    # channels (issue 14)
+    async def create_channel(
+        self,
+        account_id: str,
+        kind: ChannelKind,
+        name: str,
+        key: str,
+        settings: str,
+        credentials: str,
+    ) -> Channel:
+        """Numbers the channel within its account. ``key`` is unique across the
+        installation: a clash raises DuplicateKey and writes nothing."""
+
+    async def get_channel(self, account_id: str, channel_id: int) -> Channel | None: ...
+
+    async def get_channel_by_key(self, key: str) -> Channel | None:
+        """The one lookup not scoped by account: a webhook names its channel only by key."""
+
+    async def list_channels(self, account_id: str) -> list[Channel]: ...
+
+    async def update_channel(
+        self, account_id: str, channel_id: int, patch: ChannelPatch
+    ) -> Channel | None: ...
+
+    async def delete_channel(self, account_id: str, channel_id: int) -> bool:
+        """Its conversations keep their channel id (history is never rewritten)."""
 
     # push tokens (an operator's devices)
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:

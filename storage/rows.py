@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
     CannedResponse,
+    Channel,
     Conversation,
     Event,
     Message,
@@ -39,6 +40,7 @@ TEAM_MEMBERS = TABLES_BY_NAME["team_members"]
 PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
 CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
+CHANNELS = TABLES_BY_NAME["channels"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -76,6 +78,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "visitor_read_seq": c.visitor_read_seq, "site_id": c.site_id,
         "session_id": c.session_id, "block_type": c.block_type, "translate": c.translate,
         "visitor_lang": c.visitor_lang, "info": u.info, "preview": c.preview,
+        "channel_id": c.channel_id,
     }  # fmt: skip
 
 
@@ -93,7 +96,7 @@ _CONVO_COLUMNS = (
     "id", "account_id", "source_app", "status", "mode", "operator_id", "team_id", "fname",
     "lname", "email", "phone", "info", "created", "last_activity", "resolved_at", "last_seq",
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
-    "translate", "visitor_lang", "preview",
+    "translate", "visitor_lang", "preview", "channel_id",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -103,13 +106,13 @@ def convo(r: Row, p: str = "") -> Conversation:
     (id_, account_id, source_app, status, mode, operator_id, team_id, fname, lname, email, phone,
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang,
-     preview) = _CONVO_GETTERS[p](r)  # fmt: skip
+     preview, channel_id) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
         last_seq, unread, operator_read_seq, visitor_read_seq, site_id, session_id, block_type,
         # SQLite has no boolean type: flags come back as 0 or 1.
-        bool(translate), visitor_lang, preview,
+        bool(translate), visitor_lang, preview, channel_id,
     )  # fmt: skip
 
 
@@ -173,3 +176,8 @@ def canned(r: Row) -> CannedResponse:
         account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
         message=r["message"],
     )  # fmt: skip
+
+
+# A channel's columns are named as its fields.
+def channel(r: Row) -> Channel:
+    return Channel(*(r[f.name] for f in dataclasses.fields(Channel)))

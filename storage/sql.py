@@ -37,8 +37,10 @@ from storage.base import (
     TABLES,
     TRANSFER_BATCH_ROWS,
     CannedPatch,
+    ChannelPatch,
     Decide,
     DuplicateEmail,
+    DuplicateKey,
     InboxQuery,
     InvalidRow,
     OperatorPatch,
@@ -55,6 +57,8 @@ from storage.models import (
     DEFAULT_SITE_ID,
     Account,
     CannedResponse,
+    Channel,
+    ChannelKind,
     Committed,
     Conversation,
     Event,
@@ -150,6 +154,7 @@ _SELECT_ALL_BY_ID = {
     t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 ORDER BY id"
     for t in _NUMBERED
 }
+_SELECT_CHANNEL_BY_KEY = f"SELECT {rows.select_list(rows.CHANNELS)} FROM channels WHERE key = $1"
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
@@ -183,6 +188,7 @@ _INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
 _INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
 _INSERT_SITE = rows.insert_sql(rows.SITES)
 _INSERT_CANNED = rows.insert_sql(rows.CANNED)
+_INSERT_CHANNEL = rows.insert_sql(rows.CHANNELS)
 _INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
@@ -733,6 +739,55 @@ class SqlStore(abc.ABC):
 
     async def delete_site(self, account_id: str, site_id: int) -> bool:
         return await self._write(lambda conn: _delete(conn, "sites", account_id, site_id))
+
+    # channels
+
+    async def create_channel(
+        self,
+        account_id: str,
+        kind: ChannelKind,
+        name: str,
+        key: str,
+        settings: str,
+        credentials: str,
+    ) -> Channel:
+        async def op(conn: Conn) -> Channel:
+            channel_id = await _next_id(conn, account_id, "channel")
+            channel = Channel(
+                account_id, channel_id, kind, name, key, settings, credentials, time.time()
+            )
+            try:
+                await conn.execute(_INSERT_CHANNEL, *rows.values(rows.CHANNELS, asdict(channel)))
+            except self._dialect.unique_violation as exc:
+                raise DuplicateKey(key) from exc
+            return channel
+
+        return await self._write(op)
+
+    async def get_channel(self, account_id: str, channel_id: int) -> Channel | None:
+        return await self._get(rows.CHANNELS, rows.channel, account_id, channel_id)
+
+    async def get_channel_by_key(self, key: str) -> Channel | None:
+        async def op(conn: Conn) -> Channel | None:
+            row = await conn.fetchrow(_SELECT_CHANNEL_BY_KEY, key)
+            return rows.channel(row) if row else None
+
+        return await self._read(op)
+
+    async def list_channels(self, account_id: str) -> list[Channel]:
+        return await self._list(rows.CHANNELS, rows.channel, account_id)
+
+    async def update_channel(
+        self, account_id: str, channel_id: int, patch: ChannelPatch
+    ) -> Channel | None:
+        async def op(conn: Conn) -> Channel | None:
+            row = await _patch(conn, rows.CHANNELS, account_id, channel_id, patch_values(patch))
+            return rows.channel(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_channel(self, account_id: str, channel_id: int) -> bool:
+        return await self._write(lambda conn: _delete(conn, "channels", account_id, channel_id))
 
     # push tokens
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import CannedResponse, Conversation, Message, Operator, Site, Team
+from server.channels import settings_of, webhooks
+from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
@@ -26,6 +27,25 @@ def site_json(s: Site) -> dict[str, Any]:
         "position": s.position,
         "greeting": s.greeting,
         "team_id": s.team_id,
+    }
+
+
+def channel_json(c: Channel) -> dict[str, Any]:
+    """Never the credentials: only the public settings and the health line."""
+    return {
+        "id": c.id,
+        "kind": c.kind,
+        "name": c.name,
+        "key": c.key,
+        **settings_of(c),
+        "webhooks": webhooks(c),
+        "created": c.created,
+        "health": {
+            "last_inbound": c.last_inbound,
+            "last_outbound": c.last_outbound,
+            "last_error": c.last_error,
+            "last_error_at": c.last_error_at,
+        },
     }
 
 

@@ -132,26 +132,28 @@ async def test_events_from_before_0006_survive_the_upgrade_and_replay(
         await old.open()
         try:
             account = await _account(old)
-            fresh = _conversation(account)
-            convo = (await old.write(account, None, lambda _: Change(None, fresh))).conversation
-
-            def decide(current: Conversation | None) -> Change:
-                assert current is not None
-                return _with(current, _message(current, "old"))
-
-            convo = (await old.write(account, convo.id, decide)).conversation
         finally:
             await old.close()
-    await _insert_old_events(
-        database_url,
-        [
-            (account, 1, "conversation:new", convo.id, None, 1000.0),
-            (account, 2, "message:new", convo.id, 1, 1001.0),
-        ],
-    )
     store = create_store(database_url)
     await store.open()
     try:
+        # The conversation is written by today's code (its row has columns added after 0006);
+        # only the events are as the code before 0006 wrote them.
+        fresh = _conversation(account)
+        convo = (await store.write(account, None, lambda _: Change(None, fresh))).conversation
+
+        def decide(current: Conversation | None) -> Change:
+            assert current is not None
+            return _with(current, _message(current, "old"))
+
+        convo = (await store.write(account, convo.id, decide)).conversation
+        await _insert_old_events(
+            database_url,
+            [
+                (account, 1, "conversation:new", convo.id, None, 1000.0),
+                (account, 2, "message:new", convo.id, 1, 1001.0),
+            ],
+        )
         details = await store.replay_events(account, after_seq=0, limit=10)
         assert [(d.event.seq, d.event.kind, d.event.data) for d in details] == [
             (1, "conversation:new", None),
