@@ -464,6 +464,10 @@ class Store(Protocol):
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         """Its conversations keep their channel id (history is never rewritten)."""
 
+    async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
+        """Replaces every channel's credentials, in every account, with ``reseal`` of them,
+        in one transaction (all or none); returns how many. For key rotation."""
+
     # push tokens (an operator's devices)
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
         """Idempotent."""

@@ -789,6 +789,17 @@ class SqlStore(abc.ABC):
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         return await self._write(lambda conn: _delete(conn, "channels", account_id, channel_id))
 
+    async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
+        async def op(conn: Conn) -> int:
+            found = await conn.fetch("SELECT account_id, id, credentials FROM channels")
+            await conn.executemany(
+                "UPDATE channels SET credentials = $3 WHERE account_id = $1 AND id = $2",
+                [(r["account_id"], r["id"], reseal(r["credentials"])) for r in found],
+            )
+            return len(found)
+
+        return await self._write_once(op)
+
     # push tokens
 
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:

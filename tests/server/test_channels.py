@@ -9,15 +9,19 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from server.app import create_app
+from server.channels import Channels
 from server.crypto import Sealer, new_key
 from server.services import Services
 from server.settings import Settings, SettingsError, load_settings
 from tests.conftest import Tenant, assert_error, bearer
 from tests.server.test_admin import admin_token, operator_token
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.test_cli import liveop, new_account
 
 BACKENDS = ["sqlite", "postgres"]
 ROOT = "/api/v1/admin/channels"
@@ -237,3 +241,26 @@ def test_without_keys_one_is_derived_from_the_secret_key(tmp_path: Path) -> None
     assert other != first
     sealed = Sealer(first).seal({"auth_token": AUTH_TOKEN})
     assert AUTH_TOKEN not in sealed and "s" * 40 not in sealed
+
+
+async def test_rotate_credentials_reseals_every_channel_with_the_new_key(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old, new = new_key(), new_key()
+    account = new_account(data)["accountID"]
+    app = create_app(load_settings({"LIVEOP_DATA_DIR": str(data), "LIVEOP_ENCRYPTION_KEYS": old}))
+    async with app.router.lifespan_context(app):
+        channels: Channels = app.state.services.channels
+        fields = {k.replace("from", "sender"): v for k, v in SMS.items() if k != "name"}
+        await channels.create(account, name="Line", **fields)
+
+    refused = liveop(data, "rotate-credentials", env={"LIVEOP_ENCRYPTION_KEYS": new})
+    assert refused.returncode == 1 and "no configured encryption key" in refused.stderr
+    done = liveop(data, "rotate-credentials", env={"LIVEOP_ENCRYPTION_KEYS": f"{new},{old}"})
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout) == {"resealed": 1}
+
+    app = create_app(load_settings({"LIVEOP_DATA_DIR": str(data), "LIVEOP_ENCRYPTION_KEYS": new}))
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        channel = await services.channels.get(account, 1)
+        assert services.channels.credentials(channel).auth_token == AUTH_TOKEN
