@@ -77,6 +77,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "operator_id": c.operator_id,
         "team_id": c.team_id,
         "site_id": c.site_id,
+        "channel_id": c.channel_id,
         "session_id": c.session_id,
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),
