@@ -116,7 +116,8 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
-            await stack.enter_async_context(outbound_worker(settings, store, feed))
+            channels = Channels(store, Sealer(settings.encryption_keys))
+            await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
@@ -134,7 +135,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                     translator=translator,
                 ),
                 directory=Directory(store, settings.max_message_chars),
-                channels=Channels(store, Sealer(settings.encryption_keys)),
+                channels=channels,
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,

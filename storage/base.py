@@ -464,6 +464,12 @@ class Store(Protocol):
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         """Its conversations keep their channel id (history is never rewritten)."""
 
+    async def record_channel_outbound(
+        self, account_id: str, channel_id: int, at: float, error: str | None
+    ) -> None:
+        """The channel's health line after a send: ``last_outbound`` when it went out, else
+        ``last_error`` and ``last_error_at``. A deleted channel records nothing."""
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,
         in one transaction (all or none); returns how many. For key rotation."""
@@ -565,9 +571,12 @@ class Store(Protocol):
         now: float,
         lease_s: float,
         limit: int,
+        unbound: Collection[OutboundChannel] | None = None,
     ) -> list[OutboundJob]:
         """Claims up to ``limit`` due deliveries on ``channels`` for ``worker_id`` until
-        ``now + lease_s``, oldest due first, and counts an attempt on each. Claims by
+        ``now + lease_s``, oldest due first, and counts an attempt on each. Of conversations
+        with no channel of their own, only those on ``unbound`` channels (default: all of
+        ``channels``) are claimed. Claims by
         concurrent callers, in any process, never overlap; a row whose lease has passed is due
         again, so a crashed worker's claims are taken over. At most one message per
         conversation is claimed or held at a time, earliest seq first."""

@@ -789,6 +789,20 @@ class SqlStore(abc.ABC):
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         return await self._write(lambda conn: _delete(conn, "channels", account_id, channel_id))
 
+    async def record_channel_outbound(
+        self, account_id: str, channel_id: int, at: float, error: str | None
+    ) -> None:
+        sql = (
+            "UPDATE channels SET last_outbound = $3 WHERE account_id = $1 AND id = $2"
+            if error is None
+            else "UPDATE channels SET last_error = $4, last_error_at = $3"
+            " WHERE account_id = $1 AND id = $2"
+        )
+        args = (
+            (account_id, channel_id, at) if error is None else (account_id, channel_id, at, error)
+        )
+        await self._write(lambda conn: conn.execute(sql, *args))
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         async def op(conn: Conn) -> int:
             found = await conn.fetch("SELECT account_id, id, credentials FROM channels")
@@ -1012,10 +1026,12 @@ class SqlStore(abc.ABC):
         now: float,
         lease_s: float,
         limit: int,
+        unbound: Collection[OutboundChannel] | None = None,
     ) -> list[OutboundJob]:
         if not channels:
             return []
-        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit)
+        every = tuple(channels) if unbound is None else tuple(unbound)
+        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit, every)
         return await self._write(self._claim(claim))
 
     @abc.abstractmethod
