@@ -13,7 +13,7 @@ import time
 
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.sms import TwilioSms
-from server.channels import Channels
+from server.channels import UNREADABLE, Channels
 from server.crypto import UnreadableSecret
 from server.errors import NotFound
 from storage.base import Store
@@ -49,25 +49,16 @@ class ChannelSms:
 
     async def _adapter(self, account_id: str, channel_id: int) -> TwilioSms:
         try:
-            channel = await self._channels.get(account_id, channel_id)
-            credentials = self._channels.credentials(channel)
+            return self._channels.sms_adapter(
+                await self._channels.get(account_id, channel_id), self._timeout_s
+            )
         except NotFound:
             raise DeliveryFailed(
                 "the conversation's channel was deleted", retryable=False
             ) from None
         except UnreadableSecret:
             # Retried: the operator of the installation may still add the key that opens it.
-            raise DeliveryFailed(
-                "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS",
-                retryable=True,
-            ) from None
-        return TwilioSms(
-            account_sid=credentials.account_sid,
-            auth_token=credentials.auth_token,
-            sender=credentials.sender,
-            timeout_s=self._timeout_s,
-            base_url=credentials.api_url,
-        )
+            raise DeliveryFailed(UNREADABLE, retryable=True) from None
 
     async def aclose(self) -> None:
         """Nothing of its own stays open; the unbound adapter is closed by its owner."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.adapters.sms import TWILIO_URL
-from server.crypto import Sealer
+from server.adapters.delivery import DeliveryFailed
+from server.adapters.sms import TWILIO_URL, TwilioSms
+from server.crypto import Sealer, UnreadableSecret
 from server.directory import NAME_MAX, _name
-from server.errors import Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound
 from server.text import has_control_characters
 from storage.base import ChannelPatch, DuplicateKey, Store
 from storage.models import Channel, ChannelKind
@@ -36,6 +38,10 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 # An auth token is 32 hex characters at Twilio; other providers' may be longer, never huge.
 TOKEN_MAX = 256
 URL_MAX = 500
+# How long a test message may wait for the provider: an admin is watching the button.
+TEST_SEND_TIMEOUT_S = 10.0
+TEST_MESSAGE = "Test message from Live Operator Chat: this channel can send."
+UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,42 @@ class Channels:
         return SmsCredentials(
             public["account_sid"], opened["auth_token"], public["from"], public["api_url"]
         )
+
+    def sms_adapter(self, channel: Channel, timeout_s: float) -> TwilioSms:
+        """A sender with the channel's number and credentials; the caller closes it."""
+        credentials = self.credentials(channel)
+        return TwilioSms(
+            account_sid=credentials.account_sid,
+            auth_token=credentials.auth_token,
+            sender=credentials.sender,
+            timeout_s=timeout_s,
+            base_url=credentials.api_url,
+        )
+
+    async def send_test(
+        self, account_id: str, channel_id: int, to: str, text: str | None = None
+    ) -> str:
+        """Sends a test SMS from the channel and returns the provider's id for it; the
+        outcome goes on the health line. A refusal is ``409 channel_send_failed`` with the
+        provider's reason."""
+        if not _E164.fullmatch(to):
+            raise Invalid("invalid_field", "to must be a phone number in E.164 (+15550100100)")
+        channel = await self.get(account_id, channel_id)
+        try:
+            adapter = self.sms_adapter(channel, TEST_SEND_TIMEOUT_S)
+        except UnreadableSecret:
+            raise Conflict("channel_send_failed", UNREADABLE) from None
+        try:
+            sid = await adapter.send_text(to, text or TEST_MESSAGE)
+        except DeliveryFailed as exc:
+            await self._store.record_channel_outbound(
+                account_id, channel_id, time.time(), exc.reason
+            )
+            raise Conflict("channel_send_failed", exc.reason) from None
+        finally:
+            await adapter.aclose()
+        await self._store.record_channel_outbound(account_id, channel_id, time.time(), None)
+        return sid
 
     async def create(
         self,

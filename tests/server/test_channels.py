@@ -4,6 +4,7 @@ and never come out, sealed at rest with the installation's encryption keys."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
 from server.app import create_app
-from server.channels import Channels
+from server.channels import TEST_MESSAGE, Channels
 from server.crypto import Sealer, new_key
 from server.services import Services
 from server.settings import Settings, SettingsError, load_settings
 from tests.conftest import Tenant, assert_error, bearer
+from tests.outbound.servers import SMS_SID, SMS_TOKEN, SmsServer, sms_server
 from tests.server.test_admin import admin_token, operator_token
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
 from tests.test_cli import liveop, new_account
@@ -264,3 +266,71 @@ async def test_rotate_credentials_reseals_every_channel_with_the_new_key(tmp_pat
         services: Services = app.state.services
         channel = await services.channels.get(account, 1)
         assert services.channels.credentials(channel).auth_token == AUTH_TOKEN
+
+
+# the test message an admin sends from a new channel
+
+
+@pytest.fixture
+def provider() -> Iterator[SmsServer]:
+    with sms_server() as server:
+        yield server
+
+
+async def test_a_test_message_leaves_from_the_channel_and_lands_on_its_health_line(
+    client: httpx.AsyncClient, tenant: Tenant, provider: SmsServer
+) -> None:
+    made = await create(
+        client, tenant, account_sid=SMS_SID, auth_token=SMS_TOKEN, api_url=provider.base
+    )
+    response = await client.post(
+        f"{ROOT}/{made['id']}/test", headers=key(tenant), json={"to": "+15557654321"}
+    )
+    assert response.status_code == 200, response.text
+    (received,) = provider.twilio.received
+    assert response.json()["sid"].startswith("SM")
+    assert (received.account_sid, received.form["From"], received.form["To"]) == (
+        SMS_SID, "+15550100100", "+15557654321",
+    )  # fmt: skip
+    assert received.form["Body"] == TEST_MESSAGE
+    (channel,) = await listing(client, tenant)
+    assert channel["health"]["last_outbound"] is not None
+    assert channel["health"]["last_error"] is None
+
+
+async def test_a_refused_test_message_says_why_and_lands_on_the_health_line(
+    client: httpx.AsyncClient, tenant: Tenant, provider: SmsServer
+) -> None:
+    made = await create(client, tenant, account_sid=SMS_SID, api_url=provider.base)
+    response = await client.post(
+        f"{ROOT}/{made['id']}/test",
+        headers=key(tenant),
+        json={"to": "+15557654321", "message": "Hi"},
+    )
+    assert_error(response, 409, "channel_send_failed")
+    assert "20003" in response.json()["error"]["message"]
+    (channel,) = await listing(client, tenant)
+    assert channel["health"]["last_error"] == "SMS provider: 20003: Authenticate"
+    assert channel["health"]["last_outbound"] is None
+    assert provider.twilio.received == []
+
+
+async def test_bad_test_messages_are_refused_before_any_send(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, provider: SmsServer
+) -> None:
+    made = await create(client, tenant, api_url=provider.base)
+    path = f"{ROOT}/{made['id']}/test"
+    assert_error(await client.post(path, headers=key(tenant), json={}), 400, "missing_field")
+    for to in ("555-0100", "+0123", "+1555\n0100"):
+        bad = await client.post(path, headers=key(tenant), json={"to": to})
+        assert_error(bad, 400, "invalid_field")
+    long = {"to": "+15557654321", "message": "x" * 5001}
+    assert_error(await client.post(path, headers=key(tenant), json=long), 400, "invalid_field")
+    good = {"to": "+15557654321"}
+    missing = await client.post(f"{ROOT}/99/test", headers=key(tenant), json=good)
+    assert_error(missing, 404, "channel_not_found")
+    theirs = await client.post(path, headers=key(other_tenant), json=good)
+    assert_error(theirs, 404, "channel_not_found")
+    operator = bearer(await operator_token(client, tenant))
+    assert_error(await client.post(path, headers=operator, json=good), 403, "admin_required")
+    assert provider.twilio.received == []

@@ -479,6 +479,16 @@ async def _site_with_bs_team(w: World) -> None:
     await _refused(w.a_admin, "PATCH", f"{ADMIN}/sites/2", patch, 404, "team_not_found")
 
 
+@covers("POST", f"{ADMIN}/channels/{{id}}/test")
+async def _test_message_from_bs_channel(w: World) -> None:
+    body = {"to": "+15557654321"}
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/channels/{B_CHANNEL}/test", json=body, headers=headers
+        )
+        assert_error(response, 404, "channel_not_found")
+
+
 def _api_routes(app: Starlette) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for route in app.routes:
