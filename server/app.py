@@ -39,6 +39,7 @@ from server.api import (
     tenant_ws,
     uploads,
     visitor_ws,
+    webhooks_twilio,
 )
 from server.api.telemetry import Telemetry
 from server.api.url_credentials import CredentialsStayOutOfURLs
@@ -159,6 +160,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,
+            *webhooks_twilio.routes,
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),

@@ -58,9 +58,15 @@ def settings_of(channel: Channel) -> dict[str, Any]:
     return found
 
 
+def public_url(channel: Channel) -> str:
+    """The base URL the provider calls this channel at (what its signatures cover)."""
+    found: str = settings_of(channel)["public_url"]
+    return found
+
+
 def webhooks(channel: Channel) -> dict[str, str]:
     """The URLs to give the provider: the public base URL, which the signature covers."""
-    base = f"{settings_of(channel)['public_url']}/webhooks/twilio/{channel.key}"
+    base = f"{public_url(channel)}/webhooks/twilio/{channel.key}"
     return {"sms": f"{base}/sms", "status": f"{base}/status"}
 
 

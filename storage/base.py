@@ -464,6 +464,14 @@ class Store(Protocol):
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         """Its conversations keep their channel id (history is never rewritten)."""
 
+    async def latest_channel_conversation(
+        self, account_id: str, channel_id: int, phone: str
+    ) -> Conversation | None:
+        """The newest conversation of the channel with this phone number (its thread)."""
+
+    async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
+        """``last_inbound`` on the channel's health line."""
+
     async def record_channel_outbound(
         self, account_id: str, channel_id: int, at: float, error: str | None
     ) -> None:

@@ -155,6 +155,11 @@ _SELECT_ALL_BY_ID = {
     for t in _NUMBERED
 }
 _SELECT_CHANNEL_BY_KEY = f"SELECT {rows.select_list(rows.CHANNELS)} FROM channels WHERE key = $1"
+_LATEST_CHANNEL_CONVO = (
+    f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
+    " WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
+    " ORDER BY created DESC, id DESC LIMIT 1"
+)
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
@@ -788,6 +793,19 @@ class SqlStore(abc.ABC):
 
     async def delete_channel(self, account_id: str, channel_id: int) -> bool:
         return await self._write(lambda conn: _delete(conn, "channels", account_id, channel_id))
+
+    async def latest_channel_conversation(
+        self, account_id: str, channel_id: int, phone: str
+    ) -> Conversation | None:
+        async def op(conn: Conn) -> Conversation | None:
+            row = await conn.fetchrow(_LATEST_CHANNEL_CONVO, account_id, channel_id, phone)
+            return rows.convo(row) if row else None
+
+        return await self._read(op)
+
+    async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
+        sql = "UPDATE channels SET last_inbound = $3 WHERE account_id = $1 AND id = $2"
+        await self._write(lambda conn: conn.execute(sql, account_id, channel_id, at))
 
     async def record_channel_outbound(
         self, account_id: str, channel_id: int, at: float, error: str | None

@@ -22,3 +22,6 @@ CREATE UNIQUE INDEX channels_by_key ON channels (key);
 -- The channel a conversation came in on; NULL for web chat and conversations from before
 -- channels. A deleted channel leaves its conversations' ids as they were (history).
 ALTER TABLE conversations ADD COLUMN channel_id INTEGER;
+-- An inbound SMS finds its thread: the latest conversation of this channel with this number.
+CREATE INDEX conversations_by_channel_phone ON conversations (account_id, channel_id, phone)
+    WHERE channel_id IS NOT NULL;
