@@ -74,6 +74,8 @@ class Outcome:
     sent: bool
     error: str | None = None
     retry_at: float | None = None
+    # The provider's id for a sent message, which its status callbacks name.
+    provider_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -179,7 +181,7 @@ class OutboundWorker:
         try:
             held = await self._store.finish_outbound(
                 job, self.worker_id, sent=outcome.sent, error=outcome.error,
-                retry_at=outcome.retry_at,
+                retry_at=outcome.retry_at, provider_id=outcome.provider_id,
             )  # fmt: skip
         except Exception:
             # The claim lapses and the message is attempted again after the lease.
@@ -222,7 +224,7 @@ class OutboundWorker:
             return Outcome(False, f"gave up after {self._max_attempts} attempts")
         try:
             async with asyncio.timeout(self._delivery_timeout_s):
-                await self._adapters[job.channel].send(job)
+                provider_id = await self._adapters[job.channel].send(job)
         except DeliveryFailed as exc:
             return self._failed(job, exc.reason, retryable=exc.retryable)
         except TimeoutError:
@@ -231,7 +233,7 @@ class OutboundWorker:
         except Exception as exc:
             log.exception("delivering %s/%s failed unexpectedly", job.convo_id, job.seq)
             return self._failed(job, f"unexpected error: {exc!r}", retryable=True)
-        return Outcome(True)
+        return Outcome(True, provider_id=provider_id or None)
 
     def _failed(self, job: OutboundJob, reason: str, *, retryable: bool) -> Outcome:
         if not retryable:

@@ -15,6 +15,7 @@ from storage.models import (
     ChannelKind,
     Committed,
     Conversation,
+    Delivery,
     Event,
     EventDetail,
     Message,
@@ -159,6 +160,7 @@ TABLES: tuple[Table, ...] = (
             "convo_id:str seq:int id:str account_id:str sender:str operator_id:int?"
             " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
             " private:bool image_url:str? translation:str? translation_lang:str?"
+            " provider_id:str?"
         ),
         ("convo_id", "seq"),
     ),
@@ -478,6 +480,20 @@ class Store(Protocol):
         """The channel's health line after a send: ``last_outbound`` when it went out, else
         ``last_error`` and ``last_error_at``. A deleted channel records nothing."""
 
+    async def advance_delivery(
+        self,
+        account_id: str,
+        channel_id: int,
+        provider_id: str,
+        delivery: Delivery,
+        after: Collection[Delivery],
+        error: str | None,
+    ) -> tuple[str, int, bool] | None:
+        """Moves the delivery of the channel's message with this provider id to ``delivery``
+        when it is one of ``after`` (forward only), keeping ``error`` with its outbound row;
+        returns its (conversation id, seq, whether it moved), or None when the channel sent
+        no such message."""
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,
         in one transaction (all or none); returns how many. For key rotation."""
@@ -597,8 +613,10 @@ class Store(Protocol):
         sent: bool,
         error: str | None,
         retry_at: float | None,
+        provider_id: str | None = None,
     ) -> bool:
-        """Records the outcome of ``job``'s attempt: sent, failed (no ``retry_at``), or queued
-        again until ``retry_at``; a final outcome is also the message's ``delivery``, in the
-        same transaction. Returns False and changes nothing when ``worker_id`` no longer holds
-        this claim (its lease ran out and the row was claimed again)."""
+        """Records the outcome of ``job``'s attempt: sent (with the provider's id for it),
+        failed (no ``retry_at``), or queued again until ``retry_at``; a final outcome is also
+        the message's ``delivery``, in the same transaction. Returns False and changes nothing
+        when ``worker_id`` no longer holds this claim (its lease ran out and the row was
+        claimed again)."""

@@ -9,7 +9,8 @@ SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
 Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
 Sender = Literal["visitor", "operator", "bot", "system"]
-Delivery = Literal["queued", "sent", "failed"]
+# delivered and undelivered come from an SMS provider's status callbacks (issue 14).
+Delivery = Literal["queued", "sent", "failed", "delivered", "undelivered"]
 # Seed 001's block types: `both` refuses the visitor's messages, `ai` stops only the bot,
 # `operator` hides the conversation from the operators' queues.
 BlockType = Literal["both", "ai", "operator"]

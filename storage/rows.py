@@ -123,6 +123,8 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         "text": m.text, "created": m.created, "client_msg_id": m.client_msg_id,
         "delivery": m.delivery, "private": m.private, "image_url": m.image_url,
         "translation": m.translation, "translation_lang": m.translation_lang,
+        # Learnt when the provider accepts the message (Store.finish_outbound).
+        "provider_id": None,
     }  # fmt: skip
 
 

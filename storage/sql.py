@@ -61,6 +61,7 @@ from storage.models import (
     ChannelKind,
     Committed,
     Conversation,
+    Delivery,
     Event,
     EventDetail,
     Message,
@@ -159,6 +160,12 @@ _LATEST_CHANNEL_CONVO = (
     f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
     " WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
     " ORDER BY created DESC, id DESC LIMIT 1"
+)
+# A message the channel sent, by the provider's id for it.
+_CHANNEL_MESSAGE = (
+    "SELECT m.convo_id, m.seq, m.delivery FROM messages m JOIN conversations c"
+    " ON c.id = m.convo_id WHERE m.account_id = $1 AND c.channel_id = $2"
+    " AND m.provider_id = $3"
 )
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 _SELECT_EVENTS = (
@@ -821,6 +828,40 @@ class SqlStore(abc.ABC):
         )
         await self._write(lambda conn: conn.execute(sql, *args))
 
+    async def advance_delivery(
+        self,
+        account_id: str,
+        channel_id: int,
+        provider_id: str,
+        delivery: Delivery,
+        after: Collection[Delivery],
+        error: str | None,
+    ) -> tuple[str, int, bool] | None:
+        marks = ", ".join(f"${i}" for i in range(5, len(after) + 5))
+        # One conditional UPDATE: of two callbacks racing, only a forward move lands.
+        advance = (
+            f"UPDATE messages SET delivery = $4 WHERE account_id = $1 AND provider_id = $3"
+            f" AND delivery IN ({marks}) AND convo_id IN (SELECT id FROM conversations"
+            " WHERE account_id = $1 AND channel_id = $2) RETURNING convo_id, seq"
+        )
+
+        async def op(conn: Conn) -> tuple[str, int, bool] | None:
+            args = (account_id, channel_id, provider_id)
+            row = await conn.fetchrow(advance, *args, delivery, *after)
+            if row is None:
+                found = await conn.fetchrow(_CHANNEL_MESSAGE, *args)
+                return (found["convo_id"], found["seq"], False) if found else None
+            if error is not None:
+                await conn.execute(
+                    "UPDATE outbound SET last_error = $1 WHERE convo_id = $2 AND seq = $3",
+                    error,
+                    row["convo_id"],
+                    row["seq"],
+                )
+            return (row["convo_id"], row["seq"], True)
+
+        return await self._write(op)
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         async def op(conn: Conn) -> int:
             found = await conn.fetch("SELECT account_id, id, credentials FROM channels")
@@ -1064,6 +1105,7 @@ class SqlStore(abc.ABC):
         sent: bool,
         error: str | None,
         retry_at: float | None,
+        provider_id: str | None = None,
     ) -> bool:
         state = _outbound.finished_state(sent=sent, retry_at=retry_at)
         params = _outbound.finish_params(job, worker_id, state, error, retry_at)
@@ -1073,6 +1115,13 @@ class SqlStore(abc.ABC):
                 return False
             if state != "queued":
                 await conn.execute(_outbound.SET_DELIVERY_SQL, state, job.convo_id, job.seq)
+            if state == "sent" and provider_id:
+                await conn.execute(
+                    "UPDATE messages SET provider_id = $1 WHERE convo_id = $2 AND seq = $3",
+                    provider_id,
+                    job.convo_id,
+                    job.seq,
+                )
             return True
 
         return await self._write(op)

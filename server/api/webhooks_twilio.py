@@ -1,4 +1,5 @@
-"""Inbound SMS from Twilio, or any provider that speaks its webhook contract (issue 14).
+"""Inbound SMS and status callbacks from Twilio, or any provider that speaks its webhook
+contract (issue 14).
 
 ``POST /webhooks/twilio/{key}/sms``: the channel is the one whose key is in the path (404
 otherwise). The signature is checked before anything is read into the store, over the URL the
@@ -16,6 +17,7 @@ import re
 import time
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,10 +25,11 @@ from starlette.routing import Route
 from server.channels import public_url
 from server.conversations import Origin
 from server.crypto import UnreadableSecret
-from server.errors import Forbidden, Invalid, UnsupportedMediaType
+from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
+from server.event_catalogue import DELIVERY
 from server.services import services
 from server.twilio_signature import valid_form, valid_json
-from storage.models import UserInfo
+from storage.models import Channel, Delivery, UserInfo
 
 ROOT = "/webhooks/twilio/{key}"
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -34,6 +37,22 @@ EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 # Pictures are not fetched yet: the operator is told one came, rather than see nothing.
+# Twilio's message statuses as a reply's delivery; None: no change worth showing.
+_STATUSES: dict[str, Delivery | None] = {
+    "accepted": None, "scheduled": None, "queued": None, "sending": None, "sent": "sent",
+    "delivered": "delivered", "read": "delivered", "partially_delivered": "delivered",
+    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+}  # fmt: skip
+# What each delivery may follow: forward only, whatever order callbacks arrive in.
+_EARLIER: dict[Delivery, tuple[Delivery, ...]] = {
+    "sent": ("queued",),
+    "delivered": ("queued", "sent"),
+    "undelivered": ("queued", "sent"),
+    "failed": ("queued", "sent"),
+    "queued": (),
+}
+# The provider's error code and message kept with the reply; its messages are a sentence.
+ERROR_MAX = 300
 MEDIA_NOTE = "[The customer sent {count} picture(s) or file(s), which are not shown here yet.]"
 
 
@@ -83,17 +102,24 @@ def _field(params: dict[str, str], name: str, pattern: re.Pattern[str], what: st
     return value
 
 
-async def sms(request: Request) -> Response:
-    found = services(request)
-    channel = await found.channels.by_key(request.path_params["key"])
+async def _verified(request: Request) -> tuple[Channel, dict[str, str]]:
+    """The channel in the path and the request's parameters, once it is proven to come from
+    the channel's provider account; 404 or 403 otherwise."""
+    channel = await services(request).channels.by_key(request.path_params["key"])
     try:
-        credentials = found.channels.credentials(channel)
+        credentials = services(request).channels.credentials(channel)
     except UnreadableSecret:
         # Nobody can check the signature: refuse, and let the provider retry and log it.
         raise Forbidden("invalid_signature", "the channel's credentials cannot be opened") from None
     params = await _params(request, public_url(channel), credentials.auth_token)
     if params.get("AccountSid") != credentials.account_sid:
         raise Forbidden("wrong_account", "AccountSid is not this channel's provider account")
+    return channel, params
+
+
+async def sms(request: Request) -> Response:
+    found = services(request)
+    channel, params = await _verified(request)
     message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
     phone = _field(params, "From", _E164, "a phone number in E.164")
     text = params.get("Body", "")
@@ -116,4 +142,37 @@ async def sms(request: Request) -> Response:
     return _twiml()
 
 
-routes = [Route(f"{ROOT}/sms", sms, methods=["POST"])]
+async def status(request: Request) -> Response:
+    """A status callback: the reply's delivery moves forward only (queued, sent, then
+    delivered, undelivered or failed with the provider's error code), and the account's
+    operators hear of it on their stream."""
+    found = services(request)
+    channel, params = await _verified(request)
+    message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
+    reported = params.get("MessageStatus", "")
+    if not reported:
+        raise Invalid("missing_field", "MessageStatus is required")
+    if reported not in _STATUSES:
+        raise Invalid("invalid_field", f"MessageStatus {reported[:40]!r} is not a Twilio status")
+    delivery = _STATUSES[reported]
+    if delivery is None:
+        return _twiml()  # still on its way: nothing a reply's delivery shows changes
+    error = None
+    if delivery in ("undelivered", "failed") and params.get("ErrorCode"):
+        error = f"{params['ErrorCode']}: {params.get('ErrorMessage') or reported}"[:ERROR_MAX]
+    moved = await found.store.advance_delivery(
+        channel.account_id, channel.id, message_sid, delivery, _EARLIER[delivery], error
+    )
+    if moved is None:
+        raise NotFound("message_not_found", "this channel sent no message with this MessageSid")
+    convo_id, seq, advanced = moved
+    if advanced:
+        data = {"conversation_id": convo_id, "seq": seq, "delivery": delivery, "error": error}
+        await found.feed.ephemeral(channel.account_id, DELIVERY, orjson.dumps(data))
+    return _twiml()
+
+
+routes = [
+    Route(f"{ROOT}/sms", sms, methods=["POST"]),
+    Route(f"{ROOT}/status", status, methods=["POST"]),
+]

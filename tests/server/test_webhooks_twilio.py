@@ -16,8 +16,9 @@ from server.api.webhooks_twilio import EMPTY_TWIML
 from server.services import Services
 from storage.base import InboxQuery
 from storage.models import Conversation
-from tests.conftest import Tenant, assert_error, bearer
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.outbound.servers import SMS_SID, SMS_TOKEN, SmsServer, sms_server
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 
 PUBLIC = "https://chat.example.test"
@@ -308,3 +309,111 @@ async def test_the_operators_reply_leaves_through_the_channel_the_customer_texte
     assert (sent.account_sid, sent.form["From"], sent.form["To"], sent.form["Body"]) == (
         SMS_SID, "+15550100100", CUSTOMER, "At nine.",
     )  # fmt: skip
+
+
+# status callbacks
+
+
+def status(sid: str, state: str, **extra: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid, "SmsSid": sid, "AccountSid": SMS_SID, "MessageStatus": state,
+        "SmsStatus": state, "To": CUSTOMER, "From": "+15550100100", "ApiVersion": "2010-04-01",
+        **extra,
+    }  # fmt: skip
+
+
+async def _replied(
+    client: httpx.AsyncClient, services: Services, tenant: Tenant, provider: SmsServer
+) -> tuple[Line, Conversation, str]:
+    """A customer's SMS answered by an operator, the reply accepted by the provider: the
+    line, the conversation, and the provider's id for the reply."""
+    line = await _line(client, services, tenant, api_url=provider.base)
+    assert_twiml(await line.post(inbound(1, "Is it in stock?")))
+    (convo,) = await line.conversations()
+    token = bearer(await operator_token(client, tenant))
+    body = {"conversation_id": convo.id, "content": "Yes."}
+    assert (await client.post(f"{OPERATOR}/message", json=body, headers=token)).is_success
+    deadline = asyncio.get_running_loop().time() + DELIVERED_WITHIN_S
+    while await _delivery(services, convo) != "sent":
+        assert asyncio.get_running_loop().time() < deadline, "the reply never left"
+        await asyncio.sleep(0.05)
+    return line, convo, f"SM{1:032x}"  # the local provider's first message id
+
+
+async def _delivery(services: Services, convo: Conversation, seq: int = 2) -> str | None:
+    messages = await services.store.list_messages(convo.account_id, convo.id)
+    return next(m.delivery for m in messages if m.seq == seq)
+
+
+async def test_status_callbacks_mark_the_reply_delivered_and_the_operators_hear_it(
+    app: Any, client: httpx.AsyncClient, services: Services, tenant: Tenant, provider: SmsServer
+) -> None:
+    line, convo, sid = await _replied(client, services, tenant, provider)
+    status_path = line.path.removesuffix("/sms") + "/status"
+    status_url = line.url.removesuffix("/sms") + "/status"
+    async with serve(app) as base:
+        login = await client.post(
+            "/api/v1/auth/login",
+            json={"email": f"alex@{tenant.account_id}.test", "password": TEST_PASSWORD},
+        )
+        async with sse(base, login.json()["token"]) as stream:
+            sent = status(sid, "sent")
+            assert_twiml(await line.post(sent, path=status_path, signed_url=status_url))
+            delivered = status(sid, "delivered")
+            assert_twiml(await line.post(delivered, path=status_path, signed_url=status_url))
+            event = await stream.until("delivery", DELIVERED_WITHIN_S)
+    assert event.data == {
+        "conversation_id": convo.id, "seq": 2, "delivery": "delivered", "error": None,
+    }  # fmt: skip
+    assert await _delivery(services, convo) == "delivered"
+    token = bearer(await operator_token(client, tenant))
+    shown = (await client.get(f"{OPERATOR}/conversation/{convo.id}", headers=token)).json()
+    assert [m["delivery"] for m in shown["messages"]] == [None, "delivered"]
+    # Late or repeated callbacks never move it back.
+    for late in ("sent", "queued", "undelivered", "delivered"):
+        params = status(sid, late, ErrorCode="30003")
+        assert_twiml(await line.post(params, path=status_path, signed_url=status_url))
+    assert await _delivery(services, convo) == "delivered"
+
+
+async def test_an_undelivered_reply_keeps_the_providers_error_code(
+    client: httpx.AsyncClient, services: Services, tenant: Tenant, provider: SmsServer
+) -> None:
+    line, convo, sid = await _replied(client, services, tenant, provider)
+    status_path = line.path.removesuffix("/sms") + "/status"
+    status_url = line.url.removesuffix("/sms") + "/status"
+    params = status(sid, "undelivered", ErrorCode="30003", ErrorMessage="Unreachable handset")
+    assert_twiml(await line.post(params, path=status_path, signed_url=status_url))
+    assert await _delivery(services, convo) == "undelivered"
+    rows = [row async for table, row in services.store.export_rows() if table == "outbound"]
+    assert [r["last_error"] for r in rows] == ["30003: Unreachable handset"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status_code", "code"),
+    [
+        (status(f"SM{9:032x}", "delivered"), 404, "message_not_found"),
+        (status(f"SM{1:032x}", "exploded"), 400, "invalid_field"),
+        (status(f"SM{1:032x}", ""), 400, "missing_field"),
+        (status("", "delivered"), 400, "missing_field"),
+    ],
+)
+async def test_bad_status_callbacks_are_refused_and_change_nothing(
+    client: httpx.AsyncClient,
+    services: Services,
+    tenant: Tenant,
+    provider: SmsServer,
+    params: dict[str, str],
+    status_code: int,
+    code: str,
+) -> None:
+    line, convo, _ = await _replied(client, services, tenant, provider)
+    status_path = line.path.removesuffix("/sms") + "/status"
+    status_url = line.url.removesuffix("/sms") + "/status"
+    response = await line.post(params, path=status_path, signed_url=status_url)
+    assert_error(response, status_code, code)
+    forged = await line.post(
+        status(f"SM{1:032x}", "failed"), path=status_path, signed_url=status_url, token="x"
+    )
+    assert_error(forged, 403, "invalid_signature")
+    assert await _delivery(services, convo) == "sent"

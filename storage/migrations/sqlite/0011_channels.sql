@@ -25,3 +25,7 @@ ALTER TABLE conversations ADD COLUMN channel_id INTEGER;
 -- An inbound SMS finds its thread: the latest conversation of this channel with this number.
 CREATE INDEX conversations_by_channel_phone ON conversations (account_id, channel_id, phone)
     WHERE channel_id IS NOT NULL;
+-- The provider's id for a sent SMS (Twilio's MessageSid): its status callbacks find it.
+ALTER TABLE messages ADD COLUMN provider_id TEXT;
+CREATE UNIQUE INDEX messages_by_provider_id ON messages (account_id, provider_id)
+    WHERE provider_id IS NOT NULL;
