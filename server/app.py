@@ -40,13 +40,16 @@ from server.api import (
     tenant_ws,
     uploads,
     visitor_ws,
+    webhooks_twilio,
 )
 from server.api.telemetry import Telemetry
 from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
 from server.auth import Authenticator
 from server.availability import Availability
+from server.channels import Channels
 from server.conversations import ConversationEngine
+from server.crypto import Sealer
 from server.directory import Directory
 from server.errors import LiveOpError
 from server.events import EventFeed
@@ -115,7 +118,8 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
-            await stack.enter_async_context(outbound_worker(settings, store, feed))
+            channels = Channels(store, Sealer(settings.encryption_keys))
+            await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
@@ -133,6 +137,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                     translator=translator,
                 ),
                 directory=Directory(store, settings.max_message_chars),
+                channels=channels,
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,
@@ -157,6 +162,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *auth.routes,
             *admin.routes,
             *reports.routes,
+            *webhooks_twilio.routes,
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),

@@ -17,6 +17,7 @@ import uvicorn
 
 from server.app import create_app
 from server.connections import guarded_protocols, process_connection_cap
+from server.crypto import Sealer, UnreadableSecret
 from server.directory import Directory
 from server.doctor import doctor
 from server.errors import LiveOpError, NotFound
@@ -208,6 +209,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply pending migrations to $LIVEOP_DATABASE_URL and exit")
     sub.add_parser(
+        "rotate-credentials",
+        help="re-seal every channel's credentials with the first of LIVEOP_ENCRYPTION_KEYS",
+    )
+    sub.add_parser(
         "doctor",
         help="check the configuration, data directory, store, broker and channel credentials",
     )
@@ -228,6 +233,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "migrate":
         asyncio.run(_with_store(settings, _migrated))
         _print({"database": urlsplit(settings.database_url).scheme, "migrated": True})
+    elif args.command == "rotate-credentials":
+        sealer = Sealer(settings.encryption_keys)
+        count = asyncio.run(_with_store(settings, lambda s: s.reseal_channels(sealer.reseal)))
+        _print({"resealed": count})
     elif args.command == "export":
         count = asyncio.run(_with_store(settings, lambda store: export_to(store, args.output)))
         if args.output is not None:  # stdout carries the rows themselves
@@ -249,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LiveOpError as exc:
         sys.stderr.write(f"liveop: {exc.code}: {exc.message}\n")
         return 1
-    except (StoreError, ImportFailed) as exc:
+    except (StoreError, ImportFailed, UnreadableSecret) as exc:
         sys.stderr.write(f"liveop: {args.command} failed: {exc}\n")
         return 1
     except SettingsError as exc:

@@ -176,11 +176,13 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a new conversation comes from: which site, and which widget session."""
+    """Where a new conversation comes from: which site, which widget session, and which of
+    the account's channels (an inbound SMS's)."""
 
     source_app: SourceApp = "chatbot"
     site_id: int = DEFAULT_SITE_ID
     session_id: str | None = None
+    channel_id: int | None = None
 
 
 class ConversationEngine:
@@ -649,6 +651,7 @@ class ConversationEngine:
             resolved_at=None,
             site_id=site.id,
             session_id=origin.session_id,
+            channel_id=origin.channel_id,
         )
 
     async def _translation(

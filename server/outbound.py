@@ -26,7 +26,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -36,6 +36,8 @@ from server import metrics
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
+from server.channel_delivery import ChannelSms
+from server.channels import Channels
 from server.event_catalogue import DELIVERY
 from server.events import EventFeed
 from server.settings import Settings
@@ -72,6 +74,8 @@ class Outcome:
     sent: bool
     error: str | None = None
     retry_at: float | None = None
+    # The provider's id for a sent message, which its status callbacks name.
+    provider_id: str | None = None
 
     @property
     def final(self) -> bool:
@@ -106,11 +110,14 @@ class OutboundWorker:
         backoff_base_s: float = BACKOFF_BASE_S,
         clock: Clock = time.time,
         jitter: Callable[[], float] = random.random,
+        unbound: Collection[OutboundChannel] | None = None,
     ) -> None:
         self.worker_id = worker_id or new_worker_id()
         self._store = store
         self._feed = feed
         self._adapters = dict(adapters)
+        # What it delivers for conversations without a channel of their own (default: all).
+        self._unbound = tuple(adapters) if unbound is None else tuple(unbound)
         self._lease_s = lease_s
         self._delivery_timeout_s = lease_s * DELIVERY_SHARE_OF_LEASE
         self._batch = batch
@@ -159,6 +166,7 @@ class OutboundWorker:
             now=self._clock(),
             lease_s=self._lease_s,
             limit=self._batch,
+            unbound=self._unbound,
         )
         await asyncio.gather(*(self._deliver(job) for job in jobs))
         return len(jobs)
@@ -176,7 +184,7 @@ class OutboundWorker:
         try:
             held = await self._store.finish_outbound(
                 job, self.worker_id, sent=outcome.sent, error=outcome.error,
-                retry_at=outcome.retry_at,
+                retry_at=outcome.retry_at, provider_id=outcome.provider_id,
             )  # fmt: skip
         except Exception:
             # The claim lapses and the message is attempted again after the lease.
@@ -219,7 +227,7 @@ class OutboundWorker:
             return Outcome(False, f"gave up after {self._max_attempts} attempts")
         try:
             async with asyncio.timeout(self._delivery_timeout_s):
-                await self._adapters[job.channel].send(job)
+                provider_id = await self._adapters[job.channel].send(job)
         except DeliveryFailed as exc:
             return self._failed(job, exc.reason, retryable=exc.retryable)
         except TimeoutError:
@@ -228,7 +236,7 @@ class OutboundWorker:
         except Exception as exc:
             log.exception("delivering %s/%s failed unexpectedly", job.convo_id, job.seq)
             return self._failed(job, f"unexpected error: {exc!r}", retryable=True)
-        return Outcome(True)
+        return Outcome(True, provider_id=provider_id or None)
 
     def _failed(self, job: OutboundJob, reason: str, *, retryable: bool) -> Outcome:
         if not retryable:
@@ -270,20 +278,28 @@ def channel_adapters(
 
 @asynccontextmanager
 async def outbound_worker(
-    settings: Settings, store: Store, feed: EventFeed
+    settings: Settings, store: Store, feed: EventFeed, channels: Channels | None = None
 ) -> AsyncIterator[OutboundWorker | None]:
     """The process's worker, running while the context is open; None when it is turned off
-    or no channel is configured."""
+    or no channel is configured. With ``channels`` (the app's), it also sends the SMS replies
+    of conversations bound to an account's SMS channel, whatever the settings say."""
     if not settings.outbound_worker:
         yield None
         return
     async with AsyncExitStack() as stack:
         timeout_s = settings.outbound_lease_s * DELIVERY_SHARE_OF_LEASE
-        adapters = channel_adapters(settings, stack, timeout_s)
+        adapters: dict[OutboundChannel, ChannelAdapter] = {
+            **channel_adapters(settings, stack, timeout_s)
+        }
+        unbound = tuple(adapters)
+        if channels is not None:
+            adapters["sms"] = ChannelSms(store, channels, adapters.get("sms"), timeout_s)
         if not adapters:
             yield None
             return
-        worker = OutboundWorker(store, feed, adapters, lease_s=settings.outbound_lease_s)
+        worker = OutboundWorker(
+            store, feed, adapters, lease_s=settings.outbound_lease_s, unbound=unbound
+        )
         idle = sorted(set(CHANNEL_OF_SOURCE.values()) - set(adapters))
         log.info(
             "outbound worker %s delivering %s%s", worker.worker_id, ", ".join(sorted(adapters)),

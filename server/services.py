@@ -12,6 +12,7 @@ from realtime.hub import Hub
 from realtime.ratelimit import RateLimiter, Rule
 from server.auth import Authenticator
 from server.availability import Availability
+from server.channels import Channels
 from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.errors import TooManyRequests
@@ -28,6 +29,7 @@ class Services:
     store: Store
     engine: ConversationEngine
     directory: Directory
+    channels: Channels
     auth: Authenticator
     hub: Hub
     feed: EventFeed

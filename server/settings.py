@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from server.adapters.email import parse_sender, parse_smtp_url
 from server.adapters.fcm import load_service_account
 from server.adapters.sms import TWILIO_URL
+from server.crypto import check_key, derived_key
 from server.logs import LOG_FORMATS, TEXT
 
 DEFAULT_DATA_DIR = "liveop-data"
@@ -79,6 +80,8 @@ class Settings:
     # "text" (uvicorn's lines) or "json" (one object per line; server/logs.py).
     log_format: str = TEXT
     shutdown_drain_s: int = DEFAULT_SHUTDOWN_DRAIN_S
+    # Seal channel credentials at rest (server/crypto.py): the first seals, all open.
+    encryption_keys: tuple[str, ...] = ()
 
 
 class SettingsError(ValueError):
@@ -207,6 +210,19 @@ def _secret_key(data_dir: Path) -> str:
     return key
 
 
+def _encryption_keys(environ: Mapping[str, str], secret_key: str) -> tuple[str, ...]:
+    """LIVEOP_ENCRYPTION_KEYS (comma-separated, newest first), or one key derived from the
+    secret key, so an installation that set neither still keeps credentials sealed."""
+    raw = environ.get("LIVEOP_ENCRYPTION_KEYS") or ""
+    keys = [k.strip() for k in raw.split(",") if k.strip()]
+    for index, key in enumerate(keys, start=1):
+        try:
+            check_key(key)
+        except ValueError as exc:
+            raise SettingsError(f"LIVEOP_ENCRYPTION_KEYS key {index}: {exc}") from None
+    return tuple(keys) or (derived_key(secret_key),)
+
+
 def _given_key(key: str | None) -> str | None:
     if key and len(key) < MIN_SECRET_KEY_CHARS:
         raise SettingsError(f"LIVEOP_SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters")
@@ -216,11 +232,12 @@ def _given_key(key: str | None) -> str | None:
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     data_dir = Path(environ.get("LIVEOP_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
     database_url = environ.get("LIVEOP_DATABASE_URL") or f"sqlite:///{data_dir / 'liveop.db'}"
+    secret_key = _given_key(environ.get("LIVEOP_SECRET_KEY")) or _secret_key(data_dir)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         broker_url=environ.get("LIVEOP_BROKER_URL") or "memory://",
-        secret_key=_given_key(environ.get("LIVEOP_SECRET_KEY")) or _secret_key(data_dir),
+        secret_key=secret_key,
         jwt_ttl_s=_int(environ, "LIVEOP_JWT_TTL_S", DEFAULT_JWT_TTL_S),
         max_body_bytes=_int(environ, "LIVEOP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         max_message_chars=_int(environ, "LIVEOP_MAX_MESSAGE_CHARS", DEFAULT_MAX_MESSAGE_CHARS),
@@ -243,4 +260,5 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         metrics_token=_metrics_token(environ),
         log_format=_choice(environ, "LIVEOP_LOG_FORMAT", LOG_FORMATS),
         shutdown_drain_s=_seconds(environ, "LIVEOP_SHUTDOWN_DRAIN_S", DEFAULT_SHUTDOWN_DRAIN_S),
+        encryption_keys=_encryption_keys(environ, secret_key),
     )

@@ -11,8 +11,11 @@ from storage.models import (
     Account,
     CannedResponse,
     Change,
+    Channel,
+    ChannelKind,
     Committed,
     Conversation,
+    Delivery,
     Event,
     EventDetail,
     Message,
@@ -35,6 +38,10 @@ Decide = Callable[[Conversation | None], Change | None]
 
 class StoreError(Exception):
     """Base of the errors a Store raises on its own account (not a decision's errors)."""
+
+
+class DuplicateKey(StoreError):
+    """A channel key is already taken (keys are unique across the installation)."""
 
 
 class DuplicateEmail(StoreError):
@@ -122,6 +129,15 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "channels",
+        _columns(
+            "account_id:str id:int kind:str name:str key:str settings:str credentials:str"
+            " created:float last_inbound:float? last_outbound:float? last_error:str?"
+            " last_error_at:float?"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -137,6 +153,7 @@ TABLES: tuple[Table, ...] = (
             " rating:int? rating_comment:str rated_resolved_at:float? asked_at:float?"
             " replied_at:float? replied_by:int? bot_answered:bool"
             " visitor_last_seq:int"
+            " channel_id:int?"
         ),
         ("id",),
     ),
@@ -147,6 +164,7 @@ TABLES: tuple[Table, ...] = (
             " operator_name:str? text:str created:float client_msg_id:str? delivery:str?"
             " private:bool image_url:str? translation:str? translation_lang:str?"
             " visitor_seq:int?"
+            " provider_id:str?"
         ),
         ("convo_id", "seq"),
     ),
@@ -239,13 +257,21 @@ class SitePatch:
     ask_rating: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelPatch:
+    name: str | None = None
+    # Public settings as JSON, and credentials as a sealed token: each replaced whole.
+    settings: str | None = None
+    credentials: str | None = None
+
+
 # Past every seq there can be (both backends store 64-bit integers).
 SEQ_END = 2**63 - 1
 # SitePatch.team_id meaning "no team" (team ids start at 1).
 NO_TEAM = 0
 
 
-def patch_values(patch: OperatorPatch | CannedPatch | SitePatch) -> dict[str, Any]:
+def patch_values(patch: OperatorPatch | CannedPatch | SitePatch | ChannelPatch) -> dict[str, Any]:
     """The columns a patch sets, None meaning unchanged. A site's NO_TEAM is left to the
     caller, since a generic update cannot tell "set to NULL" from "leave alone"."""
     values = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch)}
@@ -522,6 +548,65 @@ class Store(Protocol):
     async def delete_site(self, account_id: str, site_id: int) -> bool:
         """Its conversations keep their site id (history is never rewritten)."""
 
+    # channels (issue 14)
+    async def create_channel(
+        self,
+        account_id: str,
+        kind: ChannelKind,
+        name: str,
+        key: str,
+        settings: str,
+        credentials: str,
+    ) -> Channel:
+        """Numbers the channel within its account. ``key`` is unique across the
+        installation: a clash raises DuplicateKey and writes nothing."""
+
+    async def get_channel(self, account_id: str, channel_id: int) -> Channel | None: ...
+
+    async def get_channel_by_key(self, key: str) -> Channel | None:
+        """The one lookup not scoped by account: a webhook names its channel only by key."""
+
+    async def list_channels(self, account_id: str) -> list[Channel]: ...
+
+    async def update_channel(
+        self, account_id: str, channel_id: int, patch: ChannelPatch
+    ) -> Channel | None: ...
+
+    async def delete_channel(self, account_id: str, channel_id: int) -> bool:
+        """Its conversations keep their channel id (history is never rewritten)."""
+
+    async def latest_channel_conversation(
+        self, account_id: str, channel_id: int, phone: str
+    ) -> Conversation | None:
+        """The newest conversation of the channel with this phone number (its thread)."""
+
+    async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
+        """``last_inbound`` on the channel's health line."""
+
+    async def record_channel_outbound(
+        self, account_id: str, channel_id: int, at: float, error: str | None
+    ) -> None:
+        """The channel's health line after a send: ``last_outbound`` when it went out, else
+        ``last_error`` and ``last_error_at``. A deleted channel records nothing."""
+
+    async def advance_delivery(
+        self,
+        account_id: str,
+        channel_id: int,
+        provider_id: str,
+        delivery: Delivery,
+        after: Collection[Delivery],
+        error: str | None,
+    ) -> tuple[str, int, bool] | None:
+        """Moves the delivery of the channel's message with this provider id to ``delivery``
+        when it is one of ``after`` (forward only), keeping ``error`` with its outbound row;
+        returns its (conversation id, seq, whether it moved), or None when the channel sent
+        no such message."""
+
+    async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
+        """Replaces every channel's credentials, in every account, with ``reseal`` of them,
+        in one transaction (all or none); returns how many. For key rotation."""
+
     # push tokens (an operator's devices)
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
         """Idempotent."""
@@ -623,9 +708,12 @@ class Store(Protocol):
         now: float,
         lease_s: float,
         limit: int,
+        unbound: Collection[OutboundChannel] | None = None,
     ) -> list[OutboundJob]:
         """Claims up to ``limit`` due deliveries on ``channels`` for ``worker_id`` until
-        ``now + lease_s``, oldest due first, and counts an attempt on each. Claims by
+        ``now + lease_s``, oldest due first, and counts an attempt on each. Of conversations
+        with no channel of their own, only those on ``unbound`` channels (default: all of
+        ``channels``) are claimed. Claims by
         concurrent callers, in any process, never overlap; a row whose lease has passed is due
         again, so a crashed worker's claims are taken over. At most one message per
         conversation is claimed or held at a time, earliest seq first."""
@@ -638,11 +726,13 @@ class Store(Protocol):
         sent: bool,
         error: str | None,
         retry_at: float | None,
+        provider_id: str | None = None,
     ) -> bool:
-        """Records the outcome of ``job``'s attempt: sent, failed (no ``retry_at``), or queued
-        again until ``retry_at``; a final outcome is also the message's ``delivery``, in the
-        same transaction. Returns False and changes nothing when ``worker_id`` no longer holds
-        this claim (its lease ran out and the row was claimed again)."""
+        """Records the outcome of ``job``'s attempt: sent (with the provider's id for it),
+        failed (no ``retry_at``), or queued again until ``retry_at``; a final outcome is also
+        the message's ``delivery``, in the same transaction. Returns False and changes nothing
+        when ``worker_id`` no longer holds this claim (its lease ran out and the row was
+        claimed again)."""
 
     async def queued_outbound(self) -> dict[OutboundChannel, int]:
         """How many deliveries wait in the queue (due or backing off), per channel, across

@@ -9,7 +9,8 @@ SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
 Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
 Sender = Literal["visitor", "operator", "bot", "system"]
-Delivery = Literal["queued", "sent", "failed"]
+# delivered and undelivered come from an SMS provider's status callbacks (issue 14).
+Delivery = Literal["queued", "sent", "failed", "delivered", "undelivered"]
 # Seed 001's block types: `both` refuses the visitor's messages, `ai` stops only the bot,
 # `operator` hides the conversation from the operators' queues.
 BlockType = Literal["both", "ai", "operator"]
@@ -19,6 +20,9 @@ SOURCE_APPS: tuple[SourceApp, ...] = ("chatbot", "smsbroadcast", "emailbroadcast
 STATUSES: tuple[Status, ...] = ("open", "waiting", "active", "resolved")
 BLOCK_TYPES: tuple[BlockType, ...] = ("both", "ai", "operator")
 WIDGET_POSITIONS: tuple[WidgetPosition, ...] = ("right", "left")
+# What a channel carries (issue 14): web chat, SMS, email, a bot platform.
+ChannelKind = Literal["web", "sms", "email", "bot"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = ("web", "sms", "email", "bot")
 # Every account has this site; conversations that name none belong to it.
 DEFAULT_SITE_ID = 1
 
@@ -88,6 +92,27 @@ def default_site(account_id: str, created: float) -> Site:
 
 
 @dataclass(frozen=True, slots=True)
+class Channel:
+    """One of an account's ways in and out. ``key`` names it in its public webhook URLs;
+    ``settings`` is public JSON and ``credentials`` a sealed token (server/crypto.py) that
+    only a holder of the installation's encryption keys can open. The last four fields are
+    its health line."""
+
+    account_id: str
+    id: int
+    kind: ChannelKind
+    name: str
+    key: str
+    settings: str
+    credentials: str
+    created: float
+    last_inbound: float | None = None
+    last_outbound: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     fname: str = ""
     lname: str = ""
@@ -142,6 +167,8 @@ class Conversation:
     # Highest visitor seq: the visitor's own numbering of the messages it sees, gapless
     # whatever notes lie between them; the next such message gets visitor_last_seq + 1.
     visitor_last_seq: int = 0
+    # The channel it came in on; None for web chat and conversations from before channels.
+    channel_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

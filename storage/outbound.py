@@ -37,6 +37,13 @@ DUE_WHERE = (
     " p.convo_id = o.convo_id AND p.seq < o.seq AND p.state = 'queued')"
 )
 DUE_ORDER = "o.next_attempt_at, o.convo_id, o.seq"
+# Of the claimed kinds, a row is the worker's when its kind is in ``{unbound}`` (the kinds it
+# has installation-wide settings for) or its conversation has a channel of its own, whose
+# credentials every worker can open (issue 14).
+BOUND_WHERE = (
+    "(o.channel IN ({unbound}) OR EXISTS (SELECT 1 FROM conversations b"
+    " WHERE b.id = o.convo_id AND b.channel_id IS NOT NULL))"
+)
 
 # What a worker needs to deliver one row of ``{rows}`` (outbound, or the rows just claimed).
 JOB_SELECT = (
@@ -44,7 +51,7 @@ JOB_SELECT = (
     # one (as the chat window shows it), and an image as its link, which SMS and email carry.
     "SELECT o.account_id, a.name AS account_name, o.convo_id, o.seq, m.id AS message_id,"
     " o.channel, coalesce(m.translation, m.text) AS text, m.sender, m.operator_name, c.fname,"
-    " c.lname, c.email, c.phone, m.created, o.attempts, m.image_url"
+    " c.lname, c.email, c.phone, m.created, o.attempts, m.image_url, c.channel_id"
     " FROM {rows} o JOIN messages m ON m.convo_id = o.convo_id AND m.seq = o.seq"
     " JOIN conversations c ON c.id = o.convo_id JOIN accounts a ON a.id = o.account_id"
 )
@@ -78,18 +85,22 @@ class OutboundJob:
     created: float
     # Claims of this row so far, this one included: the fencing token of finish_outbound.
     attempt: int
+    # The conversation's channel, whose credentials send it; None: the installation's settings.
+    channel_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     """What Store.claim_outbound was asked for: up to ``limit`` due rows on ``channels``, held
-    by ``worker_id`` until ``lease_until``."""
+    by ``worker_id`` until ``lease_until``; of conversations without a channel of their own,
+    only those on ``unbound`` channels."""
 
     worker_id: str
     channels: tuple[OutboundChannel, ...]
     now: float
     lease_until: float
     limit: int
+    unbound: tuple[OutboundChannel, ...]
 
 
 def job(row: Row) -> OutboundJob:
@@ -102,7 +113,7 @@ def job(row: Row) -> OutboundJob:
         contact=UserInfo(
             fname=row["fname"], lname=row["lname"], email=row["email"], phone=row["phone"]
         ),
-        created=row["created"], attempt=row["attempts"],
+        created=row["created"], attempt=row["attempts"], channel_id=row["channel_id"],
     )  # fmt: skip
 
 

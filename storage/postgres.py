@@ -107,8 +107,9 @@ DIALECT = Dialect(
 # meanwhile fails the re-checked lease condition. So concurrent claims never overlap.
 _CLAIM_SQL = (
     "WITH due AS (SELECT o.convo_id, o.seq FROM outbound o WHERE o.channel = ANY($2::TEXT[])"
-    f" AND {_outbound.DUE_WHERE.format(now='$3')} ORDER BY {_outbound.DUE_ORDER} LIMIT $5"
-    " FOR UPDATE SKIP LOCKED),"
+    f" AND {_outbound.DUE_WHERE.format(now='$3')}"
+    f" AND {_outbound.BOUND_WHERE.format(unbound='SELECT unnest($6::TEXT[])')}"
+    f" ORDER BY {_outbound.DUE_ORDER} LIMIT $5 FOR UPDATE SKIP LOCKED),"
     " claimed AS (UPDATE outbound u SET claimed_by = $1, lease_until = $4,"
     " attempts = u.attempts + 1 FROM due WHERE u.convo_id = due.convo_id AND u.seq = due.seq"
     " RETURNING u.*)"
@@ -244,6 +245,7 @@ class PostgresStore(SqlStore):
                 claim.now,
                 claim.lease_until,
                 claim.limit,
+                list(claim.unbound),
             )
             return [_outbound.job(row) for row in found]
 

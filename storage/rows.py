@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
     CannedResponse,
+    Channel,
     Conversation,
     Event,
     Message,
@@ -42,6 +43,7 @@ TEAM_MEMBERS = TABLES_BY_NAME["team_members"]
 PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
 CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
+CHANNELS = TABLES_BY_NAME["channels"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -83,6 +85,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
         "visitor_last_seq": c.visitor_last_seq,
+        "channel_id": c.channel_id,
     }  # fmt: skip
 
 
@@ -101,7 +104,7 @@ _CONVO_COLUMNS = (
     "lname", "email", "phone", "info", "created", "last_activity", "resolved_at", "last_seq",
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
-    "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq",
+    "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -112,14 +115,14 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered, visitor_last_seq) = _CONVO_GETTERS[p](r)  # fmt: skip
+     bot_answered, visitor_last_seq, channel_id) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
         last_seq, unread, operator_read_seq, visitor_read_seq, site_id, session_id, block_type,
         # SQLite has no boolean type: flags come back as 0 or 1.
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
-        asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq,
+        asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
     )  # fmt: skip
 
 
@@ -131,6 +134,8 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         "delivery": m.delivery, "private": m.private, "image_url": m.image_url,
         "translation": m.translation, "translation_lang": m.translation_lang,
         "visitor_seq": m.visitor_seq,
+        # Learnt when the provider accepts the message (Store.finish_outbound).
+        "provider_id": None,
     }  # fmt: skip
 
 
@@ -184,3 +189,8 @@ def canned(r: Row) -> CannedResponse:
         account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
         message=r["message"],
     )  # fmt: skip
+
+
+# A channel's columns are named as its fields.
+def channel(r: Row) -> Channel:
+    return Channel(*(r[f.name] for f in dataclasses.fields(Channel)))

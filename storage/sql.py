@@ -37,8 +37,10 @@ from storage.base import (
     TABLES,
     TRANSFER_BATCH_ROWS,
     CannedPatch,
+    ChannelPatch,
     Decide,
     DuplicateEmail,
+    DuplicateKey,
     HandoverFigures,
     InboxQuery,
     InvalidRow,
@@ -60,8 +62,11 @@ from storage.models import (
     DEFAULT_SITE_ID,
     Account,
     CannedResponse,
+    Channel,
+    ChannelKind,
     Committed,
     Conversation,
+    Delivery,
     Event,
     EventDetail,
     Message,
@@ -164,6 +169,18 @@ _SELECT_ALL_BY_ID = {
     t.name: f"SELECT {rows.select_list(t)} FROM {t.name} WHERE account_id = $1 ORDER BY id"
     for t in _NUMBERED
 }
+_SELECT_CHANNEL_BY_KEY = f"SELECT {rows.select_list(rows.CHANNELS)} FROM channels WHERE key = $1"
+_LATEST_CHANNEL_CONVO = (
+    f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
+    " WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
+    " ORDER BY created DESC, id DESC LIMIT 1"
+)
+# A message the channel sent, by the provider's id for it.
+_CHANNEL_MESSAGE = (
+    "SELECT m.convo_id, m.seq, m.delivery FROM messages m JOIN conversations c"
+    " ON c.id = m.convo_id WHERE m.account_id = $1 AND c.channel_id = $2"
+    " AND m.provider_id = $3"
+)
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
 # on (lower(email), account_id) (migration 0010), so the lookup uses it.
@@ -206,6 +223,7 @@ _INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
 _INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
 _INSERT_SITE = rows.insert_sql(rows.SITES)
 _INSERT_CANNED = rows.insert_sql(rows.CANNED)
+_INSERT_CHANNEL = rows.insert_sql(rows.CHANNELS)
 _INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
@@ -769,6 +787,127 @@ class SqlStore(abc.ABC):
     async def delete_site(self, account_id: str, site_id: int) -> bool:
         return await self._write(lambda conn: _delete(conn, "sites", account_id, site_id))
 
+    # channels
+
+    async def create_channel(
+        self,
+        account_id: str,
+        kind: ChannelKind,
+        name: str,
+        key: str,
+        settings: str,
+        credentials: str,
+    ) -> Channel:
+        async def op(conn: Conn) -> Channel:
+            channel_id = await _next_id(conn, account_id, "channel")
+            channel = Channel(
+                account_id, channel_id, kind, name, key, settings, credentials, time.time()
+            )
+            try:
+                await conn.execute(_INSERT_CHANNEL, *rows.values(rows.CHANNELS, asdict(channel)))
+            except self._dialect.unique_violation as exc:
+                raise DuplicateKey(key) from exc
+            return channel
+
+        return await self._write(op)
+
+    async def get_channel(self, account_id: str, channel_id: int) -> Channel | None:
+        return await self._get(rows.CHANNELS, rows.channel, account_id, channel_id)
+
+    async def get_channel_by_key(self, key: str) -> Channel | None:
+        async def op(conn: Conn) -> Channel | None:
+            row = await conn.fetchrow(_SELECT_CHANNEL_BY_KEY, key)
+            return rows.channel(row) if row else None
+
+        return await self._read(op)
+
+    async def list_channels(self, account_id: str) -> list[Channel]:
+        return await self._list(rows.CHANNELS, rows.channel, account_id)
+
+    async def update_channel(
+        self, account_id: str, channel_id: int, patch: ChannelPatch
+    ) -> Channel | None:
+        async def op(conn: Conn) -> Channel | None:
+            row = await _patch(conn, rows.CHANNELS, account_id, channel_id, patch_values(patch))
+            return rows.channel(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_channel(self, account_id: str, channel_id: int) -> bool:
+        return await self._write(lambda conn: _delete(conn, "channels", account_id, channel_id))
+
+    async def latest_channel_conversation(
+        self, account_id: str, channel_id: int, phone: str
+    ) -> Conversation | None:
+        async def op(conn: Conn) -> Conversation | None:
+            row = await conn.fetchrow(_LATEST_CHANNEL_CONVO, account_id, channel_id, phone)
+            return rows.convo(row) if row else None
+
+        return await self._read(op)
+
+    async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
+        sql = "UPDATE channels SET last_inbound = $3 WHERE account_id = $1 AND id = $2"
+        await self._write(lambda conn: conn.execute(sql, account_id, channel_id, at))
+
+    async def record_channel_outbound(
+        self, account_id: str, channel_id: int, at: float, error: str | None
+    ) -> None:
+        sql = (
+            "UPDATE channels SET last_outbound = $3 WHERE account_id = $1 AND id = $2"
+            if error is None
+            else "UPDATE channels SET last_error = $4, last_error_at = $3"
+            " WHERE account_id = $1 AND id = $2"
+        )
+        args = (
+            (account_id, channel_id, at) if error is None else (account_id, channel_id, at, error)
+        )
+        await self._write(lambda conn: conn.execute(sql, *args))
+
+    async def advance_delivery(
+        self,
+        account_id: str,
+        channel_id: int,
+        provider_id: str,
+        delivery: Delivery,
+        after: Collection[Delivery],
+        error: str | None,
+    ) -> tuple[str, int, bool] | None:
+        marks = ", ".join(f"${i}" for i in range(5, len(after) + 5))
+        # One conditional UPDATE: of two callbacks racing, only a forward move lands.
+        advance = (
+            f"UPDATE messages SET delivery = $4 WHERE account_id = $1 AND provider_id = $3"
+            f" AND delivery IN ({marks}) AND convo_id IN (SELECT id FROM conversations"
+            " WHERE account_id = $1 AND channel_id = $2) RETURNING convo_id, seq"
+        )
+
+        async def op(conn: Conn) -> tuple[str, int, bool] | None:
+            args = (account_id, channel_id, provider_id)
+            row = await conn.fetchrow(advance, *args, delivery, *after)
+            if row is None:
+                found = await conn.fetchrow(_CHANNEL_MESSAGE, *args)
+                return (found["convo_id"], found["seq"], False) if found else None
+            if error is not None:
+                await conn.execute(
+                    "UPDATE outbound SET last_error = $1 WHERE convo_id = $2 AND seq = $3",
+                    error,
+                    row["convo_id"],
+                    row["seq"],
+                )
+            return (row["convo_id"], row["seq"], True)
+
+        return await self._write(op)
+
+    async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
+        async def op(conn: Conn) -> int:
+            found = await conn.fetch("SELECT account_id, id, credentials FROM channels")
+            await conn.executemany(
+                "UPDATE channels SET credentials = $3 WHERE account_id = $1 AND id = $2",
+                [(r["account_id"], r["id"], reseal(r["credentials"])) for r in found],
+            )
+            return len(found)
+
+        return await self._write_once(op)
+
     # push tokens
 
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
@@ -1013,10 +1152,12 @@ class SqlStore(abc.ABC):
         now: float,
         lease_s: float,
         limit: int,
+        unbound: Collection[OutboundChannel] | None = None,
     ) -> list[OutboundJob]:
         if not channels:
             return []
-        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit)
+        every = tuple(channels) if unbound is None else tuple(unbound)
+        claim = Claim(worker_id, tuple(channels), now, now + lease_s, limit, every)
         return await self._write(self._claim(claim))
 
     @abc.abstractmethod
@@ -1038,6 +1179,7 @@ class SqlStore(abc.ABC):
         sent: bool,
         error: str | None,
         retry_at: float | None,
+        provider_id: str | None = None,
     ) -> bool:
         state = _outbound.finished_state(sent=sent, retry_at=retry_at)
         params = _outbound.finish_params(job, worker_id, state, error, retry_at)
@@ -1047,6 +1189,13 @@ class SqlStore(abc.ABC):
                 return False
             if state != "queued":
                 await conn.execute(_outbound.SET_DELIVERY_SQL, state, job.convo_id, job.seq)
+            if state == "sent" and provider_id:
+                await conn.execute(
+                    "UPDATE messages SET provider_id = $1 WHERE convo_id = $2 AND seq = $3",
+                    provider_id,
+                    job.convo_id,
+                    job.seq,
+                )
             return True
 
         return await self._write(op)

@@ -65,7 +65,8 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 # sharing the file, so no two claims ever see the same row due.
 _DUE_SQL = (
     f"{_outbound.JOB_SELECT.format(rows='outbound')} WHERE o.channel IN ({{channels}})"
-    f" AND {_outbound.DUE_WHERE.format(now='$1')} ORDER BY {_outbound.DUE_ORDER} LIMIT $2"
+    f" AND {_outbound.DUE_WHERE.format(now='$1')} AND {_outbound.BOUND_WHERE}"
+    f" ORDER BY {_outbound.DUE_ORDER} LIMIT $2"
 )
 _CLAIM_SQL = (
     "UPDATE outbound SET claimed_by = $1, lease_until = $2, attempts = attempts + 1"
@@ -325,11 +326,15 @@ class SQLiteStore(SqlStore):
             await asyncio.to_thread(db.close)
 
     def _claim(self, claim: Claim) -> Op[list[OutboundJob]]:
-        marks = ", ".join(f"${i}" for i in range(3, len(claim.channels) + 3))
-        due = _DUE_SQL.format(channels=marks)
+        first_unbound = len(claim.channels) + 3
+        marks = ", ".join(f"${i}" for i in range(3, first_unbound))
+        unbound = ", ".join(
+            f"${i}" for i in range(first_unbound, first_unbound + len(claim.unbound))
+        )
+        due = _DUE_SQL.format(channels=marks, unbound=unbound)
 
         async def op(conn: Conn) -> list[OutboundJob]:
-            found = await conn.fetch(due, claim.now, claim.limit, *claim.channels)
+            found = await conn.fetch(due, claim.now, claim.limit, *claim.channels, *claim.unbound)
             jobs = [_outbound.job(row) for row in found]
             await conn.executemany(
                 _CLAIM_SQL, [(claim.worker_id, claim.lease_until, j.convo_id, j.seq) for j in jobs]

@@ -68,10 +68,14 @@ class TwilioSms:
         self._client = httpx.AsyncClient(auth=(account_sid, auth_token), timeout=timeout_s)
 
     async def send(self, job: OutboundJob) -> str:
-        to = phone_number(job.contact.phone)
+        return await self.send_text(job.contact.phone, job.text)
+
+    async def send_text(self, phone: str, text: str) -> str:
+        """Sends ``text`` to ``phone``; what ``send`` does with a job's contact and text."""
+        to = phone_number(phone)
         if not to:
             raise DeliveryFailed("the conversation has no phone number", retryable=False)
-        form = {"To": to, self._from_field: self._sender, "Body": job.text}
+        form = {"To": to, self._from_field: self._sender, "Body": text}
         try:
             response = await self._client.post(self._url, data=form)
         except httpx.TimeoutException as exc:

@@ -1,4 +1,4 @@
-"""Admin REST, account-scoped: operators, teams, canned responses and sites.
+"""Admin REST, account-scoped: operators, teams, canned responses, sites and channels.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
 transfer targets); ``POST`` creates, ``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,25 +17,39 @@ from starlette.routing import Route
 
 from server.api.wire import JSON, Fields, ok, path_id, read_fields
 from server.auth import Principal
+from server.channels import Channels
 from server.directory import Directory
 from server.errors import Invalid, NotFound
-from server.render.snake_case import canned_json, operator_json, site_json, team_json
-from server.services import services
+from server.render.snake_case import (
+    canned_json,
+    channel_json,
+    operator_json,
+    site_json,
+    team_json,
+)
+from server.services import Services, services
 from storage.base import NO_TEAM
 
 ROOT = "/api/v1/admin"
 CREATED = 201
+# The service a resource's calls go to (the Directory, or Channels).
+S = TypeVar("S")
+
+
+def _directory(s: Services) -> Directory:
+    return s.directory
 
 
 @dataclass(frozen=True, slots=True)
-class Resource:
+class Resource(Generic[S]):
     plural: str
     singular: str
     render: Callable[[Any], dict[str, Any]]
-    list: Callable[[Directory, str], Awaitable[Sequence[Any]]]
-    create: Callable[[Directory, str, Fields], Awaitable[Any]]
-    update: Callable[[Directory, str, int, Fields], Awaitable[Any]]
-    delete: Callable[[Directory, str, int], Awaitable[None]]
+    list: Callable[[S, str], Awaitable[Sequence[Any]]]
+    create: Callable[[S, str, Fields], Awaitable[Any]]
+    update: Callable[[S, str, int, Fields], Awaitable[Any]]
+    delete: Callable[[S, str, int], Awaitable[None]]
+    service: Callable[[Services], S]
 
 
 def _is_admin(fields: Fields) -> bool | None:
@@ -48,7 +62,7 @@ def _is_admin(fields: Fields) -> bool | None:
     return role == "admin"
 
 
-OPERATORS = Resource(
+OPERATORS: Resource[Directory] = Resource(
     plural="operators",
     singular="operator",
     render=operator_json,
@@ -71,9 +85,10 @@ OPERATORS = Resource(
         lang=f.text("lang"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
+    service=_directory,
 )
 
-TEAMS = Resource(
+TEAMS: Resource[Directory] = Resource(
     plural="teams",
     singular="team",
     render=team_json,
@@ -85,9 +100,10 @@ TEAMS = Resource(
         acc, i, name=f.text("name"), member_ids=f.int_list("member_ids")
     ),
     delete=lambda d, acc, i: d.delete_team(acc, i),
+    service=_directory,
 )
 
-CANNED = Resource(
+CANNED: Resource[Directory] = Resource(
     plural="canned",
     singular="canned",
     render=canned_json,
@@ -99,10 +115,11 @@ CANNED = Resource(
         acc, i, name=f.text("name"), tag=f.text("tag"), message=f.text("message")
     ),
     delete=lambda d, acc, i: d.delete_canned(acc, i),
+    service=_directory,
 )
 
 
-SITES = Resource(
+SITES: Resource[Directory] = Resource(
     plural="sites",
     singular="site",
     render=site_json,
@@ -127,10 +144,41 @@ SITES = Resource(
         ask_rating=f.boolean("ask_rating"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
+    service=_directory,
+)
+
+# Credentials go in (auth_token) and never come out: channel_json renders none.
+CHANNELS: Resource[Channels] = Resource(
+    plural="channels",
+    singular="channel",
+    render=channel_json,
+    list=lambda c, acc: c.list(acc),
+    create=lambda c, acc, f: c.create(
+        acc,
+        kind=f.require("kind"),
+        name=f.require("name"),
+        account_sid=f.require("account_sid"),
+        auth_token=f.require("auth_token"),
+        sender=f.require("from"),
+        public_url=f.require("public_url"),
+        api_url=f.text("api_url"),
+    ),
+    update=lambda c, acc, i, f: c.update(
+        acc,
+        i,
+        name=f.text("name"),
+        account_sid=f.text("account_sid"),
+        auth_token=f.text("auth_token"),
+        sender=f.text("from"),
+        public_url=f.text("public_url"),
+        api_url=f.text("api_url"),
+    ),
+    delete=lambda c, acc, i: c.delete(acc, i),
+    service=lambda s: s.channels,
 )
 
 
-def _item_id(request: Request, resource: Resource) -> int:
+def _item_id(request: Request, resource: Resource[Any]) -> int:
     """A path id no store could hold names nothing: 404, never a driver's overflow."""
     missing = NotFound(f"{resource.singular}_not_found", f"no such {resource.singular}")
     return path_id(request, "id", missing)
@@ -143,30 +191,35 @@ async def _principal(request: Request, *, admin: bool) -> Principal:
     return principal
 
 
-def _routes(resource: Resource) -> list[Route]:
+def _routes(resource: Resource[S]) -> list[Route]:
     async def listing(request: Request) -> Response:
         principal = await _principal(request, admin=False)
-        items = await resource.list(services(request).directory, principal.account_id)
+        items = await resource.list(resource.service(services(request)), principal.account_id)
         return ok(**{resource.plural: [resource.render(i) for i in items]})
 
     async def create(request: Request) -> Response:
         principal = await _principal(request, admin=True)
         fields = await read_fields(request)
-        item = await resource.create(services(request).directory, principal.account_id, fields)
+        item = await resource.create(
+            resource.service(services(request)), principal.account_id, fields
+        )
         return JSON({"success": True, resource.singular: resource.render(item)}, CREATED)
 
     async def update(request: Request) -> Response:
         principal = await _principal(request, admin=True)
         fields = await read_fields(request)
         item = await resource.update(
-            services(request).directory, principal.account_id, _item_id(request, resource), fields
+            resource.service(services(request)),
+            principal.account_id,
+            _item_id(request, resource),
+            fields,
         )
         return ok(**{resource.singular: resource.render(item)})
 
     async def delete(request: Request) -> Response:
         principal = await _principal(request, admin=True)
         await resource.delete(
-            services(request).directory, principal.account_id, _item_id(request, resource)
+            resource.service(services(request)), principal.account_id, _item_id(request, resource)
         )
         return ok()
 
@@ -179,4 +232,26 @@ def _routes(resource: Resource) -> list[Route]:
     ]
 
 
-routes = [route for resource in (OPERATORS, TEAMS, CANNED, SITES) for route in _routes(resource)]
+async def _test_channel(request: Request) -> Response:
+    """``POST /channels/{id}/test``: a test SMS from the channel to ``to``, for the admin
+    checking a new channel; the outcome is also on its health line."""
+    principal = await _principal(request, admin=True)
+    fields = await read_fields(request)
+    found = services(request)
+    sid = await found.channels.send_test(
+        principal.account_id,
+        _item_id(request, CHANNELS),
+        fields.require("to"),
+        fields.text("message", max_chars=found.settings.max_message_chars),
+    )
+    return ok(sid=sid)
+
+
+routes = [
+    *_routes(OPERATORS),
+    *_routes(TEAMS),
+    *_routes(CANNED),
+    *_routes(SITES),
+    *_routes(CHANNELS),
+    Route(f"{ROOT}/channels/{{id}}/test", _test_channel, methods=["POST"]),
+]

@@ -49,4 +49,5 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
         "resolvedAt": c.resolved_at,
         "lastSeq": c.last_seq,
         "siteID": c.site_id,
+        "channelID": c.channel_id,
     }

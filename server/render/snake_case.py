@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.models import CannedResponse, Conversation, Message, Operator, Site, Team
+from server.channels import settings_of, webhooks
+from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
@@ -27,6 +28,25 @@ def site_json(s: Site) -> dict[str, Any]:
         "greeting": s.greeting,
         "team_id": s.team_id,
         "ask_rating": s.ask_rating,
+    }
+
+
+def channel_json(c: Channel) -> dict[str, Any]:
+    """Never the credentials: only the public settings and the health line."""
+    return {
+        "id": c.id,
+        "kind": c.kind,
+        "name": c.name,
+        "key": c.key,
+        **settings_of(c),
+        "webhooks": webhooks(c),
+        "created": c.created,
+        "health": {
+            "last_inbound": c.last_inbound,
+            "last_outbound": c.last_outbound,
+            "last_error": c.last_error,
+            "last_error_at": c.last_error_at,
+        },
     }
 
 
@@ -58,6 +78,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "operator_id": c.operator_id,
         "team_id": c.team_id,
         "site_id": c.site_id,
+        "channel_id": c.channel_id,
         "session_id": c.session_id,
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),

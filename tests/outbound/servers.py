@@ -92,6 +92,8 @@ class Received:
     at: float
     message: EmailMessage | None = None
     form: dict[str, str] = field(default_factory=dict)
+    # The provider account an SMS was sent with (its basic-auth user).
+    account_sid: str = ""
 
 
 class Mailbox:
@@ -188,6 +190,8 @@ class Twilio:
         # (status, JSON body or raw bytes) answered to the next requests instead of a 201.
         self.scripted: list[tuple[int, Any]] = []
         self.delay_s = 0.0
+        # The provider accounts it knows, by SID: each one's auth token.
+        self.accounts = {SMS_SID: SMS_TOKEN}
 
     def bodies(self) -> list[str]:
         with self.lock:
@@ -195,24 +199,35 @@ class Twilio:
 
 
 def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
-    expected_auth = "Basic " + base64.b64encode(f"{SMS_SID}:{SMS_TOKEN}".encode()).decode()
-    path = f"/2010-04-01/Accounts/{SMS_SID}/Messages.json"
+    def authorized(sid: str, header: str | None) -> bool:
+        token = twilio.accounts.get(sid)
+        expected = "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()
+        return token is not None and header == expected
+
+    def account_of(path: str, suffix: str) -> str | None:
+        prefix = "/2010-04-01/Accounts/"
+        if not (path.startswith(prefix) and path.endswith(suffix)):
+            return None
+        sid = path[len(prefix) : -len(suffix)]
+        return sid if sid in twilio.accounts else None
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             """The account resource, which `liveop doctor` reads to test the credentials."""
-            if self.path != f"/2010-04-01/Accounts/{SMS_SID}.json":
+            sid = account_of(self.path, ".json")
+            if sid is None:
                 return self._answer(404, {"code": 20404, "message": "not found", "status": 404})
-            if self.headers.get("Authorization") != expected_auth:
+            if not authorized(sid, self.headers.get("Authorization")):
                 return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
-            return self._answer(200, {"sid": SMS_SID, "status": "active"})
+            return self._answer(200, {"sid": sid, "status": "active"})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(length).decode()
-            if self.path != path:
+            sid = account_of(self.path, "/Messages.json")
+            if sid is None:
                 return self._answer(404, {"code": 20404, "message": "not found", "status": 404})
-            if self.headers.get("Authorization") != expected_auth:
+            if not authorized(sid, self.headers.get("Authorization")):
                 return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
             with twilio.lock:
                 scripted = twilio.scripted.pop(0) if twilio.scripted else None
@@ -227,7 +242,7 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
             if twilio.delay_s:
                 time.sleep(twilio.delay_s)
             with twilio.lock:
-                twilio.received.append(Received(arrived, form=form))
+                twilio.received.append(Received(arrived, form=form, account_sid=sid))
                 sid = f"SM{len(twilio.received):032x}"
             return self._answer(201, {"sid": sid, "status": "queued", "to": to, "body": ""})
 

@@ -29,7 +29,11 @@ from tests.server.test_inbox import ADMIN, OPERATOR, Panel, admin_of, operator_o
 from tests.server.test_uploads import picture
 
 # Ids that exist in B only.
-B_OPERATOR, B_TEAM, B_CANNED, B_SITE = 3, 2, 2, 3
+B_OPERATOR, B_TEAM, B_CANNED, B_SITE, B_CHANNEL = 3, 2, 2, 3, 2
+SMS_CHANNEL = {
+    "kind": "sms", "name": "Texts", "account_sid": "AC" + "0" * 32, "auth_token": "b-token",
+    "from": "+15550100100", "public_url": "https://chat.example.test",
+}  # fmt: skip
 B_SESSION = "sess-b-visitor-0001"
 B_TOKEN = "fcm-token-of-a-b-device"
 PREFIXES = (OPERATOR, ADMIN)
@@ -100,6 +104,8 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         await _admin_post(tenant, "canned", name=f"Hi {i}", message="Hello {fname}")
     for i in range(2 if extra else 1):
         await _admin_post(tenant, "sites", name=f"Site {i}", team_id=team)
+    for _ in range(2 if extra else 1):
+        await _admin_post(tenant, "channels", **SMS_CHANNEL)
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
@@ -452,6 +458,7 @@ _admin_resource(
 _admin_resource("teams", B_TEAM, "team_not_found", {"name": "Night shift", "member_ids": [1]})
 _admin_resource("canned", B_CANNED, "canned_not_found", {"name": "Bye", "message": "Bye!"})
 _admin_resource("sites", B_SITE, "site_not_found", {"name": "Outlet"})
+_admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL)
 
 
 @covers("POST", f"{ADMIN}/teams")
@@ -470,6 +477,16 @@ async def _site_with_bs_team(w: World) -> None:
     await _refused(w.a_admin, "POST", f"{ADMIN}/sites", body, 404, "team_not_found")
     patch = {"team_id": B_TEAM}
     await _refused(w.a_admin, "PATCH", f"{ADMIN}/sites/2", patch, 404, "team_not_found")
+
+
+@covers("POST", f"{ADMIN}/channels/{{id}}/test")
+async def _test_message_from_bs_channel(w: World) -> None:
+    body = {"to": "+15557654321"}
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/channels/{B_CHANNEL}/test", json=body, headers=headers
+        )
+        assert_error(response, 404, "channel_not_found")
 
 
 def _api_routes(app: Starlette) -> set[tuple[str, str]]:

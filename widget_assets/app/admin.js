@@ -1,5 +1,5 @@
-// Live Operator Chat, operator inbox: the admin screens — operators, teams, canned responses
-// and sites — all one table and one form, described per resource.
+// Live Operator Chat, operator inbox: the admin screens — operators, teams, canned responses,
+// sites and channels — all one table and one form, described per resource.
 //
 // Every operator may look; only admins may change (the server enforces it, 403 otherwise).
 
@@ -10,8 +10,25 @@ const teamName = (ctx, id) => ctx.teams.find((t) => t.id === id)?.name || "None"
 const operatorNames = (ctx, ids) =>
   ids.map((id) => ctx.operators.get(id)?.name || `#${id}`).join(", ") || "No members";
 
-/** Per resource: its API path, its list key, the columns shown, and the form's fields. A
- * field's ``create`` marks it required only when creating (a password kept when editing). */
+const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "never");
+/** A channel's health line: its last message in and out, and its last failed send. */
+const health = (c) => {
+  const { last_inbound: inbound, last_outbound: outbound, last_error: error } = c.health;
+  const line = `In: ${when(inbound)} · Out: ${when(outbound)}`;
+  return error ? `${line} · Last error (${when(c.health.last_error_at)}): ${error}` : line;
+};
+
+/** Sends a test SMS from ``channel`` to a number the admin types; says how it went. */
+async function testChannel(channel) {
+  const to = window.prompt(`Send a test SMS from “${channel.name}” to (E.164, e.g. +15550100100):`);
+  if (!to) return null;
+  await api("POST", `admin/channels/${channel.id}/test`, { to: to.trim() });
+  return `Test message sent from “${channel.name}” to ${to.trim()}.`;
+}
+
+/** Per resource: its API path, its list key, the columns shown, the form's fields, and any
+ * row actions beyond Edit and Delete. A field's ``create`` marks it required only when
+ * creating (a password or a token kept when editing). */
 const RESOURCES = {
   operators: {
     title: "Operators",
@@ -80,6 +97,35 @@ const RESOURCES = {
         value: (s) => String(s.team_id || 0) },
     ],
   },
+  channels: {
+    title: "Channels",
+    one: "channel",
+    columns: [
+      ["Name", (c) => c.name],
+      ["Kind", (c) => c.kind.toUpperCase()],
+      ["From", (c) => c.from],
+      // What to paste into the provider's number settings.
+      ["Webhook URLs", (c) => `Messages: ${c.webhooks.sms}\nStatus: ${c.webhooks.status}`],
+      ["Health", health],
+    ],
+    fields: () => [
+      { name: "kind", label: "Kind", options: [["sms", "SMS (Twilio)"]], createOnly: true },
+      { name: "name", label: "Name", required: true, maxlength: 100 },
+      { name: "account_sid", label: "Account SID", required: true, maxlength: 34,
+        placeholder: "AC…" },
+      { name: "auth_token", label: "Auth token", type: "password", create: true,
+        value: () => "", editHint: "Leave empty to keep the current token; it is never shown.",
+        maxlength: 256 },
+      { name: "from", label: "From number or messaging service", required: true,
+        placeholder: "+15550100100 or MG…", maxlength: 34 },
+      { name: "public_url", label: "Public URL of this server", type: "url", required: true,
+        hint: "The base URL the provider calls; the webhook URLs are built from it.",
+        placeholder: "https://chat.example.com", maxlength: 500 },
+      { name: "api_url", label: "Provider API URL", type: "url", maxlength: 500,
+        placeholder: "https://api.twilio.com" },
+    ],
+    actions: [{ label: "Send test", run: testChannel }],
+  },
 };
 
 let shown = null; // the resource on screen
@@ -123,6 +169,16 @@ function render(ctx, resource, items, editing = null) {
       say($("admin-status"), error.message);
     }
   };
+  const act = async (action, item) => {
+    try {
+      const message = await action.run(item);
+      if (message) await rerun(message);
+    } catch (error) {
+      // The outcome may be on the item now (a channel's health line): show it with the reason.
+      await showAdmin(ctx, resource);
+      say($("admin-status"), error.message);
+    }
+  };
   const table = h("table", { class: "admin__table" },
     h("caption", { class: "visually-hidden" }, spec.title),
     h("thead", {}, h("tr", {},
@@ -134,6 +190,10 @@ function render(ctx, resource, items, editing = null) {
         h("button", { type: "button", class: "button button--quiet",
           "aria-label": `Edit ${item.name}`, onclick: () => render(ctx, resource, items, item) },
           "Edit"),
+        (spec.actions || []).map((action) =>
+          h("button", { type: "button", class: "button button--quiet",
+            "aria-label": `${action.label} ${item.name}`, onclick: () => act(action, item) },
+            action.label)),
         h("button", { type: "button", class: "button button--quiet button--danger",
           "aria-label": `Delete ${item.name}`, onclick: () => remove(item) }, "Delete"))))),
   );
@@ -152,7 +212,7 @@ function form(ctx, resource, spec, editing, rerun) {
   const fields = spec.fields(ctx);
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
   const inputs = new Map();
-  const controls = fields.map((f) => {
+  const controls = fields.filter((f) => !(editing && f.createOnly)).map((f) => {
     const id = `admin-${f.name}`;
     const current = editing ? (f.value ? f.value(editing) : editing[f.name]) : undefined;
     if (f.members) {

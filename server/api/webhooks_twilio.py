@@ -1,0 +1,178 @@
+"""Inbound SMS and status callbacks from Twilio, or any provider that speaks its webhook
+contract (issue 14).
+
+``POST /webhooks/twilio/{key}/sms``: the channel is the one whose key is in the path (404
+otherwise). The signature is checked before anything is read into the store, over the URL the
+provider was given: the channel's configured public URL, never the request's Host or
+forwarding headers (403 otherwise, nothing written). A message then joins its thread: the
+newest conversation of this channel with this number, reopened when resolved (the engine's
+rule for a customer who writes again), or a new one. ``MessageSid`` is the message's client
+id, so a retried webhook makes no second message. The answer is always TwiML: a provider
+texts a plain-text answer back to the customer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.channels import public_url
+from server.conversations import Origin
+from server.crypto import UnreadableSecret
+from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
+from server.event_catalogue import DELIVERY
+from server.services import services
+from server.twilio_signature import valid_form, valid_json
+from storage.models import Channel, Delivery, UserInfo
+
+ROOT = "/webhooks/twilio/{key}"
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+# Twilio's message ids: SM (SMS) or MM (MMS) and 32 hex digits.
+_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+# Pictures are not fetched yet: the operator is told one came, rather than see nothing.
+# Twilio's message statuses as a reply's delivery; None: no change worth showing.
+_STATUSES: dict[str, Delivery | None] = {
+    "accepted": None, "scheduled": None, "queued": None, "sending": None, "sent": "sent",
+    "delivered": "delivered", "read": "delivered", "partially_delivered": "delivered",
+    "undelivered": "undelivered", "failed": "failed", "canceled": "failed",
+}  # fmt: skip
+# What each delivery may follow: forward only, whatever order callbacks arrive in.
+_EARLIER: dict[Delivery, tuple[Delivery, ...]] = {
+    "sent": ("queued",),
+    "delivered": ("queued", "sent"),
+    "undelivered": ("queued", "sent"),
+    "failed": ("queued", "sent"),
+    "queued": (),
+}
+# The provider's error code and message kept with the reply; its messages are a sentence.
+ERROR_MAX = 300
+MEDIA_NOTE = "[The customer sent {count} picture(s) or file(s), which are not shown here yet.]"
+
+
+def _twiml() -> Response:
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def _signed_url(request: Request, base: str) -> str:
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{base}{request.url.path}" + (f"?{query}" if query else "")
+
+
+async def _params(request: Request, base: str, auth_token: str) -> dict[str, str]:
+    """The webhook's parameters, once its signature checks out; else 403."""
+    body = await request.body()
+    url = _signed_url(request, base)
+    header = request.headers.get("x-twilio-signature")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        if not valid_json(url, body, auth_token, header):
+            raise Forbidden("invalid_signature", "X-Twilio-Signature does not sign this request")
+        raise UnsupportedMediaType(
+            "unsupported_media_type", "an inbound SMS webhook is a form POST"
+        )
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise UnsupportedMediaType("unsupported_media_type", "send a form POST")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise Invalid("invalid_form", "the body is not UTF-8") from None
+    if not valid_form(url, pairs, auth_token, header):
+        raise Forbidden("invalid_signature", "X-Twilio-Signature does not sign this request")
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise Invalid("invalid_field", f"{name} is given more than once")
+        params[name] = value
+    return params
+
+
+def _field(params: dict[str, str], name: str, pattern: re.Pattern[str], what: str) -> str:
+    value = params.get(name, "")
+    if not value:
+        raise Invalid("missing_field", f"{name} is required")
+    if not pattern.fullmatch(value):
+        raise Invalid("invalid_field", f"{name} must be {what}")
+    return value
+
+
+async def _verified(request: Request) -> tuple[Channel, dict[str, str]]:
+    """The channel in the path and the request's parameters, once it is proven to come from
+    the channel's provider account; 404 or 403 otherwise."""
+    channel = await services(request).channels.by_key(request.path_params["key"])
+    try:
+        credentials = services(request).channels.credentials(channel)
+    except UnreadableSecret:
+        # Nobody can check the signature: refuse, and let the provider retry and log it.
+        raise Forbidden("invalid_signature", "the channel's credentials cannot be opened") from None
+    params = await _params(request, public_url(channel), credentials.auth_token)
+    if params.get("AccountSid") != credentials.account_sid:
+        raise Forbidden("wrong_account", "AccountSid is not this channel's provider account")
+    return channel, params
+
+
+async def sms(request: Request) -> Response:
+    found = services(request)
+    channel, params = await _verified(request)
+    message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
+    phone = _field(params, "From", _E164, "a phone number in E.164")
+    text = params.get("Body", "")
+    media = params.get("NumMedia", "0")
+    if not media.isascii() or not media.isdigit():
+        raise Invalid("invalid_field", "NumMedia must be a whole number")
+    if not text.strip() and int(media) > 0:
+        text = MEDIA_NOTE.format(count=int(media))
+    thread = await found.store.latest_channel_conversation(channel.account_id, channel.id, phone)
+    await found.engine.send(
+        channel.account_id,
+        convo_id=thread.id if thread is not None else None,
+        text=text,
+        user_info=UserInfo(phone=phone),
+        origin=Origin(source_app="smsbroadcast", channel_id=channel.id),
+        client_msg_id=f"twilio:{message_sid}",
+        account_key=True,
+    )
+    await found.store.record_channel_inbound(channel.account_id, channel.id, time.time())
+    return _twiml()
+
+
+async def status(request: Request) -> Response:
+    """A status callback: the reply's delivery moves forward only (queued, sent, then
+    delivered, undelivered or failed with the provider's error code), and the account's
+    operators hear of it on their stream."""
+    found = services(request)
+    channel, params = await _verified(request)
+    message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
+    reported = params.get("MessageStatus", "")
+    if not reported:
+        raise Invalid("missing_field", "MessageStatus is required")
+    if reported not in _STATUSES:
+        raise Invalid("invalid_field", f"MessageStatus {reported[:40]!r} is not a Twilio status")
+    delivery = _STATUSES[reported]
+    if delivery is None:
+        return _twiml()  # still on its way: nothing a reply's delivery shows changes
+    error = None
+    if delivery in ("undelivered", "failed") and params.get("ErrorCode"):
+        error = f"{params['ErrorCode']}: {params.get('ErrorMessage') or reported}"[:ERROR_MAX]
+    moved = await found.store.advance_delivery(
+        channel.account_id, channel.id, message_sid, delivery, _EARLIER[delivery], error
+    )
+    if moved is None:
+        raise NotFound("message_not_found", "this channel sent no message with this MessageSid")
+    convo_id, seq, advanced = moved
+    if advanced:
+        data = {"conversation_id": convo_id, "seq": seq, "delivery": delivery, "error": error}
+        await found.feed.ephemeral(channel.account_id, DELIVERY, orjson.dumps(data))
+    return _twiml()
+
+
+routes = [
+    Route(f"{ROOT}/sms", sms, methods=["POST"]),
+    Route(f"{ROOT}/status", status, methods=["POST"]),
+]
