@@ -93,6 +93,12 @@ outbound_attempts = Counter(
     "Outbound delivery attempts, by channel and result (sent, retry, failed, released, lost)",
     ["channel", "result"],
 )
+inbound_webhooks = Counter(
+    "liveop_inbound_webhooks_total",
+    "Provider webhooks received, by provider, kind and result (ok, duplicate: a retried"
+    " delivery, bad_signature, error: refused or failed)",
+    ["provider", "kind", "result"],
+)
 outbound_queued = Gauge(
     "liveop_outbound_queued",
     "Outbound messages waiting in the queue (due or backing off), by channel, installation-wide",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import orjson
@@ -22,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import metrics
+from server.api.wire import parse_integer
 from server.channels import public_url
 from server.conversations import Origin
 from server.crypto import UnreadableSecret
@@ -30,6 +33,8 @@ from server.event_catalogue import DELIVERY
 from server.services import services
 from server.twilio_signature import valid_form, valid_json
 from storage.models import Channel, Delivery, UserInfo
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 ROOT = "/webhooks/twilio/{key}"
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -123,13 +128,13 @@ async def sms(request: Request) -> Response:
     message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
     phone = _field(params, "From", _E164, "a phone number in E.164")
     text = params.get("Body", "")
-    media = params.get("NumMedia", "0")
-    if not media.isascii() or not media.isdigit():
+    media = parse_integer(params.get("NumMedia", "0"))
+    if media is None or media < 0:
         raise Invalid("invalid_field", "NumMedia must be a whole number")
-    if not text.strip() and int(media) > 0:
-        text = MEDIA_NOTE.format(count=int(media))
+    if not text.strip() and media > 0:
+        text = MEDIA_NOTE.format(count=media)
     thread = await found.store.latest_channel_conversation(channel.account_id, channel.id, phone)
-    await found.engine.send(
+    committed = await found.engine.send(
         channel.account_id,
         convo_id=thread.id if thread is not None else None,
         text=text,
@@ -139,6 +144,7 @@ async def sms(request: Request) -> Response:
         account_key=True,
     )
     await found.store.record_channel_inbound(channel.account_id, channel.id, time.time())
+    request.state.webhook_result = "duplicate" if committed.duplicate else "ok"
     return _twiml()
 
 
@@ -172,7 +178,30 @@ async def status(request: Request) -> Response:
     return _twiml()
 
 
+def _counted(kind: str, handler: Endpoint) -> Endpoint:
+    """The handler, counted in liveop_inbound_webhooks_total by what became of the request:
+    ok, duplicate (a retried delivery), bad_signature, or error (refused or failed)."""
+    results = {
+        result: metrics.inbound_webhooks.labels("twilio", kind, result)
+        for result in ("ok", "duplicate", "bad_signature", "error")
+    }
+
+    async def counted(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except Forbidden as exc:
+            results["bad_signature" if exc.code == "invalid_signature" else "error"].inc()
+            raise
+        except Exception:
+            results["error"].inc()
+            raise
+        results[getattr(request.state, "webhook_result", "ok")].inc()
+        return response
+
+    return counted
+
+
 routes = [
-    Route(f"{ROOT}/sms", sms, methods=["POST"]),
-    Route(f"{ROOT}/status", status, methods=["POST"]),
+    Route(f"{ROOT}/sms", _counted("sms", sms), methods=["POST"]),
+    Route(f"{ROOT}/status", _counted("status", status), methods=["POST"]),
 ]

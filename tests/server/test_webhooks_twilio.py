@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from twilio.request_validator import RequestValidator
 
 from server.api.webhooks_twilio import EMPTY_TWIML
@@ -265,6 +266,9 @@ async def test_an_unknown_or_deleted_channel_is_404(
         ({"Body": "x" * 5001}, 400, "message_too_long"),
         ({"Body": ""}, 400, "empty_message"),
         ({"NumMedia": "two"}, 400, "invalid_field"),
+        # Beyond the 4,300 digits int() reads and the 64 bits any field holds: not a 500.
+        ({"NumMedia": "9" * 4301}, 400, "invalid_field"),
+        ({"NumMedia": "\u0661"}, 400, "invalid_field"),
         ({"AccountSid": "AC" + "9" * 32}, 403, "wrong_account"),
     ],
 )
@@ -417,3 +421,25 @@ async def test_bad_status_callbacks_are_refused_and_change_nothing(
     )
     assert_error(forged, 403, "invalid_signature")
     assert await _delivery(services, convo) == "sent"
+
+
+def _webhooks(kind: str, result: str) -> float:
+    labels = {"provider": "twilio", "kind": kind, "result": result}
+    return REGISTRY.get_sample_value("liveop_inbound_webhooks_total", labels) or 0.0
+
+
+async def test_webhooks_are_counted_by_result(line: Line) -> None:
+    before = {r: _webhooks("sms", r) for r in ("ok", "duplicate", "bad_signature", "error")}
+    assert_twiml(await line.post(inbound(1, "Counted")))
+    assert_twiml(await line.post(inbound(1, "Counted")))
+    assert_error(
+        await line.post(inbound(2, "Forged"), token="not-the-token"), 403, "invalid_signature"
+    )
+    assert_error(await line.post(inbound(3, "")), 400, "empty_message")
+    after = {r: _webhooks("sms", r) for r in before}
+    assert {r: after[r] - before[r] for r in before} == {
+        "ok": 1,
+        "duplicate": 1,
+        "bad_signature": 1,
+        "error": 1,
+    }
