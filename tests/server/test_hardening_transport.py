@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import random
 import resource
 import socket
 import subprocess
@@ -37,7 +38,7 @@ from server.uploads import DECODES_AT_ONCE, MAX_PIXELS
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer, make_tenant
 from tests.redis_server import RedisServer
 from tests.server.realtime_clients import serve, sse
-from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, free_port, liveop_json, new_account
+from tests.test_cli import STARTUP_TIMEOUT_S, cli_env, liveop_json, new_account
 
 DESCRIPTOR_LIMIT = 1024
 PROCESS_CAP = DESCRIPTOR_LIMIT - RESERVED_DESCRIPTORS
@@ -63,7 +64,7 @@ class Server(NamedTuple):
 @contextmanager
 def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[Server]:
     """``liveop serve`` on ``tmp_path/data``; its output goes to ``tmp_path/serve.log``."""
-    port = free_port()
+    port = _wildcard_port()
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     env = {
@@ -94,6 +95,24 @@ def _server(tmp_path: Path, *, access_log: bool = False) -> Iterator[Server]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# Below Linux's ephemeral range (32768-60999): the floods' thousands of client sockets take
+# their local ports from that range, and a client socket on port P makes a listener on
+# 0.0.0.0:P fail with "address in use", which made a port from free_port() collide.
+_LISTEN_PORTS = range(20_000, 32_000)
+
+
+def _wildcard_port() -> int:
+    """A port that is free on every address, outside the range client sockets use."""
+    for port in random.sample(_LISTEN_PORTS, 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _connect_from(port: int, source: str, stack: ExitStack) -> socket.socket:
