@@ -410,14 +410,28 @@ class ConversationEngine:
 
     # -- satisfaction ratings (issue 19) --
 
-    async def rate(self, account_id: str, convo_id: str, score: str, comment: str) -> Conversation:
+    async def rate(
+        self,
+        account_id: str,
+        convo_id: str,
+        score: str,
+        comment: str,
+        admit: Admit | None = None,
+    ) -> Conversation:
         """The visitor rates the conversation's current resolution: once per resolution, and
         only while it is resolved and its site asks for ratings. A new rating (after the
-        conversation was reopened and resolved again) replaces the previous one."""
+        conversation was reopened and resolved again) replaces the previous one. ``admit`` is
+        awaited once every check has passed (see ``Admit``)."""
         rating = rating_score(score)
         comment = comment.strip()
         check_body(comment, RATING_COMMENT_MAX_CHARS)
-        asks = await self._site_asks(account_id, await self._conversation(account_id, convo_id))
+        current = await self._conversation(account_id, convo_id)
+        asks = await self._site_asks(account_id, current)
+        refusal = _rating_refusal(current, asks)
+        if refusal is not None:
+            raise refusal
+        if admit is not None:
+            await admit()
 
         def decide(current: Conversation | None) -> Change:
             current = _require(current)

@@ -236,10 +236,14 @@ def routes(template: str) -> list[Route]:
         fields = await read_fields(request)
         _visitor_only(fields)
         svc, account_id, convo = services(request), path_account(request), convo_id(fields)
-        # A rating is one write per resolution; the message budget bounds retries of a script.
-        await svc.limit(VISITOR_MESSAGES, "visitor-msg", account_id, convo)
+        # A rating is one write per resolution; the message budget bounds retries of a script,
+        # charged only once the rating passed every check.
         rated = await svc.engine.rate(
-            account_id, convo, fields.require("rating"), fields.text("comment") or ""
+            account_id,
+            convo,
+            fields.require("rating"),
+            fields.text("comment") or "",
+            admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),
         )
         return ok(convoID=rated.id, rating=rated.rating, comment=rated.rating_comment)
 

@@ -79,3 +79,12 @@ async def test_refused_socket_sends_spend_no_budget(base: str, tenant: Tenant) -
         for i in range(1, VISITOR_MESSAGES.capacity):
             await ws.send(type="send", message=f"m{i}", clientMsgID=f"m-{i}")
             assert (await ws.until("ack"))["clientMsgID"] == f"m-{i}"
+
+
+async def test_refused_ratings_spend_no_message_budget(tenant: Tenant) -> None:
+    convo = (await _post(tenant, "postmessage", message="Hello")).json()["convoID"]
+    for _ in range(VISITOR_MESSAGES.capacity + 5):
+        # Not resolved yet, then a score out of range: both refused before any charge.
+        assert_error(await _post(tenant, "rate", convoID=convo, rating="5"), 409, "not_resolved")
+        assert_error(await _post(tenant, "rate", convoID=convo, rating="9"), 400, "invalid_rating")
+    assert (await _post(tenant, "postmessage", convoID=convo, message="still heard")).is_success
