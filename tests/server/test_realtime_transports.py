@@ -145,6 +145,9 @@ async def test_visitor_socket_chat_with_acks_events_and_typing(base: str, tenant
         reply = await ws.until("message:new")
         assert reply["seq"] == 2 and reply["data"]["operatorName"] == "Alex"
         await ws.send(type="typing")
+        # Frames are handled in order: the pong says the typing frame has been.
+        await ws.send(type="ping")
+        await ws.until("pong")
         polled = await tenant.ok("poll", convoID=convo, operatorID=tenant.operator_id)
         assert polled["typing"] is True
         await ws.send(type="send", message="Hi", clientMsgID="m-1")
