@@ -290,7 +290,15 @@ async def test_window_recovers_from_trouble(
     # A stored conversation the server does not know is forgotten: the window starts fresh.
     await page.goto(live_server.chat_url)
     await page.evaluate("(k) => localStorage.setItem(k, 'no-such-conversation')", key)
-    async with page.expect_response(is_endpoint("chatpoll")) as stale_poll:
+    # The page loaded above may still be polling: wait for the poll that names the stale id.
+    def stale_chatpoll(response: Any) -> bool:
+        request = response.request
+        return bool(
+            is_endpoint("chatpoll")(response)
+            and form_of(request).get("convoID") == "no-such-conversation"
+        )
+
+    async with page.expect_response(stale_chatpoll) as stale_poll:
         await page.reload()
     stale = await stale_poll.value
     assert stale.status == 404

@@ -435,6 +435,12 @@ async def test_admin_screens(
     status = page.locator("#admin-status")
     await expect(body.get_by_role("heading", name="Operators")).to_be_visible()
 
+    async def open_tab(title: str) -> None:
+        # The screen changes on hashchange, a task after the click: wait for it before filling
+        # "the form", or the previous screen's form takes the first keystrokes.
+        await page.get_by_role("link", name=title).click()
+        await expect(body.get_by_role("heading", name=title, exact=True)).to_be_visible()
+
     # Operators: a refused password is explained; a good one is added.
     await form.get_by_label("Name").fill("Sam Rivera")
     await form.get_by_label("Email").fill("sam@example.com")
@@ -447,7 +453,7 @@ async def test_admin_screens(
     await expect(body.locator("table")).to_contain_text("sam@example.com")
 
     # Teams, with members.
-    await page.get_by_role("link", name="Teams").click()
+    await open_tab("Teams")
     await form.get_by_label("Name").fill("Billing")
     await form.get_by_label("Sam Rivera").check()
     await form.get_by_role("button", name="Add team").click()
@@ -455,7 +461,7 @@ async def test_admin_screens(
     await expect(body.locator("tr", has_text="Billing")).to_contain_text("Sam Rivera")
 
     # Canned responses.
-    await page.get_by_role("link", name="Canned responses").click()
+    await open_tab("Canned responses")
     await form.get_by_label("Name").fill("Refunds")
     await form.get_by_label("Tag").fill("billing")
     await form.get_by_label("Message").fill("Hi {fname}, refunds take 5 days. — {operator}")
@@ -463,7 +469,7 @@ async def test_admin_screens(
     await expect(status).to_have_text("Added “Refunds”.")
 
     # Sites: add one routed to the team, rename it, delete it.
-    await page.get_by_role("link", name="Sites").click()
+    await open_tab("Sites")
     await form.get_by_label("Name").fill("Shop EU")
     await form.get_by_label("Widget color").fill("#e8590c")
     await form.get_by_label("Widget position").select_option("left")
