@@ -138,6 +138,11 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "sms_opt_outs",
+        _columns("account_id:str channel_id:int phone:str since:float"),
+        ("account_id", "channel_id", "phone"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -602,6 +607,19 @@ class Store(Protocol):
         when it is one of ``after`` (forward only), keeping ``error`` with its outbound row;
         returns its (conversation id, seq, whether it moved), or None when the channel sent
         no such message."""
+
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        """Records that ``phone`` opted out of SMS on the channel at ``since`` (a second
+        opt-out keeps the first time), or with None that it opted back in; returns whether
+        anything changed."""
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        """The opt-outs of these phones on every channel of the account, as
+        (channel id, phone, since), by channel then phone."""
 
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,

@@ -181,6 +181,13 @@ _CHANNEL_MESSAGE = (
     " ON c.id = m.convo_id WHERE m.account_id = $1 AND c.channel_id = $2"
     " AND m.provider_id = $3"
 )
+# RETURNING names a row only when the statement changed one: the caller learns whether the
+# phone's opt-out changed (and so whether to tell the operators).
+_ADD_OPT_OUT = rows.insert_sql(rows.SMS_OPT_OUTS) + " ON CONFLICT DO NOTHING RETURNING phone"
+_CLEAR_OPT_OUT = (
+    "DELETE FROM sms_opt_outs WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
+    " RETURNING phone"
+)
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
 # on (lower(email), account_id) (migration 0010), so the lookup uses it.
@@ -842,6 +849,35 @@ class SqlStore(abc.ABC):
         async def op(conn: Conn) -> Conversation | None:
             row = await conn.fetchrow(_LATEST_CHANNEL_CONVO, account_id, channel_id, phone)
             return rows.convo(row) if row else None
+
+        return await self._read(op)
+
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            if since is None:
+                row = await conn.fetchrow(_CLEAR_OPT_OUT, account_id, channel_id, phone)
+            else:
+                row = await conn.fetchrow(_ADD_OPT_OUT, account_id, channel_id, phone, since)
+            return row is not None
+
+        return await self._write(op)
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        if not phones:
+            return []
+        marks = ", ".join(f"${i}" for i in range(2, len(phones) + 2))
+        sql = (
+            "SELECT channel_id, phone, since FROM sms_opt_outs WHERE account_id = $1"
+            f" AND phone IN ({marks}) ORDER BY channel_id, phone"
+        )
+
+        async def op(conn: Conn) -> list[tuple[int, str, float]]:
+            found = await conn.fetch(sql, account_id, *phones)
+            return [(r["channel_id"], r["phone"], r["since"]) for r in found]
 
         return await self._read(op)
 

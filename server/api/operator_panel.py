@@ -254,13 +254,14 @@ async def conversation(request: Request) -> Response:
     """Details with the newest messages, notes included; ``before_seq`` pages back. Viewing
     it marks the visitor's messages read for the operators (the unread badge clears)."""
     svc, me, fields = await _caller(request)
-    found, messages = await svc.engine.operator_view(
+    view = await svc.engine.operator_view(
         me.account_id,
         _path_id(request),
         limit=fields.integer("limit", minimum=1) or HISTORY_MAX,
         before_seq=fields.integer("before_seq", minimum=1),
     )
-    return ok(conversation=conversation_data(found), messages=[message_data(m) for m in messages])
+    shown = conversation_data(view.conversation) | {"sms_opted_out": view.sms_opted_out}
+    return ok(conversation=shown, messages=[message_data(m) for m in view.messages])
 
 
 async def update_visitor(request: Request) -> Response:

@@ -6,9 +6,11 @@ otherwise). The signature is checked before anything is read into the store, ove
 provider was given: the channel's configured public URL, never the request's Host or
 forwarding headers (403 otherwise, nothing written). A message then joins its thread: the
 newest conversation of this channel with this number, reopened when resolved (the engine's
-rule for a customer who writes again), or a new one. ``MessageSid`` is the message's client
-id, so a retried webhook makes no second message. The answer is always TwiML: a provider
-texts a plain-text answer back to the customer.
+rule for a customer who writes again) unless the channel's ``after_resolved`` is "new", or a
+new one. A body that is one of the opt-out words (STOP, ...), or ``OptOutType``, opts the
+number out of (or back into) replies from this channel (server/sms_opt_outs.py).
+``MessageSid`` is the message's client id, so a retried webhook makes no second message.
+The answer is always TwiML: a provider texts a plain-text answer back to the customer.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import metrics
+from server import metrics, sms_opt_outs
 from server.api.wire import parse_integer
-from server.channels import public_url
+from server.channels import after_resolved, public_url
 from server.conversations import Origin
 from server.crypto import UnreadableSecret
 from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
 from server.event_catalogue import DELIVERY
 from server.services import services
+from server.sms_opt_outs import opt_out_change
 from server.twilio_signature import valid_form, valid_json
 from storage.models import Channel, Delivery, UserInfo
 
@@ -133,7 +136,10 @@ async def sms(request: Request) -> Response:
         raise Invalid("invalid_field", "NumMedia must be a whole number")
     if not text.strip() and media > 0:
         text = MEDIA_NOTE.format(count=media)
+    opt_out = opt_out_change(text, params.get("OptOutType"))
     thread = await found.store.latest_channel_conversation(channel.account_id, channel.id, phone)
+    if thread is not None and thread.status == "resolved" and after_resolved(channel) == "new":
+        thread = None
     committed = await found.engine.send(
         channel.account_id,
         convo_id=thread.id if thread is not None else None,
@@ -143,7 +149,13 @@ async def sms(request: Request) -> Response:
         client_msg_id=f"twilio:{message_sid}",
         account_key=True,
     )
-    await found.store.record_channel_inbound(channel.account_id, channel.id, time.time())
+    now = time.time()
+    if opt_out is not None:
+        # After the message: a retried webhook whose message was kept records it then.
+        await sms_opt_outs.record(
+            found.store, found.feed, channel.account_id, channel.id, phone, opt_out, now
+        )
+    await found.store.record_channel_inbound(channel.account_id, channel.id, now)
     request.state.webhook_result = "duplicate" if committed.duplicate else "ok"
     return _twiml()
 

@@ -192,6 +192,8 @@ class Twilio:
         self.delay_s = 0.0
         # The provider accounts it knows, by SID: each one's auth token.
         self.accounts = {SMS_SID: SMS_TOKEN}
+        # Phones that texted STOP to the provider: a send to them is refused with 21610.
+        self.unsubscribed: set[str] = set()
 
     def bodies(self) -> list[str]:
         with self.lock:
@@ -238,6 +240,9 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
             if not (to.startswith("+") and to[1:].isdigit()):
                 message = f"The 'To' number {to} is not a valid phone number."
                 return self._answer(400, {"code": 21211, "message": message, "status": 400})
+            if to in twilio.unsubscribed:
+                message = "Attempt to send to unsubscribed recipient"
+                return self._answer(400, {"code": 21610, "message": message, "status": 400})
             arrived = time.monotonic()
             if twilio.delay_s:
                 time.sleep(twilio.delay_s)

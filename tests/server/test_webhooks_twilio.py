@@ -138,6 +138,33 @@ async def test_a_resolved_thread_is_reopened_by_the_customers_next_sms(
     assert (again.id, again.status) == (convo.id, "open")
 
 
+async def test_a_channel_set_to_new_starts_a_conversation_after_resolution(
+    line: Line, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    patched = await client.patch(
+        f"/api/v1/admin/channels/{line.channel['id']}",
+        json={"after_resolved": "new"},
+        headers={"X-Api-Key": tenant.api_key},
+    )
+    assert patched.status_code == 200, patched.text
+    assert_twiml(await line.post(inbound(1, "My first question")))
+    assert_twiml(await line.post(inbound(2, "and a detail")))
+    (first,) = await line.conversations()
+    token = bearer(await operator_token(client, tenant))
+    closed = await client.post(f"{OPERATOR}/close/{first.id}", headers=token)
+    assert closed.status_code == 200, closed.text
+    assert_twiml(await line.post(inbound(3, "A new question")))
+    # A retry of the message that opened it lands in the same new conversation.
+    assert_twiml(await line.post(inbound(3, "A new question")))
+    by_id = {c.id: c for c in await line.conversations()}
+    assert len(by_id) == 2
+    second = next(c for c in by_id.values() if c.id != first.id)
+    assert (by_id[first.id].status, second.status) == ("resolved", "open")
+    assert await line.texts(by_id[first.id]) == ["My first question", "and a detail"]
+    assert await line.texts(second) == ["A new question"]
+    assert (second.channel_id, second.user_info.phone) == (line.channel["id"], CUSTOMER)
+
+
 async def test_a_retried_webhook_makes_no_second_message(line: Line) -> None:
     first = inbound(1, "Only once")
     replies = await asyncio.gather(*(line.post(first) for _ in range(3)))

@@ -134,6 +134,9 @@ function apply(kind, data) {
     case "delivery":
       conversation.delivery(data);
       break;
+    case "sms_opt_out":
+      conversation.optOut(data);
+      break;
   }
 }
 
