@@ -22,6 +22,7 @@ from storage.models import (
     Message,
     Operator,
     Site,
+    SmsMedia,
     UserInfo,
 )
 
@@ -45,6 +46,7 @@ CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
 CHANNELS = TABLES_BY_NAME["channels"]
 SMS_OPT_OUTS = TABLES_BY_NAME["sms_opt_outs"]
+SMS_MEDIA = TABLES_BY_NAME["sms_media"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -195,3 +197,7 @@ def canned(r: Row) -> CannedResponse:
 # A channel's columns are named as its fields.
 def channel(r: Row) -> Channel:
     return Channel(*(r[f.name] for f in dataclasses.fields(Channel)))
+
+
+def sms_media(r: Row) -> SmsMedia:
+    return SmsMedia(*(r[f.name] for f in dataclasses.fields(SmsMedia)))

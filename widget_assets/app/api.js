@@ -14,6 +14,7 @@ const EVENT_KINDS = [
   "presence",
   "delivery",
   "sms_opt_out",
+  "message:image",
 ];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 8000;

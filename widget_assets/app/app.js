@@ -137,6 +137,9 @@ function apply(kind, data) {
     case "sms_opt_out":
       conversation.optOut(data);
       break;
+    case "message:image":
+      conversation.image(data);
+      break;
   }
 }
 

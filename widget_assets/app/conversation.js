@@ -171,7 +171,7 @@ export function createConversation(ctx) {
         timeTag(m.created)),
     );
     if (m.content) row.append(h("p", { class: "msg__text" }, m.content));
-    if (m.image_url && /^https?:\/\//i.test(m.image_url)) {
+    if (m.image_url && /^(https?:\/\/|\/uploads\/)/i.test(m.image_url)) {
       row.append(
         h("a", { class: "msg__image", href: m.image_url, target: "_blank", rel: "noopener" },
           h("img", { src: m.image_url, alt: "Image sent in the conversation", loading: "lazy" })),
@@ -521,6 +521,13 @@ export function createConversation(ctx) {
       if (c && c.channel_id === data.channel_id && c.contact_data.phone === data.phone) {
         optedOut = data.opted_out;
         setMode();
+      }
+    },
+    /** An MMS picture arrived after its message: shown as the message's image. */
+    image(data) {
+      const m = messages.get(data.seq);
+      if (data.conversation_id === openId && m) {
+        add({ ...m, image_url: data.image_url }, { scroll: false });
       }
     },
     delivery(data) {
