@@ -12,6 +12,8 @@ own SMS channel never sees the first one's messages or credentials, nor the othe
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,12 +55,15 @@ class Line:
     account_sid: str
     customer: str
 
-    def params(self, n: int, body: str) -> dict[str, str]:
+    def params(self, n: int, body: str, *pictures: str) -> dict[str, str]:
         sid = f"SM{n:032x}"
+        media: dict[str, str] = {}
+        for i, url in enumerate(pictures):
+            media |= {f"MediaUrl{i}": url, f"MediaContentType{i}": "image/png"}
         return {
             "MessageSid": sid, "SmsSid": sid, "AccountSid": self.account_sid,
-            "From": self.customer, "To": self.channel["from"], "Body": body, "NumMedia": "0",
-            "ApiVersion": "2010-04-01",
+            "From": self.customer, "To": self.channel["from"], "Body": body,
+            "NumMedia": str(len(pictures)), "ApiVersion": "2010-04-01", **media,
         }  # fmt: skip
 
     async def post(self, kind: str, params: dict[str, str]) -> httpx.Response:
@@ -67,8 +72,8 @@ class Line:
         async with httpx.AsyncClient(timeout=10.0) as client:
             return await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
 
-    async def text(self, n: int, body: str) -> None:
-        answer = await self.post("sms", self.params(n, body))
+    async def text(self, n: int, body: str, *pictures: str) -> None:
+        answer = await self.post("sms", self.params(n, body, *pictures))
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"].startswith("text/xml")
         assert answer.content == EMPTY_TWIML
@@ -222,6 +227,17 @@ async def test_a_customers_sms_thread_end_to_end(
     texts = [m["content"] for m in await _messages(api, token, convo_id)]
     assert texts == ["Is my order 1234 shipped?", "It left this morning.", "Thanks!"]
 
+    # A picture: fetched in the background from the provider with A's credentials (through
+    # its redirect to a short-lived URL) and shown as the message's image, live.
+    provider.twilio.media["ME1"] = ("image/png", _picture())
+    await a.text(5, "", provider.twilio.media_url(provider.base, "ME1"))
+    image = thread.locator("li", has_text="[The customer sent 1 picture(s)").locator("img")
+    await expect(image).to_be_visible()
+    await expect(image).to_have_attribute("src", re.compile(r"^/uploads/"))
+    assert await image.evaluate("(img) => img.complete && img.naturalWidth") == 40
+    first_request = provider.twilio.media_requests[0]
+    assert first_request == (provider.twilio.media_url("", "ME1"), True)
+
     # STOP: the composer says why replies are off, live; START turns it back on.
     composer = page.locator("#composer-text")
     await expect(composer).to_be_enabled()
@@ -281,6 +297,14 @@ async def test_a_customers_sms_thread_end_to_end(
     await expect(page.locator("#convo-list .row")).to_have_count(1)
     assert "Hello from the other shop" not in await page.content()
     assert window.errors == []
+
+
+def _picture() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (30, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
 
 
 async def _received(provider: SmsServer, body: str) -> Any:
