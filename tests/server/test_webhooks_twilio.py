@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from starlette.datastructures import MultiDict
 from twilio.request_validator import RequestValidator
 
 from server.api.webhooks_twilio import EMPTY_TWIML
@@ -61,7 +62,7 @@ class Line:
         params: dict[str, str],
         *,
         signed_url: str | None = None,
-        signed_params: dict[str, str] | None = None,
+        signed_params: Mapping[str, Any] | None = None,
         token: str = SMS_TOKEN,
         signature: str | None = None,
         path: str | None = None,
@@ -297,13 +298,25 @@ async def test_an_unknown_or_deleted_channel_is_404(
         ({"NumMedia": "9" * 4301}, 400, "invalid_field"),
         ({"NumMedia": "\u0661"}, 400, "invalid_field"),
         ({"AccountSid": "AC" + "9" * 32}, 403, "wrong_account"),
+        ({"Body": "hello\u0000world"}, 400, "invalid_characters"),
+        # Exotic digits are not a phone number, however int() would read them.
+        ({"From": "+\u0661\u0665\u0665\u0665\u0660\u0661\u0660\u0660"}, 400, "invalid_field"),
+        ({"From": "+\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10"}, 400, "invalid_field"),
+        ({"NumMedia": "1e3"}, 400, "invalid_field"),
+        # A list where one value belongs: signed as Twilio would sign it, and still refused.
+        ({"Body": ["one", "two"]}, 400, "invalid_field"),
+        ({"From": [CUSTOMER, "+15550009999"]}, 400, "invalid_field"),
+        ({"MessageSid": [f"SM{1:032x}", f"SM{2:032x}"]}, 400, "invalid_field"),
     ],
 )
 async def test_bad_fields_are_refused_and_nothing_is_written(
-    line: Line, change: dict[str, str], status: int, code: str
+    line: Line, change: dict[str, Any], status: int, code: str
 ) -> None:
     params = {**inbound(1, "hello"), **change}
-    assert_error(await line.post(params), status, code)
+    # Signed as Twilio signs a repeated name: each of its values, sorted (a MultiDict is
+    # what RequestValidator reads them from).
+    pairs = [(k, x) for k, v in params.items() for x in (v if isinstance(v, list) else [v])]
+    assert_error(await line.post(params, signed_params=MultiDict(pairs)), status, code)
     assert await line.conversations() == []
 
 
