@@ -63,6 +63,7 @@ from server.push import push_notifications
 from server.readiness import Readiness, ShutdownState
 from server.services import Services
 from server.settings import Settings
+from server.sms_media import MediaWorker
 from server.uploads import ImageStore
 from storage import create_store
 
@@ -124,6 +125,12 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
+            if settings.outbound_worker:
+                # The background fetches of inbound MMS pictures run beside the outbound
+                # worker, under the same switch (LIVEOP_OUTBOUND_WORKER).
+                media = MediaWorker(store, feed, channels, images, public_url=settings.public_url)
+                media.start()
+                stack.push_async_callback(media.stop)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)

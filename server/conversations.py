@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
+from server import sms_opt_outs
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.contacts import display_name, normalized, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
@@ -100,6 +101,15 @@ class PollResult:
     conversation: Conversation
     messages: list[Message]
     typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorView:
+    conversation: Conversation
+    messages: list[Message]
+    # The customer opted out of SMS on the conversation's channel: replies cannot go out.
+    sms_opted_out: bool
+    contact: Contact | None
 
 
 def expand_macros(template: str, info: UserInfo, operator_name: str) -> str:
@@ -572,20 +582,23 @@ class ConversationEngine:
 
     async def operator_view(
         self, account_id: str, convo_id: str, *, limit: int, before_seq: int | None
-    ) -> tuple[Conversation, list[Message], Contact | None]:
+    ) -> OperatorView:
         """The operator panel's view: notes included, the visitor's messages it shows marked
         read for the operators, and the conversation's contact (None only on a conversation
         a previous release wrote during a rolling update)."""
         current, messages = await self.history(
             account_id, convo_id, limit, with_notes=True, before_seq=before_seq
         )
-        current = await self._mark_read(current, "operator", messages)
+        opted_out = current.channel_id is not None and await sms_opt_outs.opted_out(
+            self._store, account_id, current.channel_id, current.user_info.phone
+        )
+        marked = await self._mark_read(current, "operator", messages)
         contact = (
             None
             if current.contact_id is None
             else await self._store.get_contact(account_id, current.contact_id)
         )
-        return current, messages, contact
+        return OperatorView(marked, messages, opted_out, contact)
 
     async def set_status(self, account_id: str, convo_id: str, status: str) -> Conversation:
         if status not in STATUSES:

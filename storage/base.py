@@ -19,11 +19,13 @@ from storage.models import (
     Delivery,
     Event,
     EventDetail,
+    MediaState,
     Message,
     MessageReplay,
     Operator,
     OperatorCredentials,
     Site,
+    SmsMedia,
     SourceApp,
     Status,
     Team,
@@ -162,6 +164,11 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "from_id"),
     ),
     Table(
+        "sms_opt_outs",
+        _columns("account_id:str channel_id:int phone:str since:float"),
+        ("account_id", "channel_id", "phone"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -192,6 +199,15 @@ TABLES: tuple[Table, ...] = (
             " provider_id:str?"
         ),
         ("convo_id", "seq"),
+    ),
+    Table(
+        "sms_media",
+        _columns(
+            "convo_id:str seq:int n:int account_id:str channel_id:int url:str content_type:str"
+            " state:str attempts:int claimed_by:str? lease_until:float? next_attempt_at:float"
+            " last_error:str? image_url:str? created:float"
+        ),
+        ("convo_id", "seq", "n"),
     ),
     Table(
         "events",
@@ -627,6 +643,45 @@ class Store(Protocol):
         when it is one of ``after`` (forward only), keeping ``error`` with its outbound row;
         returns its (conversation id, seq, whether it moved), or None when the channel sent
         no such message."""
+
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        """Records that ``phone`` opted out of SMS on the channel at ``since`` (a second
+        opt-out keeps the first time), or with None that it opted back in; returns whether
+        anything changed."""
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        """The opt-outs of these phones on every channel of the account, as
+        (channel id, phone, since), by channel then phone."""
+
+    async def add_sms_media(self, media: Sequence[SmsMedia]) -> None:
+        """Queues (or records as refused) the pictures of an inbound message; a picture
+        already there (a retried webhook) is left as it is."""
+
+    async def claim_sms_media(
+        self, worker_id: str, *, now: float, lease_s: float, limit: int
+    ) -> list[SmsMedia]:
+        """Claims up to ``limit`` due queued pictures for ``worker_id`` until ``now +
+        lease_s``, counting the claim in ``attempts`` (the returned rows carry the new
+        count). Claims never overlap, across processes too."""
+
+    async def finish_sms_media(
+        self,
+        media: SmsMedia,
+        worker_id: str,
+        *,
+        state: MediaState,
+        error: str | None,
+        retry_at: float | None = None,
+        image_url: str | None = None,
+    ) -> bool | None:
+        """Records a claimed fetch's outcome: ``state`` (queued again until ``retry_at``,
+        stored at ``image_url``, refused or failed) and ``error``. A stored picture becomes its
+        message's image when the message has none yet. Returns None when the claim was lost
+        (another worker has it now), else whether the message's image was set."""
 
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,

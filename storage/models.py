@@ -22,6 +22,8 @@ BLOCK_TYPES: tuple[BlockType, ...] = ("both", "ai", "operator")
 WIDGET_POSITIONS: tuple[WidgetPosition, ...] = ("right", "left")
 # What a channel carries (issue 14): web chat, SMS, email, a bot platform.
 ChannelKind = Literal["web", "sms", "email", "bot"]
+# An inbound MMS picture's fetch (see SmsMedia).
+MediaState = Literal["queued", "stored", "refused", "failed"]
 CHANNEL_KINDS: tuple[ChannelKind, ...] = ("web", "sms", "email", "bot")
 # How a contact is recognised (issue 14): a phone number in E.164, a normalised email address,
 # a widget session id, a bot platform's user id ("<channel_id>:<user>").
@@ -313,3 +315,26 @@ class Committed:
     duplicate: bool = False
     # The conversation before the change (None when the change created it, or wrote nothing).
     before: Conversation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsMedia:
+    """One picture of an inbound MMS (``MediaUrl{n}`` of message ``seq``), to fetch from the
+    provider with the channel's credentials. ``attempts`` counts claims (the fencing token of
+    Store.finish_sms_media); ``image_url`` is where it is served once stored."""
+
+    convo_id: str
+    seq: int
+    n: int
+    account_id: str
+    channel_id: int
+    url: str
+    content_type: str
+    state: MediaState
+    attempts: int
+    claimed_by: str | None
+    lease_until: float | None
+    next_attempt_at: float
+    last_error: str | None
+    image_url: str | None
+    created: float

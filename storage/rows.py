@@ -25,6 +25,7 @@ from storage.models import (
     Message,
     Operator,
     Site,
+    SmsMedia,
     UserInfo,
 )
 
@@ -50,6 +51,8 @@ CHANNELS = TABLES_BY_NAME["channels"]
 CONTACTS = TABLES_BY_NAME["contacts"]
 CONTACT_IDENTITIES = TABLES_BY_NAME["contact_identities"]
 CONTACT_MERGES = TABLES_BY_NAME["contact_merges"]
+SMS_OPT_OUTS = TABLES_BY_NAME["sms_opt_outs"]
+SMS_MEDIA = TABLES_BY_NAME["sms_media"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -210,3 +213,7 @@ def contact_identity(r: Row) -> ContactIdentity:
 
 def contact(r: Row, identities: Iterable[ContactIdentity] = ()) -> Contact:
     return Contact(r["account_id"], r["id"], r["name"], r["created"], tuple(identities))
+
+
+def sms_media(r: Row) -> SmsMedia:
+    return SmsMedia(*(r[f.name] for f in dataclasses.fields(SmsMedia)))

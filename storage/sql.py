@@ -27,7 +27,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from storage import contacts_sql as _contacts
@@ -72,12 +72,14 @@ from storage.models import (
     Delivery,
     Event,
     EventDetail,
+    MediaState,
     Message,
     MessageReplay,
     NewEvent,
     Operator,
     OperatorCredentials,
     Site,
+    SmsMedia,
     Status,
     Team,
     WidgetPosition,
@@ -131,6 +133,9 @@ class Dialect:
     import_prelude: tuple[str, ...] = ()
     # Rounds a non-negative real expression ``{}`` down to a whole number.
     round_down: str = "floor({})"
+    # Ends the SELECT of rows a worker is about to claim: rows another transaction is
+    # claiming are passed over. Empty where one writer commits at a time.
+    lock_skip_locked: str = ""
 
 
 _SELECT_CONVO = (
@@ -190,6 +195,34 @@ _CHANNEL_MESSAGE = (
     "SELECT m.convo_id, m.seq, m.delivery FROM messages m JOIN conversations c"
     " ON c.id = m.convo_id WHERE m.account_id = $1 AND c.channel_id = $2"
     " AND m.provider_id = $3"
+)
+# RETURNING names a row only when the statement changed one: the caller learns whether the
+# phone's opt-out changed (and so whether to tell the operators).
+_ADD_OPT_OUT = rows.insert_sql(rows.SMS_OPT_OUTS) + " ON CONFLICT DO NOTHING RETURNING phone"
+_CLEAR_OPT_OUT = (
+    "DELETE FROM sms_opt_outs WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
+    " RETURNING phone"
+)
+_ADD_SMS_MEDIA = rows.insert_sql(rows.SMS_MEDIA) + " ON CONFLICT DO NOTHING"
+_DUE_SMS_MEDIA = (
+    f"SELECT {rows.select_list(rows.SMS_MEDIA)} FROM sms_media WHERE state = 'queued'"
+    " AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)"
+    " ORDER BY next_attempt_at, convo_id, seq, n LIMIT $2"
+)
+_CLAIM_SMS_MEDIA = (
+    "UPDATE sms_media SET claimed_by = $1, lease_until = $2, attempts = attempts + 1"
+    " WHERE convo_id = $3 AND seq = $4 AND n = $5"
+)
+# The WHERE refuses a worker whose claim lapsed and was taken again (attempts is the fence).
+_FINISH_SMS_MEDIA = (
+    "UPDATE sms_media SET state = $1, last_error = $2,"
+    " next_attempt_at = coalesce($3, next_attempt_at), image_url = $4, claimed_by = NULL,"
+    " lease_until = NULL WHERE convo_id = $5 AND seq = $6 AND n = $7 AND claimed_by = $8"
+    " AND attempts = $9 AND state = 'queued' RETURNING n"
+)
+_SET_MESSAGE_IMAGE = (
+    "UPDATE messages SET image_url = $1 WHERE convo_id = $2 AND seq = $3"
+    " AND image_url IS NULL RETURNING seq"
 )
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
@@ -854,6 +887,81 @@ class SqlStore(abc.ABC):
             return rows.convo(row) if row else None
 
         return await self._read(op)
+
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            if since is None:
+                row = await conn.fetchrow(_CLEAR_OPT_OUT, account_id, channel_id, phone)
+            else:
+                row = await conn.fetchrow(_ADD_OPT_OUT, account_id, channel_id, phone, since)
+            return row is not None
+
+        return await self._write(op)
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        if not phones:
+            return []
+        marks = ", ".join(f"${i}" for i in range(2, len(phones) + 2))
+        sql = (
+            "SELECT channel_id, phone, since FROM sms_opt_outs WHERE account_id = $1"
+            f" AND phone IN ({marks}) ORDER BY channel_id, phone"
+        )
+
+        async def op(conn: Conn) -> list[tuple[int, str, float]]:
+            found = await conn.fetch(sql, account_id, *phones)
+            return [(r["channel_id"], r["phone"], r["since"]) for r in found]
+
+        return await self._read(op)
+
+    async def add_sms_media(self, media: Sequence[SmsMedia]) -> None:
+        if not media:
+            return
+        values = [rows.values(rows.SMS_MEDIA, asdict(m)) for m in media]
+        await self._write(lambda conn: conn.executemany(_ADD_SMS_MEDIA, values))
+
+    async def claim_sms_media(
+        self, worker_id: str, *, now: float, lease_s: float, limit: int
+    ) -> list[SmsMedia]:
+        due = _DUE_SMS_MEDIA + self._dialect.lock_skip_locked
+
+        async def op(conn: Conn) -> list[SmsMedia]:
+            found = [rows.sms_media(r) for r in await conn.fetch(due, now, limit)]
+            await conn.executemany(
+                _CLAIM_SMS_MEDIA,
+                [(worker_id, now + lease_s, m.convo_id, m.seq, m.n) for m in found],
+            )
+            return [
+                replace(m, attempts=m.attempts + 1, claimed_by=worker_id, lease_until=now + lease_s)
+                for m in found
+            ]
+
+        return await self._write(op)
+
+    async def finish_sms_media(
+        self,
+        media: SmsMedia,
+        worker_id: str,
+        *,
+        state: MediaState,
+        error: str | None,
+        retry_at: float | None = None,
+        image_url: str | None = None,
+    ) -> bool | None:
+        params = (state, error, retry_at, image_url)
+        fence = (media.convo_id, media.seq, media.n, worker_id, media.attempts)
+
+        async def op(conn: Conn) -> bool | None:
+            if not await _exists(conn, _FINISH_SMS_MEDIA, *params, *fence):
+                return None
+            if state != "stored":
+                return False
+            return await _exists(conn, _SET_MESSAGE_IMAGE, image_url, media.convo_id, media.seq)
+
+        return await self._write(op)
 
     async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
         sql = "UPDATE channels SET last_inbound = $3 WHERE account_id = $1 AND id = $2"

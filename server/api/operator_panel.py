@@ -255,16 +255,17 @@ async def conversation(request: Request) -> Response:
     """Details with the newest messages, notes included; ``before_seq`` pages back. Viewing
     it marks the visitor's messages read for the operators (the unread badge clears)."""
     svc, me, fields = await caller(request)
-    found, messages, contact = await svc.engine.operator_view(
+    view = await svc.engine.operator_view(
         me.account_id,
         _path_id(request),
         limit=fields.integer("limit", minimum=1) or HISTORY_MAX,
         before_seq=fields.integer("before_seq", minimum=1),
     )
+    shown = conversation_data(view.conversation) | {"sms_opted_out": view.sms_opted_out}
     return ok(
-        conversation=conversation_data(found),
-        messages=[message_data(m) for m in messages],
-        contact=contact_json(contact) if contact else None,
+        conversation=shown,
+        messages=[message_data(m) for m in view.messages],
+        contact=contact_json(view.contact) if view.contact else None,
     )
 
 

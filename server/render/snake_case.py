@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels import settings_of, webhooks
+from server.channels import after_resolved, settings_of, webhooks
 from server.contacts import ContactView
 from storage.models import (
     CannedResponse,
@@ -49,6 +49,7 @@ def channel_json(c: Channel) -> dict[str, Any]:
         "name": c.name,
         "key": c.key,
         **settings_of(c),
+        "after_resolved": after_resolved(c),
         "webhooks": webhooks(c),
         "created": c.created,
         "health": {

@@ -422,11 +422,15 @@ async def _stream(w: World) -> None:
 # admin: A's admin (by JWT and by API key) on B's ids
 
 
-def _admin_resource(plural: str, b_id: int, code: str, create: dict[str, Any]) -> None:
+def _admin_resource(
+    plural: str, b_id: int, code: str, create: dict[str, Any], *, admin_reads: bool = False
+) -> None:
     route = f"{ADMIN}/{plural}"
 
     async def listing(w: World) -> None:
-        for panel in (w.a_op, w.a_admin):
+        if admin_reads:  # not even the own account's operators who are not admins
+            await _refused(w.a_op, "GET", route, None, 403, "admin_required")
+        for panel in (w.a_admin,) if admin_reads else (w.a_op, w.a_admin):
             found = (await panel.ok("GET", route))[plural]
             assert b_id not in {item["id"] for item in found}
             assert not any(w.b.account_id in orjson.dumps(item).decode() for item in found)
@@ -462,7 +466,7 @@ _admin_resource(
 _admin_resource("teams", B_TEAM, "team_not_found", {"name": "Night shift", "member_ids": [1]})
 _admin_resource("canned", B_CANNED, "canned_not_found", {"name": "Bye", "message": "Bye!"})
 _admin_resource("sites", B_SITE, "site_not_found", {"name": "Outlet"})
-_admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL)
+_admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL, admin_reads=True)
 
 
 @covers("POST", f"{ADMIN}/teams")
