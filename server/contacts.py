@@ -64,11 +64,6 @@ def normalize_email(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def bot_identity(channel_id: int, user: str) -> Identity:
-    """A bot platform's user, scoped to the channel that knows them."""
-    return normalized(Identity("bot", f"{channel_id}:{user}"))
-
-
 def normalized(identity: Identity) -> Identity:
     """``identity`` in its one spelling; Invalid when its value is not of its kind."""
     kind, value = identity.kind, identity.value
@@ -79,6 +74,7 @@ def normalized(identity: Identity) -> Identity:
     if kind == "session":
         limit = SESSION_ID_MAX_CHARS
     else:
+        # A bot platform's user, scoped to the channel that knows them.
         limit = BOT_USER_MAX_CHARS
         channel, _, user = value.partition(":")
         if not (channel.isascii() and channel.isdigit() and user):
@@ -93,10 +89,10 @@ def typed_identities(info: UserInfo) -> tuple[Identity, ...]:
     number written with its country code. Anything else identifies nobody and is left out
     (it stays on the conversation as typed)."""
     found: list[Identity] = []
-    for kind, value in (("email", info.email), ("phone", info.phone)):
-        if value.strip():
+    for given in (Identity("email", info.email), Identity("phone", info.phone)):
+        if given.value.strip():
             try:
-                found.append(normalized(Identity(kind, value)))  # type: ignore[arg-type]
+                found.append(normalized(given))
             except Invalid:
                 continue
     return tuple(found)
