@@ -2,6 +2,7 @@
 // (replies, notes, canned responses, images), its controls and the visitor's details.
 
 import { api } from "./api.js";
+import { createContactPanel } from "./contact.js";
 import {
   $,
   CHANNEL_LABELS,
@@ -42,6 +43,7 @@ export function createConversation(ctx) {
   let readTimer = 0;
   let chosenCanned = null;
 
+  const contactPanel = createContactPanel();
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const fail = (error) => say($("convo-error"), error.message);
 
@@ -64,6 +66,7 @@ export function createConversation(ctx) {
     $("convo-empty").hidden = true;
     $("convo").hidden = false;
     $("details").hidden = true;
+    contactPanel.clear();
     $("convo-name").textContent = "Loading…";
     if (ctx.live()) ctx.guarded(load);
   }
@@ -103,6 +106,7 @@ export function createConversation(ctx) {
     update(answer.conversation);
     merge(answer.messages);
     thread.scrollTop = thread.scrollHeight;
+    contactPanel.show(answer.contact, id);
   }
 
   async function loadOlder() {
