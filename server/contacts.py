@@ -14,13 +14,20 @@ possible match, which an operator may merge.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import orjson
 import phonenumbers
 
 from server.errors import Conflict, Invalid, NotFound
+from server.event_catalogue import CONTACT_MERGED
 from server.text import has_control_characters, is_email
 from storage.base import MergedContact, Store
 from storage.models import Contact, Conversation, Identity, Operator, UserInfo
+
+if TYPE_CHECKING:
+    # Only a type: server/events.py renders through server/render, which shows ContactView.
+    from server.events import EventFeed
 
 # A contact's conversations one view lists; its oldest ones are still searchable in the inbox.
 CONVERSATIONS_MAX = 100
@@ -105,8 +112,9 @@ def display_name(info: UserInfo) -> str:
 class Contacts:
     """The operator panel's contact calls: one method per endpoint, each scoped by account."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, feed: EventFeed) -> None:
         self._store = store
+        self._feed = feed
 
     async def view(self, account_id: str, contact_id: int) -> ContactView:
         contact = await self._store.get_contact(account_id, contact_id)
@@ -138,6 +146,10 @@ class Contacts:
             ) from None
         if merged is None:
             raise NotFound("contact_not_found", "no such contact")
+        # Every operator's open panel on either contact reloads; a repeat tells them again,
+        # which changes nothing they see.
+        announced = {"contact_id": into_id, "from_id": from_id, "moved": merged[1]}
+        await self._feed.ephemeral(by.account_id, CONTACT_MERGED, orjson.dumps(announced))
         return await self._view(merged[0])
 
     async def _view(self, contact: Contact) -> ContactView:

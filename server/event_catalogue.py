@@ -54,6 +54,8 @@ TYPING = EventKind("typing", False, frozenset({Audience.ACCOUNT, Audience.CONVER
 PRESENCE = EventKind("presence", False, _ACCOUNT)
 # An SMS or email reply's delivery became final (sent or failed).
 DELIVERY = EventKind("delivery", False, _ACCOUNT)
+# An operator merged two contacts (issue 14): the inbox reloads a contact panel showing either.
+CONTACT_MERGED = EventKind("contact:merged", False, _ACCOUNT)
 # An operator's proactive message opened a conversation for a waiting widget session.
 SESSION_CONVERSATION = EventKind("conversation", False, frozenset({Audience.SESSION}))
 
@@ -65,6 +67,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     TYPING,
     PRESENCE,
     DELIVERY,
+    CONTACT_MERGED,
     SESSION_CONVERSATION,
 )
 

@@ -14,6 +14,7 @@ import pytest
 from server.services import Services
 from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error, bearer
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 from tests.server.test_webhooks_twilio import CUSTOMER, Line, _line, inbound
 from tests.storage.conftest import (
@@ -117,6 +118,22 @@ async def test_the_same_phone_typed_in_the_chat_window_is_a_possible_match_then_
     )
     view = await _get(client, f"/api/v1/operator/conversation/{web_id}", headers)
     assert view["contact"]["id"] == sms["id"]
+
+
+async def test_a_merge_is_announced_to_the_accounts_operators(
+    app: Any, client: httpx.AsyncClient, services: Services, tenant: Tenant
+) -> None:
+    first = await tenant_contact(tenant, services)
+    second = await tenant_contact(tenant, services)
+    token = await operator_token(client, tenant)
+    async with serve(app) as base, sse(base, token) as stream:
+        response = await client.post(
+            f"{CONTACTS}/{first}/merge", json={"from_id": second}, headers=bearer(token)
+        )
+        assert response.status_code == 200, response.text
+        event = await stream.until("contact:merged")
+    assert event.id is None  # state: never replayed
+    assert event.data == {"contact_id": first, "from_id": second, "moved": 1}
 
 
 async def test_a_returning_widget_session_joins_its_contact(

@@ -13,6 +13,7 @@ const EVENT_KINDS = [
   "typing",
   "presence",
   "delivery",
+  "contact:merged",
 ];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 8000;

@@ -134,6 +134,9 @@ function apply(kind, data) {
     case "delivery":
       conversation.delivery(data);
       break;
+    case "contact:merged":
+      conversation.contactMerged(data);
+      break;
   }
 }
 

@@ -21,7 +21,8 @@ function identityItem(i) {
 
 const label = (contact) => contact.name || `Contact ${contact.id}`;
 
-/** The panel: ``show(contact, openId)`` loads the contact's view; ``clear()`` empties it. */
+/** The panel: ``show(contact, openId)`` loads the contact's view; ``clear()`` empties it;
+ * ``merged(event)`` follows a merge announced on the stream. */
 export function createContactPanel() {
   const panel = $("contact");
   let shown = null; // the contact id on display
@@ -108,5 +109,12 @@ export function createContactPanel() {
     say($("contact-status"), `Merged ${label(from)}.`);
   }
 
-  return { show, clear };
+  /** Another operator (or this one) merged contacts: a panel showing either reloads. */
+  function merged(data) {
+    if (shown === data.contact_id || shown === data.from_id) {
+      show({ id: data.contact_id }, openId);
+    }
+  }
+
+  return { show, clear, merged };
 }

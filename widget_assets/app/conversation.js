@@ -511,5 +511,8 @@ export function createConversation(ctx) {
         add({ ...m, delivery: data.delivery }, { scroll: false });
       }
     },
+    contactMerged(data) {
+      contactPanel.merged(data);
+    },
   };
 }
