@@ -147,7 +147,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 ),
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
-                contacts=Contacts(store),
+                contacts=Contacts(store, feed),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,

@@ -14,13 +14,20 @@ possible match, which an operator may merge.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import orjson
 import phonenumbers
 
 from server.errors import Conflict, Invalid, NotFound
+from server.event_catalogue import CONTACT_MERGED
 from server.text import has_control_characters, is_email
 from storage.base import MergedContact, Store
 from storage.models import Contact, Conversation, Identity, Operator, UserInfo
+
+if TYPE_CHECKING:
+    # Only a type: server/events.py renders through server/render, which shows ContactView.
+    from server.events import EventFeed
 
 # A contact's conversations one view lists; its oldest ones are still searchable in the inbox.
 CONVERSATIONS_MAX = 100
@@ -64,11 +71,6 @@ def normalize_email(value: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def bot_identity(channel_id: int, user: str) -> Identity:
-    """A bot platform's user, scoped to the channel that knows them."""
-    return normalized(Identity("bot", f"{channel_id}:{user}"))
-
-
 def normalized(identity: Identity) -> Identity:
     """``identity`` in its one spelling; Invalid when its value is not of its kind."""
     kind, value = identity.kind, identity.value
@@ -79,6 +81,7 @@ def normalized(identity: Identity) -> Identity:
     if kind == "session":
         limit = SESSION_ID_MAX_CHARS
     else:
+        # A bot platform's user, scoped to the channel that knows them.
         limit = BOT_USER_MAX_CHARS
         channel, _, user = value.partition(":")
         if not (channel.isascii() and channel.isdigit() and user):
@@ -93,10 +96,10 @@ def typed_identities(info: UserInfo) -> tuple[Identity, ...]:
     number written with its country code. Anything else identifies nobody and is left out
     (it stays on the conversation as typed)."""
     found: list[Identity] = []
-    for kind, value in (("email", info.email), ("phone", info.phone)):
-        if value.strip():
+    for given in (Identity("email", info.email), Identity("phone", info.phone)):
+        if given.value.strip():
             try:
-                found.append(normalized(Identity(kind, value)))  # type: ignore[arg-type]
+                found.append(normalized(given))
             except Invalid:
                 continue
     return tuple(found)
@@ -109,8 +112,9 @@ def display_name(info: UserInfo) -> str:
 class Contacts:
     """The operator panel's contact calls: one method per endpoint, each scoped by account."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, feed: EventFeed) -> None:
         self._store = store
+        self._feed = feed
 
     async def view(self, account_id: str, contact_id: int) -> ContactView:
         contact = await self._store.get_contact(account_id, contact_id)
@@ -142,6 +146,10 @@ class Contacts:
             ) from None
         if merged is None:
             raise NotFound("contact_not_found", "no such contact")
+        # Every operator's open panel on either contact reloads; a repeat tells them again,
+        # which changes nothing they see.
+        announced = {"contact_id": into_id, "from_id": from_id, "moved": merged[1]}
+        await self._feed.ephemeral(by.account_id, CONTACT_MERGED, orjson.dumps(announced))
         return await self._view(merged[0])
 
     async def _view(self, contact: Contact) -> ContactView:

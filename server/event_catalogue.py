@@ -59,6 +59,8 @@ MESSAGE_IMAGE = EventKind("message:image", False, _ACCOUNT)
 # A phone opted out of SMS on a channel (STOP) or back in (START): the inbox turns the
 # composer of that phone's conversations on the channel off or on.
 SMS_OPT_OUT = EventKind("sms_opt_out", False, _ACCOUNT)
+# An operator merged two contacts (issue 14): the inbox reloads a contact panel showing either.
+CONTACT_MERGED = EventKind("contact:merged", False, _ACCOUNT)
 # An operator's proactive message opened a conversation for a waiting widget session.
 SESSION_CONVERSATION = EventKind("conversation", False, frozenset({Audience.SESSION}))
 
@@ -72,6 +74,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     DELIVERY,
     SMS_OPT_OUT,
     MESSAGE_IMAGE,
+    CONTACT_MERGED,
     SESSION_CONVERSATION,
 )
 

@@ -43,6 +43,7 @@ function main() {
     details: $("details"),
     fname: $("fname"),
     email: $("email"),
+    phone: $("phone"),
   };
 
   const state = {

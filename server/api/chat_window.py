@@ -21,13 +21,14 @@ from server.api.commands import (
     convo_id,
     optional_convo_id,
     origin,
+    window_details,
 )
 from server.api.wire import Fields, ok, on_liveop_error, path_identifier, read_fields
 from server.conversations import VISITOR_CHANNEL, Admit
 from server.errors import Invalid, LiveOpError
 from server.render.camel_case import message_json
 from server.services import Services, client_ip, services
-from storage.models import DEFAULT_SITE_ID, UserInfo
+from storage.models import DEFAULT_SITE_ID
 
 PREFIX = "/{account_id}/liveoperator"
 ASSET_BASE = "/assets"
@@ -193,7 +194,7 @@ def routes(template: str) -> list[Route]:
             account_id,
             convo_id=convo,
             text=fields.require("message"),
-            user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
+            user_info=window_details(fields),
             origin=origin(fields, VISITOR_CHANNEL),
             client_msg_id=client_msg_id(fields),
             admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),

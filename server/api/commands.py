@@ -65,6 +65,15 @@ def origin(fields: Fields, source: SourceApp) -> Origin:
     )
 
 
+def window_details(fields: Fields) -> UserInfo:
+    """What the chat window's visitor gave (all optional): first name, email and phone."""
+    return UserInfo(
+        fname=fields.text("fname") or "",
+        email=fields.text("email") or "",
+        phone=fields.text("phone") or "",
+    )
+
+
 def user_info(fields: Fields | None) -> UserInfo | None:
     if fields is None:
         return None

@@ -2,7 +2,7 @@
 the capability, as on the chat-window URLs.
 
 Client frames: ``hello`` (first, within 5 s: ``convoID`` and the last ``seq`` seen, both
-optional), ``send`` (``message``, ``clientMsgID``, ``fname``, ``email``), ``typing``,
+optional), ``send`` (``message``, ``clientMsgID``, ``fname``, ``email``, ``phone``), ``typing``,
 ``ping``. Server frames: ``message:new`` and ``typing`` and ``status`` events, ``ack`` per
 send, ``error``, ``reset``, ``pong``. Every seq here is a visitor seq: gapless, whatever notes
 lie between the messages.
@@ -20,7 +20,7 @@ from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
 from server import metrics
 from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
-from server.api.commands import client_msg_id, optional_convo_id, origin
+from server.api.commands import client_msg_id, optional_convo_id, origin, window_details
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -34,7 +34,6 @@ from server.conversations import VISITOR_CHANNEL, Origin
 from server.errors import Invalid, LiveOpError, NotFound
 from server.events import conversation_channel, session_channel
 from server.services import Services, client_ip, services
-from storage.models import UserInfo
 
 ROUTE = "/{account_id}/liveoperator/ws"
 
@@ -124,7 +123,7 @@ class VisitorSocket:
             self.account_id,
             convo_id=self.convo_id,
             text=fields.require("message"),
-            user_info=UserInfo(fname=fields.text("fname") or "", email=fields.text("email") or ""),
+            user_info=window_details(fields),
             origin=self.origin,
             client_msg_id=client_msg_id(fields),
             admit=visitor_send_budget(

@@ -226,6 +226,11 @@ IDENTIFIER_CASES: list[Case] = [
     ("canned create name", "POST", f"{ADMIN}/canned", "admin", "json",
      {"name": f"C{BAD}x", "message": "m"}),
     ("site update color", "PATCH", f"{ADMIN}/sites/1", "admin", "json", {"color": BAD}),
+    ("contact path", "GET", f"{OPERATOR}/contacts/{BAD}", "operator", "query", {}),
+    ("merge path", "POST", f"{OPERATOR}/contacts/{BAD}/merge", "operator", "json",
+     {"from_id": 1}),
+    ("merge from_id", "POST", f"{OPERATOR}/contacts/1/merge", "operator", "json",
+     {"from_id": BAD}),
 ]  # fmt: skip
 
 # Free text may hold line breaks and other controls, but never NUL (PostgreSQL refuses it).
@@ -246,6 +251,9 @@ TEXT_CASES: list[Case] = [
     ("message image_url", "POST", f"{OPERATOR}/message", "operator", "json",
      {"conversation_id": CONVO, "image_url": f"https://cdn.test/{BAD}.png"}),
     ("site color", "PATCH", f"{ADMIN}/sites/1", "admin", "json", {"color": f"#aabbcc{BAD}"}),
+    ("contacts q", "GET", f"{OPERATOR}/contacts", "operator", "query", {"q": f"ab{BAD}"}),
+    ("postmessage phone", "POST", f"{PUBLIC}/postmessage", None, "form",
+     {"message": "hi", "phone": f"+1555{BAD}"}),
 ]  # fmt: skip
 
 

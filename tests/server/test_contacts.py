@@ -4,18 +4,35 @@ match, never a link."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from server.services import Services
+from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error, bearer
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 from tests.server.test_webhooks_twilio import CUSTOMER, Line, _line, inbound
+from tests.storage.conftest import (
+    BACKENDS,
+    postgres_url,  # noqa: F401 (a fixture used by name)
+)
 
 CONTACTS = "/api/v1/operator/contacts"
 SESSION = "sess_contact_0001"
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Every test here on SQLite and on PostgreSQL."""
+    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    return load_settings(environ)
 
 
 @pytest.fixture
@@ -103,6 +120,22 @@ async def test_the_same_phone_typed_in_the_chat_window_is_a_possible_match_then_
     assert view["contact"]["id"] == sms["id"]
 
 
+async def test_a_merge_is_announced_to_the_accounts_operators(
+    app: Any, client: httpx.AsyncClient, services: Services, tenant: Tenant
+) -> None:
+    first = await tenant_contact(tenant, services)
+    second = await tenant_contact(tenant, services)
+    token = await operator_token(client, tenant)
+    async with serve(app) as base, sse(base, token) as stream:
+        response = await client.post(
+            f"{CONTACTS}/{first}/merge", json={"from_id": second}, headers=bearer(token)
+        )
+        assert response.status_code == 200, response.text
+        event = await stream.until("contact:merged")
+    assert event.id is None  # state: never replayed
+    assert event.data == {"contact_id": first, "from_id": second, "moved": 1}
+
+
 async def test_a_returning_widget_session_joins_its_contact(
     client: httpx.AsyncClient, tenant: Tenant, headers: dict[str, str]
 ) -> None:
@@ -114,6 +147,20 @@ async def test_a_returning_widget_session_joins_its_contact(
         for c in (first, second, elsewhere)
     ]
     assert contacts[0] == contacts[1] != contacts[2]
+
+
+async def test_concurrent_first_messages_of_one_session_make_one_contact(
+    services: Services, tenant: Tenant
+) -> None:
+    opened = await asyncio.gather(
+        *(
+            tenant.visitor_says(f"Hello {n}", sourceApp="liveoperator", sessionID=SESSION)
+            for n in range(8)
+        )
+    )
+    found = [await services.store.get_conversation(tenant.account_id, c) for c in opened]
+    assert len({c.id for c in found if c}) == 8
+    assert len({c.contact_id for c in found if c}) == 1
 
 
 async def test_search_finds_by_name_and_identity_literally(

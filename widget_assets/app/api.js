@@ -15,6 +15,7 @@ const EVENT_KINDS = [
   "delivery",
   "sms_opt_out",
   "message:image",
+  "contact:merged",
 ];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 8000;

@@ -140,6 +140,9 @@ function apply(kind, data) {
     case "message:image":
       conversation.image(data);
       break;
+    case "contact:merged":
+      conversation.contactMerged(data);
+      break;
   }
 }
 

@@ -2,6 +2,7 @@
 // (replies, notes, canned responses, images), its controls and the visitor's details.
 
 import { api } from "./api.js";
+import { createContactPanel } from "./contact.js";
 import {
   $,
   CHANNEL_LABELS,
@@ -44,6 +45,7 @@ export function createConversation(ctx) {
   // The customer opted out of SMS on the conversation's channel: replies cannot reach them.
   let optedOut = false;
 
+  const contactPanel = createContactPanel();
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const fail = (error) => say($("convo-error"), error.message);
 
@@ -68,6 +70,7 @@ export function createConversation(ctx) {
     $("convo-empty").hidden = true;
     $("convo").hidden = false;
     $("details").hidden = true;
+    contactPanel.clear();
     $("convo-name").textContent = "Loading…";
     if (ctx.live()) ctx.guarded(load);
   }
@@ -107,6 +110,7 @@ export function createConversation(ctx) {
     update(answer.conversation);
     merge(answer.messages);
     thread.scrollTop = thread.scrollHeight;
+    contactPanel.show(answer.contact, id);
   }
 
   async function loadOlder() {
@@ -535,6 +539,9 @@ export function createConversation(ctx) {
       if (data.conversation_id === openId && m) {
         add({ ...m, delivery: data.delivery }, { scroll: false });
       }
+    },
+    contactMerged(data) {
+      contactPanel.merged(data);
     },
   };
 }

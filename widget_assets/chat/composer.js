@@ -1,7 +1,7 @@
 // Live Operator Chat, chat window: the composer. What the visitor writes is shown at once as
 // a pending message and sent in order, one at a time (the first creates the conversation),
-// retried with the same clientMsgID through transient trouble; the optional name and email
-// are remembered.
+// retried with the same clientMsgID through transient trouble; the optional name, email and
+// phone are remembered.
 
 import { backoff, randomId, sleep } from "./api.js";
 import { el } from "./dom.js";
@@ -23,10 +23,11 @@ export function createComposer({ ui, state, view, transport, conversation, visit
       ui.composer.focus();
       return;
     }
-    if (!ui.email.checkValidity()) {
+    const invalid = [ui.email, ui.phone].find((input) => !input.checkValidity());
+    if (invalid) {
       ui.details.open = true;
-      ui.email.focus();
-      ui.email.reportValidity();
+      invalid.focus();
+      invalid.reportValidity();
       return;
     }
     ui.composer.value = "";
@@ -65,6 +66,7 @@ export function createComposer({ ui, state, view, transport, conversation, visit
         convoID: state.convoID || undefined,
         fname: ui.fname.value.trim() || undefined,
         email: ui.email.value.trim() || undefined,
+        phone: ui.phone.value.trim() || undefined,
       };
       try {
         const data = await transport.send(fields);
@@ -180,15 +182,20 @@ export function createComposer({ ui, state, view, transport, conversation, visit
     if (saved && typeof saved === "object") {
       if (typeof saved.fname === "string") ui.fname.value = saved.fname;
       if (typeof saved.email === "string") ui.email.value = saved.email;
+      if (typeof saved.phone === "string") ui.phone.value = saved.phone;
     }
   } catch {
     /* ignore a corrupt entry */
   }
-  for (const input of [ui.fname, ui.email]) {
+  for (const input of [ui.fname, ui.email, ui.phone]) {
     input.addEventListener("change", () => {
       storage.set(
         visitorKey,
-        JSON.stringify({ fname: ui.fname.value.trim(), email: ui.email.value.trim() }),
+        JSON.stringify({
+          fname: ui.fname.value.trim(),
+          email: ui.email.value.trim(),
+          phone: ui.phone.value.trim(),
+        }),
       );
     });
   }

@@ -434,6 +434,7 @@ export function createSocketTransport({
         frame.clientMsgID = fields.clientMsgID || randomId();
         if (fields.fname) frame.fname = fields.fname;
         if (fields.email) frame.email = fields.email;
+        if (fields.phone) frame.phone = fields.phone;
         const id = frame.clientMsgID;
         const entry = { frame };
         const done = () => {
