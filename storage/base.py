@@ -106,6 +106,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
             " lang:str"
             " token_version:int"
+            " avatar_url:str"
         ),
         ("account_id", "id"),
     ),
@@ -154,6 +155,7 @@ TABLES: tuple[Table, ...] = (
             " replied_at:float? replied_by:int? bot_answered:bool"
             " visitor_last_seq:int"
             " channel_id:int?"
+            " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
         ),
         ("id",),
     ),
@@ -182,6 +184,7 @@ TABLES: tuple[Table, ...] = (
             "convo_id:str seq:int account_id:str channel:str state:str attempts:int"
             " claimed_by:str? lease_until:float? next_attempt_at:float last_error:str?"
             " created:float"
+            " payload:str?"
         ),
         ("convo_id", "seq"),
     ),
@@ -231,6 +234,7 @@ class OperatorPatch:
     password_hash: str | None = None
     is_admin: bool | None = None
     lang: str | None = None
+    avatar_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +465,7 @@ class Store(Protocol):
         password_hash: str,
         is_admin: bool,
         lang: str = "en",
+        avatar_url: str = "",
     ) -> Operator:
         """Raises DuplicateEmail when the email (case-insensitive) is taken in the account."""
 
@@ -579,6 +584,11 @@ class Store(Protocol):
         self, account_id: str, channel_id: int, phone: str
     ) -> Conversation | None:
         """The newest conversation of the channel with this phone number (its thread)."""
+
+    async def bot_user_conversation(
+        self, account_id: str, channel_id: int, user_id: str
+    ) -> Conversation | None:
+        """The newest conversation of the channel with this bot platform user."""
 
     async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
         """``last_inbound`` on the channel's health line."""

@@ -74,6 +74,7 @@ OPERATORS: Resource[Directory] = Resource(
         password=f.require("password"),
         is_admin=_is_admin(f) or False,
         lang=f.text("lang"),
+        avatar_url=f.text("avatar_url"),
     ),
     update=lambda d, acc, i, f: d.update_operator(
         acc,
@@ -83,6 +84,7 @@ OPERATORS: Resource[Directory] = Resource(
         password=f.text("password"),
         is_admin=_is_admin(f),
         lang=f.text("lang"),
+        avatar_url=f.text("avatar_url"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
     service=_directory,

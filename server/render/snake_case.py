@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from server.channels import settings_of, webhooks
 from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
 
@@ -16,6 +18,7 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "is_admin": o.is_admin,
         "role": "admin" if o.is_admin else "operator",
         "lang": o.lang,
+        "avatar_url": o.avatar_url,
     }
 
 
@@ -80,6 +83,11 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "site_id": c.site_id,
         "channel_id": c.channel_id,
         "session_id": c.session_id,
+        "control": c.control,
+        # A bot platform's user and the attributes it handed over for operators to see; its
+        # hidden attributes and customData are never shown.
+        "bot_user_id": c.bot_user_id,
+        "attributes": orjson.loads(c.attributes),
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),
             "fname": info.fname,
