@@ -199,6 +199,23 @@ class Origin:
     bot_user_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """A bot platform's selectDestination, validated: its user on the channel, the team, what
+    operators see of the user (name, attributes as a JSON object), what they never see
+    (hidden attributes, customData), and the bot's dialogue so far, oldest first."""
+
+    channel_id: int
+    user_id: str
+    team_id: int
+    user_info: UserInfo
+    # None: not given, the conversation keeps what it has.
+    attributes: str | None
+    hidden_attributes: str | None
+    custom_data: str | None
+    dialogue: tuple[tuple[Sender, str], ...] = ()
+
+
 class ConversationEngine:
     def __init__(
         self,
@@ -391,6 +408,101 @@ class ConversationEngine:
             return Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation
+
+    # -- bot platforms (issue 16, seed 004's Operator API) --
+
+    async def hand_over(self, account_id: str, hand: HandOver) -> Committed:
+        """A bot platform hands its user to a team's queue: the user's conversation on the
+        channel (a new one, or the newest, reopened when closed) takes the team, the name and
+        the attributes given; a fresh hand-over brings the bot's dialogue into the history
+        before control passes to the queue. A human who already has it keeps it."""
+        for _, text in hand.dialogue:
+            self._check_length(text)
+        team = await self._team(account_id, hand.team_id)
+        found = await self._store.bot_user_conversation(account_id, hand.channel_id, hand.user_id)
+        origin = Origin(channel_id=hand.channel_id, bot_user_id=hand.user_id)
+        new = None if found else await self._new_conversation(account_id, origin, hand.user_info)
+        now = self._clock()
+
+        def decide(current: Conversation | None) -> Change:
+            before = current
+            base = current or dataclasses.replace(_require(new), control="bot")
+            fresh = before is None or base.control in ("bot", "closed")
+            base = dataclasses.replace(
+                base,
+                team_id=team.id,
+                user_info=_merge_user_info(base.user_info, hand.user_info),
+                attributes=_given(hand.attributes, base.attributes),
+                hidden_attributes=_given(hand.hidden_attributes, base.hidden_attributes),
+                custom_data=_given(hand.custom_data, base.custom_data),
+                status="open" if base.status == "resolved" else base.status,
+                resolved_at=None,
+                control="bot" if fresh else base.control,
+            )
+            messages: list[Message] = []
+            for sender, text in hand.dialogue if fresh else ():
+                step = _append(before, base, Draft(sender, None, text), now)
+                messages.extend(step.messages)
+                base = step.after
+            control: Control = "human" if base.control == "human" else "queued"
+            after = dataclasses.replace(base, control=control)
+            return Change(before, after, tuple(messages))
+
+        return await self._write(account_id, found.id if found else None, decide)
+
+    async def close_by_customer(
+        self, account_id: str, channel_id: int, user_id: str, text: str
+    ) -> Conversation | None:
+        """The bot platform's user left the chat: their open conversation is resolved with
+        ``text`` as a system line (nothing goes back to the platform). None when they have
+        no open conversation, so a repeated call changes nothing."""
+        self._check_length(text)
+        found = await self._store.bot_user_conversation(account_id, channel_id, user_id)
+        if found is None:
+            return None
+        now = self._clock()
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            if current.status == "resolved":
+                return None
+            step = _append(current, current, Draft("system", None, text), now)
+            after = dataclasses.replace(
+                step.after, status="resolved", resolved_at=now, control="closed"
+            )
+            return Change(current, after, step.messages)
+
+        return (await self._write(account_id, found.id, decide)).conversation
+
+    async def customer_message(
+        self,
+        account_id: str,
+        origin: Origin,
+        user_info: UserInfo,
+        text: str,
+        image_url: str | None = None,
+    ) -> Committed:
+        """A bot platform's user writes (sendText, sendFile): into their newest conversation
+        on the channel (reopened when closed), or a new one in the default site's queue."""
+        assert origin.channel_id is not None and origin.bot_user_id is not None
+        found = await self._store.bot_user_conversation(
+            account_id, origin.channel_id, origin.bot_user_id
+        )
+        return await self.send(
+            account_id,
+            convo_id=found.id if found else None,
+            text=text,
+            user_info=user_info,
+            origin=origin,
+            image_url=image_url,
+        )
+
+    async def destinations(self, account_id: str) -> list[tuple[Team, bool]]:
+        """The account's teams, each with whether one of its operators is online."""
+        online = await self._presence.operators_online(account_id)
+        return [
+            (team, _has_member(team, online)) for team in await self._store.list_teams(account_id)
+        ]
 
     async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
         """Sets (or with None lifts) the visitor's block."""
@@ -763,9 +875,7 @@ class ConversationEngine:
         raise NotFound("team_not_found", f"no team {team_id}")
 
     async def _has_online(self, account_id: str, team: Team) -> bool:
-        """Whether one of the team's operators is online now (seed 004's ``hasOnline``)."""
-        online = await self._presence.operators_online(account_id)
-        return any(member in online for member in team.member_ids)
+        return _has_member(team, await self._presence.operators_online(account_id))
 
     async def _operator_or_none(self, account_id: str, operator_id: int | None) -> Operator | None:
         if operator_id is None:
@@ -979,6 +1089,15 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         **firsts,
     )
     return Change(before, after, (message,), payloads=payloads)
+
+
+def _has_member(team: Team, online: set[int]) -> bool:
+    """Whether one of the team's operators is online (seed 004's ``hasOnline``)."""
+    return any(member in online for member in team.member_ids)
+
+
+def _given(value: str | None, kept: str) -> str:
+    return kept if value is None else value
 
 
 def _reopened(current: Conversation) -> Control:

@@ -267,6 +267,8 @@ class ChannelPatch:
     # Public settings as JSON, and credentials as a sealed token: each replaced whole.
     settings: str | None = None
     credentials: str | None = None
+    # A new key for its public URLs (the old one stops working at once).
+    key: str | None = None
 
 
 # Past every seq there can be (both backends store 64-bit integers).

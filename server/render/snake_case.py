@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from server.channels import settings_of, webhooks
+from server.channels import operator_api_url, settings_of, webhooks
 from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
 
 
@@ -42,7 +42,7 @@ def channel_json(c: Channel) -> dict[str, Any]:
         "name": c.name,
         "key": c.key,
         **settings_of(c),
-        "webhooks": webhooks(c),
+        **({"api_url": operator_api_url(c)} if c.kind == "bot" else {"webhooks": webhooks(c)}),
         "created": c.created,
         "health": {
             "last_inbound": c.last_inbound,
