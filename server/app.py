@@ -32,6 +32,7 @@ from server.api import (
     auth,
     chat_window,
     commands,
+    contacts,
     inbox_app,
     operations,
     operator_api,
@@ -49,6 +50,7 @@ from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_erro
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
+from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
@@ -139,6 +141,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 ),
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
+                contacts=Contacts(store),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,
@@ -159,6 +162,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *visitor_ws.routes,
             *stream.routes,
             *operator_panel.routes,
+            *contacts.routes,
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,

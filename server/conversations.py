@@ -21,6 +21,7 @@ import orjson
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server.adapters.translate import TranslationFailed, Translator, check_language
+from server.contacts import display_name, normalized, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
 from server.render.operator_api import (
@@ -38,9 +39,11 @@ from storage.models import (
     BlockType,
     Change,
     Committed,
+    Contact,
     Control,
     Conversation,
     Delivery,
+    Identity,
     Message,
     Operator,
     Sender,
@@ -190,13 +193,27 @@ class Draft:
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a new conversation comes from: which site, which widget session, which of the
-    account's channels (an inbound SMS's), and which bot platform user it belongs to."""
+    account's channels (an inbound SMS's), the identity that channel proves of the person
+    writing (the From of a signed SMS webhook, the widget's own session, a bot platform's
+    user): the conversation joins the contact holding it, or a new one does
+    (server/contacts.py), and which bot platform user it belongs to."""
 
     source_app: SourceApp = "chatbot"
     site_id: int = DEFAULT_SITE_ID
     session_id: str | None = None
     channel_id: int | None = None
+    identity: Identity | None = None
     bot_user_id: str | None = None
+
+
+def bot_origin(channel_id: int, user_id: str) -> Origin:
+    """Where a bot platform's user writes from: the channel, and the user as the identity
+    the channel's key proves (their contact's, kind "bot")."""
+    return Origin(
+        channel_id=channel_id,
+        bot_user_id=user_id,
+        identity=Identity("bot", f"{channel_id}:{user_id}"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +302,7 @@ class ConversationEngine:
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
+        proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
             account_id, convo_id, sender, operator, text, template
         )
@@ -311,7 +329,7 @@ class ConversationEngine:
                 translation=translation[0] if translation else None,
                 translation_lang=translation[1] if translation else None,
             )  # fmt: skip
-            return _append(before, current, draft, self._clock())
+            return _with_contact(_append(before, current, draft, self._clock()), proven)
 
         committed = await self._write(account_id, convo_id, decide, client_msg_id)
         if committed.duplicate and not _holds(
@@ -420,8 +438,9 @@ class ConversationEngine:
             self._check_length(text)
         team = await self._team(account_id, hand.team_id)
         found = await self._store.bot_user_conversation(account_id, hand.channel_id, hand.user_id)
-        origin = Origin(channel_id=hand.channel_id, bot_user_id=hand.user_id)
+        origin = bot_origin(hand.channel_id, hand.user_id)
         new = None if found else await self._new_conversation(account_id, origin, hand.user_info)
+        proven = normalized(origin.identity) if new and origin.identity else None
         now = self._clock()
 
         def decide(current: Conversation | None) -> Change:
@@ -446,7 +465,7 @@ class ConversationEngine:
                 base = step.after
             control: Control = "human" if base.control == "human" else "queued"
             after = dataclasses.replace(base, control=control)
-            return Change(before, after, tuple(messages))
+            return _with_contact(Change(before, after, tuple(messages)), proven)
 
         return await self._write(account_id, found.id if found else None, decide)
 
@@ -527,7 +546,7 @@ class ConversationEngine:
             )
             check_user_info(info)
             after = dataclasses.replace(current, user_info=info)
-            return None if after == current else Change(current, after)
+            return None if after == current else _with_contact(Change(current, after), None)
 
         return (await self._write(account_id, convo_id, decide)).conversation
 
@@ -613,7 +632,9 @@ class ConversationEngine:
             convo_id=open_ones[0].id if open_ones else None,
             text=text,
             operator_id=operator_id,
-            origin=Origin(VISITOR_CHANNEL, site_id, session_id),
+            origin=Origin(
+                VISITOR_CHANNEL, site_id, session_id, identity=Identity("session", session_id)
+            ),
         )
         await self._feed.session_conversation(account_id, session_id, committed.conversation.id)
         return committed
@@ -704,13 +725,20 @@ class ConversationEngine:
 
     async def operator_view(
         self, account_id: str, convo_id: str, *, limit: int, before_seq: int | None
-    ) -> tuple[Conversation, list[Message]]:
-        """The operator panel's view: notes included, and the visitor's messages it shows
-        marked read for the operators."""
+    ) -> tuple[Conversation, list[Message], Contact | None]:
+        """The operator panel's view: notes included, the visitor's messages it shows marked
+        read for the operators, and the conversation's contact (None only on a conversation
+        a previous release wrote during a rolling update)."""
         current, messages = await self.history(
             account_id, convo_id, limit, with_notes=True, before_seq=before_seq
         )
-        return await self._mark_read(current, "operator", messages), messages
+        current = await self._mark_read(current, "operator", messages)
+        contact = (
+            None
+            if current.contact_id is None
+            else await self._store.get_contact(account_id, current.contact_id)
+        )
+        return current, messages, contact
 
     async def set_status(
         self, account_id: str, convo_id: str, status: str, by: Operator | None = None
@@ -1119,6 +1147,22 @@ def _closing(after: Conversation) -> dict[str, Any]:
         "resolved_at": after.resolved_at,
         "control": after.control,
     }
+
+
+def _with_contact(change: Change, proven: Identity | None) -> Change:
+    """``change`` with what it tells of the conversation's contact: the identity a channel
+    proved, when it creates the conversation, and whenever the visitor's details are new or
+    changed, the identities and name somebody typed there (recorded on the contact, never
+    linking it to anybody: server/contacts.py)."""
+    info = change.after.user_info
+    if change.before is not None and change.before.user_info == info:
+        return change
+    return dataclasses.replace(
+        change,
+        identity=proven if change.before is None else None,
+        typed=typed_identities(info),
+        contact_name=display_name(info),
+    )
 
 
 def _first_response(current: Conversation, draft: Draft, created: float) -> dict[str, Any]:

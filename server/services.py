@@ -13,6 +13,7 @@ from realtime.ratelimit import RateLimiter, Rule
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
+from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.errors import TooManyRequests
@@ -30,6 +31,7 @@ class Services:
     engine: ConversationEngine
     directory: Directory
     channels: Channels
+    contacts: Contacts
     auth: Authenticator
     hub: Hub
     feed: EventFeed

@@ -14,6 +14,7 @@ from storage.models import (
     Channel,
     ChannelKind,
     Committed,
+    Contact,
     Conversation,
     Delivery,
     Event,
@@ -46,6 +47,14 @@ class DuplicateKey(StoreError):
 
 class DuplicateEmail(StoreError):
     """An operator with this email already exists (emails are global: they are logins)."""
+
+
+class MergedContact(StoreError):
+    """A contact was merged into another: ``into_id`` is where its conversations went."""
+
+    def __init__(self, into_id: int) -> None:
+        super().__init__(f"merged into contact {into_id}")
+        self.into_id = into_id
 
 
 class UnknownReference(StoreError):
@@ -139,6 +148,21 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "contacts", _columns("account_id:str id:int name:str created:float"), ("account_id", "id")
+    ),
+    Table(
+        "contact_identities",
+        _columns("account_id:str contact_id:int kind:str value:str verified:bool created:float"),
+        ("account_id", "contact_id", "kind", "value"),
+    ),
+    Table(
+        "contact_merges",
+        _columns(
+            "account_id:str from_id:int into_id:int from_name:str operator_id:int created:float"
+        ),
+        ("account_id", "from_id"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -155,6 +179,7 @@ TABLES: tuple[Table, ...] = (
             " replied_at:float? replied_by:int? bot_answered:bool"
             " visitor_last_seq:int"
             " channel_id:int?"
+            " contact_id:int?"
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
         ),
         ("id",),
@@ -618,6 +643,36 @@ class Store(Protocol):
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,
         in one transaction (all or none); returns how many. For key rotation."""
+
+    # contacts (issue 14); a conversation's contact is found or created by Store.write
+
+    async def get_contact(self, account_id: str, contact_id: int) -> Contact | None:
+        """The contact with its identities (proven first, then by kind and value)."""
+
+    async def contact_conversations(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Conversation]:
+        """The contact's conversations on every channel, newest activity first."""
+
+    async def possible_matches(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Contact]:
+        """Other contacts of the account holding one of this contact's identities (proven or
+        typed, on either side), by id: who an operator may want to merge."""
+
+    async def search_contacts(self, account_id: str, words: str, *, limit: int) -> list[Contact]:
+        """Contacts whose name or an identity's value contains ``words`` (case-insensitive,
+        taken literally: no LIKE wildcards), newest first."""
+
+    async def merge_contacts(
+        self, account_id: str, into_id: int, from_id: int, operator_id: int
+    ) -> tuple[Contact, int] | None:
+        """Moves every conversation and identity of ``from_id`` to ``into_id`` (an identity
+        both hold stays once, verified if either's was), deletes ``from_id`` and records the
+        merge, in one transaction; returns the surviving contact and how many conversations
+        moved. A merge already made (``from_id`` was merged into ``into_id``) moves nothing
+        and returns it with 0. None when either contact does not exist; MergedContact when
+        ``into_id`` was itself merged away, or ``from_id`` into another contact."""
 
     # push tokens (an operator's devices)
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:

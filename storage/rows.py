@@ -17,8 +17,11 @@ from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
     CannedResponse,
     Channel,
+    Contact,
+    ContactIdentity,
     Conversation,
     Event,
+    Identity,
     Message,
     Operator,
     Site,
@@ -44,6 +47,9 @@ PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
 CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
 CHANNELS = TABLES_BY_NAME["channels"]
+CONTACTS = TABLES_BY_NAME["contacts"]
+CONTACT_IDENTITIES = TABLES_BY_NAME["contact_identities"]
+CONTACT_MERGES = TABLES_BY_NAME["contact_merges"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -85,9 +91,9 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
         "visitor_last_seq": c.visitor_last_seq,
-        "channel_id": c.channel_id, "control": c.control, "bot_user_id": c.bot_user_id,
-        "attributes": c.attributes, "hidden_attributes": c.hidden_attributes,
-        "custom_data": c.custom_data,
+        "channel_id": c.channel_id, "contact_id": c.contact_id, "control": c.control,
+        "bot_user_id": c.bot_user_id, "attributes": c.attributes,
+        "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
     }  # fmt: skip
 
 
@@ -107,6 +113,7 @@ _CONVO_COLUMNS = (
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
+    "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
@@ -118,7 +125,7 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered, visitor_last_seq, channel_id, control, bot_user_id, attributes,
+     bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
      hidden_attributes, custom_data) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
@@ -127,6 +134,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         # SQLite has no boolean type: flags come back as 0 or 1.
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
+        contact_id,
         control, bot_user_id, attributes, hidden_attributes, custom_data,
     )  # fmt: skip
 
@@ -200,3 +208,11 @@ def canned(r: Row) -> CannedResponse:
 # A channel's columns are named as its fields.
 def channel(r: Row) -> Channel:
     return Channel(*(r[f.name] for f in dataclasses.fields(Channel)))
+
+
+def contact_identity(r: Row) -> ContactIdentity:
+    return ContactIdentity(Identity(r["kind"], r["value"]), bool(r["verified"]), r["created"])
+
+
+def contact(r: Row, identities: Iterable[ContactIdentity] = ()) -> Contact:
+    return Contact(r["account_id"], r["id"], r["name"], r["created"], tuple(identities))

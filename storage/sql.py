@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import time
 from collections.abc import (
     AsyncIterator,
@@ -29,6 +30,7 @@ from collections.abc import (
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TypeVar
 
+from storage import contacts_sql as _contacts
 from storage import outbound as _outbound
 from storage import rows
 from storage.base import (
@@ -65,6 +67,7 @@ from storage.models import (
     Channel,
     ChannelKind,
     Committed,
+    Contact,
     Conversation,
     Delivery,
     Event,
@@ -118,8 +121,12 @@ class Dialect:
     # conversation waits for this commit. Empty where one writer commits at a time.
     lock_for_update: str = ""
     # Ends the lookup of the team a site is about to route to, so the team cannot be deleted
-    # before the site commits. Empty where one writer commits at a time.
+    # before the site commits (and of a contact a new conversation joins, so a merge cannot
+    # absorb it first). Empty where one writer commits at a time.
     lock_key_share: str = ""
+    # Ends the lookup of rows about to be deleted: waits for every lock another writer holds
+    # on them, KEY SHARE included. Empty where one writer commits at a time.
+    lock_exclusive: str = ""
     # Run first in an import's transaction.
     import_prelude: tuple[str, ...] = ()
     # Rounds a non-negative real expression ``{}`` down to a whole number.
@@ -132,8 +139,11 @@ _SELECT_CONVO = (
 )
 # What an update assigns: every column but the keys, which stay out of the SET list. Assigning
 # a primary key, even to itself, makes SQLite re-check every message that references it, and
-# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
-_CONVO_SET = tuple(n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id"))
+# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did. The contact is the Store's own:
+# set when the conversation is created, moved only by a merge.
+_CONVO_SET = tuple(
+    n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id", "contact_id")
+)
 _UPDATE_CONVO = (
     f"UPDATE conversations SET ({', '.join(_CONVO_SET)})"
     f" = ({', '.join(f'${i}' for i in range(3, len(_CONVO_SET) + 3))})"
@@ -923,6 +933,52 @@ class SqlStore(abc.ABC):
 
         return await self._write_once(op)
 
+    # contacts
+
+    async def get_contact(self, account_id: str, contact_id: int) -> Contact | None:
+        async def op(conn: Conn) -> Contact | None:
+            found = await _contacts.contacts(conn, account_id, [contact_id])
+            return found[0] if found else None
+
+        return await self._read(op)
+
+    async def contact_conversations(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Conversation]:
+        return await self._read(
+            lambda conn: _contacts.contact_conversations(conn, account_id, contact_id, limit)
+        )
+
+    async def possible_matches(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Contact]:
+        return await self._read(
+            lambda conn: _contacts.possible_matches(conn, account_id, contact_id, limit)
+        )
+
+    async def search_contacts(self, account_id: str, words: str, *, limit: int) -> list[Contact]:
+        ilike = self._dialect.ilike
+        return await self._read(
+            lambda conn: _contacts.search(conn, ilike, account_id, words, limit)
+        )
+
+    async def merge_contacts(
+        self, account_id: str, into_id: int, from_id: int, operator_id: int
+    ) -> tuple[Contact, int] | None:
+        dialect = self._dialect
+        return await self._write(
+            lambda conn: _contacts.merge(
+                conn,
+                dialect.lock_for_update,
+                dialect.lock_exclusive,
+                account_id,
+                into_id,
+                from_id,
+                operator_id,
+                time.time(),
+            )
+        )
+
     # push tokens
 
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
@@ -1016,6 +1072,17 @@ class SqlStore(abc.ABC):
                     raise LookupError("a decision on no conversation must create one")
                 return Committed(before)
             after = change.after
+            if change.before is None:
+                contact_id = await _contacts.contact_for(
+                    conn,
+                    _next_id,
+                    self._dialect.lock_key_share,
+                    account_id,
+                    change.identity,
+                    change.contact_name,
+                    after.created,
+                )
+                after = dataclasses.replace(after, contact_id=contact_id)
             row = rows.convo_row(after)
             if change.before is None:
                 await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
@@ -1034,6 +1101,15 @@ class SqlStore(abc.ABC):
                 )
                 if queued:
                     await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
+            if after.contact_id is not None and (change.typed or change.contact_name):
+                await _contacts.record_typed(
+                    conn,
+                    account_id,
+                    after.contact_id,
+                    change.typed,
+                    change.contact_name,
+                    after.last_activity,
+                )
             # Last, and held to commit: see append_events.
             events = await append_events(conn, account_id, after, change.events)
             return Committed(after, change.messages, events, before=change.before)

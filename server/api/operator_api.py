@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.wire import JSON, Fields, check_identifier, ok, read_fields
-from server.conversations import HandOver, Origin
+from server.conversations import HandOver, Origin, bot_origin
 from server.errors import Invalid, NotFound
 from server.render.operator_api import destination
 from server.services import Services, services
@@ -57,7 +57,7 @@ def _user_id(fields: Fields) -> str:
 
 
 def _origin(channel: Channel, fields: Fields) -> Origin:
-    return Origin(channel_id=channel.id, bot_user_id=_user_id(fields))
+    return bot_origin(channel.id, _user_id(fields))
 
 
 def _default_name(channel: Channel, user_id: str) -> UserInfo:

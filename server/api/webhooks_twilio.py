@@ -32,7 +32,7 @@ from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
 from server.event_catalogue import DELIVERY
 from server.services import services
 from server.twilio_signature import valid_form, valid_json
-from storage.models import Channel, Delivery, UserInfo
+from storage.models import Channel, Delivery, Identity, UserInfo
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -139,7 +139,9 @@ async def sms(request: Request) -> Response:
         convo_id=thread.id if thread is not None else None,
         text=text,
         user_info=UserInfo(phone=phone),
-        origin=Origin(source_app="smsbroadcast", channel_id=channel.id),
+        origin=Origin(
+            source_app="smsbroadcast", channel_id=channel.id, identity=Identity("phone", phone)
+        ),
         client_msg_id=f"twilio:{message_sid}",
         account_key=True,
     )

@@ -25,15 +25,14 @@ async def test_the_operator_sees_a_handed_over_user_with_dialogue_and_attributes
 
     team = created(live_server, "teams", "team", name="Refunds",
                    member_ids=[live_server.operator_id])  # fmt: skip
-    made = httpx.post(
-        f"{live_server.base_url}/api/v1/admin/channels",
-        json={"kind": "bot", "name": "Aimylogic", "public_url": live_server.base_url},
-        headers={"X-Api-Key": live_server.api_key},
-    )
-    assert made.status_code == 201, made.text
-    channel = made.json()["channel"]
-    api = urlsplit(channel["api_url"]).path
     async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10.0) as platform:
+        made = await platform.post(
+            "/api/v1/admin/channels",
+            json={"kind": "bot", "name": "Aimylogic", "public_url": live_server.base_url},
+            headers={"X-Api-Key": live_server.api_key},
+        )
+        assert made.status_code == 201, made.text
+        api = urlsplit(made.json()["channel"]["api_url"]).path
         handed = await platform.post(f"{api}/selectDestination", json={
             "userId": "tg-5511", "destinationId": str(team["id"]), "userName": "Ines Duarte",
             "attributes": {"Plan": "Gold", "Order": "A-1009"},

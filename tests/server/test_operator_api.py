@@ -281,6 +281,16 @@ async def test_control_passes_to_the_human_who_speaks_and_is_announced(rig: Rig)
         ("queued", "human"),
     ]
     assert changes[-1]["operator_id"] == rig.tenant.operator_id
+    # The user is a contact proven by the channel: the same one on every hand-over.
+    stored = await rig.services.store.bot_user_conversation(
+        rig.tenant.account_id, rig.channel["id"], "u-1"
+    )
+    assert stored is not None and stored.contact_id is not None
+    contact = await rig.services.store.get_contact(rig.tenant.account_id, stored.contact_id)
+    assert contact is not None
+    assert [(i.identity.kind, i.identity.value, i.verified) for i in contact.identities] == [
+        ("bot", f"{rig.channel['id']}:u-1", True)
+    ]
     # A human keeps it when the platform hands the same user over again.
     await rig.platform.ok("selectDestination", userId="u-1", destinationId=str(rig.sales))
     again = (await rig.conversation("u-1"))["conversation"]
