@@ -160,10 +160,10 @@ async def test_a_reply_in_a_deleted_channels_conversation_fails_with_the_reason(
 
 async def _insert_old_conversation(url: str, convo: Conversation) -> None:
     """The conversation row as the code before migration 0011 wrote it (no channel_id, nor
-    the columns of 0015)."""
+    the columns of 0012 and 0015)."""
     row = rows.convo_row(convo)
-    later = ("channel_id", "control", "bot_user_id", "attributes", "hidden_attributes")
-    for name in (*later, "custom_data"):
+    later = ("channel_id", "contact_id", "control", "bot_user_id", "attributes")
+    for name in (*later, "hidden_attributes", "custom_data"):
         del row[name]
     names = list(row)
     if url.startswith("sqlite:///"):
