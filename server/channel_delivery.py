@@ -1,4 +1,5 @@
-"""SMS replies sent with their conversation's channel (issue 14), or the installation's.
+"""Replies sent with their conversation's channel: SMS (issue 14), or the installation's, and
+a bot platform's events (issue 16).
 
 A conversation bound to an SMS channel is answered from that channel's number with that
 channel's credentials, opened from the store for each delivery (a changed auth token applies
@@ -16,6 +17,7 @@ from __future__ import annotations
 import time
 
 from server import sms_opt_outs
+from server.adapters.bot_platform import BotWebhook
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.sms import TwilioSms, phone_number
 from server.channels import UNREADABLE, Channels
@@ -82,3 +84,42 @@ class ChannelSms:
 
     async def aclose(self) -> None:
         """Nothing of its own stays open; the unbound adapter is closed by its owner."""
+
+
+class ChannelBot:
+    """Posts a bot platform's events to the webhook its channel was given (setWebhook), read
+    from the store for each delivery, so a new webhook applies to the next event. Until the
+    platform sets one, its events wait (retried), as they do while it fails; each outcome goes
+    on the channel's health line."""
+
+    def __init__(self, store: Store, channels: Channels, timeout_s: float) -> None:
+        self._store = store
+        self._channels = channels
+        self._webhook = BotWebhook(timeout_s)
+
+    async def send(self, job: OutboundJob) -> str:
+        if job.channel_id is None or job.payload is None:
+            raise DeliveryFailed("not a bot platform's event", retryable=False)
+        try:
+            channel = await self._channels.get(job.account_id, job.channel_id)
+            url = self._channels.bot_webhook(channel)
+        except NotFound:
+            raise DeliveryFailed(
+                "the conversation's channel was deleted", retryable=False
+            ) from None
+        except UnreadableSecret:
+            raise DeliveryFailed(UNREADABLE, retryable=True) from None
+        try:
+            if url is None:
+                raise DeliveryFailed("the bot platform has not called setWebhook", retryable=True)
+            await self._webhook.post(url, job.payload)
+        except DeliveryFailed as exc:
+            await self._store.record_channel_outbound(
+                job.account_id, job.channel_id, time.time(), exc.reason
+            )
+            raise
+        await self._store.record_channel_outbound(job.account_id, job.channel_id, time.time(), None)
+        return ""
+
+    async def aclose(self) -> None:
+        await self._webhook.aclose()

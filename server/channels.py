@@ -28,8 +28,8 @@ from storage.models import Channel, ChannelKind
 # 24 random bytes (192 bits) as url-safe base64: the key is all that names a channel in its
 # webhook URLs, so it must not be guessable; the signature check is the second lock.
 KEY_BYTES = 24
-# The kinds an admin can create today; email's inbound side and bots are later issues.
-CREATABLE_KINDS: tuple[ChannelKind, ...] = ("sms",)
+# The kinds an admin can create today; email's inbound side is a later issue.
+CREATABLE_KINDS: tuple[ChannelKind, ...] = ("sms", "bot")
 # Twilio's ids: "AC" or "MG" and 32 hex digits.
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -80,6 +80,12 @@ def webhooks(channel: Channel) -> dict[str, str]:
     return {"sms": f"{base}/sms", "status": f"{base}/status"}
 
 
+def operator_api_url(channel: Channel) -> str:
+    """A bot channel's ``{apiUrl}`` (seed 004): what the bot platform is configured with. Its
+    key is the only credential the contract has, so rotating the key revokes it."""
+    return f"{public_url(channel)}/operator-api/{channel.key}"
+
+
 def _url(value: str, field: str) -> str:
     value = value.strip()
     parts = urlsplit(value)
@@ -95,6 +101,24 @@ def _url(value: str, field: str) -> str:
     ):
         raise Invalid("invalid_field", f"{field} must be an http:// or https:// URL without query")
     return value.rstrip("/")
+
+
+def _webhook_url(value: str) -> str:
+    """A bot platform's webhook: an http(s) URL, query allowed (platforms put keys there)."""
+    parts = urlsplit(value)
+    if (
+        len(value) > URL_MAX
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.fragment
+        or has_control_characters(value)
+        or " " in value
+    ):
+        raise Invalid(
+            "invalid_field",
+            f"url must be an http:// or https:// URL of {URL_MAX} characters at most",
+        )
+    return value
 
 
 def _account_sid(value: str) -> str:
@@ -174,6 +198,8 @@ class Channels:
         if not _E164.fullmatch(to):
             raise Invalid("invalid_field", "to must be a phone number in E.164 (+15550100100)")
         channel = await self.get(account_id, channel_id)
+        if channel.kind != "sms":
+            raise Conflict("channel_send_failed", "only an SMS channel sends test messages")
         try:
             adapter = self.sms_adapter(channel, TEST_SEND_TIMEOUT_S)
         except UnreadableSecret:
@@ -203,8 +229,8 @@ class Channels:
         api_url: str | None = None,
         after_resolved: str | None = None,
     ) -> Channel:
-        known = [k for k in CREATABLE_KINDS if k == kind]
-        if not known:
+        """An SMS channel (``kind`` "sms"; a bot channel is ``create_bot``'s)."""
+        if kind != "sms":
             raise Invalid("invalid_field", f"kind must be one of {', '.join(CREATABLE_KINDS)}")
         settings = {
             "account_sid": _account_sid(account_sid),
@@ -214,10 +240,27 @@ class Channels:
             "after_resolved": _after_resolved(after_resolved or AFTER_RESOLVED[0]),
         }
         sealed = self._sealer.seal({"auth_token": _token(auth_token)})
+        return await self._create(account_id, "sms", name, settings, sealed)
+
+    async def create_bot(self, account_id: str, *, name: str, public_url: str) -> Channel:
+        """A bot platform's channel (seed 004): the platform calls its ``api_url`` and tells
+        it, with setWebhook, where to post the operators' answers (sealed: that URL carries
+        the platform's own key)."""
+        settings = {"public_url": _url(public_url, "public_url")}
+        return await self._create(account_id, "bot", name, settings, self._sealer.seal({}))
+
+    async def _create(
+        self,
+        account_id: str,
+        kind: ChannelKind,
+        name: str,
+        settings: dict[str, Any],
+        sealed: str,
+    ) -> Channel:
         try:
             return await self._store.create_channel(
                 account_id,
-                known[0],
+                kind,
                 _name(name, "name"),
                 secrets.token_urlsafe(KEY_BYTES),
                 json.dumps(settings, sort_keys=True),
@@ -225,6 +268,34 @@ class Channels:
             )
         except DuplicateKey:  # 192 random bits: only a broken random source gets here
             raise RuntimeError("a fresh channel key collided") from None
+
+    async def rotate_key(self, account_id: str, channel_id: int) -> Channel:
+        """A new key: URLs with the old one answer 404 from now on."""
+        await self.get(account_id, channel_id)
+        patch = ChannelPatch(key=secrets.token_urlsafe(KEY_BYTES))
+        channel = await self._store.update_channel(account_id, channel_id, patch)
+        if channel is None:
+            raise NotFound("channel_not_found", f"no channel {channel_id}")
+        return channel
+
+    async def set_bot_webhook(self, channel: Channel, url: str) -> Channel:
+        """Where the bot platform wants its events (setWebhook). The URL is sealed; the
+        public settings keep only its host, for the admin screen."""
+        url = _webhook_url(url)
+        settings = {**settings_of(channel), "webhook_host": urlsplit(url).hostname}
+        patch = ChannelPatch(
+            settings=json.dumps(settings, sort_keys=True),
+            credentials=self._sealer.seal({"webhook_url": url}),
+        )
+        updated = await self._store.update_channel(channel.account_id, channel.id, patch)
+        if updated is None:
+            raise NotFound("channel_not_found", "no such channel")
+        return updated
+
+    def bot_webhook(self, channel: Channel) -> str | None:
+        """The URL setWebhook gave, opened with the installation's keys; None before."""
+        found: str | None = self._sealer.open(channel.credentials).get("webhook_url")
+        return found
 
     async def update(
         self,
@@ -239,8 +310,12 @@ class Channels:
         api_url: str | None = None,
         after_resolved: str | None = None,
     ) -> Channel:
-        """Changes what is given; a new auth_token replaces the sealed one."""
-        settings = settings_of(await self.get(account_id, channel_id))
+        """Changes what is given; a new auth_token replaces the sealed one. A bot channel has
+        only a name and a public URL."""
+        channel = await self.get(account_id, channel_id)
+        settings = settings_of(channel)
+        if channel.kind != "sms" and (account_sid, auth_token, sender, api_url) != (None,) * 4:
+            raise Invalid("invalid_field", f"a {channel.kind} channel has no SMS settings")
         if account_sid is not None:
             settings["account_sid"] = _account_sid(account_sid)
         if sender is not None:
@@ -260,10 +335,10 @@ class Channels:
                 else None
             ),
         )
-        channel = await self._store.update_channel(account_id, channel_id, patch)
-        if channel is None:
+        updated = await self._store.update_channel(account_id, channel_id, patch)
+        if updated is None:
             raise NotFound("channel_not_found", f"no channel {channel_id}")
-        return channel
+        return updated
 
     async def delete(self, account_id: str, channel_id: int) -> None:
         if not await self._store.delete_channel(account_id, channel_id):

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
+
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server import sms_opt_outs
@@ -23,6 +25,12 @@ from server.adapters.translate import TranslationFailed, Translator, check_langu
 from server.contacts import display_name, normalized, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
+from server.render.operator_api import (
+    addressed,
+    closed_event,
+    reply_event,
+    select_destination_event,
+)
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import Decide, InboxQuery, Store
 from storage.models import (
@@ -33,6 +41,7 @@ from storage.models import (
     Change,
     Committed,
     Contact,
+    Control,
     Conversation,
     Delivery,
     Identity,
@@ -41,6 +50,7 @@ from storage.models import (
     Sender,
     SourceApp,
     Status,
+    Team,
     UserInfo,
 )
 
@@ -185,20 +195,52 @@ class Draft:
     private: bool = False
     translation: str | None = None
     translation_lang: str | None = None
+    # The event a bot platform is sent for this message (seed 004), when it is not simply an
+    # operator's answer: a Closed or SelectDestination on a system line.
+    platform: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a new conversation comes from: which site, which widget session, which of the
-    account's channels (an inbound SMS's), and the identity that channel proves of the person
-    writing (the From of a signed SMS webhook, the widget's own session): the conversation
-    joins the contact holding it, or a new one does (server/contacts.py)."""
+    account's channels (an inbound SMS's), the identity that channel proves of the person
+    writing (the From of a signed SMS webhook, the widget's own session, a bot platform's
+    user): the conversation joins the contact holding it, or a new one does
+    (server/contacts.py), and which bot platform user it belongs to."""
 
     source_app: SourceApp = "chatbot"
     site_id: int = DEFAULT_SITE_ID
     session_id: str | None = None
     channel_id: int | None = None
     identity: Identity | None = None
+    bot_user_id: str | None = None
+
+
+def bot_origin(channel_id: int, user_id: str) -> Origin:
+    """Where a bot platform's user writes from: the channel, and the user as the identity
+    the channel's key proves (their contact's, kind "bot")."""
+    return Origin(
+        channel_id=channel_id,
+        bot_user_id=user_id,
+        identity=Identity("bot", f"{channel_id}:{user_id}"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """A bot platform's selectDestination, validated: its user on the channel, the team, what
+    operators see of the user (name, attributes as a JSON object), what they never see
+    (hidden attributes, customData), and the bot's dialogue so far, oldest first."""
+
+    channel_id: int
+    user_id: str
+    team_id: int
+    user_info: UserInfo
+    # None: not given, the conversation keeps what it has.
+    attributes: str | None
+    hidden_attributes: str | None
+    custom_data: str | None
+    dialogue: tuple[tuple[Sender, str], ...] = ()
 
 
 class ConversationEngine:
@@ -338,6 +380,7 @@ class ConversationEngine:
                 operator_id=current.operator_id if current.operator_id is not None else operator.id,
                 status="active",
                 resolved_at=None,
+                control="human",
             )
             return None if after == current else Change(current, after)
 
@@ -359,26 +402,136 @@ class ConversationEngine:
             raise Invalid("invalid_field", "give exactly one of operator_id and team_id")
         if to_operator is not None:
             await self._require_operator(account_id, to_operator)
-        if to_team is not None and not any(
-            t.id == to_team for t in await self._store.list_teams(account_id)
-        ):
-            raise NotFound("team_not_found", f"no team {to_team}")
+        team: Team | None = None
+        if to_team is not None:
+            team = await self._team(account_id, to_team)
+        has_online = team is not None and await self._has_online(account_id, team)
+        now = self._clock()
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
             if current.operator_id not in (None, by.id) and not by.is_admin:
                 raise Forbidden("not_owner", "only its owner or an admin may transfer it")
-            if to_operator is not None:
+            control: Control = current.control
+            if team is None:
                 after = dataclasses.replace(current, operator_id=to_operator)
+                control = "human" if control != "closed" else control
             else:
                 # Back in a queue: pending again until one of the team replies and owns it.
                 status: Status = "open" if current.status == "active" else current.status
                 after = dataclasses.replace(
-                    current, operator_id=None, team_id=to_team, status=status
+                    current, operator_id=None, team_id=team.id, status=status
                 )
-            return None if after == current else Change(current, after)
+                control = "queued" if control != "closed" else control
+            after = dataclasses.replace(after, control=control)
+            if after == current:
+                return None
+            if team is not None and current.bot_user_id is not None and team.id != current.team_id:
+                # The platform learns where its user went (seed 004's SelectDestination).
+                line = Draft(
+                    "system", by, f"Transferred to {team.name}",
+                    platform=select_destination_event(team, has_online),
+                )  # fmt: skip
+                return _append(current, after, line, now)
+            return Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation
+
+    # -- bot platforms (issue 16, seed 004's Operator API) --
+
+    async def hand_over(self, account_id: str, hand: HandOver) -> Committed:
+        """A bot platform hands its user to a team's queue: the user's conversation on the
+        channel (a new one, or the newest, reopened when closed) takes the team, the name and
+        the attributes given; a fresh hand-over brings the bot's dialogue into the history
+        before control passes to the queue. A human who already has it keeps it."""
+        for _, text in hand.dialogue:
+            self._check_length(text)
+        team = await self._team(account_id, hand.team_id)
+        found = await self._store.bot_user_conversation(account_id, hand.channel_id, hand.user_id)
+        origin = bot_origin(hand.channel_id, hand.user_id)
+        new = None if found else await self._new_conversation(account_id, origin, hand.user_info)
+        proven = normalized(origin.identity) if new and origin.identity else None
+        now = self._clock()
+
+        def decide(current: Conversation | None) -> Change:
+            before = current
+            base = current or dataclasses.replace(_require(new), control="bot")
+            fresh = before is None or base.control in ("bot", "closed")
+            base = dataclasses.replace(
+                base,
+                team_id=team.id,
+                user_info=_merge_user_info(base.user_info, hand.user_info),
+                attributes=_given(hand.attributes, base.attributes),
+                hidden_attributes=_given(hand.hidden_attributes, base.hidden_attributes),
+                custom_data=_given(hand.custom_data, base.custom_data),
+                status="open" if base.status == "resolved" else base.status,
+                resolved_at=None,
+                control="bot" if fresh else base.control,
+            )
+            messages: list[Message] = []
+            for sender, text in hand.dialogue if fresh else ():
+                step = _append(before, base, Draft(sender, None, text), now)
+                messages.extend(step.messages)
+                base = step.after
+            control: Control = "human" if base.control == "human" else "queued"
+            after = dataclasses.replace(base, control=control)
+            return _with_contact(Change(before, after, tuple(messages)), proven)
+
+        return await self._write(account_id, found.id if found else None, decide)
+
+    async def close_by_customer(
+        self, account_id: str, channel_id: int, user_id: str, text: str
+    ) -> Conversation | None:
+        """The bot platform's user left the chat: their open conversation is resolved with
+        ``text`` as a system line (nothing goes back to the platform). None when they have
+        no open conversation, so a repeated call changes nothing."""
+        self._check_length(text)
+        found = await self._store.bot_user_conversation(account_id, channel_id, user_id)
+        if found is None:
+            return None
+        now = self._clock()
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            if current.status == "resolved":
+                return None
+            step = _append(current, current, Draft("system", None, text), now)
+            after = dataclasses.replace(
+                step.after, status="resolved", resolved_at=now, control="closed"
+            )
+            return Change(current, after, step.messages)
+
+        return (await self._write(account_id, found.id, decide)).conversation
+
+    async def customer_message(
+        self,
+        account_id: str,
+        origin: Origin,
+        user_info: UserInfo,
+        text: str,
+        image_url: str | None = None,
+    ) -> Committed:
+        """A bot platform's user writes (sendText, sendFile): into their newest conversation
+        on the channel (reopened when closed), or a new one in the default site's queue."""
+        assert origin.channel_id is not None and origin.bot_user_id is not None
+        found = await self._store.bot_user_conversation(
+            account_id, origin.channel_id, origin.bot_user_id
+        )
+        return await self.send(
+            account_id,
+            convo_id=found.id if found else None,
+            text=text,
+            user_info=user_info,
+            origin=origin,
+            image_url=image_url,
+        )
+
+    async def destinations(self, account_id: str) -> list[tuple[Team, bool]]:
+        """The account's teams, each with whether one of its operators is online."""
+        online = await self._presence.operators_online(account_id)
+        return [
+            (team, _has_member(team, online)) for team in await self._store.list_teams(account_id)
+        ]
 
     async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
         """Sets (or with None lifts) the visitor's block."""
@@ -600,20 +753,36 @@ class ConversationEngine:
         )
         return OperatorView(marked, messages, opted_out, contact)
 
-    async def set_status(self, account_id: str, convo_id: str, status: str) -> Conversation:
+    async def set_status(
+        self, account_id: str, convo_id: str, status: str, by: Operator | None = None
+    ) -> Conversation:
+        """Moves the conversation to ``status``. Resolving it closes it: a bot platform's
+        user's conversation then tells the platform, as closed by ``by`` (or its owner)."""
         if status not in STATUSES:
             raise Invalid("invalid_status", f"status must be one of {', '.join(STATUSES)}")
         new_status: Status = status
         now = self._clock()
+        closer = by
+        if closer is None and new_status == "resolved":
+            current = await self._conversation(account_id, convo_id)
+            closer = await self._operator_or_none(account_id, current.operator_id)
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
             if current.status == new_status:
                 return None
             resolved_at = now if new_status == "resolved" else None
+            control = "closed" if new_status == "resolved" else _reopened(current)
             after = dataclasses.replace(
-                current, status=new_status, resolved_at=resolved_at, last_activity=now
-            )
+                current, status=new_status, resolved_at=resolved_at, last_activity=now,
+                control=control,
+            )  # fmt: skip
+            if new_status == "resolved" and current.bot_user_id is not None:
+                who = f" by {closer.name}" if closer is not None else ""
+                line = Draft("system", closer, f"Closed{who}", platform=closed_event(closer))
+                change = _append(current, current, line, now)
+                return Change(current, dataclasses.replace(change.after, **_closing(after)),
+                              change.messages, payloads=change.payloads)  # fmt: skip
             return Change(current, after)
 
         return (await self._write(account_id, convo_id, decide)).conversation
@@ -686,6 +855,9 @@ class ConversationEngine:
             source_app=origin.source_app,
             status="open",
             mode="bot",
+            # A bot platform sends its user's messages only once it has handed the user over.
+            control="queued" if origin.bot_user_id is not None else "bot",
+            bot_user_id=origin.bot_user_id,
             operator_id=None,
             team_id=site.team_id,
             user_info=user_info or UserInfo(),
@@ -736,6 +908,15 @@ class ConversationEngine:
         except TranslationFailed:
             log.warning("translation failed; the message is kept untranslated", exc_info=True)
             return None
+
+    async def _team(self, account_id: str, team_id: int) -> Team:
+        for team in await self._store.list_teams(account_id):
+            if team.id == team_id:
+                return team
+        raise NotFound("team_not_found", f"no team {team_id}")
+
+    async def _has_online(self, account_id: str, team: Team) -> bool:
+        return _has_member(team, await self._presence.operators_online(account_id))
 
     async def _operator_or_none(self, account_id: str, operator_id: int | None) -> Operator | None:
         if operator_id is None:
@@ -860,7 +1041,12 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
     """The rules of seed 000 for one new message, and seed 001's blocks and notes."""
     # Never earlier than what the conversation already holds, so `since` filters stay exact.
     created = max(now, current.last_activity)
-    status, mode, owner = current.status, current.mode, current.operator_id
+    status, mode, owner, control = (
+        current.status,
+        current.mode,
+        current.operator_id,
+        current.control,
+    )
     resolved_at, unread, preview = current.resolved_at, current.unread, current.preview
     delivery: Delivery | None = None
     sender, operator = draft.sender, draft.operator
@@ -872,8 +1058,11 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         mode = "operator"  # the bot never answers again
         owner = owner if owner is not None else operator.id  # first replier owns it, for good
         status = "active" if status == "open" else status
-    elif sender == "bot" and mode == "operator":
-        raise Conflict("bot_stopped", "an operator has taken over this conversation")
+        control = "human"
+    elif sender == "bot" and control != "bot":
+        raise Conflict(
+            "bot_stopped", f"the bot is not in control of this conversation (control: {control})"
+        )
     elif sender == "bot" and current.block_type in ("ai", "both"):
         raise Conflict("bot_blocked", "the bot is blocked from this conversation")
     elif sender == "visitor" and current.block_type == "both":
@@ -882,16 +1071,27 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         if sender == "visitor":
             unread += 1
         if status == "resolved":  # the customer wrote again: back in the queue, owner kept
-            status, resolved_at = "open", None
+            status, resolved_at, control = "open", None, _reopened(current)
+    message_id = secrets.token_urlsafe(MESSAGE_ID_BYTES)
+    platform = draft.platform
     if not draft.private:
         preview = (draft.text.strip() or IMAGE_PREVIEW)[:PREVIEW_CHARS]
         if sender != "visitor" and current.source_app in OUTBOUND_CHANNELS:
             delivery = "queued"
     seq = current.last_seq + 1
+    # A bot platform hears of every operator answer, and of the system lines that carry one of
+    # its events; never of its own user's messages or a note.
+    to_platform = (
+        current.bot_user_id is not None
+        and not draft.private
+        and (platform is not None or sender == "operator")
+    )
+    if to_platform:
+        delivery = "queued"
     # Notes have no visitor seq, so the visitor's numbering has no gap where one lies.
     visitor_seq = None if draft.private else current.visitor_last_seq + 1
     message = Message(
-        id=secrets.token_urlsafe(MESSAGE_ID_BYTES),
+        id=message_id,
         convo_id=current.id,
         seq=seq,
         sender=sender,
@@ -907,6 +1107,14 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         translation_lang=draft.translation_lang,
         visitor_seq=visitor_seq,
     )
+    payloads: tuple[tuple[int, str], ...] = ()
+    if to_platform:
+        assert current.bot_user_id is not None
+        if platform is None:
+            assert operator is not None
+            platform = reply_event(message, operator)
+        event = addressed(platform, message_id, current.bot_user_id)
+        payloads = ((seq, orjson.dumps(event).decode()),)
     after = dataclasses.replace(
         current,
         status=status,
@@ -918,9 +1126,40 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         visitor_last_seq=current.visitor_last_seq if visitor_seq is None else visitor_seq,
         last_activity=created,
         preview=preview,
+        control=control,
         **firsts,
     )
-    return Change(before, after, (message,))
+    return Change(before, after, (message,), payloads=payloads)
+
+
+def _has_member(team: Team, online: set[int]) -> bool:
+    """Whether one of the team's operators is online (seed 004's ``hasOnline``)."""
+    return any(member in online for member in team.member_ids)
+
+
+def _given(value: str | None, kept: str) -> str:
+    return kept if value is None else value
+
+
+def _reopened(current: Conversation) -> Control:
+    """Who has a closed conversation that opens again: its owner, if an operator ever spoke
+    in it; the operators' queue, if a bot already handed it over; else the bot again."""
+    if current.control != "closed":
+        return current.control
+    if current.mode == "operator" and current.operator_id is not None:
+        return "human"
+    if current.mode == "operator" or current.bot_user_id is not None:
+        return "queued"
+    return "bot"
+
+
+def _closing(after: Conversation) -> dict[str, Any]:
+    """The fields resolving sets, applied after the closing line is appended."""
+    return {
+        "status": after.status,
+        "resolved_at": after.resolved_at,
+        "control": after.control,
+    }
 
 
 def _with_contact(change: Change, proven: Identity | None) -> Change:

@@ -47,6 +47,9 @@ ACCOUNT_ID_BYTES = 8
 # A widget greeting is a line or two shown above the chat, not a message.
 GREETING_MAX = 300
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# An operator's picture, as a link a bot platform's chat shows beside their answers.
+AVATAR_URL_MAX = 2048
+_AVATAR_URL = re.compile(r"^https?://[^\s]+$")
 
 T = TypeVar("T")
 
@@ -62,6 +65,21 @@ def _name(value: str, field: str, limit: int = NAME_MAX) -> str:
     if has_invisible_formatting(value):
         raise Invalid(
             "invalid_field", f"{field} must not contain bidi overrides or invisible characters"
+        )
+    return value
+
+
+def _avatar_url(value: str) -> str:
+    """An http(s) link, or "" for none."""
+    value = value.strip()
+    if value and (
+        len(value) > AVATAR_URL_MAX
+        or not _AVATAR_URL.fullmatch(value)
+        or has_control_characters(value)
+    ):
+        raise Invalid(
+            "invalid_field",
+            f"avatar_url must be an http(s) URL of {AVATAR_URL_MAX} characters at most",
         )
     return value
 
@@ -114,13 +132,15 @@ class Directory:
         password: str,
         is_admin: bool,
         lang: str | None = None,
+        avatar_url: str | None = None,
     ) -> Operator:
         name, email = _name(name, "name"), _email(email)
         lang = check_language(lang) if lang is not None else "en"
+        avatar = _avatar_url(avatar_url or "")
         password_hash = await asyncio.to_thread(hash_password, _password(password))
         try:
             return await self._store.create_operator(
-                account_id, name, email, password_hash, is_admin, lang
+                account_id, name, email, password_hash, is_admin, lang, avatar
             )
         except DuplicateEmail:
             raise Conflict(
@@ -137,6 +157,7 @@ class Directory:
         password: str | None = None,
         is_admin: bool | None = None,
         lang: str | None = None,
+        avatar_url: str | None = None,
     ) -> Operator:
         password_hash = None
         if password is not None:
@@ -147,6 +168,7 @@ class Directory:
             password_hash=password_hash,
             is_admin=is_admin,
             lang=check_language(lang) if lang is not None else None,
+            avatar_url=_avatar_url(avatar_url) if avatar_url is not None else None,
         )
         try:
             operator = await self._store.update_operator(account_id, operator_id, patch)

@@ -46,6 +46,10 @@ MESSAGE_NEW = EventKind("message:new", True, frozenset({Audience.ACCOUNT, Audien
 # A conversation's announced fields (status, assignment, contact, block, translation, unread)
 # changed without a message: the operators' snake_case conversation.
 CONVERSATION_UPDATED = EventKind("conversation:updated", True, _ACCOUNT)
+# Who is in control changed (bot, queued, human, closed): a human took over, it went back to a
+# queue, or it closed. ``{"conversation_id", "control", "previous", "operator_id",
+# "conversation"}``; conversation:updated follows with the whole conversation.
+CONTROL_CHANGED = EventKind("conversation:control_changed", True, _ACCOUNT)
 # The visitor's copy of a status change; its log twin for operators is conversation:updated.
 STATUS = EventKind("status", False, frozenset({Audience.CONVERSATION}))
 # Someone is typing; the visitor hears only operators typing.
@@ -68,6 +72,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     CONVERSATION_NEW,
     MESSAGE_NEW,
     CONVERSATION_UPDATED,
+    CONTROL_CHANGED,
     STATUS,
     TYPING,
     PRESENCE,

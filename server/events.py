@@ -23,6 +23,7 @@ from realtime.hub import Hub
 from realtime.outbox import Fetch, Item
 from realtime.typing_indicators import Side
 from server.event_catalogue import (
+    CONTROL_CHANGED,
     CONVERSATION_NEW,
     CONVERSATION_UPDATED,
     MESSAGE_NEW,
@@ -79,6 +80,7 @@ def _json(data: Any) -> bytes:
 _ANNOUNCED_FIELDS = (
     "status", "mode", "operator_id", "team_id", "user_info", "resolved_at", "site_id",
     "block_type", "translate", "visitor_lang", "rating", "rating_comment", "rated_resolved_at",
+    "control", "attributes",
 )  # fmt: skip
 
 
@@ -105,6 +107,7 @@ def announce(change: Change) -> Change:
         change.identity,
         change.typed,
         change.contact_name,
+        change.payloads,
     )
 
 
@@ -125,7 +128,20 @@ def _events(change: Change) -> tuple[NewEvent, ...]:
     )
     if before is not None and _announces_update(before, change):
         events.append(NewEvent(CONVERSATION_UPDATED.name, None, _text(conversation)))
+    previous = before.control if before is not None else "bot"
+    if previous != after.control:
+        events.append(NewEvent(CONTROL_CHANGED.name, None, _text(_control(previous, after))))
     return tuple(events)
+
+
+def _control(previous: str, after: Conversation) -> dict[str, Any]:
+    return {
+        "conversation_id": after.id,
+        "control": after.control,
+        "previous": previous,
+        "operator_id": after.operator_id,
+        "conversation": conversation_data(after),
+    }
 
 
 def _announces_update(before: Conversation, change: Change) -> bool:

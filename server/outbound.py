@@ -36,7 +36,7 @@ from server import metrics
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
-from server.channel_delivery import ChannelSms
+from server.channel_delivery import ChannelBot, ChannelSms
 from server.channels import Channels
 from server.event_catalogue import DELIVERY
 from server.events import EventFeed
@@ -294,6 +294,9 @@ async def outbound_worker(
         unbound = tuple(adapters)
         if channels is not None:
             adapters["sms"] = ChannelSms(store, feed, channels, adapters.get("sms"), timeout_s)
+            bots = ChannelBot(store, channels, timeout_s)
+            stack.push_async_callback(bots.aclose)
+            adapters["bot"] = bots
         if not adapters:
             yield None
             return

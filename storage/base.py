@@ -117,6 +117,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
             " lang:str"
             " token_version:int"
+            " avatar_url:str"
         ),
         ("account_id", "id"),
     ),
@@ -186,6 +187,7 @@ TABLES: tuple[Table, ...] = (
             " visitor_last_seq:int"
             " channel_id:int?"
             " contact_id:int?"
+            " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
         ),
         ("id",),
     ),
@@ -223,6 +225,7 @@ TABLES: tuple[Table, ...] = (
             "convo_id:str seq:int account_id:str channel:str state:str attempts:int"
             " claimed_by:str? lease_until:float? next_attempt_at:float last_error:str?"
             " created:float"
+            " payload:str?"
         ),
         ("convo_id", "seq"),
     ),
@@ -272,6 +275,7 @@ class OperatorPatch:
     password_hash: str | None = None
     is_admin: bool | None = None
     lang: str | None = None
+    avatar_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +308,8 @@ class ChannelPatch:
     # Public settings as JSON, and credentials as a sealed token: each replaced whole.
     settings: str | None = None
     credentials: str | None = None
+    # A new key for its public URLs (the old one stops working at once).
+    key: str | None = None
 
 
 # Past every seq there can be (both backends store 64-bit integers).
@@ -502,6 +508,7 @@ class Store(Protocol):
         password_hash: str,
         is_admin: bool,
         lang: str = "en",
+        avatar_url: str = "",
     ) -> Operator:
         """Raises DuplicateEmail when the email (case-insensitive) is taken in the account."""
 
@@ -620,6 +627,11 @@ class Store(Protocol):
         self, account_id: str, channel_id: int, phone: str
     ) -> Conversation | None:
         """The newest conversation of the channel with this phone number (its thread)."""
+
+    async def bot_user_conversation(
+        self, account_id: str, channel_id: int, user_id: str
+    ) -> Conversation | None:
+        """The newest conversation of the channel with this bot platform user."""
 
     async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
         """``last_inbound`` on the channel's health line."""

@@ -8,6 +8,9 @@ from typing import Literal
 SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
 Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
+# Who answers the customer now (issue 16): the bot, nobody yet (waiting in the operators'
+# queue), a human operator, or nobody because it is closed.
+Control = Literal["bot", "queued", "human", "closed"]
 Sender = Literal["visitor", "operator", "bot", "system"]
 # delivered and undelivered come from an SMS provider's status callbacks (issue 14).
 Delivery = Literal["queued", "sent", "failed", "delivered", "undelivered"]
@@ -50,6 +53,8 @@ class Operator:
     created: float
     # The language live translation renders visitor messages in for this operator.
     lang: str = "en"
+    # Shown beside the operator's answers where a bot platform relays them ("" for none).
+    avatar_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +213,14 @@ class Conversation:
     # (found or created by the change's identity), moved only by a merge. None on a row a
     # previous release wrote during a rolling update, and on a change not yet committed.
     contact_id: int | None = None
+    control: Control = "bot"
+    # The bot platform's user whose conversation this is (issue 16), with what the platform
+    # handed over, each a JSON object: attributes operators see, hidden ones they never see,
+    # and its customData.
+    bot_user_id: str | None = None
+    attributes: str = "{}"
+    hidden_attributes: str = "{}"
+    custom_data: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +301,8 @@ class Change:
     Store only has to write them; ``after.last_seq`` must equal the last message's seq, and
     ``after.visitor_last_seq`` the last visitor seq.
     ``events`` are appended in order, numbered by the Store in the same transaction.
+    ``payloads`` are what a bot platform is sent for queued messages, by message seq (JSON
+    text, opaque to the Store, kept on the outbound row).
     """
 
     before: Conversation | None
@@ -301,6 +316,7 @@ class Change:
     typed: tuple[Identity, ...] = field(default=())
     # The contact's name when it has none yet ("" leaves it as it is).
     contact_name: str = ""
+    payloads: tuple[tuple[int, str], ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

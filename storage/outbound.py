@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     # Only a type: storage.rows imports storage.base, which imports this module.
     from storage.rows import Row
 
-OutboundChannel = Literal["sms", "email"]
+# "bot": events posted to a bot platform's webhook (issue 16), one per queued message.
+OutboundChannel = Literal["sms", "email", "bot"]
 OutboundState = Literal["queued", "sent", "failed"]
 
 # The channel a queued message of each source app leaves through.
@@ -51,7 +52,7 @@ JOB_SELECT = (
     # one (as the chat window shows it), and an image as its link, which SMS and email carry.
     "SELECT o.account_id, a.name AS account_name, o.convo_id, o.seq, m.id AS message_id,"
     " o.channel, coalesce(m.translation, m.text) AS text, m.sender, m.operator_name, c.fname,"
-    " c.lname, c.email, c.phone, m.created, o.attempts, m.image_url, c.channel_id"
+    " c.lname, c.email, c.phone, m.created, o.attempts, m.image_url, c.channel_id, o.payload"
     " FROM {rows} o JOIN messages m ON m.convo_id = o.convo_id AND m.seq = o.seq"
     " JOIN conversations c ON c.id = o.convo_id JOIN accounts a ON a.id = o.account_id"
 )
@@ -87,6 +88,8 @@ class OutboundJob:
     attempt: int
     # The conversation's channel, whose credentials send it; None: the installation's settings.
     channel_id: int | None = None
+    # What a bot platform is posted, as the change that queued it rendered it (JSON text).
+    payload: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +117,31 @@ def job(row: Row) -> OutboundJob:
             fname=row["fname"], lname=row["lname"], email=row["email"], phone=row["phone"]
         ),
         created=row["created"], attempt=row["attempts"], channel_id=row["channel_id"],
+        payload=row["payload"],
     )  # fmt: skip
 
 
 def queued_rows(
-    account_id: str, conversation: Conversation, messages: Iterable[Message]
+    account_id: str,
+    conversation: Conversation,
+    messages: Iterable[Message],
+    payloads: Mapping[int, str],
 ) -> list[dict[str, Any]]:
-    """The outbound rows, by column, for the queued ones among ``messages``."""
+    """The outbound rows, by column, for the queued ones among ``messages``; a bot
+    platform's user's conversation posts each message's payload to the platform."""
+    queued = [m for m in messages if m.delivery == "queued"]
+    if not queued:
+        return []
+    channel: OutboundChannel = (
+        "bot" if conversation.bot_user_id is not None
+        else CHANNEL_OF_SOURCE[conversation.source_app]
+    )  # fmt: skip
     return [
-        {"convo_id": m.convo_id, "seq": m.seq, "account_id": account_id,
-         "channel": CHANNEL_OF_SOURCE[conversation.source_app], "state": "queued",
-         "attempts": 0, "claimed_by": None, "lease_until": None, "next_attempt_at": m.created,
-         "last_error": None, "created": m.created}
-        for m in messages
-        if m.delivery == "queued"
+        {"convo_id": m.convo_id, "seq": m.seq, "account_id": account_id, "channel": channel,
+         "state": "queued", "attempts": 0, "claimed_by": None, "lease_until": None,
+         "next_attempt_at": m.created, "last_error": None, "created": m.created,
+         "payload": payloads.get(m.seq)}
+        for m in queued
     ]  # fmt: skip
 
 

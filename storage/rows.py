@@ -94,7 +94,9 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
         "visitor_last_seq": c.visitor_last_seq,
-        "channel_id": c.channel_id, "contact_id": c.contact_id,
+        "channel_id": c.channel_id, "contact_id": c.contact_id, "control": c.control,
+        "bot_user_id": c.bot_user_id, "attributes": c.attributes,
+        "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
     }  # fmt: skip
 
 
@@ -115,6 +117,7 @@ _CONVO_COLUMNS = (
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
+    "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -125,7 +128,8 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered, visitor_last_seq, channel_id, contact_id) = _CONVO_GETTERS[p](r)  # fmt: skip
+     bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
+     hidden_attributes, custom_data) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -134,6 +138,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
+        control, bot_user_id, attributes, hidden_attributes, custom_data,
     )  # fmt: skip
 
 
@@ -184,6 +189,7 @@ def operator(r: Row) -> Operator:
     return Operator(
         account_id=r["account_id"], id=r["id"], name=r["name"], email=r["email"],
         is_admin=bool(r["is_admin"]), created=r["created"], lang=r["lang"],
+        avatar_url=r["avatar_url"],
     )  # fmt: skip
 
 

@@ -190,6 +190,11 @@ _LATEST_CHANNEL_CONVO = (
     " WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
     " ORDER BY created DESC, id DESC LIMIT 1"
 )
+_BOT_USER_CONVO = (
+    f"SELECT {rows.select_list(rows.CONVERSATIONS)} FROM conversations"
+    " WHERE account_id = $1 AND channel_id = $2 AND bot_user_id = $3"
+    " ORDER BY created DESC, id DESC LIMIT 1"
+)
 # A message the channel sent, by the provider's id for it.
 _CHANNEL_MESSAGE = (
     "SELECT m.convo_id, m.seq, m.delivery FROM messages m JOIN conversations c"
@@ -612,11 +617,12 @@ class SqlStore(abc.ABC):
         password_hash: str,
         is_admin: bool,
         lang: str = "en",
+        avatar_url: str = "",
     ) -> Operator:
         async def op(conn: Conn) -> Operator:
             operator = Operator(
                 account_id, await _next_id(conn, account_id, "operator"), name, email, is_admin,
-                time.time(), lang,
+                time.time(), lang, avatar_url,
             )  # fmt: skip
             row = {**asdict(operator), "password_hash": password_hash, "token_version": 0}
             try:
@@ -963,6 +969,15 @@ class SqlStore(abc.ABC):
 
         return await self._write(op)
 
+    async def bot_user_conversation(
+        self, account_id: str, channel_id: int, user_id: str
+    ) -> Conversation | None:
+        async def op(conn: Conn) -> Conversation | None:
+            row = await conn.fetchrow(_BOT_USER_CONVO, account_id, channel_id, user_id)
+            return rows.convo(row) if row else None
+
+        return await self._read(op)
+
     async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
         sql = "UPDATE channels SET last_inbound = $3 WHERE account_id = $1 AND id = $2"
         await self._write(lambda conn: conn.execute(sql, account_id, channel_id, at))
@@ -1189,7 +1204,9 @@ class SqlStore(abc.ABC):
                         rows.MESSAGES, (rows.message_row(account_id, m) for m in change.messages)
                     ),
                 )
-                queued = _outbound.queued_rows(account_id, after, change.messages)
+                queued = _outbound.queued_rows(
+                    account_id, after, change.messages, dict(change.payloads)
+                )
                 if queued:
                     await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
             if after.contact_id is not None and (change.typed or change.contact_name):

@@ -29,6 +29,7 @@ from server.render.snake_case import (
 )
 from server.services import Services, services
 from storage.base import NO_TEAM
+from storage.models import Channel
 
 ROOT = "/api/v1/admin"
 CREATED = 201
@@ -77,6 +78,7 @@ OPERATORS: Resource[Directory] = Resource(
         password=f.require("password"),
         is_admin=_is_admin(f) or False,
         lang=f.text("lang"),
+        avatar_url=f.text("avatar_url"),
     ),
     update=lambda d, acc, i, f: d.update_operator(
         acc,
@@ -86,6 +88,7 @@ OPERATORS: Resource[Directory] = Resource(
         password=f.text("password"),
         is_admin=_is_admin(f),
         lang=f.text("lang"),
+        avatar_url=f.text("avatar_url"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
     service=_directory,
@@ -150,15 +153,17 @@ SITES: Resource[Directory] = Resource(
     service=_directory,
 )
 
-# Credentials go in (auth_token) and never come out: channel_json renders none.
-CHANNELS: Resource[Channels] = Resource(
-    plural="channels",
-    singular="channel",
-    render=channel_json,
-    list=lambda c, acc: c.list(acc),
-    create=lambda c, acc, f: c.create(
-        acc,
-        kind=f.require("kind"),
+
+def _create_channel(channels: Channels, account_id: str, f: Fields) -> Awaitable[Channel]:
+    """A bot platform's channel needs only a name and its public URL; SMS its provider's."""
+    kind = f.require("kind")
+    if kind == "bot":
+        return channels.create_bot(
+            account_id, name=f.require("name"), public_url=f.require("public_url")
+        )
+    return channels.create(
+        account_id,
+        kind=kind,
         name=f.require("name"),
         account_sid=f.require("account_sid"),
         auth_token=f.require("auth_token"),
@@ -166,7 +171,16 @@ CHANNELS: Resource[Channels] = Resource(
         public_url=f.require("public_url"),
         api_url=f.text("api_url"),
         after_resolved=f.text("after_resolved"),
-    ),
+    )
+
+
+# Credentials go in (auth_token) and never come out: channel_json renders none.
+CHANNELS: Resource[Channels] = Resource(
+    plural="channels",
+    singular="channel",
+    render=channel_json,
+    list=lambda c, acc: c.list(acc),
+    create=lambda c, acc, f: _create_channel(c, acc, f),
     update=lambda c, acc, i, f: c.update(
         acc,
         i,
@@ -253,6 +267,16 @@ async def _test_channel(request: Request) -> Response:
     return ok(sid=sid)
 
 
+async def _rotate_channel_key(request: Request) -> Response:
+    """``POST /channels/{id}/rotate-key``: a new key, so a leaked ``api_url`` (a bot
+    platform's only credential) stops working; the answer holds the new URLs."""
+    principal = await _principal(request, admin=True)
+    channel = await services(request).channels.rotate_key(
+        principal.account_id, _item_id(request, CHANNELS)
+    )
+    return ok(channel=channel_json(channel))
+
+
 routes = [
     *_routes(OPERATORS),
     *_routes(TEAMS),
@@ -260,4 +284,5 @@ routes = [
     *_routes(SITES),
     *_routes(CHANNELS),
     Route(f"{ROOT}/channels/{{id}}/test", _test_channel, methods=["POST"]),
+    Route(f"{ROOT}/channels/{{id}}/rotate-key", _rotate_channel_key, methods=["POST"]),
 ]

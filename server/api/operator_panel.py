@@ -103,7 +103,7 @@ async def accept(request: Request) -> Response:
 
 async def close(request: Request) -> Response:
     svc, me, _ = await caller(request)
-    conversation = await svc.engine.set_status(me.account_id, _path_id(request), "resolved")
+    conversation = await svc.engine.set_status(me.account_id, _path_id(request), "resolved", by=me)
     return ok(conversation=conversation_data(conversation))
 
 
@@ -112,7 +112,7 @@ async def set_conversation_status(request: Request) -> Response:
     ``waiting`` while the customer owes an answer, for instance."""
     svc, me, fields = await caller(request)
     conversation = await svc.engine.set_status(
-        me.account_id, _path_id(request), fields.identifier("status", required=True)
+        me.account_id, _path_id(request), fields.identifier("status", required=True), by=me
     )
     return ok(conversation=conversation_data(conversation))
 

@@ -166,6 +166,11 @@ class Telemetry:
             )  # fmt: skip
 
 
+# A bot channel's key is the Operator API's only credential (seed 004): never in a log line.
+_OPERATOR_API_KEY = re.compile(r"^/operator-api/[^/]+")
+
+
 def _path(scope: Scope) -> str:
     query = scope.get("query_string", b"").decode("latin-1")
-    return f"{scope['path']}?{query}" if query else str(scope["path"])
+    path = _OPERATOR_API_KEY.sub("/operator-api/{key}", str(scope["path"]))
+    return f"{path}?{query}" if query else path

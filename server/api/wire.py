@@ -325,6 +325,11 @@ class Fields:
 
     def nested(self, name: str) -> Fields | None:
         """An object, sent as one (JSON bodies) or as a JSON-encoded string (forms)."""
+        value = self.mapping(name)
+        return None if value is None else Fields(value, f"{self._prefix}{name}.")
+
+    def mapping(self, name: str) -> dict[str, Any] | None:
+        """An object as sent (see ``nested``), its values unchecked: the caller's to judge."""
         value = self._raw(name, False)
         if value is None:
             return None
@@ -335,7 +340,7 @@ class Fields:
                 raise Invalid("invalid_json", f"{self._prefix}{name} is not valid JSON") from None
         if not isinstance(value, dict):
             raise self._bad(name, "a JSON object")
-        return Fields(value, f"{self._prefix}{name}.")
+        return value
 
 
 async def read_fields(request: Request) -> Fields:

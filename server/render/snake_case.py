@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels import after_resolved, settings_of, webhooks
+import orjson
+
+from server.channels import after_resolved, operator_api_url, settings_of, webhooks
 from server.contacts import ContactView
 from storage.models import (
     CannedResponse,
@@ -26,6 +28,7 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "is_admin": o.is_admin,
         "role": "admin" if o.is_admin else "operator",
         "lang": o.lang,
+        "avatar_url": o.avatar_url,
     }
 
 
@@ -49,8 +52,11 @@ def channel_json(c: Channel) -> dict[str, Any]:
         "name": c.name,
         "key": c.key,
         **settings_of(c),
-        "after_resolved": after_resolved(c),
-        "webhooks": webhooks(c),
+        **(
+            {"api_url": operator_api_url(c)}
+            if c.kind == "bot"
+            else {"after_resolved": after_resolved(c), "webhooks": webhooks(c)}
+        ),
         "created": c.created,
         "health": {
             "last_inbound": c.last_inbound,
@@ -91,6 +97,11 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "site_id": c.site_id,
         "channel_id": c.channel_id,
         "session_id": c.session_id,
+        "control": c.control,
+        # A bot platform's user and the attributes it handed over for operators to see; its
+        # hidden attributes and customData are never shown.
+        "bot_user_id": c.bot_user_id,
+        "attributes": orjson.loads(c.attributes),
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),
             "fname": info.fname,

@@ -75,20 +75,29 @@ async def test_operators_create_list_update_delete(
     created = await create(client, tenant, "operators", **NEW_OPERATOR)
     assert created == {
         "id": 3, "name": "Bea", "email": "bea@example.test", "is_admin": False,
-        "role": "operator", "lang": "en",
+        "role": "operator", "lang": "en", "avatar_url": "",
     }  # fmt: skip
     assert [o["id"] for o in await listing(client, tenant, "operators")] == [1, 2, 3]
     await token_of(client, "bea@example.test", "bea-password")
 
     patched = await client.patch(
-        f"{ROOT}/operators/3", headers=key(tenant), json={"name": "Bea B.", "is_admin": True}
+        f"{ROOT}/operators/3",
+        headers=key(tenant),
+        json={"name": "Bea B.", "is_admin": True, "avatar_url": "https://cdn.test/bea.png"},
     )
     assert patched.status_code == 200, patched.json()
     operator = {"id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True}
     assert patched.json() == {
         "success": True,
-        "operator": {**operator, "role": "admin", "lang": "en"},
-    }
+        "operator": {
+            **operator, "role": "admin", "lang": "en", "avatar_url": "https://cdn.test/bea.png"
+        },
+    }  # fmt: skip
+    for bad in ("javascript:alert(1)", "https://cdn.test/a b.png", "https://x/\x00"):
+        refused = await client.patch(
+            f"{ROOT}/operators/3", headers=key(tenant), json={"avatar_url": bad}
+        )
+        assert_error(refused, 400, "invalid_field")
     assert (await listing(client, tenant, "operators"))[-1] == patched.json()["operator"]
 
     deleted = await client.delete(f"{ROOT}/operators/3", headers=key(tenant))

@@ -239,7 +239,9 @@ async def test_every_change_appends_gapless_account_events(
         (2, "message:new"),
         (3, "message:new"),
         (4, "conversation:updated"),
-        (5, "conversation:updated"),
+        (5, "conversation:control_changed"),
+        (6, "conversation:updated"),
+        (7, "conversation:control_changed"),
     ]
 
 

@@ -497,6 +497,15 @@ async def _test_message_from_bs_channel(w: World) -> None:
         assert_error(response, 404, "channel_not_found")
 
 
+@covers("POST", f"{ADMIN}/channels/{{id}}/rotate-key")
+async def _rotate_bs_channel_key(w: World) -> None:
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/channels/{B_CHANNEL}/rotate-key", headers=headers
+        )
+        assert_error(response, 404, "channel_not_found")
+
+
 @covers("GET", f"{OPERATOR}/contacts/{{id}}")
 async def _bs_contact(w: World) -> None:
     for panel in (w.a_op, w.a_admin):

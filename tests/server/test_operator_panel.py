@@ -1021,6 +1021,7 @@ async def test_every_change_is_announced_on_the_stream(
     async with sse(base, alex.token) as stream:
         await alex.ok(f"accept/{convo}")
         assert (await next_event(stream, "conversation:updated"))["mode"] == "operator"
+        assert (await next_event(stream, "conversation:control_changed"))["control"] == "human"
         await alex.ok("message", conversation_id=convo, content="Hi")
         assert (await next_event(stream, "message:new"))["message"]["content"] == "Hi"
         await alex.ok("note", conversation_id=convo, content="VIP")
@@ -1042,6 +1043,7 @@ async def test_every_change_is_announced_on_the_stream(
         assert (await next_event(stream, "conversation:updated"))["operator_id"] == tenant.admin_id
         await alex.ok(f"close/{convo}")
         assert (await next_event(stream, "conversation:updated"))["status"] == "resolved"
+        assert (await next_event(stream, "conversation:control_changed"))["control"] == "closed"
         await chatpoll(tenant, sessionID=SESSION, siteID=1)
         await alex.ok("proactive-message", site_id=1, session_id=SESSION, content="Need help?")
         opened = await next_event(stream, "conversation:new")

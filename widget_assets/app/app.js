@@ -112,6 +112,10 @@ function apply(kind, data) {
       list.upsert(data);
       conversation.update(data);
       break;
+    case "conversation:control_changed":
+      list.upsert(data.conversation);
+      conversation.update(data.conversation);
+      break;
     case "message:new":
       if (data.message.sender === "visitor" && ctx.isTyping(data.conversation_id)) {
         setTyping(data.conversation_id, 0);

@@ -215,6 +215,14 @@ export function createConversation(ctx) {
 
   // -- the header, controls and details ----------------------------------------------------------
 
+  // Who answers the customer now (the server's control state, issue 16).
+  const CONTROL_LABELS = {
+    bot: "the bot",
+    queued: "operators (waiting in the queue)",
+    human: "operators",
+    closed: "nobody (closed)",
+  };
+
   function ownerName(c) {
     if (c.operator_id === null) return "Unassigned";
     if (c.operator_id === ctx.me.id) return "Owner: you";
@@ -288,7 +296,7 @@ export function createConversation(ctx) {
     const facts = [
       ["Channel", CHANNEL_LABELS[c.channel] || c.channel],
       ["Status", STATUS_LABELS[c.status] || c.status],
-      ["Answered by", c.mode === "bot" ? "the bot" : "operators"],
+      ["Answered by", CONTROL_LABELS[c.control] || c.control],
       ["Site", site ? site.name : `Site ${c.site_id}`],
       ["Team", team ? team.name : "None"],
       ["Started", fullTime(c.created)],
@@ -296,6 +304,8 @@ export function createConversation(ctx) {
       ["Conversation", c.id],
     ];
     if (c.session_id) facts.push(["Session", c.session_id]);
+    // What a bot platform handed over about its user (never its hidden attributes).
+    for (const [key, value] of Object.entries(c.attributes || {})) facts.push([key, value]);
     $("facts").replaceChildren(
       ...facts.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
     );
