@@ -99,10 +99,19 @@ class PollResult:
     typing: bool
 
 
+def first_name(info: UserInfo) -> str:
+    """What ``{fname}`` greets: a visitor who typed their whole name into the one name field
+    (the chat window has only one) is greeted by its first word, not "Hi Sam Visitor"."""
+    if info.lname:
+        return info.fname
+    words = info.fname.split()
+    return words[0] if words else ""
+
+
 def expand_macros(template: str, info: UserInfo, operator_name: str) -> str:
     """One pass: a value that itself looks like ``{fname}`` is never expanded again."""
     values = {
-        "fname": info.fname,
+        "fname": first_name(info),
         "lname": info.lname,
         "email": info.email,
         "phone": info.phone,
@@ -854,6 +863,8 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
             unread += 1
         if status == "resolved":  # the customer wrote again: back in the queue, owner kept
             status, resolved_at = "open", None
+        elif status == "waiting" and sender == "visitor":  # the answer we waited for came
+            status = "open"
     if not draft.private:
         preview = (draft.text.strip() or IMAGE_PREVIEW)[:PREVIEW_CHARS]
         if sender != "visitor" and current.source_app in OUTBOUND_CHANNELS:

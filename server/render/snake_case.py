@@ -75,6 +75,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "source_app": c.source_app,
         "status": c.status,
         "mode": c.mode,
+        "bot_answered": c.bot_answered,
         "operator_id": c.operator_id,
         "team_id": c.team_id,
         "site_id": c.site_id,

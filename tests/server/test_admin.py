@@ -621,6 +621,21 @@ async def test_canned_from_admin_is_sent_with_macros(
     assert_error(response, 404, "canned_not_found")
 
 
+async def test_fname_greets_the_first_word_of_a_whole_name_typed_in_one_field(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    canned = await create(client, tenant, "canned", name="Hi", message="Hi {fname} {lname}!")
+    for info, greeting in (
+        ({"fname": "Sam Visitor"}, "Hi Sam !"),
+        ({"fname": "Mary Ann", "lname": "Lee"}, "Hi Mary Ann Lee!"),
+    ):
+        convo = await tenant.visitor_says("Hello", userInfo=info)
+        sent = await tenant.ok(
+            "sendmessage", convoID=convo, operatorID=tenant.operator_id, canned=canned["id"]
+        )
+        assert sent["message"]["message"] == greeting
+
+
 async def test_renamed_operator_signs_canned_replies_with_the_new_name(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

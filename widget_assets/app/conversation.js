@@ -26,8 +26,15 @@ const MACRO = /\{(fname|lname|email|phone|operator)\}/g;
  * one pass, so a value that looks like a macro stays as it is. */
 function fillMacros(template, contact, operatorName) {
   return template.replace(MACRO, (_, name) =>
-    name === "operator" ? operatorName : contact[name] || "",
+    name === "operator" ? operatorName : name === "fname" ? firstName(contact) : contact[name] || "",
   );
+}
+
+/** As server/conversations.py first_name: a whole name typed in the one name field greets
+ * with its first word. */
+function firstName(contact) {
+  if (contact.lname) return contact.fname;
+  return (contact.fname || "").split(/\s+/).filter(Boolean)[0] || "";
 }
 
 export function createConversation(ctx) {
@@ -41,6 +48,7 @@ export function createConversation(ctx) {
   let lastTypingPost = 0;
   let readTimer = 0;
   let chosenCanned = null;
+  let chosenImage = null; // a File the operator picked, shown until sent or cancelled
 
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const fail = (error) => say($("convo-error"), error.message);
@@ -59,6 +67,7 @@ export function createConversation(ctx) {
     log.replaceChildren();
     text.value = "";
     hideCanned();
+    hideImage();
     say($("convo-error"), "");
     say($("composer-status"), "");
     $("convo-empty").hidden = true;
@@ -260,6 +269,11 @@ export function createConversation(ctx) {
     if (select.value !== chosen) select.value = "";
   }
 
+  function answeredBy(c) {
+    if (c.mode === "operator") return c.bot_answered ? "the bot, then operators" : "operators";
+    return c.bot_answered ? "the bot" : "nobody yet";
+  }
+
   function details(c) {
     $("details").hidden = false;
     const form = $("visitor-form");
@@ -275,7 +289,7 @@ export function createConversation(ctx) {
     const facts = [
       ["Channel", CHANNEL_LABELS[c.channel] || c.channel],
       ["Status", STATUS_LABELS[c.status] || c.status],
-      ["Answered by", c.mode === "bot" ? "the bot" : "operators"],
+      ["Answered by", answeredBy(c)],
       ["Site", site ? site.name : `Site ${c.site_id}`],
       ["Team", team ? team.name : "None"],
       ["Started", fullTime(c.created)],
@@ -313,7 +327,10 @@ export function createConversation(ctx) {
     const [kind, id] = $("transfer-to").value.split(":");
     if (!id) return say($("convo-error"), "Choose an operator or a team to transfer to.");
     act(idPath("transfer"), { [`${kind}_id`]: Number(id) })
-      .then(() => say($("composer-status"), "Transferred."))
+      .then(() => {
+        $("transfer-to").value = "";
+        say($("composer-status"), "Transferred.");
+      })
       .catch(fail);
   });
   $("block").addEventListener("click", () =>
@@ -348,6 +365,7 @@ export function createConversation(ctx) {
   }
 
   text.addEventListener("input", () => {
+    if ($("composer-status").textContent === "Transferred.") say($("composer-status"), "");
     // A note is not for the visitor: they must not see "typing" for it either.
     if (mode() !== "reply" || !text.value.trim() || !openId) return;
     const now = Date.now();
@@ -365,7 +383,10 @@ export function createConversation(ctx) {
     $("send").textContent = note ? "Add note" : "Send";
     $("canned").hidden = note;
     $("upload-label").hidden = note;
-    if (note) hideCanned();
+    if (note) {
+      hideCanned();
+      hideImage();
+    }
   }
   for (const input of document.querySelectorAll('input[name="mode"]')) {
     input.addEventListener("change", setMode);
@@ -405,20 +426,72 @@ export function createConversation(ctx) {
     }
   });
 
-  $("upload").addEventListener("change", async (event) => {
+  // -- images: shown before they go, with an optional caption -----------------------------------
+
+  $("upload").addEventListener("change", (event) => {
     const file = event.target.files[0];
     event.target.value = "";
     if (!file || !openId) return;
+    hideCanned();
+    chosenImage = file;
+    const reader = new FileReader();
+    // A data: URL, because the inbox's page policy allows data: images and not blob: ones.
+    reader.addEventListener("load", () => {
+      if (chosenImage !== file) return;
+      $("image-preview-frame").replaceChildren(
+        h("img", { class: "image-preview__img", src: reader.result, alt: "The image to send" }),
+      );
+    });
+    reader.readAsDataURL(file);
+    $("image-preview-title").textContent = `Image to send: ${file.name}`;
+    $("image-caption").value = text.value.trim();
+    $("image-preview").hidden = false;
+    $("image-caption").focus();
+  });
+
+  function hideImage() {
+    chosenImage = null;
+    $("image-preview").hidden = true;
+    $("image-preview-frame").replaceChildren();
+  }
+
+  async function sendImage() {
+    const file = chosenImage;
+    if (!file || !openId) return;
     const form = new FormData();
     form.append("image", file);
+    say($("convo-error"), "");
     say($("composer-status"), "Uploading…");
+    $("image-send").disabled = true;
     try {
       const { url } = await api("POST", "operator/upload-image", form);
-      if (await send({ content: text.value.trim(), image_url: url }, "Sending…")) text.value = "";
+      const caption = $("image-caption").value.trim();
+      if (await send({ content: caption, image_url: url }, "Sending…")) {
+        if (caption === text.value.trim()) text.value = "";
+        hideImage();
+        text.focus();
+      }
     } catch (error) {
       say($("composer-status"), "");
       fail(error);
+    } finally {
+      $("image-send").disabled = false;
     }
+  }
+
+  $("image-send").addEventListener("click", sendImage);
+  $("image-caption").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.isComposing) {
+      event.preventDefault();
+      sendImage();
+    } else if (event.key === "Escape") {
+      hideImage();
+      text.focus();
+    }
+  });
+  $("image-cancel").addEventListener("click", () => {
+    hideImage();
+    text.focus();
   });
 
   // -- canned responses --------------------------------------------------------------------------

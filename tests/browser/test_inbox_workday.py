@@ -1,0 +1,182 @@
+"""Issue 18, an inbox a support team can work in all day, from the user's side in Chromium.
+
+An operator signs in to the inbox (``/app/``) while a visitor uses the chat window (another
+browser context): images reach the visitor, the conversation's facts and controls say what
+happened and reset after use, the view survives a reload, and a blocked visitor is told the
+chat is closed.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from .test_inbox import DESKTOP, LABEL_SIZE, created, row, shipping_label, sign_in
+
+if TYPE_CHECKING:
+    from .conftest import LiveServer, OpenWindow, OperatorAPI
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 420, "height": 760}
+
+
+def fact(page: Any, term: str) -> Any:
+    """The value of one line of the conversation's facts (``<dt>term</dt><dd>value</dd>``)."""
+    return page.locator(f'#facts dt:text-is("{term}") + dd')
+
+
+async def test_the_visitor_sees_an_operators_image_and_a_blocked_visitor_a_closed_chat(
+    open_window: OpenWindow, live_server: LiveServer
+) -> None:
+    from playwright.async_api import expect
+
+    created(live_server, "canned", "canned", name="Hello", tag="greet", message="Hi {fname}!")
+    visitor = await open_window(viewport=PHONE)
+    vp = visitor.page
+    await vp.goto(live_server.chat_url)
+    await vp.locator("#details summary").click()
+    await vp.get_by_label("Your name", exact=True).fill("Sam Visitor")
+    await vp.get_by_label("Message", exact=True).fill("Can you send me the label?")
+    await vp.locator("#send").click()
+    await expect(vp.locator('#messages .msg[data-sender="visitor"]')).to_have_count(1)
+    convo_id = await vp.evaluate(
+        "(k) => localStorage.getItem(k)", f"liveop:{live_server.account_id}:convo"
+    )
+
+    operator = await open_window(viewport=DESKTOP)
+    op = operator.page
+    await sign_in(op, live_server)
+    await row(op, convo_id).click()
+    await expect(op.locator("#convo-name")).to_have_text("Sam Visitor")
+    # No bot ever touched this chat.
+    await expect(fact(op, "Answered by")).to_have_text("nobody yet")
+
+    # {fname} greets the first name of a whole name typed in the one name field.
+    await op.get_by_role("button", name="Canned responses").click()
+    await op.get_by_role("button", name="Hello greet").click()
+    await expect(op.locator("#canned-preview-text")).to_have_text("Hi Sam!")
+    await op.get_by_role("button", name="Send canned reply").click()
+    await expect(op.locator("#canned-preview")).to_be_hidden()  # sent: the composer has focus
+    from_operator = vp.locator('#messages .msg[data-sender="operator"]')
+    await expect(from_operator).to_have_count(1)
+    await expect(from_operator).to_contain_text("Hi Sam!")
+    await expect(fact(op, "Answered by")).to_have_text("operators")
+
+    # An image is shown before it goes; Cancel sends nothing.
+    label = {"name": "label.png", "mimeType": "image/png", "buffer": shipping_label()}
+    await op.locator("#upload").set_input_files(label)
+    preview = op.locator("#image-preview")
+    await expect(preview).to_be_visible()
+    shown = "data:image/png;base64," + base64.b64encode(shipping_label()).decode()
+    await expect(preview.locator("img")).to_have_attribute("src", shown)
+    await expect(op.get_by_label("Caption (optional)")).to_be_focused()
+    await op.get_by_role("button", name="Cancel").click()
+    await expect(preview).to_be_hidden()
+    await op.locator("#upload").set_input_files(label)
+    await op.get_by_label("Caption (optional)").fill("Your new label")
+    await op.get_by_role("button", name="Send image").click()
+    await expect(preview).to_be_hidden()
+    await expect(op.locator("#messages .msg img")).to_have_count(1)
+
+    # The visitor sees a thumbnail with its caption, which opens the image full size; a reload
+    # shows it again.
+    for attempt in ("live", "after a reload"):
+        thumbnail = from_operator.nth(1).locator("a.msg__image img")
+        await expect(thumbnail).to_be_visible()
+        await expect(from_operator.nth(1).locator(".msg__caption")).to_have_text("Your new label")
+        src = await thumbnail.get_attribute("src")
+        assert src and src.startswith(f"{live_server.base_url}/uploads/"), attempt
+        width = await thumbnail.evaluate("img => img.decode().then(() => img.naturalWidth)")
+        assert width == LABEL_SIZE[0], attempt
+        link = from_operator.nth(1).locator("a.msg__image")
+        await expect(link).to_have_attribute("href", src)
+        await expect(link).to_have_attribute("target", "_blank")
+        box = await thumbnail.bounding_box()
+        assert box is not None and box["width"] <= PHONE["width"], attempt
+        if attempt == "live":
+            await vp.reload()
+    async with vp.context.expect_page() as opened:
+        await from_operator.nth(1).locator("a.msg__image").click()
+    full = await opened.value
+    await full.wait_for_load_state()
+    assert full.url == src
+    await full.close()
+
+    # Blocked: the visitor is told the chat is closed, with no Retry that cannot work.
+    await op.get_by_label("What to block").select_option("both")
+    await op.get_by_role("button", name="Block", exact=True).click()
+    await expect(op.locator("#block-state")).to_have_text("Blocked: Visitor's messages")
+    await vp.get_by_label("Message", exact=True).fill("Hello?")
+    await vp.locator("#send").click()
+    await expect(vp.locator("#status")).to_have_text("This chat is closed.")
+    failed = vp.locator('#messages .msg[data-sender="visitor"]').last
+    await expect(failed).to_contain_text("Not sent.")
+    await expect(vp.get_by_role("button", name="Retry")).to_have_count(0)
+    await expect(vp.get_by_label("Message", exact=True)).to_be_disabled()
+    assert "blocked" not in (await vp.locator("body").inner_text()).lower()
+    assert operator.errors == []
+    assert visitor.errors == []
+
+
+async def test_waiting_reopens_transfer_resets_and_the_view_survives_a_reload(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    colleague = created(
+        live_server, "operators", "operator",
+        name="Jo", email="jo@example.com", password="jo horse 12345",
+    )  # fmt: skip
+    started = await operator_api.command(
+        "sendmessage", message="Where is my parcel?", userInfo={"fname": "Kim"}
+    )
+    convo_id = started["convoID"]
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server)
+    await row(page, convo_id).click()
+    await expect(page.locator("#convo-name")).to_have_text("Kim")
+    await page.get_by_label("Message", exact=True).fill("Which order number is it?")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    await expect(page.locator("#convo-status")).to_have_text("Active")
+
+    # Waiting for the customer; their answer brings it back to Open.
+    await page.get_by_label("Conversation status").select_option("waiting")
+    await expect(page.locator("#convo-status")).to_have_text("Waiting")
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10.0) as client:
+        answer = await client.post(
+            f"/{live_server.account_id}/liveoperator/postmessage",
+            data={"convoID": convo_id, "message": "It is 1042"},
+        )
+        assert answer.status_code == 200, answer.text
+    await expect(page.locator("#convo-status")).to_have_text("Open")
+    await expect(row(page, convo_id)).to_have_attribute("data-status", "open")
+
+    # A transfer says so once, and the drop-down is ready for the next one.
+    await page.get_by_label("Transfer to").select_option(f"operator:{colleague['id']}")
+    await page.get_by_role("button", name="Transfer").click()
+    await expect(page.locator("#convo-owner")).to_have_text("Owner: Jo")
+    await expect(page.locator("#composer-status")).to_have_text("Transferred.")
+    await expect(page.get_by_label("Transfer to")).to_have_value("")
+    await page.get_by_label("Message", exact=True).press_sequentially("Jo will ")
+    await expect(page.locator("#composer-status")).to_be_hidden()
+
+    # The status filter and the view are the operator's until they change them, reloads too.
+    await page.get_by_label("Status", exact=True).select_option("open")
+    await page.get_by_role("radio", name="Mine").check()
+    await expect(row(page, convo_id)).to_have_count(0)  # Jo's now
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-stream", "live")
+    await expect(page.get_by_label("Status", exact=True)).to_have_value("open")
+    await expect(page.get_by_role("radio", name="Mine")).to_be_checked()
+    await page.get_by_role("radio", name="All").check()
+    await expect(row(page, convo_id)).to_be_visible()
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-stream", "live")
+    await expect(page.get_by_role("radio", name="All")).to_be_checked()
+    await expect(page.get_by_label("Status", exact=True)).to_have_value("open")
+    assert window.errors == []
