@@ -22,7 +22,7 @@ from server.adapters.translate import TranslationFailed, Translator, check_langu
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
-from storage.base import Decide, InboxQuery, Store
+from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
@@ -45,6 +45,8 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 # The most messages one poll returns; a client that is further behind polls again.
 POLL_BATCH = 200
+# Conversations read at once when a deactivated operator's are handed on.
+OWNED_PAGE = 200
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
@@ -372,6 +374,63 @@ class ConversationEngine:
 
         return (await self._write(account_id, convo_id, decide)).conversation
 
+    async def deactivate_operator(
+        self, account_id: str, operator_id: int, *, to_operator: int | None
+    ) -> tuple[Operator, int]:
+        """Deactivates an operator who leaves (issue 18): they can no longer sign in or take
+        conversations, and each unresolved conversation they own goes to ``to_operator``, or
+        with None back to its queue (unowned, open). Their past messages keep their name.
+
+        Repeating it finishes what an interrupted call left (it is also how a conversation
+        an operator claimed in the meantime is handed on). Returns the operator and how many
+        conversations moved."""
+        leaving = await self._store.get_operator(account_id, operator_id)
+        if leaving is None:
+            raise NotFound("operator_not_found", f"no operator {operator_id}")
+        if to_operator == operator_id:
+            raise Invalid("invalid_field", "hand the conversations to another operator")
+        if to_operator is not None:
+            await self._require_operator(account_id, to_operator)
+        patch = OperatorPatch(active=False)
+        # Deactivated first, so they cannot claim another conversation while theirs move.
+        updated = await self._store.update_operator(account_id, operator_id, patch)
+        if updated is None:
+            raise NotFound("operator_not_found", f"no operator {operator_id}")
+        await self._store.revoke_tokens(account_id, operator_id)
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            if current.operator_id != operator_id or current.status == "resolved":
+                return None  # moved or resolved since it was listed
+            status: Status = "open" if current.status == "active" else current.status
+            if to_operator is not None:
+                after = dataclasses.replace(current, operator_id=to_operator)
+            else:
+                after = dataclasses.replace(current, operator_id=None, status=status)
+            return Change(current, after)
+
+        moved = 0
+        for owned in await self._owned_unresolved(account_id, operator_id):
+            if (await self._write(account_id, owned.id, decide)).events:
+                moved += 1
+        return updated, moved
+
+    async def _owned_unresolved(self, account_id: str, operator_id: int) -> list[Conversation]:
+        """Every unresolved conversation the operator owns, blocked ones included."""
+        found: list[Conversation] = []
+        for blocked in (False, True):
+            after: tuple[float, str] | None = None
+            while True:
+                query = owned_unresolved(
+                    operator_id, blocked=blocked, limit=OWNED_PAGE, after=after
+                )
+                page = await self._store.list_conversations(account_id, query)
+                found += page
+                if len(page) < OWNED_PAGE:
+                    break
+                after = (page[-1].last_activity, page[-1].id)
+        return list({c.id: c for c in found}.values())
+
     async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
         """Sets (or with None lifts) the visitor's block."""
         if block_type is not None and block_type not in BLOCK_TYPES:
@@ -628,6 +687,8 @@ class ConversationEngine:
         operator = await self._store.get_operator(account_id, operator_id)
         if operator is None:
             raise NotFound("operator_not_found", f"no operator {operator_id}")
+        if not operator.active:
+            raise Conflict("operator_deactivated", f"operator {operator_id} has been deactivated")
         return operator
 
     async def _require_operator(self, account_id: str, operator_id: int) -> Operator:

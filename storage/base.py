@@ -106,6 +106,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str email:str password_hash:str is_admin:bool created:float"
             " lang:str"
             " token_version:int"
+            " active:bool"
         ),
         ("account_id", "id"),
     ),
@@ -231,6 +232,7 @@ class OperatorPatch:
     password_hash: str | None = None
     is_admin: bool | None = None
     lang: str | None = None
+    active: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,22 @@ class InboxQuery:
     # Keyset cursor: rows strictly after (last_activity, id) in the listing's order.
     after: tuple[float, str] | None = None
     limit: int = 50
+
+
+def owned_unresolved(
+    operator_id: int, *, blocked: bool, limit: int, after: tuple[float, str] | None = None
+) -> InboxQuery:
+    """The unresolved conversations an operator owns (those blocked, or those not hidden by
+    a block): what must be handed on before they leave."""
+    return InboxQuery(
+        viewer=operator_id,
+        every_team=True,
+        owner="mine",
+        statuses=("open", "waiting", "active"),
+        blocked=blocked,
+        after=after,
+        limit=limit,
+    )
 
 
 # -- reports (issue 19): what a report asks for and the figures each Store method returns --
@@ -498,7 +516,8 @@ class Store(Protocol):
     async def get_signed_in_operator(
         self, account_id: str, operator_id: int, token_version: int, token_id: str
     ) -> Operator | None:
-        """The operator, when a token with this version and id is not revoked."""
+        """The operator, when a token with this version and id is not revoked and the operator
+        is active."""
 
     # teams
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...

@@ -44,6 +44,9 @@ class Operator:
     created: float
     # The language live translation renders visitor messages in for this operator.
     lang: str = "en"
+    # A deactivated operator cannot sign in and takes no conversations; their name stays on
+    # what they wrote (issue 18).
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,7 @@ def operator(r: Row) -> Operator:
     return Operator(
         account_id=r["account_id"], id=r["id"], name=r["name"], email=r["email"],
         is_admin=bool(r["is_admin"]), created=r["created"], lang=r["lang"],
+        active=bool(r["active"]),
     )  # fmt: skip
 
 

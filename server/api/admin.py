@@ -83,6 +83,7 @@ OPERATORS: Resource[Directory] = Resource(
         password=f.text("password"),
         is_admin=_is_admin(f),
         lang=f.text("lang"),
+        active=f.boolean("active"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
     service=_directory,
@@ -247,8 +248,22 @@ async def _test_channel(request: Request) -> Response:
     return ok(sid=sid)
 
 
+async def _deactivate_operator(request: Request) -> Response:
+    """``POST /operators/{id}/deactivate``: the operator leaves; their unresolved
+    conversations go to ``to_operator_id``, or without it back to their queues."""
+    principal = await _principal(request, admin=True)
+    fields = await read_fields(request)
+    operator, moved = await services(request).engine.deactivate_operator(
+        principal.account_id,
+        _item_id(request, OPERATORS),
+        to_operator=fields.integer("to_operator_id", minimum=1),
+    )
+    return ok(operator=operator_json(operator), moved=moved)
+
+
 routes = [
     *_routes(OPERATORS),
+    Route(f"{ROOT}/operators/{{id}}/deactivate", _deactivate_operator, methods=["POST"]),
     *_routes(TEAMS),
     *_routes(CANNED),
     *_routes(SITES),

@@ -16,6 +16,7 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "is_admin": o.is_admin,
         "role": "admin" if o.is_admin else "operator",
         "lang": o.lang,
+        "active": o.active,
     }
 
 

@@ -9,6 +9,7 @@ chat is closed.
 from __future__ import annotations
 
 import base64
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -179,4 +180,73 @@ async def test_waiting_reopens_transfer_resets_and_the_view_survives_a_reload(
     await expect(page.locator("body")).to_have_attribute("data-stream", "live")
     await expect(page.get_by_role("radio", name="All")).to_be_checked()
     await expect(page.get_by_label("Status", exact=True)).to_have_value("open")
+    assert window.errors == []
+
+
+async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    admin = {"name": "Robin", "email": "robin@example.com", "password": "admin horse 9"}
+    created(live_server, "operators", "operator", **admin, role="admin")
+    started = await operator_api.command(
+        "sendmessage", message="My order is late", userInfo={"fname": "Lee"}
+    )
+    convo_id = started["convoID"]
+    await operator_api.command(
+        "sendmessage", convoID=convo_id, operatorID=live_server.operator_id,
+        message="Looking into it now",
+    )  # fmt: skip
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server, admin["email"], admin["password"])
+    await expect(row(page, convo_id).locator(".row__owner")).to_have_text(live_server.operator_name)
+
+    await page.get_by_role("link", name="Admin").click()
+    operators = page.locator("#admin-body table")
+    alex = operators.locator("tr", has_text=live_server.operator_name)
+    await expect(alex).to_contain_text("Active")
+    await page.get_by_role("button", name=f"Deactivate {live_server.operator_name}").click()
+    dialog = page.get_by_role("dialog", name=f"Deactivate {live_server.operator_name}?")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_label("Their open conversations")).to_have_value("")
+    await dialog.get_by_role("button", name="Deactivate").click()
+    await expect(dialog).to_have_count(0)
+    # Alex also owns the chats of the tests before in this module.
+    await expect(page.locator("#admin-status")).to_have_text(
+        re.compile(
+            f"Deactivated “{live_server.operator_name}”; [0-9]+ open conversations? went back"
+            " to the queue."
+        )
+    )
+    await expect(alex).to_contain_text("Deactivated")
+    await expect(
+        page.get_by_role("button", name=f"Reactivate {live_server.operator_name}")
+    ).to_be_visible()
+
+    # The chat is back in the queue; what Alex wrote still carries their name; nobody hands
+    # it to Alex again.
+    await page.get_by_role("link", name="Inbox").click()
+    item = row(page, convo_id)
+    await expect(item.locator(".row__owner")).to_have_text("Unassigned")
+    await expect(item).to_have_attribute("data-status", "open")
+    await item.click()
+    await expect(page.locator("#convo-owner")).to_have_text("Unassigned")
+    await expect(page.locator('#messages .msg[data-sender="operator"] .msg__who')).to_have_text(
+        live_server.operator_name
+    )
+    options = await page.get_by_label("Transfer to").locator("option").all_inner_texts()
+    assert not any(o.startswith(live_server.operator_name) for o in options), options
+
+    # Alex cannot sign in any more.
+    other = await open_window(viewport=DESKTOP)
+    await other.page.goto(f"{live_server.base_url}/app/")
+    form = other.page.locator("#login-form")
+    await form.get_by_label("Email").fill("alex@example.com")
+    await form.get_by_label("Password").fill("correct horse 1")
+    await form.get_by_role("button", name="Sign in").click()
+    await expect(other.page.locator("#login-error")).to_have_text(
+        "this operator has been deactivated"
+    )
     assert window.errors == []

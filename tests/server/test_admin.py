@@ -75,7 +75,7 @@ async def test_operators_create_list_update_delete(
     created = await create(client, tenant, "operators", **NEW_OPERATOR)
     assert created == {
         "id": 3, "name": "Bea", "email": "bea@example.test", "is_admin": False,
-        "role": "operator", "lang": "en",
+        "role": "operator", "lang": "en", "active": True,
     }  # fmt: skip
     assert [o["id"] for o in await listing(client, tenant, "operators")] == [1, 2, 3]
     await token_of(client, "bea@example.test", "bea-password")
@@ -87,7 +87,7 @@ async def test_operators_create_list_update_delete(
     operator = {"id": 3, "name": "Bea B.", "email": "bea@example.test", "is_admin": True}
     assert patched.json() == {
         "success": True,
-        "operator": {**operator, "role": "admin", "lang": "en"},
+        "operator": {**operator, "role": "admin", "lang": "en", "active": True},
     }
     assert (await listing(client, tenant, "operators"))[-1] == patched.json()["operator"]
 

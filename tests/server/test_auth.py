@@ -50,6 +50,7 @@ async def test_login_returns_a_token_and_the_operator(
         "is_admin": True,
         "role": "admin",
         "lang": "en",
+        "active": True,
     }
     ttl = services.settings.jwt_ttl_s
     assert before + ttl - 5 <= body["expires_at"] <= time.time() + ttl + 5

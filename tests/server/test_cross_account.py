@@ -471,6 +471,20 @@ async def _team_with_bs_operator(w: World) -> None:
     await _refused(w.a_admin, "PATCH", f"{ADMIN}/teams/1", patch, 400, "unknown_operator")
 
 
+@covers("POST", f"{ADMIN}/operators/{{id}}/deactivate")
+async def _deactivate_bs_operator_or_hand_over_to_them(w: World) -> None:
+    # B's operator is absent, and so is B's operator as the one to hand conversations to.
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/operators/{B_OPERATOR}/deactivate", json={}, headers=headers
+        )
+        assert_error(response, 404, "operator_not_found")
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/operators/1/deactivate", json={"to_operator_id": B_OPERATOR}, headers=headers
+        )
+        assert_error(response, 404, "operator_not_found")
+
+
 @covers("POST", f"{ADMIN}/sites")
 async def _site_with_bs_team(w: World) -> None:
     body = {"name": "Routed", "team_id": B_TEAM}

@@ -248,7 +248,9 @@ export function createConversation(ctx) {
     if (!current) return;
     const select = $("transfer-to");
     const chosen = select.value;
-    const operators = [...ctx.operators.values()].filter((o) => o.id !== current.operator_id);
+    const operators = [...ctx.operators.values()].filter(
+      (o) => o.id !== current.operator_id && o.active !== false,
+    );
     // Rebuilt only when the choices change: rebuilding would close a list the operator opened.
     const choices = JSON.stringify([operators, ctx.teams]);
     if (select.dataset.choices === choices) return;
