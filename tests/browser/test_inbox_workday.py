@@ -183,6 +183,106 @@ async def test_waiting_reopens_transfer_resets_and_the_view_survives_a_reload(
     assert window.errors == []
 
 
+# Records each desktop notification the page shows (the browser's own Notification still
+# shows it) and each alert tone it plays.
+RECORD_ALERTS = """
+window.__notified = [];
+window.__tones = 0;
+const RealNotification = window.Notification;
+class Recorded extends RealNotification {
+  constructor(title, options) {
+    super(title, options);
+    window.__notified.push(title);
+  }
+}
+Object.defineProperty(Recorded, "permission", { get: () => RealNotification.permission });
+Recorded.requestPermission = (...args) => RealNotification.requestPermission(...args);
+window.Notification = Recorded;
+const oscillator = AudioContext.prototype.createOscillator;
+AudioContext.prototype.createOscillator = function () {
+  window.__tones += 1;
+  return oscillator.call(this);
+};
+"""
+
+
+async def notified(page: Any) -> list[str]:
+    found: list[str] = await page.evaluate("() => window.__notified")
+    return found
+
+
+async def test_alerts_reach_the_operator_whose_customer_writes(
+    open_window: OpenWindow, live_server: LiveServer
+) -> None:
+    from playwright.async_api import expect
+
+    sky = {"name": "Sky", "email": "sky@example.com", "password": "sky horse 12345"}
+    sky_id = created(live_server, "operators", "operator", **sky)["id"]
+    alex_window = await open_window(viewport=DESKTOP)
+    alex = alex_window.page
+    await alex.context.add_init_script(RECORD_ALERTS)
+    await sign_in(alex, live_server)
+    enable = alex.get_by_role("button", name="Enable notifications")
+    await expect(enable).to_be_visible()
+    await alex.context.grant_permissions(["notifications"], origin=live_server.base_url)
+    await enable.click()
+    await expect(enable).to_be_hidden()
+    sky_window = await open_window(viewport=DESKTOP, permissions=["notifications"])
+    sp = sky_window.page
+    await sp.context.add_init_script(RECORD_ALERTS)
+    await sign_in(sp, live_server, sky["email"], sky["password"])
+    await expect(sp.get_by_role("button", name="Enable notifications")).to_be_hidden()
+    await sp.get_by_role("radio", name="All").check()
+    await sp.get_by_label("Status", exact=True).select_option("open,waiting,active")
+
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10.0) as client:
+
+        async def customer_says(text: str, convo: str | None = None) -> str:
+            answer = await client.post(
+                f"/{live_server.account_id}/liveoperator/postmessage",
+                data={"message": text, "fname": "Ari", **({"convoID": convo} if convo else {})},
+            )
+            assert answer.status_code == 200, answer.text
+            found: str = answer.json()["convoID"]
+            return found
+
+        # A new conversation alerts everyone whose queue it is in: sound, desktop, page.
+        convo_id = await customer_says("Is the shop open on Sunday?")
+        toast = alex.locator("#alerts-toast")
+        await expect(toast).to_have_text("New conversation: Is the shop open on Sunday?")
+        assert await notified(alex) == ["New conversation"]
+        assert await alex.evaluate("() => window.__tones") == 1
+        await expect(sp.locator("#alerts-toast")).to_contain_text("New conversation")
+
+        # The alert opens the conversation; a customer message on screen alerts nobody.
+        await toast.get_by_role("button").click()
+        await expect(alex.locator("#convo-name")).to_have_text("Ari")
+        await alex.get_by_label("Message", exact=True).fill("Yes, 10 to 4.")
+        await alex.get_by_label("Message", exact=True).press("Enter")
+        await expect(row(sp, convo_id).locator(".row__owner")).to_have_text("Alex")
+        await customer_says("Great, thanks", convo_id)
+        await expect(alex.locator("#messages .msg").last).to_contain_text("Great, thanks")
+        await expect(row(sp, convo_id).locator(".row__preview")).to_have_text("Great, thanks")
+        assert await notified(alex) == ["New conversation"]
+        assert await notified(sp) == ["New conversation"]  # Alex's now, not Sky's
+
+        # Handed to Sky: Sky is alerted.
+        await alex.get_by_label("Transfer to").select_option(f"operator:{sky_id}")
+        await alex.get_by_role("button", name="Transfer").click()
+        await expect(sp.locator("#alerts-toast")).to_have_text("Transferred to you: Ari")
+        assert await notified(sp) == ["New conversation", "Transferred to you"]
+
+        # Muted, Sky sees the message arrive and hears nothing; the choice survives a reload.
+        await sp.get_by_label("Mute alerts").check()
+        await customer_says("One more question", convo_id)
+        await expect(row(sp, convo_id).locator(".row__preview")).to_have_text("One more question")
+        assert await notified(sp) == ["New conversation", "Transferred to you"]
+        await sp.reload()
+        await expect(sp.get_by_label("Mute alerts")).to_be_checked()
+    assert alex_window.errors == []
+    assert sky_window.errors == []
+
+
 async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(
     open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
 ) -> None:

@@ -5,6 +5,7 @@
 
 import { LiveStream, api, authenticate, session } from "./api.js";
 import { showAdmin } from "./admin.js";
+import { createAlerts } from "./alerts.js";
 import { showReports } from "./reports.js";
 import { createConversation } from "./conversation.js";
 import { $, say } from "./dom.js";
@@ -34,9 +35,11 @@ const ctx = {
   // Operators, teams, canned responses and sites, once they are first loaded.
   directory: new Promise((resolve) => (directoryLoaded = resolve)),
   openId: () => conversation.openId(),
+  listed: (conversations) => alerts.known(conversations),
 };
 const list = createList(ctx);
 const conversation = createConversation(ctx);
+const alerts = createAlerts(ctx);
 
 // -- consistency between REST loads and the stream ------------------------------------------
 //
@@ -106,6 +109,7 @@ function setTyping(id, seconds) {
 }
 
 function apply(kind, data) {
+  alerts.seen(kind, data);
   switch (kind) {
     case "conversation:new":
     case "conversation:updated":
@@ -145,6 +149,7 @@ function start(saved) {
   $("login").hidden = true;
   $("shell").hidden = false;
   $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
+  alerts.render();
   const stream = new LiveStream(saved.token, {
     event: (kind, data) => (loading ? queued.push([kind, data]) : apply(kind, data)),
     live(fresh) {

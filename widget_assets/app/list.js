@@ -76,6 +76,7 @@ export function createList(ctx) {
     if (!more) items.clear();
     loaded = true;
     for (const c of answer.conversations) items.set(c.id, c);
+    ctx.listed(answer.conversations);
     nextCursor = answer.next_cursor;
     render();
   }
