@@ -283,6 +283,40 @@ async def test_alerts_reach_the_operator_whose_customer_writes(
     assert sky_window.errors == []
 
 
+async def test_the_online_away_switch_is_kept_and_colleagues_see_it(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    kai = {"name": "Kai", "email": "kai@example.com", "password": "kai horse 12345"}
+    created(live_server, "operators", "operator", **kai)
+    started = await operator_api.command("sendmessage", message="Hello?", userInfo={"fname": "Bo"})
+    alex_window = await open_window(viewport=DESKTOP)
+    alex = alex_window.page
+    await sign_in(alex, live_server)
+    switch = alex.get_by_label("Availability")
+    await expect(switch).to_have_value("online")
+    kai_window = await open_window(viewport=DESKTOP)
+    kp = kai_window.page
+    await sign_in(kp, live_server, kai["email"], kai["password"])
+    await row(kp, started["convoID"]).click()
+    alex_option = kp.get_by_label("Transfer to").locator(
+        f'option[value="operator:{live_server.operator_id}"]'
+    )
+    await expect(alex_option).to_have_text(f"{live_server.operator_name} — online")
+
+    async with alex.expect_response("**/api/v1/operator/availability"):
+        await switch.select_option("away")
+    await expect(alex_option).to_have_text(f"{live_server.operator_name} — away")
+    await alex.reload()
+    await expect(alex.locator("body")).to_have_attribute("data-availability", "away")
+    await expect(alex.get_by_label("Availability")).to_have_value("away")
+    await alex.get_by_label("Availability").select_option("online")
+    await expect(alex_option).to_have_text(f"{live_server.operator_name} — online")
+    assert alex_window.errors == []
+    assert kai_window.errors == []
+
+
 async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(
     open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
 ) -> None:

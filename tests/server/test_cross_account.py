@@ -257,6 +257,16 @@ async def _set_status(w: World) -> None:
     await _refused(w.a_op, "POST", f"{OPERATOR}/set-status", body, 404, "site_not_found")
 
 
+@covers("POST", f"{OPERATOR}/availability")
+async def _availability(w: World) -> None:
+    # Away on every site of A's account: none of B's, and B's operator stays as they were.
+    await w.a_op.ok("POST", f"{OPERATOR}/availability", {"away": True})
+    mine = (await w.a_op.get("status")).json()
+    assert mine["away"] is True and B_SITE not in mine["away_site_ids"]
+    theirs = (await (await operator_of(w.b)).get("status")).json()
+    assert (theirs["away"], theirs["away_site_ids"]) == (False, [])
+
+
 @covers("POST", f"{OPERATOR}/fcm-token")
 async def _add_push_token(w: World) -> None:
     # A token is a device, not an id of B's: registering it is A's business, and B's

@@ -738,7 +738,17 @@ async def test_operators_are_listed_with_whether_they_are_online(
         (tenant.admin_id, "admin", False),
         (tenant.operator_id, "operator", False),
     ]
-    assert set(before[0]) == {"id", "name", "email", "is_admin", "role", "lang", "online"}
+    assert set(before[0]) == {
+        "id",
+        "name",
+        "email",
+        "is_admin",
+        "role",
+        "lang",
+        "active",
+        "online",
+        "away",
+    }
     await alex.ok("POST", f"{OPERATOR}/heartbeat", {"site_ids": [1]})
     after = (await alex.ok("GET", f"{OPERATOR}/operators"))["operators"]
     assert [(o["id"], o["online"]) for o in after] == [

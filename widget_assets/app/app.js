@@ -131,6 +131,7 @@ function apply(kind, data) {
       const operator = ctx.operators.get(data.operator_id);
       if (operator) {
         operator.online = data.online;
+        operator.away = data.away;
         conversation.refresh();
       }
       break;
@@ -150,6 +151,7 @@ function start(saved) {
   $("shell").hidden = false;
   $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
   alerts.render();
+  showAvailability();
   const stream = new LiveStream(saved.token, {
     event: (kind, data) => (loading ? queued.push([kind, data]) : apply(kind, data)),
     live(fresh) {
@@ -171,6 +173,28 @@ function start(saved) {
   ctx.heartbeat = setInterval(beat, HEARTBEAT_MS);
   route();
 }
+
+/** The Online/Away switch as the server has it (it is kept across sign-ins). */
+async function showAvailability() {
+  try {
+    const { away } = await api("GET", "operator/status");
+    $("availability").value = away ? "away" : "online";
+    document.body.dataset.availability = $("availability").value;
+  } catch (error) {
+    ctx.failed(error);
+  }
+}
+
+$("availability").addEventListener("change", async (event) => {
+  const away = event.target.value === "away";
+  try {
+    await api("POST", "operator/availability", { away });
+    document.body.dataset.availability = event.target.value;
+  } catch (error) {
+    event.target.value = away ? "online" : "away";
+    say($("banner"), `Could not change your availability: ${error.message}`);
+  }
+});
 
 function signOut(message) {
   ctx.stream?.stop();

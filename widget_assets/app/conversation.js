@@ -260,7 +260,8 @@ export function createConversation(ctx) {
       h("optgroup", { label: "Operators" },
         operators.map((o) => {
           const you = o.id === ctx.me.id ? " (you)" : "";
-          const label = `${o.name}${you} — ${o.online ? "online" : "offline"}`;
+          const state = o.online ? (o.away ? "away" : "online") : "offline";
+          const label = `${o.name}${you} — ${state}`;
           return h("option", { value: `operator:${o.id}` }, label);
         })),
       ctx.teams.length > 0 ?
