@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from .test_chat_window import stored_convo
 from .test_inbox import DESKTOP, LABEL_SIZE, created, row, shipping_label, sign_in
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ async def test_the_visitor_sees_an_operators_image_and_a_blocked_visitor_a_close
     await vp.get_by_label("Message", exact=True).fill("Can you send me the label?")
     await vp.locator("#send").click()
     await expect(vp.locator('#messages .msg[data-sender="visitor"]')).to_have_count(1)
-    convo_id = await vp.evaluate(
-        "(k) => localStorage.getItem(k)", f"liveop:{live_server.account_id}:convo"
-    )
+    convo_id = await stored_convo(vp, live_server)
 
     operator = await open_window(viewport=DESKTOP)
     op = operator.page
@@ -315,6 +314,61 @@ async def test_the_online_away_switch_is_kept_and_colleagues_see_it(
     await expect(alex_option).to_have_text(f"{live_server.operator_name} — online")
     assert alex_window.errors == []
     assert kai_window.errors == []
+
+
+async def test_triage_by_keyboard_from_sign_in_with_clickable_links(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    older = await operator_api.command(
+        "sendmessage", message="Tracking says https://parcel.example/track?id=7, see?",
+        userInfo={"fname": "Uma"},
+    )  # fmt: skip
+    newer = await operator_api.command(
+        "sendmessage", message="Do you ship abroad?", userInfo={"fname": "Vic"}
+    )
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server)
+    # Signed in, the keyboard is on the list: the newest conversation's row.
+    await expect(row(page, newer["convoID"])).to_be_focused()
+
+    await page.keyboard.press("?")
+    shortcuts = page.get_by_role("dialog", name="Keyboard shortcuts")
+    await expect(shortcuts).to_be_visible()
+    for action in ("Next conversation", "Previous conversation", "Assign to me", "Resolve"):
+        await expect(shortcuts).to_contain_text(action)
+    await page.keyboard.press("Escape")
+    await expect(shortcuts).to_be_hidden()
+
+    await page.keyboard.press("j")  # nothing open: the first conversation
+    await expect(page.locator("#convo-name")).to_have_text("Vic")
+    await page.keyboard.press("j")
+    await expect(page.locator("#convo-name")).to_have_text("Uma")
+    link = page.locator("#messages .msg__text a")
+    await expect(link).to_have_text("https://parcel.example/track?id=7")
+    await expect(link).to_have_attribute("href", "https://parcel.example/track?id=7")
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(page.locator("#messages .msg__text")).to_have_text(
+        "Tracking says https://parcel.example/track?id=7, see?"
+    )
+    await page.keyboard.press("k")
+    await expect(page.locator("#convo-name")).to_have_text("Vic")
+    await page.keyboard.press("a")
+    await expect(page.locator("#convo-owner")).to_have_text("Owner: you")
+    await page.keyboard.press("r")
+    composer = page.get_by_label("Message", exact=True)
+    await expect(composer).to_be_focused()
+    await composer.press_sequentially("jk?ae")  # typed, not shortcuts
+    await expect(composer).to_have_value("jk?ae")
+    await expect(page.locator("#convo-name")).to_have_text("Vic")
+    await composer.fill("")
+    await page.locator("#convo-name").click()
+    await page.keyboard.press("e")
+    await expect(page.locator("#convo-status")).to_have_text("Resolved")
+    assert older["convoID"] != newer["convoID"]
+    assert window.errors == []
 
 
 async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(

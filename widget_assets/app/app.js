@@ -10,6 +10,7 @@ import { showReports } from "./reports.js";
 import { createConversation } from "./conversation.js";
 import { $, say } from "./dom.js";
 import { createList } from "./list.js";
+import { enableShortcuts } from "./shortcuts.js";
 
 const HEARTBEAT_MS = 30000; // the server counts an operator online 75 s after a beat
 const RELOAD_RETRY_MS = 3000;
@@ -40,6 +41,7 @@ const ctx = {
 const list = createList(ctx);
 const conversation = createConversation(ctx);
 const alerts = createAlerts(ctx);
+enableShortcuts();
 
 // -- consistency between REST loads and the stream ------------------------------------------
 //
@@ -235,6 +237,7 @@ $("login-form").addEventListener("submit", async (event) => {
     const saved = { token: answer.token, expires_at: answer.expires_at, operator: answer.operator };
     session.save(saved);
     $("login-password").value = "";
+    ctx.focusList = true; // the operator's first move is to pick a conversation
     start(saved);
   } catch (error) {
     if (error.code === "account_required") {

@@ -14,6 +14,8 @@ import {
   statusTag,
   timeTag,
 } from "./dom.js";
+// The chat window's own rule for turning a message into text nodes and safe links.
+import { appendText } from "../assets/chat/dom.js";
 
 const HISTORY_PAGE = 50;
 // The server keeps an operator's typing indicator 5 s; one POST per 2 s keeps it steady.
@@ -175,7 +177,11 @@ export function createConversation(ctx) {
           m.private ? `Private note · ${senderName(m)}` : senderName(m)),
         timeTag(m.created)),
     );
-    if (m.content) row.append(h("p", { class: "msg__text" }, m.content));
+    if (m.content) {
+      const text = h("p", { class: "msg__text" });
+      appendText(text, m.content); // links clickable, the rest text nodes, as the visitor sees it
+      row.append(text);
+    }
     if (m.image_url && /^https?:\/\//i.test(m.image_url)) {
       row.append(
         h("a", { class: "msg__image", href: m.image_url, target: "_blank", rel: "noopener" },

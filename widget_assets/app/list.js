@@ -79,6 +79,10 @@ export function createList(ctx) {
     ctx.listed(answer.conversations);
     nextCursor = answer.next_cursor;
     render();
+    if (ctx.focusList) {
+      ctx.focusList = false;
+      (list.querySelector('.row[tabindex="0"]') || list).focus();
+    }
   }
 
   /** A conversation as the stream reports it now. */
