@@ -371,6 +371,51 @@ async def test_triage_by_keyboard_from_sign_in_with_clickable_links(
     assert window.errors == []
 
 
+async def test_slash_inserts_a_canned_response_as_editable_text(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    created(
+        live_server, "canned", "canned",
+        name="Shipping times", tag="delivery", message="Hi {fname}, parcels arrive in 2-3 days.",
+    )  # fmt: skip
+    started = await operator_api.command(
+        "sendmessage", message="How long does shipping take?", userInfo={"fname": "Wen Li"}
+    )
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server)
+    await row(page, started["convoID"]).click()
+    await expect(page.locator("#convo-name")).to_have_text("Wen Li")
+    composer = page.get_by_label("Message", exact=True)
+    picker = page.get_by_role("listbox", name="Canned responses to insert")
+
+    await composer.press_sequentially("/zzz")
+    await expect(picker).to_have_text("No canned response matches.")
+    await composer.press("Escape")
+    await expect(picker).to_be_hidden()
+    await expect(composer).to_have_value("/zzz")
+
+    await composer.fill("")
+    await composer.press_sequentially("/ship")
+    filled = "Hi Wen, parcels arrive in 2-3 days."
+    top = picker.get_by_role("option").first
+    await expect(top).to_contain_text("Shipping times")
+    await expect(top).to_contain_text(filled)  # the text itself, macros filled
+    await composer.press("Enter")
+    await expect(picker).to_be_hidden()
+    await expect(composer).to_have_value(filled)
+    await composer.press("End")
+    await composer.press_sequentially(" Anything else?")
+    await composer.press("Enter")
+    mine = page.locator('#messages .msg[data-sender="operator"] .msg__text')
+    await expect(mine).to_have_text(f"{filled} Anything else?")
+    history = await operator_api.command("gethistory", convoID=started["convoID"])
+    assert history["messages"][-1]["message"] == f"{filled} Anything else?"
+    assert window.errors == []
+
+
 async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(
     open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
 ) -> None:

@@ -2,6 +2,7 @@
 // (replies, notes, canned responses, images), its controls and the visitor's details.
 
 import { api } from "./api.js";
+import { createSlashPicker } from "./slash.js";
 import {
   $,
   CHANNEL_LABELS,
@@ -68,6 +69,7 @@ export function createConversation(ctx) {
     rows = new Map();
     log.replaceChildren();
     text.value = "";
+    slash.close();
     hideCanned();
     hideImage();
     say($("convo-error"), "");
@@ -428,7 +430,16 @@ export function createConversation(ctx) {
     if (await send({ content }, "Sending…")) text.value = "";
     text.focus();
   });
+  const slash = createSlashPicker(text, {
+    // Replies only: a note is for colleagues, who need no greeting.
+    canned: () => (mode() === "reply" && current ? ctx.canned : []),
+    fill: (c) => fillMacros(c.message, current.contact_data, ctx.me.name),
+  });
   text.addEventListener("keydown", (event) => {
+    if (slash.handle(event)) {
+      event.preventDefault();
+      return;
+    }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       $("composer").requestSubmit();
