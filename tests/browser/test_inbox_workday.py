@@ -416,6 +416,40 @@ async def test_slash_inserts_a_canned_response_as_editable_text(
     assert window.errors == []
 
 
+async def test_a_phone_sized_inbox_reads_and_answers_a_conversation(
+    open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
+) -> None:
+    from playwright.async_api import expect
+
+    started = await operator_api.command(
+        "sendmessage", message="Are you open today?", userInfo={"fname": "Zoe"}
+    )
+    for n in range(12):
+        await operator_api.command("sendmessage", convoID=started["convoID"], message=f"line {n}")
+    window = await open_window(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = window.page
+    await sign_in(page, live_server)
+    await row(page, started["convoID"]).click()
+    await expect(page.locator("#convo-name")).to_have_text("Zoe")
+    await expect(page.locator("#convo-list")).to_be_hidden()  # the conversation has the screen
+    thread = await page.locator("#thread").bounding_box()
+    assert thread is not None and thread["height"] >= 300, thread
+    width = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390
+    composer = page.get_by_label("Message", exact=True)
+    box = await composer.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844
+    await composer.fill("Yes, until 6 pm.")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await expect(page.locator('#messages .msg[data-sender="operator"]')).to_contain_text(
+        "Yes, until 6 pm."
+    )
+    await page.get_by_role("link", name="← Conversations").click()
+    await expect(row(page, started["convoID"])).to_be_visible()
+    await expect(page.locator("#convo")).to_be_hidden()
+    assert window.errors == []
+
+
 async def test_deactivating_an_operator_puts_their_chats_back_in_the_queue(
     open_window: OpenWindow, live_server: LiveServer, operator_api: OperatorAPI
 ) -> None:

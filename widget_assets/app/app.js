@@ -270,6 +270,8 @@ function route() {
   $("inbox-view").hidden = admin || reports;
   $("admin-view").hidden = !admin;
   $("reports-view").hidden = !reports;
+  // On a phone one pane shows at a time: the list, or the open conversation.
+  document.body.dataset.pane = arg && !admin && !reports ? "conversation" : "list";
   const links = [["nav-inbox", !admin && !reports], ["nav-reports", reports], ["nav-admin", admin]];
   for (const [link, current] of links) {
     if (current) $(link).setAttribute("aria-current", "page");
