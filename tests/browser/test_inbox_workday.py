@@ -413,6 +413,17 @@ async def test_slash_inserts_a_canned_response_as_editable_text(
     await expect(mine).to_have_text(f"{filled} Anything else?")
     history = await operator_api.command("gethistory", convoID=started["convoID"])
     assert history["messages"][-1]["message"] == f"{filled} Anything else?"
+
+    # An emoji goes in at the cursor.
+    await composer.fill("Thanks!")
+    await composer.press("Home")
+    await page.get_by_role("button", name="Emoji").click()
+    await page.get_by_role("button", name="thumbs up").click()
+    await expect(page.get_by_role("group", name="Emoji")).to_be_hidden()
+    await expect(composer).to_be_focused()
+    await expect(composer).to_have_value("👍Thanks!")
+    await composer.press("Enter")
+    await expect(mine.last).to_have_text("👍Thanks!")
     assert window.errors == []
 
 

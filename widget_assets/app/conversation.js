@@ -2,6 +2,7 @@
 // (replies, notes, canned responses, images), its controls and the visitor's details.
 
 import { api } from "./api.js";
+import { createEmojiPicker } from "./emoji.js";
 import { createSlashPicker } from "./slash.js";
 import {
   $,
@@ -430,6 +431,7 @@ export function createConversation(ctx) {
     if (await send({ content }, "Sending…")) text.value = "";
     text.focus();
   });
+  createEmojiPicker(text);
   const slash = createSlashPicker(text, {
     // Replies only: a note is for colleagues, who need no greeting.
     canned: () => (mode() === "reply" && current ? ctx.canned : []),
