@@ -108,6 +108,8 @@ class Authenticator:
                 "this email and password may sign in to more than one account: name the account",
             )
         operator = matched[0].operator
+        if not operator.active:
+            raise Forbidden("operator_deactivated", "this operator has been deactivated")
         version = await self._store.token_version(operator.account_id, operator.id)
         if version is None:  # deleted while the password was being checked
             raise _invalid()

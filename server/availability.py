@@ -45,6 +45,8 @@ class Visitor:
 class OperatorStatus:
     online: bool
     away_site_ids: tuple[int, ...]
+    # Away on every site of the account: the inbox's Online/Away switch set to Away.
+    away: bool = False
 
 
 class Availability:
@@ -68,12 +70,22 @@ class Availability:
         beating = operator.id in await self._presence.operators_online(operator.account_id)
         away = await self._presence.away_sites(operator.account_id, operator.id)
         online = beating and (site_id not in away if site_id is not None else True)
-        return OperatorStatus(online, tuple(sorted(away)))
+        everywhere = await self._away_everywhere(operator.account_id, away)
+        return OperatorStatus(online, tuple(sorted(away)), everywhere)
 
     async def set_status(self, operator: Operator, site_id: int, online: bool) -> None:
         await self._require_sites(operator.account_id, [site_id])
         await self._presence.set_away(operator.account_id, operator.id, site_id, not online)
         await self._announce(operator, online=online, site_id=site_id)
+
+    async def set_away(self, operator: Operator, away: bool) -> None:
+        """The inbox's Online/Away switch: away from (or back on) every site of the account,
+        sites added later included once the switch is set again."""
+        for site in await self._store.list_sites(operator.account_id):
+            await self._presence.set_away(operator.account_id, operator.id, site.id, away)
+        # Still at their inbox: online, and ``away`` in the event says they take no chats.
+        beating = operator.id in await self._presence.operators_online(operator.account_id)
+        await self._announce(operator, online=beating)
 
     async def online_visitors(self, account_id: str, site_id: int | None = None) -> list[Visitor]:
         """Visitors seen lately, newest first: those in a conversation, and widget sessions
@@ -116,10 +128,19 @@ class Availability:
         )
         return any(c.id in marks for c in await self._store.list_conversations(account_id, mine))
 
-    async def operators(self, account_id: str) -> list[tuple[Operator, bool]]:
-        """Every operator of the account, with whether they are online now."""
+    async def operators(self, account_id: str) -> list[tuple[Operator, bool, bool]]:
+        """Every operator of the account, with whether they are online now (their inbox is
+        open) and whether they set themselves away everywhere."""
         online = await self._presence.operators_online(account_id)
-        return [(o, o.id in online) for o in await self._store.list_operators(account_id)]
+        site_ids = {s.id for s in await self._store.list_sites(account_id)}
+        found = []
+        for o in await self._store.list_operators(account_id):
+            away = site_ids <= await self._presence.away_sites(account_id, o.id)
+            found.append((o, o.id in online, away))
+        return found
+
+    async def _away_everywhere(self, account_id: str, away: set[int]) -> bool:
+        return {s.id for s in await self._store.list_sites(account_id)} <= away
 
     async def visitor_polled(self, account_id: str, convo_id: str) -> None:
         await self._presence.visitors_seen(account_id, [convo_id])
@@ -142,5 +163,11 @@ class Availability:
     async def _announce(
         self, operator: Operator, *, online: bool, site_id: int | None = None
     ) -> None:
-        data = orjson.dumps({"operator_id": operator.id, "online": online, "site_id": site_id})
+        account_id = operator.account_id
+        away = await self._away_everywhere(
+            account_id, await self._presence.away_sites(account_id, operator.id)
+        )
+        data = orjson.dumps(
+            {"operator_id": operator.id, "online": online, "site_id": site_id, "away": away}
+        )
         await self._feed.ephemeral(operator.account_id, PRESENCE, data)

@@ -32,7 +32,7 @@ from server.render.operator_api import (
     select_destination_event,
 )
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
-from storage.base import Decide, InboxQuery, Store
+from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
@@ -59,6 +59,8 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 # The most messages one poll returns; a client that is further behind polls again.
 POLL_BATCH = 200
+# Conversations read at once when a deactivated operator's are handed on.
+OWNED_PAGE = 200
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
@@ -122,10 +124,19 @@ class OperatorView:
     contact: Contact | None
 
 
+def first_name(info: UserInfo) -> str:
+    """What ``{fname}`` greets: a visitor who typed their whole name into the one name field
+    (the chat window has only one) is greeted by its first word, not "Hi Sam Visitor"."""
+    if info.lname:
+        return info.fname
+    words = info.fname.split()
+    return words[0] if words else ""
+
+
 def expand_macros(template: str, info: UserInfo, operator_name: str) -> str:
     """One pass: a value that itself looks like ``{fname}`` is never expanded again."""
     values = {
-        "fname": info.fname,
+        "fname": first_name(info),
         "lname": info.lname,
         "email": info.email,
         "phone": info.phone,
@@ -533,6 +544,63 @@ class ConversationEngine:
             (team, _has_member(team, online)) for team in await self._store.list_teams(account_id)
         ]
 
+    async def deactivate_operator(
+        self, account_id: str, operator_id: int, *, to_operator: int | None
+    ) -> tuple[Operator, int]:
+        """Deactivates an operator who leaves (issue 18): they can no longer sign in or take
+        conversations, and each unresolved conversation they own goes to ``to_operator``, or
+        with None back to its queue (unowned, open). Their past messages keep their name.
+
+        Repeating it finishes what an interrupted call left (it is also how a conversation
+        an operator claimed in the meantime is handed on). Returns the operator and how many
+        conversations moved."""
+        leaving = await self._store.get_operator(account_id, operator_id)
+        if leaving is None:
+            raise NotFound("operator_not_found", f"no operator {operator_id}")
+        if to_operator == operator_id:
+            raise Invalid("invalid_field", "hand the conversations to another operator")
+        if to_operator is not None:
+            await self._require_operator(account_id, to_operator)
+        patch = OperatorPatch(active=False)
+        # Deactivated first, so they cannot claim another conversation while theirs move.
+        updated = await self._store.update_operator(account_id, operator_id, patch)
+        if updated is None:
+            raise NotFound("operator_not_found", f"no operator {operator_id}")
+        await self._store.revoke_tokens(account_id, operator_id)
+
+        def decide(current: Conversation | None) -> Change | None:
+            current = _require(current)
+            if current.operator_id != operator_id or current.status == "resolved":
+                return None  # moved or resolved since it was listed
+            status: Status = "open" if current.status == "active" else current.status
+            if to_operator is not None:
+                after = dataclasses.replace(current, operator_id=to_operator)
+            else:
+                after = dataclasses.replace(current, operator_id=None, status=status)
+            return Change(current, after)
+
+        moved = 0
+        for owned in await self._owned_unresolved(account_id, operator_id):
+            if (await self._write(account_id, owned.id, decide)).events:
+                moved += 1
+        return updated, moved
+
+    async def _owned_unresolved(self, account_id: str, operator_id: int) -> list[Conversation]:
+        """Every unresolved conversation the operator owns, blocked ones included."""
+        found: list[Conversation] = []
+        for blocked in (False, True):
+            after: tuple[float, str] | None = None
+            while True:
+                query = owned_unresolved(
+                    operator_id, blocked=blocked, limit=OWNED_PAGE, after=after
+                )
+                page = await self._store.list_conversations(account_id, query)
+                found += page
+                if len(page) < OWNED_PAGE:
+                    break
+                after = (page[-1].last_activity, page[-1].id)
+        return list({c.id: c for c in found}.values())
+
     async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
         """Sets (or with None lifts) the visitor's block."""
         if block_type is not None and block_type not in BLOCK_TYPES:
@@ -817,6 +885,8 @@ class ConversationEngine:
         operator = await self._store.get_operator(account_id, operator_id)
         if operator is None:
             raise NotFound("operator_not_found", f"no operator {operator_id}")
+        if not operator.active:
+            raise Conflict("operator_deactivated", f"operator {operator_id} has been deactivated")
         return operator
 
     async def _require_operator(self, account_id: str, operator_id: int) -> Operator:
@@ -1072,6 +1142,8 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
             unread += 1
         if status == "resolved":  # the customer wrote again: back in the queue, owner kept
             status, resolved_at, control = "open", None, _reopened(current)
+        elif status == "waiting" and sender == "visitor":  # the answer we waited for came
+            status = "open"
     message_id = secrets.token_urlsafe(MESSAGE_ID_BYTES)
     platform = draft.platform
     if not draft.private:

@@ -24,6 +24,7 @@ from storage.base import (
     Store,
     TeamPatch,
     UnknownReference,
+    owned_unresolved,
 )
 from storage.models import (
     DEFAULT_SITE_ID,
@@ -158,7 +159,11 @@ class Directory:
         is_admin: bool | None = None,
         lang: str | None = None,
         avatar_url: str | None = None,
+        active: bool | None = None,
     ) -> Operator:
+        if active is False:
+            # Deactivating hands their conversations on: the engine's deactivate_operator.
+            raise Invalid("invalid_field", "deactivate an operator with POST .../deactivate")
         password_hash = None
         if password is not None:
             password_hash = await asyncio.to_thread(hash_password, _password(password))
@@ -169,6 +174,7 @@ class Directory:
             is_admin=is_admin,
             lang=check_language(lang) if lang is not None else None,
             avatar_url=_avatar_url(avatar_url) if avatar_url is not None else None,
+            active=active,
         )
         try:
             operator = await self._store.update_operator(account_id, operator_id, patch)
@@ -183,6 +189,14 @@ class Directory:
         return found
 
     async def delete_operator(self, account_id: str, operator_id: int) -> None:
+        for blocked in (False, True):
+            owned = owned_unresolved(operator_id, blocked=blocked, limit=1)
+            if await self._store.list_conversations(account_id, owned):
+                # Deleted, they would leave these in nobody's queue.
+                raise Conflict(
+                    "operator_has_conversations",
+                    "the operator owns unresolved conversations: deactivate them instead",
+                )
         deleted = await self._store.delete_operator(account_id, operator_id)
         _found(deleted or None, "operator_not_found", f"no operator {operator_id}")
 

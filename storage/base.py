@@ -118,6 +118,7 @@ TABLES: tuple[Table, ...] = (
             " lang:str"
             " token_version:int"
             " avatar_url:str"
+            " active:bool"
         ),
         ("account_id", "id"),
     ),
@@ -276,6 +277,7 @@ class OperatorPatch:
     is_admin: bool | None = None
     lang: str | None = None
     avatar_url: str | None = None
+    active: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +358,22 @@ class InboxQuery:
     # Keyset cursor: rows strictly after (last_activity, id) in the listing's order.
     after: tuple[float, str] | None = None
     limit: int = 50
+
+
+def owned_unresolved(
+    operator_id: int, *, blocked: bool, limit: int, after: tuple[float, str] | None = None
+) -> InboxQuery:
+    """The unresolved conversations an operator owns (those blocked, or those not hidden by
+    a block): what must be handed on before they leave."""
+    return InboxQuery(
+        viewer=operator_id,
+        every_team=True,
+        owner="mine",
+        statuses=("open", "waiting", "active"),
+        blocked=blocked,
+        after=after,
+        limit=limit,
+    )
 
 
 # -- reports (issue 19): what a report asks for and the figures each Store method returns --
@@ -546,7 +564,8 @@ class Store(Protocol):
     async def get_signed_in_operator(
         self, account_id: str, operator_id: int, token_version: int, token_id: str
     ) -> Operator | None:
-        """The operator, when a token with this version and id is not revoked."""
+        """The operator, when a token with this version and id is not revoked and the operator
+        is active."""
 
     # teams
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...

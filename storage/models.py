@@ -55,6 +55,9 @@ class Operator:
     lang: str = "en"
     # Shown beside the operator's answers where a bot platform relays them ("" for none).
     avatar_url: str = ""
+    # A deactivated operator cannot sign in and takes no conversations; their name stays on
+    # what they wrote (issue 18).
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)

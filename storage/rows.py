@@ -190,6 +190,7 @@ def operator(r: Row) -> Operator:
         account_id=r["account_id"], id=r["id"], name=r["name"], email=r["email"],
         is_admin=bool(r["is_admin"]), created=r["created"], lang=r["lang"],
         avatar_url=r["avatar_url"],
+        active=bool(r["active"]),
     )  # fmt: skip
 
 

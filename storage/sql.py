@@ -712,7 +712,7 @@ class SqlStore(abc.ABC):
         async def op(conn: Conn) -> Operator | None:
             row = await conn.fetchrow(
                 f"{_SELECT_OPERATORS} WHERE account_id = $1 AND id = $2 AND token_version = $3"
-                " AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $4)",
+                " AND active AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE token_id = $4)",
                 account_id,
                 operator_id,
                 token_version,

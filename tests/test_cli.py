@@ -120,7 +120,7 @@ async def test_cli_created_account_and_operator_work_on_the_server(tmp_path: Pat
             assert login.status_code == 200, login.json()
             assert login.json()["operator"] == {
                 "id": 1, "name": "Ada", "email": "ada@example.test", "is_admin": True,
-                "role": "admin", "lang": "en", "avatar_url": "",
+                "role": "admin", "lang": "en", "avatar_url": "", "active": True,
             }  # fmt: skip
             listed = await client.get(
                 "/api/v1/admin/operators", headers={"X-Api-Key": account["apiKey"]}

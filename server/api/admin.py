@@ -89,6 +89,7 @@ OPERATORS: Resource[Directory] = Resource(
         is_admin=_is_admin(f),
         lang=f.text("lang"),
         avatar_url=f.text("avatar_url"),
+        active=f.boolean("active"),
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
     service=_directory,
@@ -277,8 +278,22 @@ async def _rotate_channel_key(request: Request) -> Response:
     return ok(channel=channel_json(channel))
 
 
+async def _deactivate_operator(request: Request) -> Response:
+    """``POST /operators/{id}/deactivate``: the operator leaves; their unresolved
+    conversations go to ``to_operator_id``, or without it back to their queues."""
+    principal = await _principal(request, admin=True)
+    fields = await read_fields(request)
+    operator, moved = await services(request).engine.deactivate_operator(
+        principal.account_id,
+        _item_id(request, OPERATORS),
+        to_operator=fields.integer("to_operator_id", minimum=1),
+    )
+    return ok(operator=operator_json(operator), moved=moved)
+
+
 routes = [
     *_routes(OPERATORS),
+    Route(f"{ROOT}/operators/{{id}}/deactivate", _deactivate_operator, methods=["POST"]),
     *_routes(TEAMS),
     *_routes(CANNED),
     *_routes(SITES),

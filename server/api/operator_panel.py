@@ -237,7 +237,11 @@ async def all_online_visitors(request: Request) -> Response:
 async def operators(request: Request) -> Response:
     svc, me, _ = await caller(request)
     found = await svc.availability.operators(me.account_id)
-    return ok(operators=[{**operator_json(o), "online": online} for o, online in found])
+    return ok(
+        operators=[
+            {**operator_json(o), "online": online, "away": away} for o, online, away in found
+        ]
+    )
 
 
 async def blocked(request: Request) -> Response:
@@ -322,7 +326,7 @@ async def heartbeat(request: Request) -> Response:
 async def status(request: Request) -> Response:
     svc, me, fields = await caller(request)
     found = await svc.availability.status(me, fields.integer("site_id", minimum=1))
-    return ok(online=found.online, away_site_ids=list(found.away_site_ids))
+    return ok(online=found.online, away_site_ids=list(found.away_site_ids), away=found.away)
 
 
 async def set_status(request: Request) -> Response:
@@ -330,6 +334,13 @@ async def set_status(request: Request) -> Response:
     site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
     online = fields.boolean("online", required=True)
     await svc.availability.set_status(me, site_id, online)
+    return ok()
+
+
+async def set_availability(request: Request) -> Response:
+    """The inbox's Online/Away switch: ``away`` on every site at once."""
+    svc, me, fields = await caller(request)
+    await svc.availability.set_away(me, fields.boolean("away", required=True) or False)
     return ok()
 
 
@@ -352,6 +363,7 @@ routes = [
     Route(f"{ROOT}/heartbeat", heartbeat, methods=["POST"]),
     Route(f"{ROOT}/status", status, methods=["GET"]),
     Route(f"{ROOT}/set-status", set_status, methods=["POST"]),
+    Route(f"{ROOT}/availability", set_availability, methods=["POST"]),
     Route(f"{ROOT}/fcm-token", add_push_token, methods=["POST"]),
     Route(f"{ROOT}/fcm-token", remove_push_token, methods=["DELETE"]),
     Route(f"{ROOT}/inbox", inbox, methods=["GET"]),

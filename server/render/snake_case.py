@@ -29,6 +29,7 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "role": "admin" if o.is_admin else "operator",
         "lang": o.lang,
         "avatar_url": o.avatar_url,
+        "active": o.active,
     }
 
 
@@ -92,6 +93,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "source_app": c.source_app,
         "status": c.status,
         "mode": c.mode,
+        "bot_answered": c.bot_answered,
         "operator_id": c.operator_id,
         "team_id": c.team_id,
         "site_id": c.site_id,

@@ -576,6 +576,8 @@ async def test_mixed_channel_inbox(
     await page.locator("#upload").set_input_files(
         {"name": "label.png", "mimeType": "image/png", "buffer": shipping_label()}
     )
+    await expect(page.get_by_label("Caption (optional)")).to_have_value("Here is the new label:")
+    await page.get_by_role("button", name="Send image").click()
     image = page.locator("#messages .msg img")
     await expect(image).to_have_count(1)
     assert (await image.get_attribute("src") or "").startswith(f"{live_server.base_url}/uploads/")

@@ -75,7 +75,7 @@ async def test_operators_create_list_update_delete(
     created = await create(client, tenant, "operators", **NEW_OPERATOR)
     assert created == {
         "id": 3, "name": "Bea", "email": "bea@example.test", "is_admin": False,
-        "role": "operator", "lang": "en", "avatar_url": "",
+        "role": "operator", "lang": "en", "avatar_url": "", "active": True,
     }  # fmt: skip
     assert [o["id"] for o in await listing(client, tenant, "operators")] == [1, 2, 3]
     await token_of(client, "bea@example.test", "bea-password")
@@ -90,7 +90,8 @@ async def test_operators_create_list_update_delete(
     assert patched.json() == {
         "success": True,
         "operator": {
-            **operator, "role": "admin", "lang": "en", "avatar_url": "https://cdn.test/bea.png"
+            **operator, "role": "admin", "lang": "en", "avatar_url": "https://cdn.test/bea.png",
+            "active": True,
         },
     }  # fmt: skip
     for bad in ("javascript:alert(1)", "https://cdn.test/a b.png", "https://x/\x00"):
@@ -628,6 +629,21 @@ async def test_canned_from_admin_is_sent_with_macros(
         "sendmessage", convoID=convo, operatorID=tenant.operator_id, canned=canned["id"]
     )
     assert_error(response, 404, "canned_not_found")
+
+
+async def test_fname_greets_the_first_word_of_a_whole_name_typed_in_one_field(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    canned = await create(client, tenant, "canned", name="Hi", message="Hi {fname} {lname}!")
+    for info, greeting in (
+        ({"fname": "Sam Visitor"}, "Hi Sam !"),
+        ({"fname": "Mary Ann", "lname": "Lee"}, "Hi Mary Ann Lee!"),
+    ):
+        convo = await tenant.visitor_says("Hello", userInfo=info)
+        sent = await tenant.ok(
+            "sendmessage", convoID=convo, operatorID=tenant.operator_id, canned=canned["id"]
+        )
+        assert sent["message"]["message"] == greeting
 
 
 async def test_renamed_operator_signs_canned_replies_with_the_new_name(

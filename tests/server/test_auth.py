@@ -51,6 +51,7 @@ async def test_login_returns_a_token_and_the_operator(
         "role": "admin",
         "lang": "en",
         "avatar_url": "",
+        "active": True,
     }
     ttl = services.settings.jwt_ttl_s
     assert before + ttl - 5 <= body["expires_at"] <= time.time() + ttl + 5

@@ -63,6 +63,17 @@ async def test_operator_reply_activates_an_open_conversation_only(tenant: Tenant
     assert (await tenant.ok("gethistory", convoID=other))["conversation"]["status"] == "active"
 
 
+async def test_the_customer_answering_a_waiting_conversation_opens_it(tenant: Tenant) -> None:
+    convo = await tenant.visitor_says("Help")
+    await tenant.ok("sendmessage", convoID=convo, operatorID=tenant.operator_id, message="Order?")
+    await tenant.ok("setstatus", convoID=convo, status="waiting")
+    await tenant.ok("sendmessage", convoID=convo, operatorID=tenant.operator_id, message="Hi?")
+    assert (await tenant.ok("gethistory", convoID=convo))["conversation"]["status"] == "waiting"
+    await tenant.visitor_says("It is 1234", convoID=convo)
+    answered = (await tenant.ok("gethistory", convoID=convo))["conversation"]
+    assert answered["status"] == "open" and answered["operatorID"] == tenant.operator_id
+
+
 async def test_resolve_records_resolved_at_and_a_customer_message_reopens(
     tenant: Tenant,
 ) -> None:

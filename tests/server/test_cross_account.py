@@ -261,6 +261,16 @@ async def _set_status(w: World) -> None:
     await _refused(w.a_op, "POST", f"{OPERATOR}/set-status", body, 404, "site_not_found")
 
 
+@covers("POST", f"{OPERATOR}/availability")
+async def _availability(w: World) -> None:
+    # Away on every site of A's account: none of B's, and B's operator stays as they were.
+    await w.a_op.ok("POST", f"{OPERATOR}/availability", {"away": True})
+    mine = (await w.a_op.get("status")).json()
+    assert mine["away"] is True and B_SITE not in mine["away_site_ids"]
+    theirs = (await (await operator_of(w.b)).get("status")).json()
+    assert (theirs["away"], theirs["away_site_ids"]) == (False, [])
+
+
 @covers("POST", f"{OPERATOR}/fcm-token")
 async def _add_push_token(w: World) -> None:
     # A token is a device, not an id of B's: registering it is A's business, and B's
@@ -477,6 +487,20 @@ async def _team_with_bs_operator(w: World) -> None:
     await _refused(w.a_admin, "POST", f"{ADMIN}/teams", body, 400, "unknown_operator")
     patch = {"member_ids": [B_OPERATOR]}
     await _refused(w.a_admin, "PATCH", f"{ADMIN}/teams/1", patch, 400, "unknown_operator")
+
+
+@covers("POST", f"{ADMIN}/operators/{{id}}/deactivate")
+async def _deactivate_bs_operator_or_hand_over_to_them(w: World) -> None:
+    # B's operator is absent, and so is B's operator as the one to hand conversations to.
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/operators/{B_OPERATOR}/deactivate", json={}, headers=headers
+        )
+        assert_error(response, 404, "operator_not_found")
+        response = await w.a_admin.client.post(
+            f"{ADMIN}/operators/1/deactivate", json={"to_operator_id": B_OPERATOR}, headers=headers
+        )
+        assert_error(response, 404, "operator_not_found")
 
 
 @covers("POST", f"{ADMIN}/sites")

@@ -746,7 +746,9 @@ async def test_operators_are_listed_with_whether_they_are_online(
         "role",
         "lang",
         "avatar_url",
+        "active",
         "online",
+        "away",
     }
     await alex.ok("POST", f"{OPERATOR}/heartbeat", {"site_ids": [1]})
     after = (await alex.ok("GET", f"{OPERATOR}/operators"))["operators"]

@@ -33,7 +33,9 @@ async def test_heartbeat_makes_an_operator_online(tenant: Tenant) -> None:
     await _second_site(tenant)
     headers = await _auth(tenant)
     before = await tenant.client.get("/api/v1/operator/status", headers=headers)
-    assert before.json() == {"success": True, "online": False, "away_site_ids": []}
+    assert before.json() == {
+        "success": True, "online": False, "away_site_ids": [], "away": False
+    }  # fmt: skip
     beat = await tenant.client.post(
         "/api/v1/operator/heartbeat", json={"site_ids": [1, 2]}, headers=headers
     )
@@ -61,6 +63,24 @@ async def test_set_status_takes_an_operator_off_one_site(tenant: Tenant) -> None
     assert back.json()["online"] is True
 
 
+async def test_the_away_switch_takes_an_operator_off_every_site(tenant: Tenant) -> None:
+    await _second_site(tenant)
+    headers = await _auth(tenant)
+    await tenant.client.post("/api/v1/operator/heartbeat", json={"site_ids": [1]}, headers=headers)
+    away = await tenant.client.post(
+        "/api/v1/operator/availability", json={"away": True}, headers=headers
+    )
+    assert away.json() == {"success": True}
+    status = (await tenant.client.get("/api/v1/operator/status", headers=headers)).json()
+    assert (status["away"], status["away_site_ids"]) == (True, [1, 2])
+    listed = await tenant.client.get("/api/v1/operator/operators", headers=headers)
+    me = [o for o in listed.json()["operators"] if o["id"] == tenant.operator_id]
+    assert (me[0]["online"], me[0]["away"]) == (True, True)
+    await tenant.client.post("/api/v1/operator/availability", json={"away": False}, headers=headers)
+    status = (await tenant.client.get("/api/v1/operator/status", headers=headers)).json()
+    assert (status["away"], status["away_site_ids"], status["online"]) == (False, [], True)
+
+
 @pytest.mark.parametrize(
     ("path", "body", "code"),
     [
@@ -71,6 +91,10 @@ async def test_set_status_takes_an_operator_off_one_site(tenant: Tenant) -> None
         ("set-status", {"site_id": 1}, "missing_field"),
         ("set-status", {"site_id": 1, "online": "maybe"}, "invalid_field"),
         ("set-status", {"site_id": -1, "online": True}, "invalid_field"),
+        ("availability", {}, "missing_field"),
+        ("availability", {"away": "maybe"}, "invalid_field"),
+        ("availability", {"away": [True]}, "invalid_field"),
+        ("availability", {"away": "1\u0000"}, "invalid_field"),
     ],
 )
 async def test_bad_presence_input(tenant: Tenant, path: str, body: object, code: str) -> None:
@@ -158,7 +182,9 @@ async def test_connected_visitors_are_online_and_presence_reaches_the_stream(
         await client.post("/api/v1/operator/heartbeat", json={"site_ids": [1]})
         presence = await stream.until("presence")
         assert presence.id is None
-        assert presence.data == {"operator_id": tenant.operator_id, "online": True, "site_id": None}
+        assert presence.data == {
+            "operator_id": tenant.operator_id, "online": True, "site_id": None, "away": False
+        }  # fmt: skip
 
 
 async def test_memory_presence_expires() -> None:

@@ -5,6 +5,7 @@
 
 import { api } from "./api.js";
 import { $, h, say } from "./dom.js";
+import { deactivateOperator, reactivateOperator } from "./offboarding.js";
 
 const teamName = (ctx, id) => ctx.teams.find((t) => t.id === id)?.name || "None";
 const operatorNames = (ctx, ids) =>
@@ -27,7 +28,8 @@ async function testChannel(channel) {
 }
 
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
- * row actions beyond Edit and Delete. A field's ``create`` marks it required only when
+ * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
+ * the inbox's context and resolves to what to tell the admin, or null). A field's ``create`` marks it required only when
  * creating (a password or a token kept when editing). */
 const RESOURCES = {
   operators: {
@@ -38,6 +40,7 @@ const RESOURCES = {
       ["Email", (o) => o.email],
       ["Role", (o) => (o.is_admin ? "Admin" : "Operator")],
       ["Language", (o) => o.lang],
+      ["Status", (o) => (o.active === false ? "Deactivated" : "Active")],
     ],
     fields: () => [
       { name: "name", label: "Name", required: true, maxlength: 100 },
@@ -47,6 +50,10 @@ const RESOURCES = {
       { name: "role", label: "Role", options: [["operator", "Operator"], ["admin", "Admin"]],
         value: (o) => o.role },
       { name: "lang", label: "Language", placeholder: "en", maxlength: 35 },
+    ],
+    actions: [
+      { label: "Deactivate", when: (o) => o.active !== false, run: deactivateOperator },
+      { label: "Reactivate", when: (o) => o.active === false, run: reactivateOperator },
     ],
   },
   teams: {
@@ -171,7 +178,7 @@ function render(ctx, resource, items, editing = null) {
   };
   const act = async (action, item) => {
     try {
-      const message = await action.run(item);
+      const message = await action.run(item, ctx);
       if (message) await rerun(message);
     } catch (error) {
       // The outcome may be on the item now (a channel's health line): show it with the reason.
@@ -190,7 +197,7 @@ function render(ctx, resource, items, editing = null) {
         h("button", { type: "button", class: "button button--quiet",
           "aria-label": `Edit ${item.name}`, onclick: () => render(ctx, resource, items, item) },
           "Edit"),
-        (spec.actions || []).map((action) =>
+        (spec.actions || []).filter((a) => !a.when || a.when(item)).map((action) =>
           h("button", { type: "button", class: "button button--quiet",
             "aria-label": `${action.label} ${item.name}`, onclick: () => act(action, item) },
             action.label)),

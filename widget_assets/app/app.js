@@ -5,10 +5,12 @@
 
 import { LiveStream, api, authenticate, session } from "./api.js";
 import { showAdmin } from "./admin.js";
+import { createAlerts } from "./alerts.js";
 import { showReports } from "./reports.js";
 import { createConversation } from "./conversation.js";
 import { $, say } from "./dom.js";
 import { createList } from "./list.js";
+import { enableShortcuts } from "./shortcuts.js";
 
 const HEARTBEAT_MS = 30000; // the server counts an operator online 75 s after a beat
 const RELOAD_RETRY_MS = 3000;
@@ -34,9 +36,12 @@ const ctx = {
   // Operators, teams, canned responses and sites, once they are first loaded.
   directory: new Promise((resolve) => (directoryLoaded = resolve)),
   openId: () => conversation.openId(),
+  listed: (conversations) => alerts.known(conversations),
 };
 const list = createList(ctx);
 const conversation = createConversation(ctx);
+const alerts = createAlerts(ctx);
+enableShortcuts();
 
 // -- consistency between REST loads and the stream ------------------------------------------
 //
@@ -106,6 +111,7 @@ function setTyping(id, seconds) {
 }
 
 function apply(kind, data) {
+  alerts.seen(kind, data);
   switch (kind) {
     case "conversation:new":
     case "conversation:updated":
@@ -131,6 +137,7 @@ function apply(kind, data) {
       const operator = ctx.operators.get(data.operator_id);
       if (operator) {
         operator.online = data.online;
+        operator.away = data.away;
         conversation.refresh();
       }
       break;
@@ -158,6 +165,8 @@ function start(saved) {
   $("login").hidden = true;
   $("shell").hidden = false;
   $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
+  alerts.render();
+  showAvailability();
   const stream = new LiveStream(saved.token, {
     event: (kind, data) => (loading ? queued.push([kind, data]) : apply(kind, data)),
     live(fresh) {
@@ -179,6 +188,28 @@ function start(saved) {
   ctx.heartbeat = setInterval(beat, HEARTBEAT_MS);
   route();
 }
+
+/** The Online/Away switch as the server has it (it is kept across sign-ins). */
+async function showAvailability() {
+  try {
+    const { away } = await api("GET", "operator/status");
+    $("availability").value = away ? "away" : "online";
+    document.body.dataset.availability = $("availability").value;
+  } catch (error) {
+    ctx.failed(error);
+  }
+}
+
+$("availability").addEventListener("change", async (event) => {
+  const away = event.target.value === "away";
+  try {
+    await api("POST", "operator/availability", { away });
+    document.body.dataset.availability = event.target.value;
+  } catch (error) {
+    event.target.value = away ? "online" : "away";
+    say($("banner"), `Could not change your availability: ${error.message}`);
+  }
+});
 
 function signOut(message) {
   ctx.stream?.stop();
@@ -219,6 +250,7 @@ $("login-form").addEventListener("submit", async (event) => {
     const saved = { token: answer.token, expires_at: answer.expires_at, operator: answer.operator };
     session.save(saved);
     $("login-password").value = "";
+    ctx.focusList = true; // the operator's first move is to pick a conversation
     start(saved);
   } catch (error) {
     if (error.code === "account_required") {
@@ -251,6 +283,8 @@ function route() {
   $("inbox-view").hidden = admin || reports;
   $("admin-view").hidden = !admin;
   $("reports-view").hidden = !reports;
+  // On a phone one pane shows at a time: the list, or the open conversation.
+  document.body.dataset.pane = arg && !admin && !reports ? "conversation" : "list";
   const links = [["nav-inbox", !admin && !reports], ["nav-reports", reports], ["nav-admin", admin]];
   for (const [link, current] of links) {
     if (current) $(link).setAttribute("aria-current", "page");

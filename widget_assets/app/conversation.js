@@ -3,6 +3,8 @@
 
 import { api } from "./api.js";
 import { createContactPanel } from "./contact.js";
+import { createEmojiPicker } from "./emoji.js";
+import { createSlashPicker } from "./slash.js";
 import {
   $,
   CHANNEL_LABELS,
@@ -15,6 +17,8 @@ import {
   statusTag,
   timeTag,
 } from "./dom.js";
+// The chat window's own rule for turning a message into text nodes and safe links.
+import { appendText } from "../assets/chat/dom.js";
 
 const HISTORY_PAGE = 50;
 // The server keeps an operator's typing indicator 5 s; one POST per 2 s keeps it steady.
@@ -27,8 +31,15 @@ const MACRO = /\{(fname|lname|email|phone|operator)\}/g;
  * one pass, so a value that looks like a macro stays as it is. */
 function fillMacros(template, contact, operatorName) {
   return template.replace(MACRO, (_, name) =>
-    name === "operator" ? operatorName : contact[name] || "",
+    name === "operator" ? operatorName : name === "fname" ? firstName(contact) : contact[name] || "",
   );
+}
+
+/** As server/conversations.py first_name: a whole name typed in the one name field greets
+ * with its first word. */
+function firstName(contact) {
+  if (contact.lname) return contact.fname;
+  return (contact.fname || "").split(/\s+/).filter(Boolean)[0] || "";
 }
 
 export function createConversation(ctx) {
@@ -44,6 +55,7 @@ export function createConversation(ctx) {
   let chosenCanned = null;
   // The customer opted out of SMS on the conversation's channel: replies cannot reach them.
   let optedOut = false;
+  let chosenImage = null; // a File the operator picked, shown until sent or cancelled
 
   const contactPanel = createContactPanel();
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
@@ -64,7 +76,9 @@ export function createConversation(ctx) {
     rows = new Map();
     log.replaceChildren();
     text.value = "";
+    slash.close();
     hideCanned();
+    hideImage();
     say($("convo-error"), "");
     say($("composer-status"), "");
     $("convo-empty").hidden = true;
@@ -174,7 +188,11 @@ export function createConversation(ctx) {
           m.private ? `Private note · ${senderName(m)}` : senderName(m)),
         timeTag(m.created)),
     );
-    if (m.content) row.append(h("p", { class: "msg__text" }, m.content));
+    if (m.content) {
+      const text = h("p", { class: "msg__text" });
+      appendText(text, m.content); // links clickable, the rest text nodes, as the visitor sees it
+      row.append(text);
+    }
     if (m.image_url && /^(https?:\/\/|\/uploads\/)/i.test(m.image_url)) {
       row.append(
         h("a", { class: "msg__image", href: m.image_url, target: "_blank", rel: "noopener" },
@@ -260,7 +278,9 @@ export function createConversation(ctx) {
     if (!current) return;
     const select = $("transfer-to");
     const chosen = select.value;
-    const operators = [...ctx.operators.values()].filter((o) => o.id !== current.operator_id);
+    const operators = [...ctx.operators.values()].filter(
+      (o) => o.id !== current.operator_id && o.active !== false,
+    );
     // Rebuilt only when the choices change: rebuilding would close a list the operator opened.
     const choices = JSON.stringify([operators, ctx.teams]);
     if (select.dataset.choices === choices) return;
@@ -270,7 +290,8 @@ export function createConversation(ctx) {
       h("optgroup", { label: "Operators" },
         operators.map((o) => {
           const you = o.id === ctx.me.id ? " (you)" : "";
-          const label = `${o.name}${you} — ${o.online ? "online" : "offline"}`;
+          const state = o.online ? (o.away ? "away" : "online") : "offline";
+          const label = `${o.name}${you} — ${state}`;
           return h("option", { value: `operator:${o.id}` }, label);
         })),
       ctx.teams.length > 0 ?
@@ -279,6 +300,12 @@ export function createConversation(ctx) {
     );
     select.value = chosen;
     if (select.value !== chosen) select.value = "";
+  }
+
+  function answeredBy(c) {
+    // Every conversation starts in the bot's hands: until a bot has written, nobody answered.
+    if (c.control === "bot" && !c.bot_answered) return "nobody yet";
+    return CONTROL_LABELS[c.control] || c.control;
   }
 
   function details(c) {
@@ -296,7 +323,7 @@ export function createConversation(ctx) {
     const facts = [
       ["Channel", CHANNEL_LABELS[c.channel] || c.channel],
       ["Status", STATUS_LABELS[c.status] || c.status],
-      ["Answered by", CONTROL_LABELS[c.control] || c.control],
+      ["Answered by", answeredBy(c)],
       ["Site", site ? site.name : `Site ${c.site_id}`],
       ["Team", team ? team.name : "None"],
       ["Started", fullTime(c.created)],
@@ -336,7 +363,10 @@ export function createConversation(ctx) {
     const [kind, id] = $("transfer-to").value.split(":");
     if (!id) return say($("convo-error"), "Choose an operator or a team to transfer to.");
     act(idPath("transfer"), { [`${kind}_id`]: Number(id) })
-      .then(() => say($("composer-status"), "Transferred."))
+      .then(() => {
+        $("transfer-to").value = "";
+        say($("composer-status"), "Transferred.");
+      })
       .catch(fail);
   });
   $("block").addEventListener("click", () =>
@@ -371,6 +401,7 @@ export function createConversation(ctx) {
   }
 
   text.addEventListener("input", () => {
+    if ($("composer-status").textContent === "Transferred.") say($("composer-status"), "");
     // A note is not for the visitor: they must not see "typing" for it either.
     if (mode() !== "reply" || !text.value.trim() || !openId) return;
     const now = Date.now();
@@ -393,7 +424,10 @@ export function createConversation(ctx) {
     text.disabled = off;
     $("send").disabled = off;
     $("composer-off").hidden = !off;
-    if (note || off) hideCanned();
+    if (note || off) {
+      hideCanned();
+      hideImage();
+    }
   }
   for (const input of document.querySelectorAll('input[name="mode"]')) {
     input.addEventListener("change", setMode);
@@ -426,27 +460,89 @@ export function createConversation(ctx) {
     if (await send({ content }, "Sending…")) text.value = "";
     text.focus();
   });
+  createEmojiPicker(text);
+  const slash = createSlashPicker(text, {
+    // Replies only: a note is for colleagues, who need no greeting.
+    canned: () => (mode() === "reply" && current ? ctx.canned : []),
+    fill: (c) => fillMacros(c.message, current.contact_data, ctx.me.name),
+  });
   text.addEventListener("keydown", (event) => {
+    if (slash.handle(event)) {
+      event.preventDefault();
+      return;
+    }
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       $("composer").requestSubmit();
     }
   });
 
-  $("upload").addEventListener("change", async (event) => {
+  // -- images: shown before they go, with an optional caption -----------------------------------
+
+  $("upload").addEventListener("change", (event) => {
     const file = event.target.files[0];
     event.target.value = "";
     if (!file || !openId) return;
+    hideCanned();
+    chosenImage = file;
+    const reader = new FileReader();
+    // A data: URL, because the inbox's page policy allows data: images and not blob: ones.
+    reader.addEventListener("load", () => {
+      if (chosenImage !== file) return;
+      $("image-preview-frame").replaceChildren(
+        h("img", { class: "image-preview__img", src: reader.result, alt: "The image to send" }),
+      );
+    });
+    reader.readAsDataURL(file);
+    $("image-preview-title").textContent = `Image to send: ${file.name}`;
+    $("image-caption").value = text.value.trim();
+    $("image-preview").hidden = false;
+    $("image-caption").focus();
+  });
+
+  function hideImage() {
+    chosenImage = null;
+    $("image-preview").hidden = true;
+    $("image-preview-frame").replaceChildren();
+  }
+
+  async function sendImage() {
+    const file = chosenImage;
+    if (!file || !openId) return;
     const form = new FormData();
     form.append("image", file);
+    say($("convo-error"), "");
     say($("composer-status"), "Uploading…");
+    $("image-send").disabled = true;
     try {
       const { url } = await api("POST", "operator/upload-image", form);
-      if (await send({ content: text.value.trim(), image_url: url }, "Sending…")) text.value = "";
+      const caption = $("image-caption").value.trim();
+      if (await send({ content: caption, image_url: url }, "Sending…")) {
+        if (caption === text.value.trim()) text.value = "";
+        hideImage();
+        text.focus();
+      }
     } catch (error) {
       say($("composer-status"), "");
       fail(error);
+    } finally {
+      $("image-send").disabled = false;
     }
+  }
+
+  $("image-send").addEventListener("click", sendImage);
+  $("image-caption").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.isComposing) {
+      event.preventDefault();
+      sendImage();
+    } else if (event.key === "Escape") {
+      hideImage();
+      text.focus();
+    }
+  });
+  $("image-cancel").addEventListener("click", () => {
+    hideImage();
+    text.focus();
   });
 
   // -- canned responses --------------------------------------------------------------------------

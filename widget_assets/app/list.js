@@ -9,6 +9,8 @@ import { $, channelTag, contactName, h, say, statusTag, timeTag } from "./dom.js
 
 const PAGE = 50;
 const SEARCH_DELAY_MS = 300;
+// The tab's own storage, like the session: a reload keeps the view, another tab starts fresh.
+const FILTERS_KEY = "liveop:inbox:filters";
 
 /** Newest activity first, ties by id (descending), as the server pages them. */
 function byActivity(a, b) {
@@ -74,8 +76,13 @@ export function createList(ctx) {
     if (!more) items.clear();
     loaded = true;
     for (const c of answer.conversations) items.set(c.id, c);
+    ctx.listed(answer.conversations);
     nextCursor = answer.next_cursor;
     render();
+    if (ctx.focusList) {
+      ctx.focusList = false;
+      (list.querySelector('.row[tabindex="0"]') || list).focus();
+    }
   }
 
   /** A conversation as the stream reports it now. */
@@ -196,7 +203,49 @@ export function createList(ctx) {
     }
   });
 
-  const reload = () => ctx.guarded(() => load()).catch(ctx.failed);
+  /** The view and filters as the operator left them, for the next reload of this tab. */
+  function remember() {
+    const owner = document.querySelector('input[name="owner"]:checked').value;
+    const saved = {
+      owner,
+      team: $("filter-team").value,
+      status: $("filter-status").value,
+      channel: $("filter-channel").value,
+    };
+    try {
+      sessionStorage.setItem(FILTERS_KEY, JSON.stringify(saved));
+    } catch {
+      /* storage full or refused: the view simply starts as the default next time */
+    }
+  }
+
+  function saved() {
+    try {
+      const found = JSON.parse(sessionStorage.getItem(FILTERS_KEY) || "null");
+      return found && typeof found === "object" ? found : {};
+    } catch {
+      return {};
+    }
+  }
+
+  /** Puts back what ``remember`` kept; a value no longer offered leaves the default. */
+  function restore() {
+    const kept = saved();
+    for (const [id, value] of [["filter-status", kept.status], ["filter-channel", kept.channel]]) {
+      const select = $(id);
+      if (typeof value === "string" && [...select.options].some((o) => o.value === value)) {
+        select.value = value;
+      }
+    }
+    const owner = document.querySelector(`input[name="owner"][value="${kept.owner}"]`);
+    if (owner && kept.owner !== "team") owner.checked = true;
+  }
+  restore();
+
+  const reload = () => {
+    remember();
+    return ctx.guarded(() => load()).catch(ctx.failed);
+  };
   for (const input of document.querySelectorAll('input[name="owner"]')) {
     input.addEventListener("change", () => {
       $("team-filter").hidden = input.value !== "team" || !input.checked;
@@ -219,10 +268,17 @@ export function createList(ctx) {
     /** Redraws the rows (selection, typing, names), keeping what is listed. */
     refresh() {
       const select = $("filter-team");
-      const chosen = select.value;
+      const chosen = select.value || saved().team;
       select.replaceChildren(...ctx.teams.map((t) => h("option", { value: t.id }, t.name)));
       if (chosen) select.value = chosen;
-      document.querySelector('input[name="owner"][value="team"]').disabled = !ctx.teams.length;
+      const team = document.querySelector('input[name="owner"][value="team"]');
+      team.disabled = !ctx.teams.length;
+      // A team view needs the teams: it comes back once they are known.
+      if (!team.checked && saved().owner === "team" && select.value && select.value === chosen) {
+        team.checked = true;
+        $("team-filter").hidden = false;
+        reload();
+      }
       drawn = new WeakMap(); // operators' names may have changed
       render();
     },

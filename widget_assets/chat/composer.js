@@ -8,6 +8,7 @@ import { el } from "./dom.js";
 import { storage } from "./storage.js";
 
 const SEND_MAX_RETRIES = 6; // transient failures retried (same clientMsgID) before "Not sent"
+const CLOSED_TEXT = "This chat is closed.";
 
 /** Wires the composer in ``ui``; ``conversation`` adopts the conversation a first send made
  * and forgets one the server no longer knows. Returns what the window's start needs. */
@@ -89,6 +90,12 @@ export function createComposer({ ui, state, view, transport, conversation, visit
         }
         return;
       } catch (err) {
+        if (err.code === "visitor_blocked") {
+          // No retry can succeed: the conversation is closed to this visitor.
+          markFailed(pending, "Not sent.", { retry: false });
+          closeChat();
+          return;
+        }
         if (err.status === 404 && err.code === "conversation_not_found" && fields.convoID) {
           conversation.forget(); // the stored conversation is gone: this message starts anew
           continue;
@@ -125,7 +132,15 @@ export function createComposer({ ui, state, view, transport, conversation, visit
     setTime(pending.el.querySelector(".msg__meta"), Date.now() / 1000);
   }
 
-  function markFailed(pending, reason) {
+  function closeChat() {
+    ui.status.textContent = CLOSED_TEXT;
+    ui.status.hidden = false;
+    ui.composer.disabled = true;
+    ui.send.disabled = true;
+    ui.composer.placeholder = CLOSED_TEXT;
+  }
+
+  function markFailed(pending, reason, { retry: retriable = true } = {}) {
     const item = pending.el;
     item.classList.remove("is-sending");
     item.classList.add("is-failed");
@@ -133,6 +148,10 @@ export function createComposer({ ui, state, view, transport, conversation, visit
     const meta = item.querySelector(".msg__meta");
     const note = el("span", "msg__error");
     note.textContent = reason;
+    if (!retriable) {
+      meta.replaceChildren(note);
+      return;
+    }
     const retry = el("button", "msg__retry");
     retry.type = "button";
     retry.textContent = "Retry";
@@ -155,7 +174,7 @@ export function createComposer({ ui, state, view, transport, conversation, visit
   }
 
   function updateSendButton() {
-    ui.send.disabled = ui.composer.value.trim() === "";
+    ui.send.disabled = ui.composer.disabled || ui.composer.value.trim() === "";
   }
 
   ui.composer.addEventListener("keydown", (event) => {

@@ -12,7 +12,7 @@ const DEFAULT_SUBTITLE = "We’re here to help";
 /** The view over ``ui`` (the page's elements by role); ``state`` is the window's, shared with
  * the composer and the conversation lifecycle. */
 export function createView(ui, state) {
-  function buildMessage(sender, text, name, created) {
+  function buildMessage(sender, text, name, created, imageURL = null) {
     const item = el("li", `msg msg--${sender}`);
     item.dataset.sender = sender;
     if (sender === "operator" || sender === "bot") {
@@ -26,12 +26,47 @@ export function createView(ui, state) {
       item.append(who);
     }
     const bubble = el("div", "msg__bubble");
-    appendText(bubble, text);
+    const image = imageLink(imageURL, name);
+    if (image) {
+      bubble.classList.add("msg__bubble--image");
+      bubble.append(image);
+      if (text) {
+        const caption = el("p", "msg__caption");
+        appendText(caption, text);
+        bubble.append(caption);
+      }
+    } else {
+      appendText(bubble, text);
+    }
     item.append(bubble);
     const meta = el("div", "msg__meta");
     setTime(meta, created);
     item.append(meta);
     return item;
+  }
+
+  /** A thumbnail that opens the image full size in a new tab; null for no (or no http(s))
+   * URL. */
+  function imageLink(url, name) {
+    let href = null;
+    try {
+      const parsed = new URL(url || "", window.location.href);
+      if (url && (parsed.protocol === "http:" || parsed.protocol === "https:")) href = parsed.href;
+    } catch {
+      href = null;
+    }
+    if (!href) return null;
+    const link = el("a", "msg__image");
+    link.href = href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.setAttribute("aria-label", "Open the image full size");
+    const img = el("img");
+    img.src = href;
+    img.alt = `Image from ${name}`;
+    img.decoding = "async";
+    link.append(img);
+    return link;
   }
 
   function setTime(meta, created) {
@@ -88,7 +123,8 @@ export function createView(ui, state) {
       setTime(item.querySelector(".msg__meta"), m.created);
       place(item, m.seq);
     } else {
-      item = buildMessage(m.sender, text, displayName(m.sender, m.operatorName), m.created);
+      const name = displayName(m.sender, m.operatorName);
+      item = buildMessage(m.sender, text, name, m.created, m.imageURL);
       place(item, m.seq);
     }
     item.dataset.seq = String(m.seq);
