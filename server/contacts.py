@@ -41,6 +41,12 @@ BOT_USER_MAX_CHARS = 256
 SESSION_ID_MAX_CHARS = 128
 
 
+async def sms_opt_outs_of(store: Store, contact: Contact) -> list[tuple[int, str, float]]:
+    """Where the contact texted STOP: (channel id, phone, since) for each of their phones."""
+    phones = [i.identity.value for i in contact.identities if i.identity.kind == "phone"]
+    return await store.sms_opt_outs(contact.account_id, phones)
+
+
 @dataclass(frozen=True, slots=True)
 class ContactView:
     """A contact as an operator sees it: who, where they wrote, who else it might be."""
@@ -48,6 +54,8 @@ class ContactView:
     contact: Contact
     conversations: list[Conversation]
     matches: list[Contact]
+    # (channel id, phone, since) where the contact texted STOP.
+    sms_opt_outs: list[tuple[int, str, float]]
 
 
 def normalize_phone(value: str) -> str:
@@ -160,4 +168,5 @@ class Contacts:
                 account_id, contact.id, limit=CONVERSATIONS_MAX
             ),
             await self._store.possible_matches(account_id, contact.id, limit=MATCHES_MAX),
+            await sms_opt_outs_of(self._store, contact),
         )

@@ -22,7 +22,7 @@ from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server import sms_opt_outs
 from server.adapters.translate import TranslationFailed, Translator, check_language
-from server.contacts import display_name, normalized, typed_identities
+from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
 from server.render.operator_api import (
@@ -122,6 +122,8 @@ class OperatorView:
     # The customer opted out of SMS on the conversation's channel: replies cannot go out.
     sms_opted_out: bool
     contact: Contact | None
+    # (channel id, phone, since) where the contact texted STOP, on any of the account's channels.
+    contact_opt_outs: list[tuple[int, str, float]]
 
 
 def first_name(info: UserInfo) -> str:
@@ -819,7 +821,8 @@ class ConversationEngine:
             if current.contact_id is None
             else await self._store.get_contact(account_id, current.contact_id)
         )
-        return OperatorView(marked, messages, opted_out, contact)
+        opt_outs = [] if contact is None else await sms_opt_outs_of(self._store, contact)
+        return OperatorView(marked, messages, opted_out, contact, opt_outs)
 
     async def set_status(
         self, account_id: str, convo_id: str, status: str, by: Operator | None = None

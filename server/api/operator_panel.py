@@ -25,7 +25,7 @@ from server.errors import Conflict, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
 from server.render.snake_case import (
     CHANNEL_TAGS,
-    contact_json,
+    contact_with_opt_outs,
     conversation_data,
     message_data,
     operator_json,
@@ -269,7 +269,9 @@ async def conversation(request: Request) -> Response:
     return ok(
         conversation=shown,
         messages=[message_data(m) for m in view.messages],
-        contact=contact_json(view.contact) if view.contact else None,
+        contact=(
+            contact_with_opt_outs(view.contact, view.contact_opt_outs) if view.contact else None
+        ),
     )
 
 

@@ -143,10 +143,16 @@ def contact_json(c: Contact) -> dict[str, Any]:
     }
 
 
+def contact_with_opt_outs(c: Contact, opt_outs: list[tuple[int, str, float]]) -> dict[str, Any]:
+    """A contact and where they opted out of SMS (texted STOP): channel, phone, since when."""
+    found = [{"channel_id": ch, "phone": phone, "since": since} for ch, phone, since in opt_outs]
+    return {**contact_json(c), "sms_opt_outs": found}
+
+
 def contact_view_json(v: ContactView) -> dict[str, Any]:
     """A contact with its conversations on every channel and its possible matches."""
     return {
-        **contact_json(v.contact),
+        **contact_with_opt_outs(v.contact, v.sms_opt_outs),
         "conversations": [
             {
                 "id": c.id,

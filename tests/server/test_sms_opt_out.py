@@ -72,6 +72,17 @@ async def _shown(client: httpx.AsyncClient, tenant: Tenant, convo: Conversation)
     return answer.json()["conversation"]
 
 
+async def _contact(client: httpx.AsyncClient, tenant: Tenant, convo: Conversation) -> Any:
+    """The conversation's contact as the operator view shows it, then as contacts/{id} does."""
+    token = bearer(await operator_token(client, tenant))
+    answer = await client.get(f"{OPERATOR}/conversation/{convo.id}", headers=token)
+    contact = answer.json()["contact"]
+    full = await client.get(f"{OPERATOR}/contacts/{contact['id']}", headers=token)
+    assert full.status_code == 200, full.text
+    assert full.json()["contact"]["sms_opt_outs"] == contact["sms_opt_outs"]
+    return contact
+
+
 async def test_stop_turns_replies_off_and_start_back_on_live(
     app: Any, client: httpx.AsyncClient, services: Services, tenant: Tenant
 ) -> None:
@@ -113,8 +124,15 @@ async def test_the_providers_opt_out_type_counts_whatever_the_words(
     assert_twiml(await other.post(inbound(2, "Hi there")))
     theirs = [c for c in await other.conversations() if c.channel_id == other.channel["id"]]
     assert (await _shown(client, tenant, theirs[0]))["sms_opted_out"] is False
+    # One phone is one contact: its flags name the channel it opted out of, wherever it wrote.
+    contact = await _contact(client, tenant, theirs[0])
+    assert contact["id"] == (await _contact(client, tenant, convo))["id"]
+    assert [(o["channel_id"], o["phone"]) for o in contact["sms_opt_outs"]] == [
+        (line.channel["id"], CUSTOMER)
+    ]
     assert_twiml(await line.post(inbound(3, "Reprendre", OptOutType="START")))
     assert (await _shown(client, tenant, convo))["sms_opted_out"] is False
+    assert (await _contact(client, tenant, convo))["sms_opt_outs"] == []
 
 
 async def _reply(client: httpx.AsyncClient, tenant: Tenant, convo: Conversation, text: str) -> None:
