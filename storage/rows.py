@@ -9,12 +9,14 @@ migrated schema against TABLES).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
 from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
+    Assistant,
     CannedResponse,
     Channel,
     Conversation,
@@ -23,6 +25,7 @@ from storage.models import (
     Operator,
     Site,
     UserInfo,
+    WidgetToken,
 )
 
 
@@ -44,6 +47,9 @@ PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
 CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
 CHANNELS = TABLES_BY_NAME["channels"]
+WIDGET_TOKENS = TABLES_BY_NAME["widget_tokens"]
+WIDGET_EVENTS = TABLES_BY_NAME["widget_events"]
+ASSISTANTS = TABLES_BY_NAME["assistants"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -136,6 +142,7 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         "visitor_seq": m.visitor_seq,
         # Learnt when the provider accepts the message (Store.finish_outbound).
         "provider_id": None,
+        "assistant_id": m.assistant_id, "model": m.model, "tokens": m.tokens,
     }  # fmt: skip
 
 
@@ -146,10 +153,11 @@ _MESSAGE_GETTERS = _getters([f.name for f in dataclasses.fields(Message)])
 def message(r: Row, p: str = "") -> Message:
     (id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
      delivery, private, image_url, translation, translation_lang,
-     visitor_seq) = _MESSAGE_GETTERS[p](r)  # fmt: skip
+     visitor_seq, assistant_id, model, tokens) = _MESSAGE_GETTERS[p](r)  # fmt: skip
     return Message(
         id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
         delivery, bool(private), image_url, translation, translation_lang, visitor_seq,
+        assistant_id, model, tokens,
     )  # fmt: skip
 
 
@@ -180,8 +188,24 @@ def site(r: Row) -> Site:
     return Site(
         account_id=r["account_id"], id=r["id"], name=r["name"], color=r["color"],
         position=r["position"], greeting=r["greeting"], team_id=r["team_id"],
-        created=r["created"], ask_rating=bool(r["ask_rating"]),
+        created=r["created"], ask_rating=bool(r["ask_rating"]), widget_id=r["widget_id"],
+        logo_url=r["logo_url"], assistant_id=r["assistant_id"],
+        allowed_origins=tuple(json.loads(r["allowed_origins"])),
+        voice_number=r["voice_number"],
     )  # fmt: skip
+
+
+def site_row(s: Site) -> dict[str, Any]:
+    """The origins are one JSON list in their column."""
+    return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+
+
+def widget_token(r: Row) -> WidgetToken:
+    return WidgetToken(*(r[f.name] for f in dataclasses.fields(WidgetToken)))
+
+
+def assistant(r: Row) -> Assistant:
+    return Assistant(*(r[f.name] for f in dataclasses.fields(Assistant)))
 
 
 def canned(r: Row) -> CannedResponse:
