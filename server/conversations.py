@@ -172,6 +172,10 @@ class Draft:
     private: bool = False
     translation: str | None = None
     translation_lang: str | None = None
+    # An assistant's reply (issue 17): which assistant, its model and what it cost.
+    assistant_id: int | None = None
+    model: str | None = None
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +311,62 @@ class ConversationEngine:
             return _append(current, current, draft, self._clock())
 
         return await self._write(account_id, convo_id, decide)
+
+    async def assistant_reply(
+        self,
+        account_id: str,
+        convo_id: str,
+        text: str,
+        *,
+        assistant_id: int,
+        model: str | None,
+        tokens: int,
+        hand_over: bool,
+    ) -> Committed:
+        """An AI assistant's reply, as the bot's message with its model and cost (issue 17);
+        with ``hand_over`` the bot stops in the same write, so the conversation waits for the
+        operators. Refused (409 ``bot_stopped``) once an operator has taken over, even if
+        that happened while the model was thinking. A reply longer than messages may be is
+        cut to fit: the model's length is not the visitor's fault."""
+        body = text[: self._max_chars]
+        self._check_length(body)
+
+        def decide(current: Conversation | None) -> Change:
+            current = _require(current)
+            draft = Draft("bot", None, body, assistant_id=assistant_id, model=model, tokens=tokens)
+            change = _append(current, current, draft, self._clock())
+            if not hand_over:
+                return change
+            return dataclasses.replace(
+                change, after=dataclasses.replace(change.after, mode="operator")
+            )
+
+        return await self._write(account_id, convo_id, decide)
+
+    async def record(
+        self, account_id: str, *, convo_id: str | None, origin: Origin, text: str
+    ) -> Committed:
+        """A line of the system's in the conversation (created from ``origin`` when
+        ``convo_id`` is None), for both sides to see: what a widget asked of the server,
+        such as a call (issue 17). It changes neither the status nor the mode."""
+        self._check_length(text)
+        new = await self._new_conversation(account_id, origin, None) if not convo_id else None
+
+        def decide(current: Conversation | None) -> Change:
+            if current is None:
+                if new is None:
+                    raise NotFound("conversation_not_found", "no such conversation")
+                return _append(None, new, Draft("system", None, text), self._clock())
+            return _append(current, current, Draft("system", None, text), self._clock())
+
+        return await self._write(account_id, convo_id, decide)
+
+    async def hand_over(self, account_id: str, convo_id: str) -> Conversation:
+        """The bot stops and the conversation waits in the operators' queue, without an
+        operator message: what an assistant does when its model cannot answer."""
+        return await self._patch(
+            account_id, convo_id, lambda c: dataclasses.replace(c, mode="operator")
+        )
 
     async def accept(self, account_id: str, convo_id: str, operator_id: int) -> Conversation:
         """Takes over: the bot stops, the conversation is active, and the caller owns it
@@ -877,6 +937,9 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         translation=draft.translation,
         translation_lang=draft.translation_lang,
         visitor_seq=visitor_seq,
+        assistant_id=draft.assistant_id,
+        model=draft.model,
+        tokens=draft.tokens,
     )
     after = dataclasses.replace(
         current,

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.ratelimit import RateLimiter, Rule
+from server.assistants import Assistants
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
@@ -20,6 +21,7 @@ from server.events import EventFeed
 from server.inbox import Inbox
 from server.settings import Settings
 from server.uploads import ImageStore
+from server.widgets import Widgets
 from storage.base import Store
 
 
@@ -30,6 +32,8 @@ class Services:
     engine: ConversationEngine
     directory: Directory
     channels: Channels
+    assistants: Assistants
+    widgets: Widgets
     auth: Authenticator
     hub: Hub
     feed: EventFeed

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from server.channels import settings_of, webhooks
-from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
+from storage.models import (
+    Assistant,
+    CannedResponse,
+    Channel,
+    Conversation,
+    Message,
+    Operator,
+    Site,
+    Team,
+    WidgetToken,
+)
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
@@ -28,7 +38,30 @@ def site_json(s: Site) -> dict[str, Any]:
         "greeting": s.greeting,
         "team_id": s.team_id,
         "ask_rating": s.ask_rating,
+        "widget_id": s.widget_id,
+        "logo_url": s.logo_url,
+        "assistant_id": s.assistant_id,
+        "allowed_origins": list(s.allowed_origins),
+        "voice_number": s.voice_number,
     }
+
+
+def assistant_json(a: Assistant) -> dict[str, Any]:
+    """Never the API key."""
+    return {
+        "id": a.id,
+        "name": a.name,
+        "base_url": a.base_url,
+        "model": a.model,
+        "system_prompt": a.system_prompt,
+        "max_tokens": a.max_tokens,
+        "monthly_token_budget": a.monthly_token_budget,
+    }
+
+
+def widget_token_json(t: WidgetToken) -> dict[str, Any]:
+    """Never the secret, which only the create answer carries."""
+    return {"id": t.id, "site_id": t.site_id, "created": t.created}
 
 
 def channel_json(c: Channel) -> dict[str, Any]:
@@ -124,4 +157,7 @@ def message_data(m: Message) -> dict[str, Any]:
         "image_url": m.image_url,
         "translation": m.translation,
         "translation_lang": m.translation_lang,
+        # An AI assistant's reply (issue 17): the model that wrote it and what it cost.
+        "model": m.model,
+        "tokens": m.tokens,
     }
