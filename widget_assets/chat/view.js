@@ -89,8 +89,16 @@ export function createView(ui, state) {
       place(item, m.seq);
     } else {
       item = buildMessage(m.sender, text, displayName(m.sender, m.operatorName), m.created);
+      if (m.sender === "operator" && state.assistantSpoke && !state.humanJoined) {
+        // The assistant has handed over: say so where the first human reply begins.
+        const joined = el("p", "msg__joined");
+        joined.textContent = `${displayName("operator", m.operatorName)} has joined the conversation`;
+        item.prepend(joined);
+      }
       place(item, m.seq);
     }
+    if (m.sender === "bot") state.assistantSpoke = true;
+    if (m.sender === "operator") state.humanJoined = true;
     item.dataset.seq = String(m.seq);
     if (m.id) item.dataset.id = m.id;
     state.bySeq.set(m.seq, item);
