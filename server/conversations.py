@@ -274,6 +274,13 @@ class ConversationEngine:
                 current = dataclasses.replace(
                     current, user_info=_merge_user_info(current.user_info, user_info)
                 )
+            if (
+                current.source_app == VISITOR_CHANNEL
+                and current.qualified_at is None
+                and (current.user_info.email or current.user_info.phone)
+            ):
+                # The widget's visitor left a way to reach them: a lead (issue 17).
+                current = dataclasses.replace(current, qualified_at=self._clock())
             body = text
             if template is not None:
                 assert operator is not None
@@ -360,6 +367,16 @@ class ConversationEngine:
             return _append(current, current, Draft("system", None, text), self._clock())
 
         return await self._write(account_id, convo_id, decide)
+
+    async def qualify(self, account_id: str, convo_id: str) -> Conversation:
+        """An operator marks the conversation a qualified lead; marking it again changes
+        nothing (conversation:qualified is announced once)."""
+        now = self._clock()
+        return await self._patch(
+            account_id,
+            convo_id,
+            lambda c: c if c.qualified_at is not None else dataclasses.replace(c, qualified_at=now),
+        )
 
     async def hand_over(self, account_id: str, convo_id: str) -> Conversation:
         """The bot stops and the conversation waits in the operators' queue, without an

@@ -46,6 +46,10 @@ MESSAGE_NEW = EventKind("message:new", True, frozenset({Audience.ACCOUNT, Audien
 # A conversation's announced fields (status, assignment, contact, block, translation, unread)
 # changed without a message: the operators' snake_case conversation.
 CONVERSATION_UPDATED = EventKind("conversation:updated", True, _ACCOUNT)
+# The conversation became a qualified lead (issue 17): its visitor gave an email or phone in
+# the widget or chat window, or an operator marked it. Once per conversation; the operators'
+# snake_case conversation.
+CONVERSATION_QUALIFIED = EventKind("conversation:qualified", True, _ACCOUNT)
 # The visitor's copy of a status change; its log twin for operators is conversation:updated.
 STATUS = EventKind("status", False, frozenset({Audience.CONVERSATION}))
 # Someone is typing; the visitor hears only operators typing.
@@ -61,6 +65,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     CONVERSATION_NEW,
     MESSAGE_NEW,
     CONVERSATION_UPDATED,
+    CONVERSATION_QUALIFIED,
     STATUS,
     TYPING,
     PRESENCE,

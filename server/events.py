@@ -24,6 +24,7 @@ from realtime.outbox import Fetch, Item
 from realtime.typing_indicators import Side
 from server.event_catalogue import (
     CONVERSATION_NEW,
+    CONVERSATION_QUALIFIED,
     CONVERSATION_UPDATED,
     MESSAGE_NEW,
     SESSION_CONVERSATION,
@@ -117,6 +118,8 @@ def _events(change: Change) -> tuple[NewEvent, ...]:
     )
     if before is not None and _announces_update(before, change):
         events.append(NewEvent(CONVERSATION_UPDATED.name, None, _text(conversation)))
+    if after.qualified_at is not None and (before is None or before.qualified_at is None):
+        events.append(NewEvent(CONVERSATION_QUALIFIED.name, None, _text(conversation)))
     return tuple(events)
 
 

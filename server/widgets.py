@@ -36,6 +36,7 @@ from server.errors import (
     Unauthorized,
 )
 from server.security import hash_api_key
+from server.text import is_email
 from storage.base import InboxQuery, Store
 from storage.models import (
     Assistant,
@@ -43,6 +44,7 @@ from storage.models import (
     Conversation,
     Message,
     Site,
+    UserInfo,
     WidgetEvent,
     WidgetToken,
 )
@@ -75,6 +77,16 @@ HANDOVER = "handover"
 HISTORY_TURNS = 20
 # What the assistant says when it hands over by rule or by tool without words of its own.
 HANDOVER_TEXT = "I'm passing you to a person on our team. They will answer here shortly."
+# An address or a phone number written in a message: international with a leading + (7 to 15
+# ASCII digits, as E.164), or North American (416) 555-0199; a date or an order number has
+# neither shape.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(
+    r"\+[0-9][0-9 ().\-]{5,}[0-9]|(?<![0-9])\(?[0-9]{3}\)?[ .\-][0-9]{3}[ .\-][0-9]{4}(?![0-9])"
+)
+PHONE_DIGITS = (7, 15)
+# As visitor details keep a phone (server/conversations.py USER_INFO_LIMITS).
+PHONE_MAX_CHARS = 32
 # The visitor asks for a person: one of these words or phrases, anywhere in the message. A
 # rule the widget's users can read in docs/api.md, applied before any model is asked.
 _ASKS_FOR_HUMAN = re.compile(
@@ -82,6 +94,24 @@ _ASKS_FOR_HUMAN = re.compile(
     r"|(talk|speak|chat) (to|with) (a |an |some)?(person|someone|somebody|people))\b",
     re.IGNORECASE,
 )
+
+
+def contact_in(text: str) -> UserInfo | None:
+    """The first email address and phone number the visitor wrote, which the conversation
+    keeps unless it knows them already (what makes it a qualified lead)."""
+    email = next((m for m in _EMAIL.findall(text) if is_email(m)), "")
+    phone = next((m.strip() for m in _PHONE.findall(text) if _is_phone(m.strip())), "")
+    return UserInfo(email=email, phone=phone) if email or phone else None
+
+
+def _is_phone(found: str) -> bool:
+    digits = sum(c.isdigit() for c in found)
+    return len(found) <= PHONE_MAX_CHARS and PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]
+
+
+def _ai_blocked(conversation: Conversation) -> bool:
+    """An operator blocked the bot from this conversation (seed 001's block types)."""
+    return conversation.block_type in ("ai", "both")
 
 
 def asks_for_human(text: str) -> bool:
@@ -257,12 +287,13 @@ class Widgets:
             account_id,
             convo_id=current.id if current else None,
             text=text,
+            user_info=contact_in(text),
             origin=Origin(VISITOR_CHANNEL, site.id, session_id),
             admit=admit,
         )
         conversation = committed.conversation
         await self._event(site, session_id, "server", MESSAGE_SENT)
-        if assistant is None or conversation.mode == "operator":
+        if assistant is None or conversation.mode == "operator" or _ai_blocked(conversation):
             return ChatAnswer(conversation, None)
         return await self._answer(site, assistant, conversation, text)
 
@@ -277,7 +308,7 @@ class Widgets:
             committed.duplicate
             or conversation.mode == "operator"
             or conversation.source_app != VISITOR_CHANNEL
-            or conversation.block_type in ("ai", "both")
+            or _ai_blocked(conversation)
         ):
             return
         site = await self._store.get_site(conversation.account_id, conversation.site_id)

@@ -179,6 +179,7 @@ TABLES: tuple[Table, ...] = (
             " replied_at:float? replied_by:int? bot_answered:bool"
             " visitor_last_seq:int"
             " channel_id:int?"
+            " qualified_at:float?"
         ),
         ("id",),
     ),

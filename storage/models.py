@@ -232,6 +232,9 @@ class Conversation:
     visitor_last_seq: int = 0
     # The channel it came in on; None for web chat and conversations from before channels.
     channel_id: int | None = None
+    # When it became a qualified lead (issue 17): the widget's visitor gave an email or phone,
+    # or an operator marked it; None until then.
+    qualified_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
         "visitor_last_seq": c.visitor_last_seq,
         "channel_id": c.channel_id,
+        "qualified_at": c.qualified_at,
     }  # fmt: skip
 
 
@@ -111,6 +112,7 @@ _CONVO_COLUMNS = (
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
+    "qualified_at",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -121,7 +123,7 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered, visitor_last_seq, channel_id) = _CONVO_GETTERS[p](r)  # fmt: skip
+     bot_answered, visitor_last_seq, channel_id, qualified_at) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -129,6 +131,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         # SQLite has no boolean type: flags come back as 0 or 1.
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
+        qualified_at,
     )  # fmt: skip
 
 

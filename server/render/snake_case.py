@@ -112,6 +112,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "team_id": c.team_id,
         "site_id": c.site_id,
         "channel_id": c.channel_id,
+        "qualified_at": c.qualified_at,
         "session_id": c.session_id,
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),

@@ -201,6 +201,7 @@ _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"name": "Ren
 _convo_case("PATCH", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"info": "A's note"})
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/block", {"blocked": True})
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/status", {"status": "waiting"})
+_convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/qualify", {})
 _convo_case("POST", f"{OPERATOR}/translation/toggle", {"enabled": True})
 _convo_case("POST", f"{OPERATOR}/translation/set-lang", {"lang": "de"})
 
@@ -412,8 +413,11 @@ async def _stream(w: World) -> None:
         await w.b.visitor_says(B_WORDS)
         await w.a.visitor_says("the last word", convoID=w.a_convo)
         kinds = await _until_a_says(stream, "the last word", w)
-        # Nobody of A's changed presence or typed: such an event could only be B's.
-        assert kinds == {"conversation:new", "message:new", "conversation:updated"}
+        # Nobody of A's changed presence or typed: such an event could only be B's. A's
+        # visitor opened with an email: a qualified lead (issue 17).
+        assert kinds == {
+            "conversation:new", "message:new", "conversation:updated", "conversation:qualified",
+        }  # fmt: skip
     # B's event seq as a cursor: A's stream resets or replays A's own events, never B's.
     head_b = str(await w.services.store.head_event_seq(w.b.account_id))
     async with serve(w.app) as base, sse(base, token, last_event_id=head_b) as stream:

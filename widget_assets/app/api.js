@@ -10,6 +10,7 @@ const EVENT_KINDS = [
   "message:new",
   "conversation:new",
   "conversation:updated",
+  "conversation:qualified",
   "typing",
   "presence",
   "delivery",

@@ -62,3 +62,6 @@ CREATE TABLE widget_events (
 );
 CREATE INDEX widget_events_by_session ON widget_events (account_id, site_id, session_id);
 CREATE INDEX widget_events_by_day ON widget_events (account_id, site_id, day);
+-- When the conversation became a qualified lead: the visitor gave an email or phone in the
+-- widget or chat window, or an operator marked it (conversation:qualified, once).
+ALTER TABLE conversations ADD COLUMN qualified_at REAL;
