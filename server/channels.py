@@ -42,6 +42,10 @@ URL_MAX = 500
 TEST_SEND_TIMEOUT_S = 10.0
 TEST_MESSAGE = "Test message from Live Operator Chat: this channel can send."
 UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS"
+# What a customer's SMS after their conversation was resolved does: reopen it (the default:
+# the customer's phone shows one thread, and the operator sees what was said before) or start
+# a new conversation (for teams that count each resolved conversation as one case).
+AFTER_RESOLVED = ("reopen", "new")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,12 @@ def settings_of(channel: Channel) -> dict[str, Any]:
 def public_url(channel: Channel) -> str:
     """The base URL the provider calls this channel at (what its signatures cover)."""
     found: str = settings_of(channel)["public_url"]
+    return found
+
+
+def after_resolved(channel: Channel) -> str:
+    """The channel's ``after_resolved`` (channels created before the setting reopen)."""
+    found: str = settings_of(channel).get("after_resolved", AFTER_RESOLVED[0])
     return found
 
 
@@ -100,6 +110,12 @@ def _sender(value: str) -> str:
             "invalid_field",
             "from must be a phone number in E.164 (+15550100100) or a messaging service SID",
         )
+    return value
+
+
+def _after_resolved(value: str) -> str:
+    if value not in AFTER_RESOLVED:
+        raise Invalid("invalid_field", f"after_resolved must be one of {', '.join(AFTER_RESOLVED)}")
     return value
 
 
@@ -185,6 +201,7 @@ class Channels:
         sender: str,
         public_url: str,
         api_url: str | None = None,
+        after_resolved: str | None = None,
     ) -> Channel:
         known = [k for k in CREATABLE_KINDS if k == kind]
         if not known:
@@ -194,6 +211,7 @@ class Channels:
             "from": _sender(sender),
             "api_url": _url(api_url or TWILIO_URL, "api_url"),
             "public_url": _url(public_url, "public_url"),
+            "after_resolved": _after_resolved(after_resolved or AFTER_RESOLVED[0]),
         }
         sealed = self._sealer.seal({"auth_token": _token(auth_token)})
         try:
@@ -219,6 +237,7 @@ class Channels:
         sender: str | None = None,
         public_url: str | None = None,
         api_url: str | None = None,
+        after_resolved: str | None = None,
     ) -> Channel:
         """Changes what is given; a new auth_token replaces the sealed one."""
         settings = settings_of(await self.get(account_id, channel_id))
@@ -230,6 +249,8 @@ class Channels:
             settings["api_url"] = _url(api_url, "api_url")
         if public_url is not None:
             settings["public_url"] = _url(public_url, "public_url")
+        if after_resolved is not None:
+            settings["after_resolved"] = _after_resolved(after_resolved)
         patch = ChannelPatch(
             name=_name(name, "name") if name is not None else None,
             settings=json.dumps(settings, sort_keys=True),

@@ -14,6 +14,7 @@ from server.assistants import Assistants
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
+from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.errors import TooManyRequests
@@ -32,6 +33,7 @@ class Services:
     engine: ConversationEngine
     directory: Directory
     channels: Channels
+    contacts: Contacts
     assistants: Assistants
     widgets: Widgets
     auth: Authenticator

@@ -42,6 +42,7 @@ from storage.models import (
     Assistant,
     Committed,
     Conversation,
+    Identity,
     Message,
     Site,
     UserInfo,
@@ -107,6 +108,11 @@ def contact_in(text: str) -> UserInfo | None:
 def _is_phone(found: str) -> bool:
     digits = sum(c.isdigit() for c in found)
     return len(found) <= PHONE_MAX_CHARS and PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]
+
+
+def _origin(site: Site, session_id: str) -> Origin:
+    """A widget conversation belongs to its session's contact, as the chat window's do."""
+    return Origin(VISITOR_CHANNEL, site.id, session_id, identity=Identity("session", session_id))
 
 
 def _ai_blocked(conversation: Conversation) -> bool:
@@ -288,7 +294,7 @@ class Widgets:
             convo_id=current.id if current else None,
             text=text,
             user_info=contact_in(text),
-            origin=Origin(VISITOR_CHANNEL, site.id, session_id),
+            origin=_origin(site, session_id),
             admit=admit,
         )
         conversation = committed.conversation
@@ -454,7 +460,7 @@ class Widgets:
         committed = await self._engine.record(
             site.account_id,
             convo_id=current.id if current else None,
-            origin=Origin(VISITOR_CHANNEL, site.id, session_id),
+            origin=_origin(site, session_id),
             text=f"The visitor asked to call {site.voice_number}; their session code is {code}.",
         )
         chosen = assistant.id if assistant else site.assistant_id

@@ -2,8 +2,8 @@
 assistants and widget tokens.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
-transfer targets); ``POST`` creates, ``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which
-need the API key or an admin operator.
+transfer targets; channels are the exception, see ``Resource.admin_reads``); ``POST`` creates,
+``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which need the API key or an admin operator.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ class Resource(Generic[S]):
     update: Callable[[S, str, int, Fields], Awaitable[Any]]
     delete: Callable[[S, str, int], Awaitable[None]]
     service: Callable[[Services], S]
+    # Only an admin (or the API key) lists it: a channel's key is all that names it in its
+    # webhook URLs, and an operator's screen needs none of it (403 for the others).
+    admin_reads: bool = False
 
 
 def _is_admin(fields: Fields) -> bool | None:
@@ -171,6 +174,7 @@ CHANNELS: Resource[Channels] = Resource(
         sender=f.require("from"),
         public_url=f.require("public_url"),
         api_url=f.text("api_url"),
+        after_resolved=f.text("after_resolved"),
     ),
     update=lambda c, acc, i, f: c.update(
         acc,
@@ -181,9 +185,11 @@ CHANNELS: Resource[Channels] = Resource(
         sender=f.text("from"),
         public_url=f.text("public_url"),
         api_url=f.text("api_url"),
+        after_resolved=f.text("after_resolved"),
     ),
     delete=lambda c, acc, i: c.delete(acc, i),
     service=lambda s: s.channels,
+    admin_reads=True,
 )
 
 
@@ -234,7 +240,7 @@ async def _principal(request: Request, *, admin: bool) -> Principal:
 
 def _routes(resource: Resource[S]) -> list[Route]:
     async def listing(request: Request) -> Response:
-        principal = await _principal(request, admin=False)
+        principal = await _principal(request, admin=resource.admin_reads)
         items = await resource.list(resource.service(services(request)), principal.account_id)
         return ok(**{resource.plural: [resource.render(i) for i in items]})
 
