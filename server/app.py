@@ -26,6 +26,7 @@ from realtime.typing_indicators import (
     TypingIndicators,
 )
 from server import metrics
+from server.adapters.assistant import ChatCompletions
 from server.adapters.translate import create_translator
 from server.api import (
     admin,
@@ -43,10 +44,12 @@ from server.api import (
     uploads,
     visitor_ws,
     webhooks_twilio,
+    widgets,
 )
 from server.api.telemetry import Telemetry
 from server.api.url_credentials import CredentialsStayOutOfURLs
 from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_error, on_liveop_error
+from server.assistants import Assistants
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
@@ -66,6 +69,7 @@ from server.services import Services
 from server.settings import Settings
 from server.sms_media import MediaWorker
 from server.uploads import ImageStore
+from server.widgets import Widgets
 from storage import create_store
 
 
@@ -122,7 +126,11 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
-            channels = Channels(store, Sealer(settings.encryption_keys))
+            sealer = Sealer(settings.encryption_keys)
+            channels = Channels(store, sealer)
+            assistants = Assistants(store, sealer)
+            completions = ChatCompletions(timeout_s=settings.assistant_timeout_s)
+            stack.push_async_callback(completions.aclose)
             await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
@@ -135,20 +143,23 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)
+            engine = ConversationEngine(
+                store,
+                typing,
+                feed,
+                presence,
+                max_message_chars=settings.max_message_chars,
+                translator=translator,
+            )
             app.state.services = Services(
                 settings=settings,
                 store=store,
-                engine=ConversationEngine(
-                    store,
-                    typing,
-                    feed,
-                    presence,
-                    max_message_chars=settings.max_message_chars,
-                    translator=translator,
-                ),
+                engine=engine,
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
                 contacts=Contacts(store, feed),
+                assistants=assistants,
+                widgets=Widgets(store, engine, assistants, completions),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,
@@ -176,6 +187,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *reports.routes,
             *webhooks_twilio.routes,
             *operator_api.routes,
+            *widgets.routes,
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),

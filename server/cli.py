@@ -210,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending migrations to $LIVEOP_DATABASE_URL and exit")
     sub.add_parser(
         "rotate-credentials",
-        help="re-seal every channel's credentials with the first of LIVEOP_ENCRYPTION_KEYS",
+        help="re-seal every channel's credentials and assistant's API key with the first of"
+        " LIVEOP_ENCRYPTION_KEYS",
     )
     sub.add_parser(
         "doctor",

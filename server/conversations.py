@@ -211,6 +211,10 @@ class Draft:
     # The event a bot platform is sent for this message (seed 004), when it is not simply an
     # operator's answer: a Closed or SelectDestination on a system line.
     platform: dict[str, Any] | None = None
+    # An assistant's reply (issue 17): which assistant, its model and what it cost.
+    assistant_id: int | None = None
+    model: str | None = None
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +346,13 @@ class ConversationEngine:
                 current = dataclasses.replace(
                     current, user_info=_merge_user_info(current.user_info, user_info)
                 )
+            if (
+                current.source_app == VISITOR_CHANNEL
+                and current.qualified_at is None
+                and (current.user_info.email or current.user_info.phone)
+            ):
+                # The widget's visitor left a way to reach them: a lead (issue 17).
+                current = dataclasses.replace(current, qualified_at=self._clock())
             body = text
             if template is not None:
                 assert operator is not None
@@ -379,6 +390,76 @@ class ConversationEngine:
             return _append(current, current, draft, self._clock())
 
         return await self._write(account_id, convo_id, decide)
+
+    async def assistant_reply(
+        self,
+        account_id: str,
+        convo_id: str,
+        text: str,
+        *,
+        assistant_id: int,
+        model: str | None,
+        tokens: int,
+        hand_over: bool,
+    ) -> Committed:
+        """An AI assistant's reply, as the bot's message with its model and cost (issue 17);
+        with ``hand_over`` the bot stops in the same write, so the conversation waits for the
+        operators. Refused (409 ``bot_stopped``) once an operator has taken over, even if
+        that happened while the model was thinking. A reply longer than messages may be is
+        cut to fit: the model's length is not the visitor's fault."""
+        body = text[: self._max_chars]
+        self._check_length(body)
+
+        def decide(current: Conversation | None) -> Change:
+            current = _require(current)
+            draft = Draft("bot", None, body, assistant_id=assistant_id, model=model, tokens=tokens)
+            change = _append(current, current, draft, self._clock())
+            if not hand_over:
+                return change
+            return dataclasses.replace(
+                change, after=dataclasses.replace(change.after, mode="operator")
+            )
+
+        return await self._write(account_id, convo_id, decide)
+
+    async def record(
+        self, account_id: str, *, convo_id: str | None, origin: Origin, text: str
+    ) -> Committed:
+        """A line of the system's in the conversation (created from ``origin`` when
+        ``convo_id`` is None), for both sides to see: what a widget asked of the server,
+        such as a call (issue 17). It changes neither the status nor the mode."""
+        self._check_length(text)
+        new = await self._new_conversation(account_id, origin, None) if not convo_id else None
+
+        def decide(current: Conversation | None) -> Change:
+            if current is None:
+                if new is None:
+                    raise NotFound("conversation_not_found", "no such conversation")
+                return _append(None, new, Draft("system", None, text), self._clock())
+            return _append(current, current, Draft("system", None, text), self._clock())
+
+        return await self._write(account_id, convo_id, decide)
+
+    async def qualify(self, account_id: str, convo_id: str) -> Conversation:
+        """An operator marks the conversation a qualified lead; marking it again changes
+        nothing (conversation:qualified is announced once)."""
+        now = self._clock()
+        return await self._patch(
+            account_id,
+            convo_id,
+            lambda c: c if c.qualified_at is not None else dataclasses.replace(c, qualified_at=now),
+        )
+
+    async def to_queue(self, account_id: str, convo_id: str) -> Conversation:
+        """The bot stops and the conversation waits in the operators' queue, without an
+        operator message: what an assistant does when its model cannot answer. A human who
+        already has it keeps it."""
+
+        def queued(c: Conversation) -> Conversation:
+            control: Control = "human" if c.control == "human" else "queued"
+            return dataclasses.replace(c, mode="operator", control=control)
+
+        return await self._patch(account_id, convo_id, queued)
 
     async def accept(self, account_id: str, convo_id: str, operator_id: int) -> Conversation:
         """Takes over: the bot stops, the conversation is active, and the caller owns it
@@ -1181,6 +1262,9 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         translation=draft.translation,
         translation_lang=draft.translation_lang,
         visitor_seq=visitor_seq,
+        assistant_id=draft.assistant_id,
+        model=draft.model,
+        tokens=draft.tokens,
     )
     payloads: tuple[tuple[int, str], ...] = ()
     if to_platform:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from server.adapters.translate import check_language
 from server.errors import Conflict, Invalid, NotFound
@@ -51,6 +53,14 @@ _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 # An operator's picture, as a link a bot platform's chat shows beside their answers.
 AVATAR_URL_MAX = 2048
 _AVATAR_URL = re.compile(r"^https?://[^\s]+$")
+# A site's logo: a link the widget shows, as long as honest image links are.
+LOGO_URL_MAX = 2048
+_HTTP_URL = re.compile(r"^https?://[^\s]+$")
+# The origins a site's widget may be embedded on: a company's few domains and their staging.
+ORIGINS_MAX = 20
+ORIGIN_MAX = 200
+# E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
 T = TypeVar("T")
 
@@ -311,7 +321,13 @@ class Directory:
         greeting: str | None,
         team_id: int | None,
         ask_rating: bool | None = None,
+        logo_url: str | None = None,
+        assistant_id: int | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        voice_number: str | None = None,
     ) -> Site:
+        """``assistant_id`` 0 clears the default assistant; an empty ``logo_url`` or
+        ``voice_number`` clears it."""
         patch = SitePatch(
             name=_name(name, "name") if name is not None else None,
             color=_color(color) if color is not None else None,
@@ -319,8 +335,14 @@ class Directory:
             greeting=_greeting(greeting) if greeting is not None else None,
             team_id=team_id,
             ask_rating=ask_rating,
+            logo_url=_logo_url(logo_url) if logo_url is not None else None,
+            assistant_id=assistant_id,
+            allowed_origins=(
+                json.dumps(_origins(allowed_origins)) if allowed_origins is not None else None
+            ),
+            voice_number=_voice_number(voice_number) if voice_number is not None else None,
         )
-        with _team_exists():
+        with _references_exist():
             site = await self._store.update_site(account_id, site_id, patch)
         return _found(site, "site_not_found", f"no site {site_id}")
 
@@ -374,6 +396,69 @@ def _team_exists() -> Iterator[None]:
         yield
     except UnknownReference:
         raise NotFound("team_not_found", "no such team in this account") from None
+
+
+@contextlib.contextmanager
+def _references_exist() -> Iterator[None]:
+    """A site names a team and an assistant; the store says which one it could not find."""
+    try:
+        yield
+    except UnknownReference as exc:
+        if "assistant" in str(exc):
+            raise NotFound("assistant_not_found", "no such assistant in this account") from None
+        raise NotFound("team_not_found", "no such team in this account") from None
+
+
+def _logo_url(value: str) -> str:
+    value = value.strip()
+    if value and (
+        len(value) > LOGO_URL_MAX or not _HTTP_URL.fullmatch(value) or has_control_characters(value)
+    ):
+        raise Invalid("invalid_field", f"logo_url must be an http(s) URL of at most {LOGO_URL_MAX}")
+    return value
+
+
+def _origins(values: Sequence[str]) -> list[str]:
+    """Browser origins as they send them (scheme://host[:port]), lower-cased, no duplicates."""
+    if len(values) > ORIGINS_MAX:
+        raise Invalid("invalid_field", f"allowed_origins holds at most {ORIGINS_MAX} origins")
+    found: list[str] = []
+    for value in values:
+        origin = value.strip().lower().rstrip("/")
+        parts = urlsplit(origin)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            len(origin) > ORIGIN_MAX
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+            or has_control_characters(origin)
+            or " " in origin
+        ):
+            raise Invalid(
+                "invalid_field",
+                "allowed_origins must list origins like https://shop.example or"
+                " http://localhost:8080 (scheme, host and port only)",
+            )
+        if origin not in found:
+            found.append(origin)
+    return found
+
+
+def _voice_number(value: str) -> str:
+    value = value.strip()
+    if value and not _E164.fullmatch(value):
+        raise Invalid(
+            "invalid_field", "voice_number must be a phone number in E.164 (+14165559999)"
+        )
+    return value
 
 
 @contextlib.contextmanager

@@ -42,6 +42,15 @@ class UnsupportedMediaType(LiveOpError):
     """The body is in a format this endpoint does not read."""
 
 
+class NotConfigured(LiveOpError):
+    """The request is valid, but the account has not set up what it needs (a voice number)."""
+
+
+class Unavailable(LiveOpError):
+    """A service the request depends on (an AI model's server) failed or timed out; what
+    could be kept was kept."""
+
+
 class TooManyRequests(LiveOpError):
     """A rate limit is spent: the same request succeeds after ``retry_after_s`` whole
     seconds (rounded up, never 0, as HTTP's Retry-After says it)."""

@@ -50,6 +50,10 @@ CONVERSATION_UPDATED = EventKind("conversation:updated", True, _ACCOUNT)
 # queue, or it closed. ``{"conversation_id", "control", "previous", "operator_id",
 # "conversation"}``; conversation:updated follows with the whole conversation.
 CONTROL_CHANGED = EventKind("conversation:control_changed", True, _ACCOUNT)
+# The conversation became a qualified lead (issue 17): its visitor gave an email or phone in
+# the widget or chat window, or an operator marked it. Once per conversation; the operators'
+# snake_case conversation.
+CONVERSATION_QUALIFIED = EventKind("conversation:qualified", True, _ACCOUNT)
 # The visitor's copy of a status change; its log twin for operators is conversation:updated.
 STATUS = EventKind("status", False, frozenset({Audience.CONVERSATION}))
 # Someone is typing; the visitor hears only operators typing.
@@ -73,6 +77,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     MESSAGE_NEW,
     CONVERSATION_UPDATED,
     CONTROL_CHANGED,
+    CONVERSATION_QUALIFIED,
     STATUS,
     TYPING,
     PRESENCE,

@@ -25,6 +25,7 @@ from realtime.typing_indicators import Side
 from server.event_catalogue import (
     CONTROL_CHANGED,
     CONVERSATION_NEW,
+    CONVERSATION_QUALIFIED,
     CONVERSATION_UPDATED,
     MESSAGE_NEW,
     SESSION_CONVERSATION,
@@ -131,6 +132,8 @@ def _events(change: Change) -> tuple[NewEvent, ...]:
     previous = before.control if before is not None else "bot"
     if previous != after.control:
         events.append(NewEvent(CONTROL_CHANGED.name, None, _text(_control(previous, after))))
+    if after.qualified_at is not None and (before is None or before.qualified_at is None):
+        events.append(NewEvent(CONVERSATION_QUALIFIED.name, None, _text(conversation)))
     return tuple(events)
 
 

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.ratelimit import RateLimiter, Rule
+from server.assistants import Assistants
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
@@ -21,6 +22,7 @@ from server.events import EventFeed
 from server.inbox import Inbox
 from server.settings import Settings
 from server.uploads import ImageStore
+from server.widgets import Widgets
 from storage.base import Store
 
 
@@ -32,6 +34,8 @@ class Services:
     directory: Directory
     channels: Channels
     contacts: Contacts
+    assistants: Assistants
+    widgets: Widgets
     auth: Authenticator
     hub: Hub
     feed: EventFeed

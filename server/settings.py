@@ -36,6 +36,8 @@ DEFAULT_OUTBOUND_LEASE_S = 90
 # How long a process keeps serving after SIGTERM with /readyz already 503, so that the load
 # balancer's health checks take it out of rotation before it stops accepting connections.
 DEFAULT_SHUTDOWN_DRAIN_S = 0
+# A chat model's answer takes seconds; past this the visitor is better served by a person.
+DEFAULT_ASSISTANT_TIMEOUT_S = 30
 # A bearer token shorter than this is guessable; metrics tell an outsider how busy you are.
 MIN_METRICS_TOKEN_CHARS = 16
 _SMS_SETTINGS = ("LIVEOP_SMS_ACCOUNT_SID", "LIVEOP_SMS_AUTH_TOKEN", "LIVEOP_SMS_FROM")
@@ -62,6 +64,9 @@ class Settings:
     # Live translation through a LibreTranslate server; off when the URL is unset.
     translate_url: str | None = None
     translate_api_key: str | None = None
+    # How long the widget chat waits for an assistant's model before the conversation goes to
+    # the operators (issue 17): a visitor is watching the typing dots.
+    assistant_timeout_s: float = DEFAULT_ASSISTANT_TIMEOUT_S
     # A Google service-account JSON key file; push notifications are off without one.
     fcm_credentials: str | None = None
     fcm_url: str = DEFAULT_FCM_URL
@@ -247,6 +252,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         rate_limits=_flag(environ, "LIVEOP_RATE_LIMITS", default=True),
         translate_url=_url(environ, "LIVEOP_TRANSLATE_URL"),
         translate_api_key=environ.get("LIVEOP_TRANSLATE_API_KEY") or None,
+        assistant_timeout_s=_int(
+            environ, "LIVEOP_ASSISTANT_TIMEOUT_S", DEFAULT_ASSISTANT_TIMEOUT_S
+        ),
         fcm_credentials=_fcm_credentials(environ),
         fcm_url=_url(environ, "LIVEOP_FCM_URL") or DEFAULT_FCM_URL,
         smtp_url=_smtp_url(environ),

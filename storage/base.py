@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from storage.models import (
     Account,
+    Assistant,
     CannedResponse,
     Change,
     Channel,
@@ -29,7 +30,9 @@ from storage.models import (
     SourceApp,
     Status,
     Team,
+    WidgetEvent,
     WidgetPosition,
+    WidgetToken,
 )
 from storage.outbound import OutboundChannel, OutboundJob
 
@@ -138,6 +141,28 @@ TABLES: tuple[Table, ...] = (
         _columns(
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
             " created:float ask_rating:bool"
+            " widget_id:str logo_url:str assistant_id:int? allowed_origins:str voice_number:str"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
+        "widget_tokens",
+        _columns("account_id:str id:int site_id:int token_hash:str created:float"),
+        ("account_id", "id"),
+    ),
+    Table(
+        "widget_events",
+        _columns(
+            "account_id:str id:int site_id:int session_id:str source:str event:str"
+            " occurred:float? metadata:str day:int created:float"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
+        "assistants",
+        _columns(
+            "account_id:str id:int name:str base_url:str model:str credentials:str"
+            " system_prompt:str max_tokens:int monthly_token_budget:int created:float"
         ),
         ("account_id", "id"),
     ),
@@ -189,6 +214,7 @@ TABLES: tuple[Table, ...] = (
             " channel_id:int?"
             " contact_id:int?"
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
+            " qualified_at:float?"
         ),
         ("id",),
     ),
@@ -200,6 +226,7 @@ TABLES: tuple[Table, ...] = (
             " private:bool image_url:str? translation:str? translation_lang:str?"
             " visitor_seq:int?"
             " provider_id:str?"
+            " assistant_id:int? model:str? tokens:int?"
         ),
         ("convo_id", "seq"),
     ),
@@ -302,6 +329,23 @@ class SitePatch:
     # None leaves the routing as it is; NO_TEAM routes new conversations to nobody in particular.
     team_id: int | None = None
     ask_rating: bool | None = None
+    logo_url: str | None = None
+    # None leaves it as it is; NO_ASSISTANT clears it.
+    assistant_id: int | None = None
+    # A JSON list of origins, replaced whole.
+    allowed_origins: str | None = None
+    voice_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantPatch:
+    name: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    credentials: str | None = None
+    system_prompt: str | None = None
+    max_tokens: int | None = None
+    monthly_token_budget: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,14 +362,21 @@ class ChannelPatch:
 SEQ_END = 2**63 - 1
 # SitePatch.team_id meaning "no team" (team ids start at 1).
 NO_TEAM = 0
+# SitePatch.assistant_id meaning "no assistant" (assistant ids start at 1).
+NO_ASSISTANT = 0
 
 
-def patch_values(patch: OperatorPatch | CannedPatch | SitePatch | ChannelPatch) -> dict[str, Any]:
-    """The columns a patch sets, None meaning unchanged. A site's NO_TEAM is left to the
-    caller, since a generic update cannot tell "set to NULL" from "leave alone"."""
+def patch_values(
+    patch: OperatorPatch | CannedPatch | SitePatch | ChannelPatch | AssistantPatch,
+) -> dict[str, Any]:
+    """The columns a patch sets, None meaning unchanged. A site's NO_TEAM and NO_ASSISTANT
+    are left to the caller, since a generic update cannot tell "set to NULL" from "leave
+    alone"."""
     values = {f.name: getattr(patch, f.name) for f in dataclasses.fields(patch)}
     if isinstance(patch, SitePatch) and patch.team_id == NO_TEAM:
         values["team_id"] = None
+    if isinstance(patch, SitePatch) and patch.assistant_id == NO_ASSISTANT:
+        values["assistant_id"] = None
     return values
 
 
@@ -715,8 +766,66 @@ class Store(Protocol):
         (another worker has it now), else whether the message's image was set."""
 
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
-        """Replaces every channel's credentials, in every account, with ``reseal`` of them,
-        in one transaction (all or none); returns how many. For key rotation."""
+        """Replaces every channel's and assistant's credentials, in every account, with
+        ``reseal`` of them, in one transaction (all or none); returns how many. For key
+        rotation."""
+
+    # widgets and assistants (issue 17)
+    async def site_by_widget_id(self, widget_id: str) -> Site | None:
+        """Not scoped by account: the widget API names a site only by its public id."""
+
+    async def create_widget_token(
+        self, account_id: str, site_id: int, token_hash: str
+    ) -> WidgetToken | None:
+        """None when the account has no such site."""
+
+    async def list_widget_tokens(self, account_id: str, site_id: int) -> list[WidgetToken]: ...
+
+    async def delete_widget_token(self, account_id: str, site_id: int, token_id: int) -> bool:
+        """Revokes the token: the next request with it is refused."""
+
+    async def widget_token(self, token_hash: str) -> WidgetToken | None:
+        """Not scoped by account: a widget presents only the token."""
+
+    async def add_widget_event(
+        self, event: WidgetEvent, *, session_limit: int
+    ) -> WidgetEvent | None:
+        """Numbers and stores ``event`` (its id is ignored); None, writing nothing, when the
+        site is not the account's, or when a widget's event finds its session holding
+        ``session_limit`` widget events already (server events are not bounded)."""
+
+    async def widget_event_counts(
+        self, account_id: str, site_id: int, first_day: int, last_day: int
+    ) -> list[tuple[int, str, str, int]]:
+        """(day, source, event, count) for the site's events from ``first_day`` to
+        ``last_day`` (inclusive), by day, source and event."""
+
+    async def create_assistant(
+        self,
+        account_id: str,
+        name: str,
+        base_url: str,
+        model: str,
+        credentials: str,
+        system_prompt: str,
+        max_tokens: int,
+        monthly_token_budget: int,
+    ) -> Assistant: ...
+
+    async def get_assistant(self, account_id: str, assistant_id: int) -> Assistant | None: ...
+
+    async def list_assistants(self, account_id: str) -> list[Assistant]: ...
+
+    async def update_assistant(
+        self, account_id: str, assistant_id: int, patch: AssistantPatch
+    ) -> Assistant | None: ...
+
+    async def delete_assistant(self, account_id: str, assistant_id: int) -> bool:
+        """Sites that named it as their default name none from then on; its replies keep
+        their assistant id (history is never rewritten)."""
+
+    async def assistant_tokens_since(self, account_id: str, assistant_id: int, since: float) -> int:
+        """The tokens the assistant's stored replies cost from ``since`` on."""
 
     # contacts (issue 14); a conversation's contact is found or created by Store.write
 

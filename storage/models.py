@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,6 +35,8 @@ IdentityKind = Literal["phone", "email", "session", "bot"]
 IDENTITY_KINDS: tuple[IdentityKind, ...] = ("phone", "email", "session", "bot")
 # Every account has this site; conversations that name none belong to it.
 DEFAULT_SITE_ID = 1
+# A widget id is public but must not be guessable: 128 random bits.
+WIDGET_ID_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +101,71 @@ class Site:
     created: float
     # Whether the visitor is asked to rate a conversation once it is resolved.
     ask_rating: bool = True
+    # Seed 003's widget (issue 17): its public id, logo, default assistant, the origins whose
+    # pages may call the widget API (CORS), and the number click-to-call dials ("" for none).
+    widget_id: str = ""
+    logo_url: str = ""
+    assistant_id: int | None = None
+    allowed_origins: tuple[str, ...] = ()
+    voice_number: str = ""
+
+
+def new_widget_id() -> str:
+    return secrets.token_urlsafe(WIDGET_ID_BYTES)
 
 
 def default_site(account_id: str, created: float) -> Site:
     """What every account starts with: one site, the widget in its default look."""
-    return Site(account_id, DEFAULT_SITE_ID, "Default", "#2563eb", "right", "", None, created)
+    return Site(
+        account_id, DEFAULT_SITE_ID, "Default", "#2563eb", "right", "", None, created,
+        widget_id=new_widget_id(),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WidgetToken:
+    """A credential of one site's widget; only its SHA-256 hash is stored."""
+
+    account_id: str
+    id: int
+    site_id: int
+    token_hash: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class WidgetEvent:
+    """One widget analytics event: reported by a widget (``source`` "widget") or recorded by
+    the server ("server"). ``day`` is the UTC day of its arrival (days since 1970-01-01);
+    ``occurred`` the widget's own timestamp, when it gave one; ``metadata`` JSON text."""
+
+    account_id: str
+    id: int
+    site_id: int
+    session_id: str
+    source: Literal["widget", "server"]
+    event: str
+    occurred: float | None
+    metadata: str
+    day: int
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assistant:
+    """An account's AI assistant: an OpenAI-compatible Chat Completions endpoint.
+    ``credentials`` is the API key sealed with the installation's keys (server/crypto.py)."""
+
+    account_id: str
+    id: int
+    name: str
+    base_url: str
+    model: str
+    credentials: str
+    system_prompt: str
+    max_tokens: int
+    monthly_token_budget: int
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +287,9 @@ class Conversation:
     attributes: str = "{}"
     hidden_attributes: str = "{}"
     custom_data: str = "{}"
+    # When it became a qualified lead (issue 17): the widget's visitor gave an email or phone,
+    # or an operator marked it; None until then.
+    qualified_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +313,10 @@ class Message:
     translation_lang: str | None = None
     # The seq the visitor's surfaces show (see Conversation.visitor_last_seq); None on notes.
     visitor_seq: int | None = None
+    # An assistant's reply: which assistant, the model that wrote it and the tokens it cost.
+    assistant_id: int | None = None
+    model: str | None = None
+    tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

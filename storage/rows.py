@@ -9,12 +9,14 @@ migrated schema against TABLES).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
 from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
+    Assistant,
     CannedResponse,
     Channel,
     Contact,
@@ -27,6 +29,7 @@ from storage.models import (
     Site,
     SmsMedia,
     UserInfo,
+    WidgetToken,
 )
 
 
@@ -53,6 +56,9 @@ CONTACT_IDENTITIES = TABLES_BY_NAME["contact_identities"]
 CONTACT_MERGES = TABLES_BY_NAME["contact_merges"]
 SMS_OPT_OUTS = TABLES_BY_NAME["sms_opt_outs"]
 SMS_MEDIA = TABLES_BY_NAME["sms_media"]
+WIDGET_TOKENS = TABLES_BY_NAME["widget_tokens"]
+WIDGET_EVENTS = TABLES_BY_NAME["widget_events"]
+ASSISTANTS = TABLES_BY_NAME["assistants"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -97,6 +103,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "channel_id": c.channel_id, "contact_id": c.contact_id, "control": c.control,
         "bot_user_id": c.bot_user_id, "attributes": c.attributes,
         "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
+        "qualified_at": c.qualified_at,
     }  # fmt: skip
 
 
@@ -118,6 +125,7 @@ _CONVO_COLUMNS = (
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
+    "qualified_at",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -129,7 +137,7 @@ def convo(r: Row, p: str = "") -> Conversation:
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
      bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
-     hidden_attributes, custom_data) = _CONVO_GETTERS[p](r)  # fmt: skip
+     hidden_attributes, custom_data, qualified_at) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -138,7 +146,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
-        control, bot_user_id, attributes, hidden_attributes, custom_data,
+        control, bot_user_id, attributes, hidden_attributes, custom_data, qualified_at,
     )  # fmt: skip
 
 
@@ -152,6 +160,7 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         "visitor_seq": m.visitor_seq,
         # Learnt when the provider accepts the message (Store.finish_outbound).
         "provider_id": None,
+        "assistant_id": m.assistant_id, "model": m.model, "tokens": m.tokens,
     }  # fmt: skip
 
 
@@ -162,10 +171,11 @@ _MESSAGE_GETTERS = _getters([f.name for f in dataclasses.fields(Message)])
 def message(r: Row, p: str = "") -> Message:
     (id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
      delivery, private, image_url, translation, translation_lang,
-     visitor_seq) = _MESSAGE_GETTERS[p](r)  # fmt: skip
+     visitor_seq, assistant_id, model, tokens) = _MESSAGE_GETTERS[p](r)  # fmt: skip
     return Message(
         id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
         delivery, bool(private), image_url, translation, translation_lang, visitor_seq,
+        assistant_id, model, tokens,
     )  # fmt: skip
 
 
@@ -198,8 +208,24 @@ def site(r: Row) -> Site:
     return Site(
         account_id=r["account_id"], id=r["id"], name=r["name"], color=r["color"],
         position=r["position"], greeting=r["greeting"], team_id=r["team_id"],
-        created=r["created"], ask_rating=bool(r["ask_rating"]),
+        created=r["created"], ask_rating=bool(r["ask_rating"]), widget_id=r["widget_id"],
+        logo_url=r["logo_url"], assistant_id=r["assistant_id"],
+        allowed_origins=tuple(json.loads(r["allowed_origins"])),
+        voice_number=r["voice_number"],
     )  # fmt: skip
+
+
+def site_row(s: Site) -> dict[str, Any]:
+    """The origins are one JSON list in their column."""
+    return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+
+
+def widget_token(r: Row) -> WidgetToken:
+    return WidgetToken(*(r[f.name] for f in dataclasses.fields(WidgetToken)))
+
+
+def assistant(r: Row) -> Assistant:
+    return Assistant(*(r[f.name] for f in dataclasses.fields(Assistant)))
 
 
 def canned(r: Row) -> CannedResponse:

@@ -34,10 +34,12 @@ from storage import contacts_sql as _contacts
 from storage import outbound as _outbound
 from storage import rows
 from storage.base import (
+    NO_ASSISTANT,
     NO_TEAM,
     SEQ_END,
     TABLES,
     TRANSFER_BATCH_ROWS,
+    AssistantPatch,
     CannedPatch,
     ChannelPatch,
     Decide,
@@ -63,6 +65,7 @@ from storage.inbox_sql import InboxSql
 from storage.models import (
     DEFAULT_SITE_ID,
     Account,
+    Assistant,
     CannedResponse,
     Channel,
     ChannelKind,
@@ -82,8 +85,11 @@ from storage.models import (
     SmsMedia,
     Status,
     Team,
+    WidgetEvent,
     WidgetPosition,
+    WidgetToken,
     default_site,
+    new_widget_id,
 )
 from storage.outbound import Claim, OutboundChannel, OutboundJob
 from storage.reports_sql import Report, ReportsSql
@@ -272,6 +278,27 @@ _INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
 _INSERT_SITE = rows.insert_sql(rows.SITES)
 _INSERT_CANNED = rows.insert_sql(rows.CANNED)
 _INSERT_CHANNEL = rows.insert_sql(rows.CHANNELS)
+_INSERT_WIDGET_TOKEN = rows.insert_sql(rows.WIDGET_TOKENS)
+_INSERT_ASSISTANT = rows.insert_sql(rows.ASSISTANTS)
+_INSERT_WIDGET_EVENT = rows.insert_sql(rows.WIDGET_EVENTS)
+_SESSION_WIDGET_EVENTS = (
+    "SELECT count(*) AS n FROM widget_events"
+    " WHERE account_id = $1 AND site_id = $2 AND session_id = $3 AND source = 'widget'"
+)
+_WIDGET_EVENT_COUNTS = (
+    "SELECT day, source, event, count(*) AS n FROM widget_events"
+    " WHERE account_id = $1 AND site_id = $2 AND day >= $3 AND day <= $4"
+    " GROUP BY day, source, event ORDER BY day, source, event"
+)
+_SELECT_SITE_BY_WIDGET = f"SELECT {rows.select_list(rows.SITES)} FROM sites WHERE widget_id = $1"
+_SELECT_WIDGET_TOKEN = (
+    f"SELECT {rows.select_list(rows.WIDGET_TOKENS)} FROM widget_tokens WHERE token_hash = $1"
+)
+# What an assistant's replies cost since an instant: the sum its budget is checked against.
+_ASSISTANT_TOKENS = (
+    "SELECT coalesce(sum(tokens), 0) AS spent FROM messages"
+    " WHERE account_id = $1 AND assistant_id = $2 AND created >= $3"
+)
 _INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
@@ -442,10 +469,20 @@ async def _require_team(conn: Conn, dialect: Dialect, account_id: str, team_id: 
         raise UnknownReference(f"no team {team_id}")
 
 
+async def _require_assistant(
+    conn: Conn, dialect: Dialect, account_id: str, assistant_id: int
+) -> None:
+    sql = f"SELECT id FROM assistants WHERE account_id = $1 AND id = $2{dialect.lock_key_share}"
+    if not await _exists(conn, sql, account_id, assistant_id):
+        raise UnknownReference(f"no assistant {assistant_id}")
+
+
 async def _insert_site(conn: Conn, dialect: Dialect, site: Site) -> None:
     if site.team_id is not None:
         await _require_team(conn, dialect, site.account_id, site.team_id)
-    await conn.execute(_INSERT_SITE, *rows.values(rows.SITES, asdict(site)))
+    if site.assistant_id is not None:
+        await _require_assistant(conn, dialect, site.account_id, site.assistant_id)
+    await conn.execute(_INSERT_SITE, *rows.values(rows.SITES, rows.site_row(site)))
 
 
 def _exported(table: Table, row: Row) -> dict[str, Any]:
@@ -804,7 +841,10 @@ class SqlStore(abc.ABC):
     ) -> Site:
         async def op(conn: Conn) -> Site:
             site_id = await _next_id(conn, account_id, "site")
-            site = Site(account_id, site_id, name, color, position, greeting, team_id, time.time())
+            site = Site(
+                account_id, site_id, name, color, position, greeting, team_id, time.time(),
+                widget_id=new_widget_id(),
+            )  # fmt: skip
             await _insert_site(conn, self._dialect, site)
             return site
 
@@ -821,14 +861,20 @@ class SqlStore(abc.ABC):
             values = patch_values(patch)
             if values["team_id"] is not None:
                 await _require_team(conn, self._dialect, account_id, values["team_id"])
+            if values["assistant_id"] is not None:
+                await _require_assistant(conn, self._dialect, account_id, values["assistant_id"])
             row = await _patch(conn, rows.SITES, account_id, site_id, values)
-            if row is not None and patch.team_id == NO_TEAM:
-                row = await conn.fetchrow(
-                    "UPDATE sites SET team_id = NULL WHERE account_id = $1 AND id = $2"
-                    f" RETURNING {rows.select_list(rows.SITES)}",
-                    account_id,
-                    site_id,
-                )
+            for column, cleared in (
+                ("team_id", patch.team_id == NO_TEAM),
+                ("assistant_id", patch.assistant_id == NO_ASSISTANT),
+            ):
+                if row is not None and cleared:
+                    row = await conn.fetchrow(
+                        f"UPDATE sites SET {column} = NULL WHERE account_id = $1 AND id = $2"
+                        f" RETURNING {rows.select_list(rows.SITES)}",
+                        account_id,
+                        site_id,
+                    )
             return rows.site(row) if row else None
 
         return await self._write(op)
@@ -1030,14 +1076,158 @@ class SqlStore(abc.ABC):
 
         return await self._write(op)
 
+    # widgets and assistants (issue 17)
+
+    async def site_by_widget_id(self, widget_id: str) -> Site | None:
+        async def op(conn: Conn) -> Site | None:
+            row = await conn.fetchrow(_SELECT_SITE_BY_WIDGET, widget_id)
+            return rows.site(row) if row else None
+
+        return await self._read(op)
+
+    async def create_widget_token(
+        self, account_id: str, site_id: int, token_hash: str
+    ) -> WidgetToken | None:
+        async def op(conn: Conn) -> WidgetToken | None:
+            if not await _exists(conn, _SELECT_BY_ID["sites"], account_id, site_id):
+                return None
+            token_id = await _next_id(conn, account_id, "widget_token")
+            token = WidgetToken(account_id, token_id, site_id, token_hash, time.time())
+            await conn.execute(
+                _INSERT_WIDGET_TOKEN, *rows.values(rows.WIDGET_TOKENS, asdict(token))
+            )
+            return token
+
+        return await self._write(op)
+
+    async def list_widget_tokens(self, account_id: str, site_id: int) -> list[WidgetToken]:
+        sql = (
+            f"SELECT {rows.select_list(rows.WIDGET_TOKENS)} FROM widget_tokens"
+            " WHERE account_id = $1 AND site_id = $2 ORDER BY id"
+        )
+
+        async def op(conn: Conn) -> list[WidgetToken]:
+            return [rows.widget_token(r) for r in await conn.fetch(sql, account_id, site_id)]
+
+        return await self._read(op)
+
+    async def delete_widget_token(self, account_id: str, site_id: int, token_id: int) -> bool:
+        sql = (
+            "DELETE FROM widget_tokens WHERE account_id = $1 AND site_id = $2 AND id = $3"
+            " RETURNING id"
+        )
+        return await self._write(lambda conn: _exists(conn, sql, account_id, site_id, token_id))
+
+    async def widget_token(self, token_hash: str) -> WidgetToken | None:
+        async def op(conn: Conn) -> WidgetToken | None:
+            row = await conn.fetchrow(_SELECT_WIDGET_TOKEN, token_hash)
+            return rows.widget_token(row) if row else None
+
+        return await self._read(op)
+
+    async def add_widget_event(
+        self, event: WidgetEvent, *, session_limit: int
+    ) -> WidgetEvent | None:
+        async def op(conn: Conn) -> WidgetEvent | None:
+            keys = (event.account_id, event.site_id)
+            # Locks the site's row until commit, so two events of one session cannot both
+            # pass the bound (SQLite has one writer anyway).
+            site = await conn.fetchrow(
+                f"SELECT id FROM sites WHERE account_id = $1 AND id = $2"
+                f"{self._dialect.lock_for_update}",
+                *keys,
+            )
+            if site is None:
+                return None
+            if event.source == "widget":
+                row = await conn.fetchrow(_SESSION_WIDGET_EVENTS, *keys, event.session_id)
+                if row is not None and int(row["n"]) >= session_limit:
+                    return None
+            numbered = replace(event, id=await _next_id(conn, event.account_id, "widget_event"))
+            await conn.execute(
+                _INSERT_WIDGET_EVENT, *rows.values(rows.WIDGET_EVENTS, asdict(numbered))
+            )
+            return numbered
+
+        return await self._write(op)
+
+    async def widget_event_counts(
+        self, account_id: str, site_id: int, first_day: int, last_day: int
+    ) -> list[tuple[int, str, str, int]]:
+        async def op(conn: Conn) -> list[tuple[int, str, str, int]]:
+            found = await conn.fetch(_WIDGET_EVENT_COUNTS, account_id, site_id, first_day, last_day)
+            return [(int(r["day"]), r["source"], r["event"], int(r["n"])) for r in found]
+
+        return await self._read(op)
+
+    async def create_assistant(
+        self,
+        account_id: str,
+        name: str,
+        base_url: str,
+        model: str,
+        credentials: str,
+        system_prompt: str,
+        max_tokens: int,
+        monthly_token_budget: int,
+    ) -> Assistant:
+        async def op(conn: Conn) -> Assistant:
+            assistant_id = await _next_id(conn, account_id, "assistant")
+            assistant = Assistant(
+                account_id, assistant_id, name, base_url, model, credentials, system_prompt,
+                max_tokens, monthly_token_budget, time.time(),
+            )  # fmt: skip
+            await conn.execute(_INSERT_ASSISTANT, *rows.values(rows.ASSISTANTS, asdict(assistant)))
+            return assistant
+
+        return await self._write(op)
+
+    async def get_assistant(self, account_id: str, assistant_id: int) -> Assistant | None:
+        return await self._get(rows.ASSISTANTS, rows.assistant, account_id, assistant_id)
+
+    async def list_assistants(self, account_id: str) -> list[Assistant]:
+        return await self._list(rows.ASSISTANTS, rows.assistant, account_id)
+
+    async def update_assistant(
+        self, account_id: str, assistant_id: int, patch: AssistantPatch
+    ) -> Assistant | None:
+        async def op(conn: Conn) -> Assistant | None:
+            values = patch_values(patch)
+            row = await _patch(conn, rows.ASSISTANTS, account_id, assistant_id, values)
+            return rows.assistant(row) if row else None
+
+        return await self._write(op)
+
+    async def delete_assistant(self, account_id: str, assistant_id: int) -> bool:
+        async def op(conn: Conn) -> bool:
+            await conn.execute(
+                "UPDATE sites SET assistant_id = NULL WHERE account_id = $1 AND assistant_id = $2",
+                account_id,
+                assistant_id,
+            )
+            return await _delete(conn, "assistants", account_id, assistant_id)
+
+        return await self._write(op)
+
+    async def assistant_tokens_since(self, account_id: str, assistant_id: int, since: float) -> int:
+        async def op(conn: Conn) -> int:
+            row = await conn.fetchrow(_ASSISTANT_TOKENS, account_id, assistant_id, since)
+            assert row is not None
+            return int(row["spent"])
+
+        return await self._read(op)
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         async def op(conn: Conn) -> int:
-            found = await conn.fetch("SELECT account_id, id, credentials FROM channels")
-            await conn.executemany(
-                "UPDATE channels SET credentials = $3 WHERE account_id = $1 AND id = $2",
-                [(r["account_id"], r["id"], reseal(r["credentials"])) for r in found],
-            )
-            return len(found)
+            count = 0
+            for table in ("channels", "assistants"):
+                found = await conn.fetch(f"SELECT account_id, id, credentials FROM {table}")
+                await conn.executemany(
+                    f"UPDATE {table} SET credentials = $3 WHERE account_id = $1 AND id = $2",
+                    [(r["account_id"], r["id"], reseal(r["credentials"])) for r in found],
+                )
+                count += len(found)
+            return count
 
         return await self._write_once(op)
 

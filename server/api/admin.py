@@ -1,4 +1,5 @@
-"""Admin REST, account-scoped: operators, teams, canned responses, sites and channels.
+"""Admin REST, account-scoped: operators, teams, canned responses, sites, channels, AI
+assistants and widget tokens.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
 transfer targets; channels are the exception, see ``Resource.admin_reads``); ``POST`` creates,
@@ -16,19 +17,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.wire import JSON, Fields, ok, path_id, read_fields
+from server.assistants import Assistants
 from server.auth import Principal
 from server.channels import Channels
-from server.directory import Directory
+from server.directory import ORIGIN_MAX, Directory
 from server.errors import Invalid, NotFound
 from server.render.snake_case import (
+    assistant_json,
     canned_json,
     channel_json,
     operator_json,
     site_json,
     team_json,
+    widget_token_json,
 )
 from server.services import Services, services
-from storage.base import NO_TEAM
+from storage.base import NO_ASSISTANT, NO_TEAM
 from storage.models import Channel
 
 ROOT = "/api/v1/admin"
@@ -149,6 +153,11 @@ SITES: Resource[Directory] = Resource(
         greeting=f.text("greeting"),
         team_id=f.integer("team_id", minimum=NO_TEAM),
         ask_rating=f.boolean("ask_rating"),
+        logo_url=f.text("logo_url"),
+        # 0 leaves the site without a default assistant.
+        assistant_id=f.integer("assistant_id", minimum=NO_ASSISTANT),
+        allowed_origins=f.text_list("allowed_origins", max_chars=ORIGIN_MAX),
+        voice_number=f.text("voice_number"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
     service=_directory,
@@ -196,6 +205,38 @@ CHANNELS: Resource[Channels] = Resource(
     delete=lambda c, acc, i: c.delete(acc, i),
     service=lambda s: s.channels,
     admin_reads=True,
+)
+
+
+# The API key goes in (api_key) and never comes out: assistant_json renders none.
+ASSISTANTS: Resource[Assistants] = Resource(
+    plural="assistants",
+    singular="assistant",
+    render=assistant_json,
+    list=lambda a, acc: a.list(acc),
+    create=lambda a, acc, f: a.create(
+        acc,
+        name=f.require("name"),
+        base_url=f.require("base_url"),
+        model=f.require("model"),
+        api_key=f.text("api_key"),
+        system_prompt=f.text("system_prompt"),
+        max_tokens=f.integer("max_tokens"),
+        monthly_token_budget=f.integer("monthly_token_budget", required=True) or 0,
+    ),
+    update=lambda a, acc, i, f: a.update(
+        acc,
+        i,
+        name=f.text("name"),
+        base_url=f.text("base_url"),
+        model=f.text("model"),
+        api_key=f.text("api_key"),
+        system_prompt=f.text("system_prompt"),
+        max_tokens=f.integer("max_tokens"),
+        monthly_token_budget=f.integer("monthly_token_budget"),
+    ),
+    delete=lambda a, acc, i: a.delete(acc, i),
+    service=lambda s: s.assistants,
 )
 
 
@@ -291,6 +332,60 @@ async def _deactivate_operator(request: Request) -> Response:
     return ok(operator=operator_json(operator), moved=moved)
 
 
+async def _create_widget_token(request: Request) -> Response:
+    """A new widget token: its secret is in this answer only (stored hashed)."""
+    principal = await _principal(request, admin=True)
+    token, secret = await services(request).widgets.create_token(
+        principal.account_id, _item_id(request, SITES)
+    )
+    return JSON({"success": True, "token": {**widget_token_json(token), "token": secret}}, CREATED)
+
+
+async def _list_widget_tokens(request: Request) -> Response:
+    principal = await _principal(request, admin=True)
+    tokens = await services(request).widgets.list_tokens(
+        principal.account_id, _item_id(request, SITES)
+    )
+    return ok(tokens=[widget_token_json(t) for t in tokens])
+
+
+async def _revoke_widget_token(request: Request) -> Response:
+    principal = await _principal(request, admin=True)
+    missing = NotFound("widget_token_not_found", "no such widget token")
+    await services(request).widgets.revoke_token(
+        principal.account_id, _item_id(request, SITES), path_id(request, "token_id", missing)
+    )
+    return ok()
+
+
+async def _widget_stats(request: Request) -> Response:
+    """The site's widget events per UTC day (seed 003's track, issue 17)."""
+    principal = await _principal(request, admin=False)
+    fields = await read_fields(request)
+    site_id = _item_id(request, SITES)
+    days = await services(request).widgets.summary(
+        principal.account_id,
+        site_id,
+        fields.identifier("from", max_chars=10),
+        fields.identifier("to", max_chars=10),
+    )
+    return ok(
+        site_id=site_id,
+        days=[
+            {
+                "date": d.date,
+                "opened": d.opened,
+                "messages_sent": d.messages_sent,
+                "handovers": d.handovers,
+                "events": d.events,
+            }
+            for d in days
+        ],
+    )
+
+
+WIDGET_TOKENS = f"{ROOT}/sites/{{id}}/widget-tokens"
+
 routes = [
     *_routes(OPERATORS),
     Route(f"{ROOT}/operators/{{id}}/deactivate", _deactivate_operator, methods=["POST"]),
@@ -300,4 +395,9 @@ routes = [
     *_routes(CHANNELS),
     Route(f"{ROOT}/channels/{{id}}/test", _test_channel, methods=["POST"]),
     Route(f"{ROOT}/channels/{{id}}/rotate-key", _rotate_channel_key, methods=["POST"]),
+    *_routes(ASSISTANTS),
+    Route(WIDGET_TOKENS, _create_widget_token, methods=["POST"]),
+    Route(WIDGET_TOKENS, _list_widget_tokens, methods=["GET"]),
+    Route(WIDGET_TOKENS + "/{token_id}", _revoke_widget_token, methods=["DELETE"]),
+    Route(f"{ROOT}/sites/{{id}}/widget-stats", _widget_stats, methods=["GET"]),
 ]

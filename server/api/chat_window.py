@@ -199,6 +199,8 @@ def routes(template: str) -> list[Route]:
             client_msg_id=client_msg_id(fields),
             admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),
         )
+        # The site's AI assistant, if it has one, answers before the window hears back.
+        await svc.widgets.answer_window(committed)
         return ok(
             convoID=committed.conversation.id,
             message=message_json(committed.messages[0], visitor=True),

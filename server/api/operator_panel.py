@@ -117,6 +117,13 @@ async def set_conversation_status(request: Request) -> Response:
     return ok(conversation=conversation_data(conversation))
 
 
+async def qualify(request: Request) -> Response:
+    """Marks the conversation a qualified lead (issue 17): conversation:qualified, once."""
+    svc, me, _ = await caller(request)
+    conversation = await svc.engine.qualify(me.account_id, _path_id(request))
+    return ok(conversation=conversation_data(conversation))
+
+
 async def transfer(request: Request) -> Response:
     svc, me, fields = await caller(request)
     conversation = await svc.engine.transfer(
@@ -381,6 +388,7 @@ routes = [
     Route(f"{ROOT}/conversation{_CONVO}/visitor", update_visitor, methods=["POST", "PATCH"]),
     Route(f"{ROOT}/conversation{_CONVO}/block", block, methods=["POST"]),
     Route(f"{ROOT}/conversation{_CONVO}/status", set_conversation_status, methods=["POST"]),
+    Route(f"{ROOT}/conversation{_CONVO}/qualify", qualify, methods=["POST"]),
     Route(f"{ROOT}/translation/toggle", translation_toggle, methods=["POST"]),
     Route(f"{ROOT}/translation/set-lang", translation_set_lang, methods=["POST"]),
 ]

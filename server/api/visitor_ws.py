@@ -142,6 +142,9 @@ class VisitorSocket:
                 duplicate=committed.duplicate,
             )
         )
+        # After the ack, so the visitor's message shows as sent while the site's assistant
+        # (if it has one) thinks; its reply arrives on this socket as a message:new.
+        await self.svc.widgets.answer_window(committed)
 
 
 async def _nothing(after: int, upto: int | None, limit: int) -> list[Item]:

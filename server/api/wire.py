@@ -24,10 +24,12 @@ from server.errors import (
     Forbidden,
     Invalid,
     LiveOpError,
+    NotConfigured,
     NotFound,
     TooLarge,
     TooManyRequests,
     Unauthorized,
+    Unavailable,
     UnsupportedMediaType,
 )
 from server.text import has_control_characters
@@ -41,6 +43,8 @@ STATUS_FOR: dict[type[LiveOpError], int] = {
     TooLarge: 413,
     UnsupportedMediaType: 415,
     TooManyRequests: 429,
+    NotConfigured: 501,
+    Unavailable: 503,
 }
 # Ids and counts are stored as signed 64-bit integers by every backend.
 MAX_INTEGER = 2**63 - 1
@@ -322,6 +326,27 @@ class Fields:
         ):
             raise self._bad(name, "a list of whole numbers")
         return value
+
+    def text_list(self, name: str, *, max_chars: int) -> list[str] | None:
+        """A JSON list of strings (a form sends it JSON-encoded), each at most ``max_chars``."""
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise self._bad(name, "a list of strings") from None
+        if not isinstance(value, list) or any(
+            not isinstance(v, str) or len(v) > max_chars for v in value
+        ):
+            raise self._bad(name, f"a list of strings of at most {max_chars} characters")
+        return value
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The fields as sent: for a free-form object such as analytics metadata."""
+        return self._data
 
     def nested(self, name: str) -> Fields | None:
         """An object, sent as one (JSON bodies) or as a JSON-encoded string (forms)."""

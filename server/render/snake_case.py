@@ -9,6 +9,7 @@ import orjson
 from server.channels import after_resolved, operator_api_url, settings_of, webhooks
 from server.contacts import ContactView
 from storage.models import (
+    Assistant,
     CannedResponse,
     Channel,
     Contact,
@@ -17,6 +18,7 @@ from storage.models import (
     Operator,
     Site,
     Team,
+    WidgetToken,
 )
 
 
@@ -42,7 +44,30 @@ def site_json(s: Site) -> dict[str, Any]:
         "greeting": s.greeting,
         "team_id": s.team_id,
         "ask_rating": s.ask_rating,
+        "widget_id": s.widget_id,
+        "logo_url": s.logo_url,
+        "assistant_id": s.assistant_id,
+        "allowed_origins": list(s.allowed_origins),
+        "voice_number": s.voice_number,
     }
+
+
+def assistant_json(a: Assistant) -> dict[str, Any]:
+    """Never the API key."""
+    return {
+        "id": a.id,
+        "name": a.name,
+        "base_url": a.base_url,
+        "model": a.model,
+        "system_prompt": a.system_prompt,
+        "max_tokens": a.max_tokens,
+        "monthly_token_budget": a.monthly_token_budget,
+    }
+
+
+def widget_token_json(t: WidgetToken) -> dict[str, Any]:
+    """Never the secret, which only the create answer carries."""
+    return {"id": t.id, "site_id": t.site_id, "created": t.created}
 
 
 def channel_json(c: Channel) -> dict[str, Any]:
@@ -98,6 +123,7 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "team_id": c.team_id,
         "site_id": c.site_id,
         "channel_id": c.channel_id,
+        "qualified_at": c.qualified_at,
         "session_id": c.session_id,
         "control": c.control,
         # A bot platform's user and the attributes it handed over for operators to see; its
@@ -191,4 +217,7 @@ def message_data(m: Message) -> dict[str, Any]:
         "image_url": m.image_url,
         "translation": m.translation,
         "translation_lang": m.translation_lang,
+        # An AI assistant's reply (issue 17): the model that wrote it and what it cost.
+        "model": m.model,
+        "tokens": m.tokens,
     }

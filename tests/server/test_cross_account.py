@@ -30,6 +30,11 @@ from tests.server.test_uploads import picture
 
 # Ids that exist in B only.
 B_OPERATOR, B_TEAM, B_CANNED, B_SITE, B_CHANNEL, B_CONTACT = 3, 2, 2, 3, 2, 3
+B_ASSISTANT = 2
+ASSISTANT = {
+    "name": "Helper", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "b-secret",
+    "monthly_token_budget": 1000,
+}  # fmt: skip
 SMS_CHANNEL = {
     "kind": "sms", "name": "Texts", "account_sid": "AC" + "0" * 32, "auth_token": "b-token",
     "from": "+15550100100", "public_url": "https://chat.example.test",
@@ -107,6 +112,9 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         await _admin_post(tenant, "sites", name=f"Site {i}", team_id=team)
     for _ in range(2 if extra else 1):
         await _admin_post(tenant, "channels", **SMS_CHANNEL)
+        await _admin_post(tenant, "assistants", **ASSISTANT)
+    if extra:
+        await _admin_post(tenant, f"sites/{B_SITE}/widget-tokens")
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
@@ -198,6 +206,7 @@ _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"name": "Ren
 _convo_case("PATCH", f"{OPERATOR}/conversation/{{id:str}}/visitor", {"info": "A's note"})
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/block", {"blocked": True})
 _convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/status", {"status": "waiting"})
+_convo_case("POST", f"{OPERATOR}/conversation/{{id:str}}/qualify", {})
 _convo_case("POST", f"{OPERATOR}/translation/toggle", {"enabled": True})
 _convo_case("POST", f"{OPERATOR}/translation/set-lang", {"lang": "de"})
 
@@ -419,8 +428,11 @@ async def _stream(w: World) -> None:
         await w.b.visitor_says(B_WORDS)
         await w.a.visitor_says("the last word", convoID=w.a_convo)
         kinds = await _until_a_says(stream, "the last word", w)
-        # Nobody of A's changed presence or typed: such an event could only be B's.
-        assert kinds == {"conversation:new", "message:new", "conversation:updated"}
+        # Nobody of A's changed presence or typed: such an event could only be B's. A's
+        # visitor opened with an email: a qualified lead (issue 17).
+        assert kinds == {
+            "conversation:new", "message:new", "conversation:updated", "conversation:qualified",
+        }  # fmt: skip
     # B's event seq as a cursor: A's stream resets or replays A's own events, never B's.
     head_b = str(await w.services.store.head_event_seq(w.b.account_id))
     async with serve(w.app) as base, sse(base, token, last_event_id=head_b) as stream:
@@ -477,6 +489,45 @@ _admin_resource("teams", B_TEAM, "team_not_found", {"name": "Night shift", "memb
 _admin_resource("canned", B_CANNED, "canned_not_found", {"name": "Bye", "message": "Bye!"})
 _admin_resource("sites", B_SITE, "site_not_found", {"name": "Outlet"})
 _admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL, admin_reads=True)
+_admin_resource("assistants", B_ASSISTANT, "assistant_not_found", ASSISTANT)
+WIDGET_TOKENS = f"{ADMIN}/sites/{{id}}/widget-tokens"
+
+
+@covers("GET", WIDGET_TOKENS)
+@covers("POST", WIDGET_TOKENS)
+async def _widget_tokens_of_bs_site(w: World) -> None:
+    path = WIDGET_TOKENS.replace("{id}", str(B_SITE))
+    for method in ("GET", "POST"):
+        await _refused(w.a_admin, method, path, None, 404, "site_not_found")
+
+
+@covers("DELETE", WIDGET_TOKENS + "/{token_id}")
+async def _revoke_bs_widget_token(w: World) -> None:
+    # B's token 1 on B's site, and the same id under A's own site, where A has no token.
+    await _refused(
+        w.a_admin,
+        "DELETE",
+        f"{ADMIN}/sites/{B_SITE}/widget-tokens/1",
+        None,
+        404,
+        "widget_token_not_found",
+    )
+    await _refused(
+        w.a_admin, "DELETE", f"{ADMIN}/sites/1/widget-tokens/1", None, 404, "widget_token_not_found"
+    )
+
+
+@covers("GET", f"{ADMIN}/sites/{{id}}/widget-stats")
+async def _widget_stats_of_bs_site(w: World) -> None:
+    path = f"{ADMIN}/sites/{B_SITE}/widget-stats"
+    for panel in (w.a_op, w.a_admin):
+        await _refused(panel, "GET", path, None, 404, "site_not_found")
+
+
+@covers("PATCH", f"{ADMIN}/sites/{{id}}")
+async def _site_naming_bs_assistant(w: World) -> None:
+    body = {"assistant_id": B_ASSISTANT}
+    await _refused(w.a_admin, "PATCH", f"{ADMIN}/sites/1", body, 404, "assistant_not_found")
 
 
 @covers("POST", f"{ADMIN}/teams")

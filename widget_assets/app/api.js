@@ -11,6 +11,7 @@ const EVENT_KINDS = [
   "conversation:new",
   "conversation:updated",
   "conversation:control_changed",
+  "conversation:qualified",
   "typing",
   "presence",
   "delivery",

@@ -115,6 +115,7 @@ function apply(kind, data) {
   switch (kind) {
     case "conversation:new":
     case "conversation:updated":
+    case "conversation:qualified":
       list.upsert(data);
       conversation.update(data);
       break;

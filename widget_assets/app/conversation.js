@@ -170,6 +170,7 @@ export function createConversation(ctx) {
   function senderName(m) {
     if (m.sender === "visitor") return current ? contactName(current) : "Visitor";
     if (m.sender === "bot") return "Bot";
+    if (m.sender === "system") return "System";
     const name = m.operator_name || "Operator";
     return m.operator_id === ctx.me.id ? `${name} (you)` : name;
   }

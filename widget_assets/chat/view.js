@@ -125,8 +125,16 @@ export function createView(ui, state) {
     } else {
       const name = displayName(m.sender, m.operatorName);
       item = buildMessage(m.sender, text, name, m.created, m.imageURL);
+      if (m.sender === "operator" && state.assistantSpoke && !state.humanJoined) {
+        // The assistant has handed over: say so where the first human reply begins.
+        const joined = el("p", "msg__joined");
+        joined.textContent = `${name} has joined the conversation`;
+        item.prepend(joined);
+      }
       place(item, m.seq);
     }
+    if (m.sender === "bot") state.assistantSpoke = true;
+    if (m.sender === "operator") state.humanJoined = true;
     item.dataset.seq = String(m.seq);
     if (m.id) item.dataset.id = m.id;
     state.bySeq.set(m.seq, item);
