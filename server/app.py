@@ -40,6 +40,7 @@ from server.api import (
     tenant_ws,
     uploads,
     visitor_ws,
+    webhooks_email,
     webhooks_twilio,
 )
 from server.api.telemetry import Telemetry
@@ -51,6 +52,7 @@ from server.channels import Channels
 from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
+from server.email_ingest import EmailIngest
 from server.errors import LiveOpError
 from server.events import EventFeed
 from server.inbox import Inbox
@@ -125,17 +127,19 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)
+            engine = ConversationEngine(
+                store,
+                typing,
+                feed,
+                presence,
+                max_message_chars=settings.max_message_chars,
+                translator=translator,
+            )
             app.state.services = Services(
                 settings=settings,
                 store=store,
-                engine=ConversationEngine(
-                    store,
-                    typing,
-                    feed,
-                    presence,
-                    max_message_chars=settings.max_message_chars,
-                    translator=translator,
-                ),
+                engine=engine,
+                email=EmailIngest(store, engine, settings.max_message_chars),
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
@@ -163,6 +167,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *admin.routes,
             *reports.routes,
             *webhooks_twilio.routes,
+            *webhooks_email.routes,
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),
@@ -172,7 +177,12 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
         middleware=[
             Middleware(Telemetry, access_log=settings.access_log and settings.log_format == JSON),
             Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
+            Middleware(
+                BodyLimit,
+                max_bytes=settings.max_body_bytes,
+                exempt={uploads.UPLOAD_PATH},
+                exempt_prefixes=(webhooks_email.PREFIX,),
+            ),
             Middleware(InFlightLimit, exempt={stream.ROUTE}),
         ],
         exception_handlers={

@@ -14,22 +14,23 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from server.adapters.delivery import DeliveryFailed
+from server.adapters.email import parse_smtp_url
 from server.adapters.sms import TWILIO_URL, TwilioSms
 from server.crypto import Sealer, UnreadableSecret
 from server.directory import NAME_MAX, _name
 from server.errors import Conflict, Invalid, NotFound
-from server.text import has_control_characters
+from server.text import has_control_characters, is_email
 from storage.base import ChannelPatch, DuplicateKey, Store
 from storage.models import Channel, ChannelKind
 
 # 24 random bytes (192 bits) as url-safe base64: the key is all that names a channel in its
 # webhook URLs, so it must not be guessable; the signature check is the second lock.
 KEY_BYTES = 24
-# The kinds an admin can create today; email's inbound side and bots are later issues.
-CREATABLE_KINDS: tuple[ChannelKind, ...] = ("sms",)
+# The kinds an admin can create today; bots are a later issue.
+CREATABLE_KINDS: tuple[ChannelKind, ...] = ("sms", "email")
 # Twilio's ids: "AC" or "MG" and 32 hex digits.
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -42,6 +43,15 @@ URL_MAX = 500
 TEST_SEND_TIMEOUT_S = 10.0
 TEST_MESSAGE = "Test message from Live Operator Chat: this channel can send."
 UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS"
+# Mailgun's signing keys are 32 to 50 characters; room for a provider's longer one.
+SIGNING_KEY_MAX = 256
+# An IMAP mailbox name: INBOX, or a folder path a person typed.
+MAILBOX_MAX = 200
+# What each kind's settings are called, for refusing one kind's field on another kind.
+_FIELDS: dict[ChannelKind, tuple[str, ...]] = {
+    "sms": ("account_sid", "auth_token", "from", "api_url"),
+    "email": ("address", "smtp_url", "imap_url", "mailgun_signing_key"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +74,114 @@ def public_url(channel: Channel) -> str:
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class EmailCredentials:
+    """An email channel's settings with its secrets put back: the URLs as the admin gave them."""
+
+    address: str
+    smtp_url: str
+    imap_url: str | None
+    mailgun_signing_key: str | None
+
+
 def webhooks(channel: Channel) -> dict[str, str]:
     """The URLs to give the provider: the public base URL, which the signature covers."""
+    if channel.kind == "email":
+        mime = f"{public_url(channel)}/webhooks/email/{channel.key}"
+        return {"mime": mime, "mailgun": f"{mime}/mailgun"}
     base = f"{public_url(channel)}/webhooks/twilio/{channel.key}"
     return {"sms": f"{base}/sms", "status": f"{base}/status"}
+
+
+def _without_password(url: str) -> tuple[str, str | None]:
+    """``url`` with the password taken out of its user part, and the password (unquoted)."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=f"{user}@{hostport}")), unquote(password)
+
+
+def _with_password(url: str, password: str | None) -> str:
+    if password is None:
+        return url
+    parts = urlsplit(url)
+    user, _, hostport = parts.netloc.rpartition("@")
+    netloc = f"{user}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _visible(value: str, field: str, limit: int) -> str:
+    if not 0 < len(value) <= limit or has_control_characters(value) or " " in value:
+        raise Invalid("invalid_field", f"{field} must be 1 to {limit} visible characters")
+    return value
+
+
+def _address(value: str) -> str:
+    value = value.strip()
+    if not is_email(value):
+        raise Invalid("invalid_field", "address must be an email address")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def _smtp_url(value: str) -> tuple[str, str | None]:
+    _visible(value, "smtp_url", URL_MAX)
+    try:
+        parse_smtp_url(value)
+    except ValueError as exc:
+        raise Invalid("invalid_field", f"smtp_url: {exc}") from None
+    return _without_password(value)
+
+
+def parse_imap_url(url: str) -> tuple[str, int, bool, str | None, str | None, str]:
+    """(host, port, TLS from the first byte, user, password, mailbox) of an
+    ``imap[s]://user:pass@host[:port]/MAILBOX`` URL; ValueError says what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("imap", "imaps"):
+        raise ValueError("an IMAP URL starts with imap:// or imaps://")
+    if not parts.hostname:
+        raise ValueError("the IMAP URL names no host")
+    if parts.query or parts.fragment:
+        raise ValueError("the IMAP URL takes no query or fragment")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the IMAP URL's port is not a number between 0 and 65535") from None
+    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    if len(mailbox) > MAILBOX_MAX or has_control_characters(mailbox):
+        raise ValueError(f"the mailbox is 1 to {MAILBOX_MAX} visible characters")
+    tls = parts.scheme == "imaps"
+    return (
+        parts.hostname,
+        port or (993 if tls else 143),
+        tls,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password is not None else None,
+        mailbox,
+    )
+
+
+def _imap_url(value: str) -> tuple[str, str | None]:
+    _visible(value, "imap_url", URL_MAX)
+    try:
+        parse_imap_url(value)
+    except ValueError as exc:
+        raise Invalid("invalid_field", f"imap_url: {exc}") from None
+    return _without_password(value)
+
+
+def _other_kinds_fields(kind: ChannelKind, given: dict[str, str | None]) -> None:
+    for name, value in given.items():
+        if value is not None and name not in _FIELDS[kind]:
+            raise Invalid("invalid_field", f"{name} does not apply to a {kind} channel")
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise Invalid("missing_field", f"{name} is required")
+    return value
 
 
 def _url(value: str, field: str) -> str:
@@ -174,28 +288,57 @@ class Channels:
         await self._store.record_channel_outbound(account_id, channel_id, time.time(), None)
         return sid
 
+    def email_credentials(self, channel: Channel) -> EmailCredentials:
+        """The email channel's URLs with their passwords, and its signing key."""
+        opened = self._sealer.open(channel.credentials)
+        public = settings_of(channel)
+        imap = public.get("imap_url")
+        return EmailCredentials(
+            public["address"],
+            _with_password(public["smtp_url"], opened.get("smtp_password")),
+            _with_password(imap, opened.get("imap_password")) if imap else None,
+            opened.get("mailgun_signing_key"),
+        )
+
     async def create(
         self,
         account_id: str,
         *,
         kind: str,
         name: str,
-        account_sid: str,
-        auth_token: str,
-        sender: str,
         public_url: str,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        sender: str | None = None,
         api_url: str | None = None,
+        address: str | None = None,
+        smtp_url: str | None = None,
+        imap_url: str | None = None,
+        mailgun_signing_key: str | None = None,
     ) -> Channel:
         known = [k for k in CREATABLE_KINDS if k == kind]
         if not known:
             raise Invalid("invalid_field", f"kind must be one of {', '.join(CREATABLE_KINDS)}")
-        settings = {
-            "account_sid": _account_sid(account_sid),
-            "from": _sender(sender),
-            "api_url": _url(api_url or TWILIO_URL, "api_url"),
-            "public_url": _url(public_url, "public_url"),
-        }
-        sealed = self._sealer.seal({"auth_token": _token(auth_token)})
+        given = {
+            "account_sid": account_sid, "auth_token": auth_token, "from": sender,
+            "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
+            "mailgun_signing_key": mailgun_signing_key,
+        }  # fmt: skip
+        _other_kinds_fields(known[0], given)
+        settings: dict[str, Any] = {"public_url": _url(public_url, "public_url")}
+        secret: dict[str, str] = {}
+        if known[0] == "sms":
+            settings |= {
+                "account_sid": _account_sid(_required(account_sid, "account_sid")),
+                "from": _sender(_required(sender, "from")),
+                "api_url": _url(api_url or TWILIO_URL, "api_url"),
+            }
+            secret["auth_token"] = _token(_required(auth_token, "auth_token"))
+        else:
+            settings["address"] = _address(_required(address, "address"))
+            self._email_sources(
+                settings, secret, _required(smtp_url, "smtp_url"), imap_url, mailgun_signing_key
+            )
         try:
             return await self._store.create_channel(
                 account_id,
@@ -203,10 +346,40 @@ class Channels:
                 _name(name, "name"),
                 secrets.token_urlsafe(KEY_BYTES),
                 json.dumps(settings, sort_keys=True),
-                sealed,
+                self._sealer.seal(secret),
             )
         except DuplicateKey:  # 192 random bits: only a broken random source gets here
             raise RuntimeError("a fresh channel key collided") from None
+
+    @staticmethod
+    def _email_sources(
+        settings: dict[str, Any],
+        secret: dict[str, str],
+        smtp_url: str | None,
+        imap_url: str | None,
+        mailgun_signing_key: str | None,
+    ) -> None:
+        """Puts what is given into the public settings and the secrets: a URL's password goes
+        to the secrets, an empty imap_url or signing key removes that source."""
+        if smtp_url is not None:
+            settings["smtp_url"], password = _smtp_url(smtp_url)
+            secret.pop("smtp_password", None)
+            if password is not None:
+                secret["smtp_password"] = password
+        if imap_url is not None:
+            settings["imap_url"], password = _imap_url(imap_url) if imap_url else (None, None)
+            secret.pop("imap_password", None)
+            if password is not None:
+                secret["imap_password"] = password
+        if mailgun_signing_key is not None:
+            secret.pop("mailgun_signing_key", None)
+            if mailgun_signing_key:
+                secret["mailgun_signing_key"] = _visible(
+                    mailgun_signing_key, "mailgun_signing_key", SIGNING_KEY_MAX
+                )
+            settings["mailgun"] = bool(mailgun_signing_key)
+        settings.setdefault("imap_url", None)
+        settings.setdefault("mailgun", False)
 
     async def update(
         self,
@@ -214,35 +387,56 @@ class Channels:
         channel_id: int,
         *,
         name: str | None = None,
+        public_url: str | None = None,
         account_sid: str | None = None,
         auth_token: str | None = None,
         sender: str | None = None,
-        public_url: str | None = None,
         api_url: str | None = None,
+        address: str | None = None,
+        smtp_url: str | None = None,
+        imap_url: str | None = None,
+        mailgun_signing_key: str | None = None,
     ) -> Channel:
-        """Changes what is given; a new auth_token replaces the sealed one."""
-        settings = settings_of(await self.get(account_id, channel_id))
-        if account_sid is not None:
-            settings["account_sid"] = _account_sid(account_sid)
-        if sender is not None:
-            settings["from"] = _sender(sender)
-        if api_url is not None:
-            settings["api_url"] = _url(api_url, "api_url")
+        """Changes what is given; a new secret replaces the sealed one."""
+        channel = await self.get(account_id, channel_id)
+        given = {
+            "account_sid": account_sid, "auth_token": auth_token, "from": sender,
+            "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
+            "mailgun_signing_key": mailgun_signing_key,
+        }  # fmt: skip
+        _other_kinds_fields(channel.kind, given)
+        settings = settings_of(channel)
         if public_url is not None:
             settings["public_url"] = _url(public_url, "public_url")
+        sealed: str | None = None
+        if channel.kind == "sms":
+            if account_sid is not None:
+                settings["account_sid"] = _account_sid(account_sid)
+            if sender is not None:
+                settings["from"] = _sender(sender)
+            if api_url is not None:
+                settings["api_url"] = _url(api_url, "api_url")
+            if auth_token is not None:
+                sealed = self._sealer.seal({"auth_token": _token(auth_token)})
+        else:
+            if address is not None:
+                settings["address"] = _address(address)
+            if (smtp_url, imap_url, mailgun_signing_key) != (None, None, None):
+                try:
+                    secret = self._sealer.open(channel.credentials)
+                except UnreadableSecret:
+                    raise Conflict("channel_credentials_unreadable", UNREADABLE) from None
+                self._email_sources(settings, secret, smtp_url, imap_url, mailgun_signing_key)
+                sealed = self._sealer.seal(secret)
         patch = ChannelPatch(
             name=_name(name, "name") if name is not None else None,
             settings=json.dumps(settings, sort_keys=True),
-            credentials=(
-                self._sealer.seal({"auth_token": _token(auth_token)})
-                if auth_token is not None
-                else None
-            ),
+            credentials=sealed,
         )
-        channel = await self._store.update_channel(account_id, channel_id, patch)
-        if channel is None:
+        updated = await self._store.update_channel(account_id, channel_id, patch)
+        if updated is None:
             raise NotFound("channel_not_found", f"no channel {channel_id}")
-        return channel
+        return updated
 
     async def delete(self, account_id: str, channel_id: int) -> None:
         if not await self._store.delete_channel(account_id, channel_id):

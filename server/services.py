@@ -15,6 +15,7 @@ from server.availability import Availability
 from server.channels import Channels
 from server.conversations import ConversationEngine
 from server.directory import Directory
+from server.email_ingest import EmailIngest
 from server.errors import TooManyRequests
 from server.events import EventFeed
 from server.inbox import Inbox
@@ -28,6 +29,8 @@ class Services:
     settings: Settings
     store: Store
     engine: ConversationEngine
+    # Inbound mail, from every source (server/email_ingest.py).
+    email: EmailIngest
     directory: Directory
     channels: Channels
     auth: Authenticator

@@ -76,6 +76,18 @@ def parse_sender(sender: str) -> tuple[str, str]:
     return name, address
 
 
+@dataclass(frozen=True, slots=True)
+class Threading:
+    """What makes the customer's mail client thread a reply, and their answer find its
+    conversation: the subject with our tag, our reply+TOKEN address, the customer's last
+    mail and every mail of the conversation, oldest first (Message-IDs without brackets)."""
+
+    subject: str
+    reply_to: str
+    in_reply_to: str | None
+    references: tuple[str, ...]
+
+
 def message_id(job: OutboundJob, domain: str) -> str:
     """The same for every attempt at one message: ids are url-safe base64, valid atoms."""
     return f"<{job.message_id}.liveop@{domain}>"
@@ -97,7 +109,7 @@ class SmtpEmail:
         # None: the system's trusted CAs. Tests (or a private CA) pass their own.
         self._tls_context = tls_context
 
-    def compose(self, job: OutboundJob) -> EmailMessage:
+    def compose(self, job: OutboundJob, threading: Threading | None = None) -> EmailMessage:
         if not job.contact.email:
             raise DeliveryFailed("the conversation has no email address", retryable=False)
         # Without a name of its own, the From line says who wrote the reply, and for whom.
@@ -113,13 +125,27 @@ class SmtpEmail:
             message["Subject"] = f"Your conversation with {job.account_name}"
             message["Date"] = format_datetime(datetime.fromtimestamp(job.created, UTC))
             message["Message-ID"] = message_id(job, self._domain)
+            if threading is not None:
+                message.replace_header("Subject", threading.subject)
+                message["Reply-To"] = threading.reply_to
+                if threading.in_reply_to:
+                    message["In-Reply-To"] = f"<{threading.in_reply_to}>"
+                if threading.references:
+                    message["References"] = " ".join(f"<{r}>" for r in threading.references)
+            if job.sender in ("bot", "system"):
+                # RFC 3834: nobody's auto-responder answers this, so no mail loop starts here.
+                message["Auto-Submitted"] = "auto-generated"
+                message["X-Auto-Response-Suppress"] = "All"
             message.set_content(job.text)
         except ValueError as exc:  # a header the email policy refuses: no retry fixes it
             raise DeliveryFailed(f"cannot compose the email: {exc}", retryable=False) from exc
         return message
 
     async def send(self, job: OutboundJob) -> str:
-        message = self.compose(job)
+        return await self.deliver(self.compose(job))
+
+    async def deliver(self, message: EmailMessage) -> str:
+        """Sends a composed message; its Message-ID is the provider id."""
         server = self._server
         try:
             await aiosmtplib.send(

@@ -147,7 +147,8 @@ SITES: Resource[Directory] = Resource(
     service=_directory,
 )
 
-# Credentials go in (auth_token) and never come out: channel_json renders none.
+# Credentials go in (auth_token, passwords inside the mail URLs, the signing key) and never
+# come out: channel_json renders none. Which fields a kind needs is the engine's rule.
 CHANNELS: Resource[Channels] = Resource(
     plural="channels",
     singular="channel",
@@ -157,25 +158,33 @@ CHANNELS: Resource[Channels] = Resource(
         acc,
         kind=f.require("kind"),
         name=f.require("name"),
-        account_sid=f.require("account_sid"),
-        auth_token=f.require("auth_token"),
-        sender=f.require("from"),
         public_url=f.require("public_url"),
-        api_url=f.text("api_url"),
+        **_channel_fields(f),
     ),
     update=lambda c, acc, i, f: c.update(
         acc,
         i,
         name=f.text("name"),
-        account_sid=f.text("account_sid"),
-        auth_token=f.text("auth_token"),
-        sender=f.text("from"),
         public_url=f.text("public_url"),
-        api_url=f.text("api_url"),
+        **_channel_fields(f),
     ),
     delete=lambda c, acc, i: c.delete(acc, i),
     service=lambda s: s.channels,
 )
+
+
+def _channel_fields(f: Fields) -> dict[str, str | None]:
+    """The kind-specific channel fields, as given (None when absent)."""
+    return {
+        "account_sid": f.text("account_sid"),
+        "auth_token": f.text("auth_token"),
+        "sender": f.text("from"),
+        "api_url": f.text("api_url"),
+        "address": f.text("address"),
+        "smtp_url": f.text("smtp_url"),
+        "imap_url": f.text("imap_url"),
+        "mailgun_signing_key": f.text("mailgun_signing_key"),
+    }
 
 
 def _item_id(request: Request, resource: Resource[Any]) -> int:
