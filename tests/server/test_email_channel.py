@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
+import secrets
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from server.email_ingest import MAX_MAIL_BYTES
@@ -526,3 +531,89 @@ async def test_unknown_keys_and_empty_bodies_are_refused(
         await client.post("/webhooks/email/" + "k" * 5000, content=b"x"), 404, "channel_not_found"
     )
     assert_error(await client.post(mailbox.path, content=b""), 400, "empty_body")
+
+
+# Mailgun's routes
+
+
+def mailgun_form(key: str = SIGNING_KEY, *, age_s: float = 0.0, **fields: str) -> dict[str, str]:
+    """A form signed as Mailgun signs it: hex HMAC-SHA256 of timestamp + token."""
+    timestamp = str(int(time.time() - age_s))
+    token = secrets.token_hex(25)
+    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": signature, **fields}
+
+
+def parsed_fields() -> dict[str, str]:
+    """What Mailgun posts for a route that forwards parsed mail."""
+    headers = [
+        ["From", "Jane Doe <jane.doe@customer.test>"],
+        ["To", ADDRESS],
+        ["Subject", "Parsed by Mailgun"],
+        ["Message-Id", "<mg-1@customer.test>"],
+        ["Content-Type", 'multipart/alternative; boundary="x"'],
+    ]
+    return {
+        "recipient": ADDRESS,
+        "sender": CUSTOMER,
+        "from": "Jane Doe <jane.doe@customer.test>",
+        "subject": "Parsed by Mailgun",
+        "message-headers": orjson.dumps(headers).decode(),
+        "body-plain": "Sent through Mailgun.\n\nOn Mon, Support wrote:\n> earlier\n",
+        "body-html": "<p>Sent through Mailgun.</p>",
+    }
+
+
+async def test_mailgun_raw_and_parsed_mail_become_messages(mailbox: Mailbox) -> None:
+    path = mailbox.channel["webhooks"]["mailgun"].removeprefix(PUBLIC)
+    raw = fixture("new_mail.eml").decode()
+    response = await mailbox.client.post(path, data=mailgun_form(**{"body-mime": raw}))
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "message"
+    files = {"attachment-1": ("label.pdf", b"%PDF-1.4 label", "application/pdf")}
+    response = await mailbox.client.post(path, data=mailgun_form(**parsed_fields()), files=files)
+    assert response.status_code == 200, response.text
+    texts = [await mailbox.texts(c.id) for c in await mailbox.conversations()]
+    assert ["Sent through Mailgun.\n[Attachment: label.pdf (application/pdf, 14 bytes)]"] in texts
+    assert len(texts) == 2
+
+
+async def test_mailgun_refuses_bad_stale_and_replayed_signatures(
+    client: httpx.AsyncClient, mailbox: Mailbox, sink: SmtpServer
+) -> None:
+    path = mailbox.channel["webhooks"]["mailgun"].removeprefix(PUBLIC)
+    body = parsed_fields()
+    wrong = mailgun_form("another-key", **body)
+    assert_error(await client.post(path, data=wrong), 403, "invalid_signature")
+    tampered = {**mailgun_form(**body), "timestamp": str(int(time.time()) + 1)}
+    assert_error(await client.post(path, data=tampered), 403, "invalid_signature")
+    unsigned = {k: v for k, v in mailgun_form(**body).items() if k != "signature"}
+    assert_error(await client.post(path, data=unsigned), 403, "invalid_signature")
+    stale = mailgun_form(age_s=600, **body)
+    assert_error(await client.post(path, data=stale), 403, "stale_signature")
+    signed = mailgun_form(**body)
+    assert (await client.post(path, data=signed)).status_code == 200
+    assert_error(await client.post(path, data=signed), 403, "replayed_signature")
+    assert_error(await client.post(path, content=b"{}"), 415, "unsupported_media_type")
+    assert_error(
+        await client.post("/webhooks/email/nope/mailgun", data=signed), 404, "channel_not_found"
+    )
+    # A channel without a signing key takes no Mailgun mail at all.
+    response = await client.post(
+        ROOT,
+        headers={"X-Api-Key": mailbox.tenant.api_key},
+        json=email_channel(sink, mailgun_signing_key=None),
+    )
+    keyless = response.json()["channel"]["webhooks"]["mailgun"].removeprefix(PUBLIC)
+    assert_error(await client.post(keyless, data=mailgun_form(**body)), 403, "invalid_signature")
+    (convo,) = await mailbox.conversations()
+    assert len(await mailbox.texts(convo.id)) == 1
+
+
+async def test_mailgun_bad_fields_are_400_and_write_nothing(mailbox: Mailbox) -> None:
+    path = mailbox.channel["webhooks"]["mailgun"].removeprefix(PUBLIC)
+    for headers in ("not json", '{"From": "x"}', '[["From"]]', "[[1, 2]]"):
+        body = {**parsed_fields(), "message-headers": headers}
+        response = await mailbox.client.post(path, data=mailgun_form(**body))
+        assert_error(response, 400, "invalid_field")
+    assert await mailbox.conversations() == []
