@@ -52,6 +52,7 @@ from server.channels import Channels
 from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
+from server.email_imap import ImapSources
 from server.email_ingest import EmailIngest
 from server.errors import LiveOpError
 from server.events import EventFeed
@@ -135,11 +136,16 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 max_message_chars=settings.max_message_chars,
                 translator=translator,
             )
+            email = EmailIngest(store, engine, settings.max_message_chars)
+            if settings.imap_sources:
+                imap = ImapSources(store, channels, email, poll_s=settings.imap_poll_s)
+                imap.start()
+                stack.push_async_callback(imap.stop)
             app.state.services = Services(
                 settings=settings,
                 store=store,
                 engine=engine,
-                email=EmailIngest(store, engine, settings.max_message_chars),
+                email=email,
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),

@@ -47,10 +47,12 @@ UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS
 SIGNING_KEY_MAX = 256
 # An IMAP mailbox name: INBOX, or a folder path a person typed.
 MAILBOX_MAX = 200
+# How far back a mailbox's first connection imports, in days; a year is plenty.
+BACKFILL_DAYS_MAX = 365
 # What each kind's settings are called, for refusing one kind's field on another kind.
 _FIELDS: dict[ChannelKind, tuple[str, ...]] = {
     "sms": ("account_sid", "auth_token", "from", "api_url"),
-    "email": ("address", "smtp_url", "imap_url", "mailgun_signing_key"),
+    "email": ("address", "smtp_url", "imap_url", "imap_backfill_days", "mailgun_signing_key"),
 }
 
 
@@ -170,6 +172,15 @@ def _imap_url(value: str) -> tuple[str, str | None]:
     except ValueError as exc:
         raise Invalid("invalid_field", f"imap_url: {exc}") from None
     return _without_password(value)
+
+
+def _backfill_days(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) > BACKFILL_DAYS_MAX:
+        raise Invalid(
+            "invalid_field",
+            f"imap_backfill_days must be a whole number from 0 to {BACKFILL_DAYS_MAX}",
+        )
+    return int(value)
 
 
 def _other_kinds_fields(kind: ChannelKind, given: dict[str, str | None]) -> None:
@@ -314,6 +325,7 @@ class Channels:
         address: str | None = None,
         smtp_url: str | None = None,
         imap_url: str | None = None,
+        imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
     ) -> Channel:
         known = [k for k in CREATABLE_KINDS if k == kind]
@@ -322,7 +334,7 @@ class Channels:
         given = {
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
-            "mailgun_signing_key": mailgun_signing_key,
+            "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
         }  # fmt: skip
         _other_kinds_fields(known[0], given)
         settings: dict[str, Any] = {"public_url": _url(public_url, "public_url")}
@@ -336,6 +348,7 @@ class Channels:
             secret["auth_token"] = _token(_required(auth_token, "auth_token"))
         else:
             settings["address"] = _address(_required(address, "address"))
+            settings["imap_backfill_days"] = _backfill_days(imap_backfill_days or "0")
             self._email_sources(
                 settings, secret, _required(smtp_url, "smtp_url"), imap_url, mailgun_signing_key
             )
@@ -395,6 +408,7 @@ class Channels:
         address: str | None = None,
         smtp_url: str | None = None,
         imap_url: str | None = None,
+        imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
     ) -> Channel:
         """Changes what is given; a new secret replaces the sealed one."""
@@ -402,7 +416,7 @@ class Channels:
         given = {
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
-            "mailgun_signing_key": mailgun_signing_key,
+            "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
         }  # fmt: skip
         _other_kinds_fields(channel.kind, given)
         settings = settings_of(channel)
@@ -421,6 +435,8 @@ class Channels:
         else:
             if address is not None:
                 settings["address"] = _address(address)
+            if imap_backfill_days is not None:
+                settings["imap_backfill_days"] = _backfill_days(imap_backfill_days)
             if (smtp_url, imap_url, mailgun_signing_key) != (None, None, None):
                 try:
                     secret = self._sealer.open(channel.credentials)

@@ -1,11 +1,11 @@
 """Inbound email (issue 15): one pipeline for every source (raw MIME webhooks, Mailgun, IMAP).
 
 A mail is parsed with the standard library's modern API (``email.policy.default``), kept once
-per channel under the source's identity for it (its Message-ID; the IMAP UID or the digest of
-its bytes when it has none), classified (a customer's message; automatic mail, a bounce or our
-own mail, which never open or reopen a conversation and are never answered; or refused, with
-the reason), threaded, and handed to the engine as the customer's new text only. The original
-stays for operators (``GET /api/v1/operator/message/{id}/original``).
+per channel under its Message-ID (the digest of its bytes when it has none), classified (a
+customer's message; automatic mail, a bounce or our own mail, which never open or reopen a
+conversation and are never answered; or refused, with the reason), threaded, and handed to the
+engine as the customer's new text only. The original stays for operators
+(``GET /api/v1/operator/message/{id}/original``).
 
 Threading, in this order (docs/api.md): a ``reply+TOKEN@`` recipient we issued; then
 ``In-Reply-To``/``References`` against Message-IDs the channel sent or received; then the
@@ -266,13 +266,12 @@ def new_thread(channel: Channel, convo_id: str, customer: str, subject: str) -> 
     )
 
 
-def source_key(parsed_id: str | None, raw: bytes, uid: str | None) -> str:
-    """What names this mail for its source: its Message-ID, else the IMAP (UIDVALIDITY, UID),
-    else the digest of its bytes (a webhook retried sends the same bytes)."""
+def source_key(parsed_id: str | None, raw: bytes) -> str:
+    """What names this mail: its Message-ID, else the digest of its bytes. Not the IMAP UID:
+    a UIDVALIDITY change voids every UID, and the mail fetched again must be known again
+    (a retried webhook, too, sends the same bytes)."""
     if parsed_id is not None:
         return f"mid:{parsed_id}"
-    if uid is not None:
-        return f"uid:{uid}"
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
@@ -282,16 +281,16 @@ class EmailIngest:
         self._engine = engine
         self._max_chars = max_message_chars
 
-    async def ingest(self, channel: Channel, raw: bytes, *, uid: str | None = None) -> Ingested:
+    async def ingest(self, channel: Channel, raw: bytes) -> Ingested:
         """Takes one mail into the channel; the same mail again changes nothing."""
         if len(raw) > MAX_MAIL_BYTES:
             too_large = f"the mail is larger than {MAX_MAIL_BYTES} bytes"
-            return await self._refused(channel, raw, uid, too_large, keep=False)
+            return await self._refused(channel, raw, too_large, keep=False)
         try:
             parsed = parse(raw)
         except Refused as exc:
-            return await self._refused(channel, raw, uid, str(exc))
-        key = source_key(parsed.message_id, raw, uid)
+            return await self._refused(channel, raw, str(exc))
+        key = source_key(parsed.message_id, raw)
         seen = await self._store.get_email(channel.account_id, channel.id, key)
         if seen is not None:
             return Ingested(seen.outcome, seen.convo_id, True, seen.reason)
@@ -368,10 +367,10 @@ class EmailIngest:
         return Ingested("message", convo_id, committed.duplicate and not kept)
 
     async def _refused(
-        self, channel: Channel, raw: bytes, uid: str | None, reason: str, *, keep: bool = True
+        self, channel: Channel, raw: bytes, reason: str, *, keep: bool = True
     ) -> Ingested:
         """Records why the mail is no message; ``keep``: with its bytes, for a person to read."""
-        key = source_key(None, raw, uid)
+        key = source_key(None, raw)
         original = base64.b64encode(raw).decode("ascii") if keep else None
         record = EmailRecord(
             channel.account_id, channel.id, key, "in", None, "refused", reason, "", None, None,

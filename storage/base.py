@@ -20,6 +20,7 @@ from storage.models import (
     EmailThread,
     Event,
     EventDetail,
+    ImapCursor,
     Message,
     MessageReplay,
     Operator,
@@ -209,6 +210,14 @@ TABLES: tuple[Table, ...] = (
         "email_undeliverable",
         _columns("account_id:str address:str reason:str at:float"),
         ("account_id", "address"),
+    ),
+    Table(
+        "imap_mailboxes",
+        _columns(
+            "account_id:str channel_id:int uidvalidity:int? last_uid:int holder:str"
+            " lease_until:float"
+        ),
+        ("account_id", "channel_id"),
     ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
@@ -655,6 +664,25 @@ class Store(Protocol):
 
     async def undeliverable(self, account_id: str, address: str) -> str | None:
         """Why mail to ``address`` cannot be delivered, or None."""
+
+    async def list_channels_of_kind(self, kind: ChannelKind) -> list[Channel]:
+        """Every account's channels of ``kind``: what a process that follows mailboxes
+        looks at. Not scoped by account, like outbound claims."""
+
+    async def claim_mailbox(
+        self, account_id: str, channel_id: int, holder: str, now: float, lease_until: float
+    ) -> ImapCursor | None:
+        """Takes or renews the lease on the channel's mailbox for ``holder`` until
+        ``lease_until`` and returns how far it was imported; None while another holder's
+        lease runs."""
+
+    async def advance_mailbox(
+        self, account_id: str, channel_id: int, holder: str, cursor: ImapCursor
+    ) -> bool:
+        """Records how far the mailbox is imported; False (nothing written) when ``holder``
+        lost the lease, so a process that stalled past its lease cannot move it back."""
+
+    async def release_mailbox(self, account_id: str, channel_id: int, holder: str) -> None: ...
 
     async def advance_delivery(
         self,

@@ -310,3 +310,12 @@ class EmailRecord:
     original: str | None
     html: str | None
     created: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImapCursor:
+    """How far an IMAP mailbox is imported: its UIDVALIDITY (None before the first
+    connection) and the highest UID taken in."""
+
+    uidvalidity: int | None
+    last_uid: int

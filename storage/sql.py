@@ -71,6 +71,7 @@ from storage.models import (
     EmailThread,
     Event,
     EventDetail,
+    ImapCursor,
     Message,
     MessageReplay,
     NewEvent,
@@ -246,6 +247,18 @@ _MARK_UNDELIVERABLE = (
     " ON CONFLICT (account_id, address) DO UPDATE SET reason = $3, at = $4"
 )
 _UNDELIVERABLE = "SELECT reason FROM email_undeliverable WHERE account_id = $1 AND address = $2"
+_CHANNELS_OF_KIND = (
+    f"SELECT {rows.select_list(rows.CHANNELS)} FROM channels WHERE kind = $1"
+    " ORDER BY account_id, id"
+)
+# A lease is taken when there is none, renewed by its holder, or taken over once it ran out.
+_CLAIM_MAILBOX = (
+    "INSERT INTO imap_mailboxes (account_id, channel_id, uidvalidity, last_uid, holder,"
+    " lease_until) VALUES ($1, $2, NULL, 0, $3, $4)"
+    " ON CONFLICT (account_id, channel_id) DO UPDATE SET holder = $3, lease_until = $4"
+    " WHERE imap_mailboxes.holder = $3 OR imap_mailboxes.lease_until <= $5"
+    " RETURNING uidvalidity, last_uid"
+)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
 _INSERT_TEAM = rows.insert_sql(rows.TEAMS)
@@ -989,6 +1002,45 @@ class SqlStore(abc.ABC):
             return str(row["reason"]) if row else None
 
         return await self._read(op)
+
+    async def list_channels_of_kind(self, kind: ChannelKind) -> list[Channel]:
+        async def op(conn: Conn) -> list[Channel]:
+            found = await conn.fetch(_CHANNELS_OF_KIND, kind)
+            return [rows.channel(r) for r in found]
+
+        return await self._read(op)
+
+    async def claim_mailbox(
+        self, account_id: str, channel_id: int, holder: str, now: float, lease_until: float
+    ) -> ImapCursor | None:
+        async def op(conn: Conn) -> ImapCursor | None:
+            row = await conn.fetchrow(
+                _CLAIM_MAILBOX, account_id, channel_id, holder, lease_until, now
+            )
+            return ImapCursor(row["uidvalidity"], row["last_uid"]) if row else None
+
+        return await self._write(op)
+
+    async def advance_mailbox(
+        self, account_id: str, channel_id: int, holder: str, cursor: ImapCursor
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            row = await conn.fetchrow(
+                "UPDATE imap_mailboxes SET uidvalidity = $4, last_uid = $5"
+                " WHERE account_id = $1 AND channel_id = $2 AND holder = $3"
+                " RETURNING last_uid",
+                account_id, channel_id, holder, cursor.uidvalidity, cursor.last_uid,
+            )  # fmt: skip
+            return row is not None
+
+        return await self._write(op)
+
+    async def release_mailbox(self, account_id: str, channel_id: int, holder: str) -> None:
+        sql = (
+            "UPDATE imap_mailboxes SET lease_until = 0"
+            " WHERE account_id = $1 AND channel_id = $2 AND holder = $3"
+        )
+        await self._write(lambda conn: conn.execute(sql, account_id, channel_id, holder))
 
     async def advance_delivery(
         self,

@@ -183,6 +183,7 @@ def _channel_fields(f: Fields) -> dict[str, str | None]:
         "address": f.text("address"),
         "smtp_url": f.text("smtp_url"),
         "imap_url": f.text("imap_url"),
+        "imap_backfill_days": f.text("imap_backfill_days"),
         "mailgun_signing_key": f.text("mailgun_signing_key"),
     }
 

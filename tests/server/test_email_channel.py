@@ -61,7 +61,8 @@ def email_channel(sink: SmtpServer, **fields: Any) -> dict[str, Any]:
         "name": "Support mail",
         "address": ADDRESS,
         "smtp_url": f"smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{sink.port}",
-        "imap_url": f"imaps://support%40example.com:{IMAP_PASSWORD}@imap.example.test/INBOX",
+        # Port 1 refuses at once: the app's IMAP follower never leaves loopback.
+        "imap_url": f"imaps://support%40example.com:{IMAP_PASSWORD}@127.0.0.1:1/INBOX",
         "public_url": PUBLIC + "/",
         "mailgun_signing_key": SIGNING_KEY,
         **fields,
@@ -154,7 +155,7 @@ async def test_an_email_channel_answers_its_key_and_webhooks_and_never_a_secret(
         "mailgun": f"{PUBLIC}/webhooks/email/{key}/mailgun",
     }
     assert channel["smtp_url"] == f"smtp://{SMTP_USER}@127.0.0.1:{sink.port}"
-    assert channel["imap_url"] == "imaps://support%40example.com@imap.example.test/INBOX"
+    assert channel["imap_url"] == "imaps://support%40example.com@127.0.0.1:1/INBOX"
     assert channel["mailgun"] is True
     listed = await client.get(ROOT, headers=headers)
     stored = await services.store.get_channel(tenant.account_id, channel["id"])

@@ -46,3 +46,15 @@ CREATE TABLE email_undeliverable (
     at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (account_id, address)
 );
+-- An email channel's IMAP mailbox: the (UIDVALIDITY, last UID) imported so far, and the lease
+-- that lets one process follow the mailbox at a time (holder and until when). NULL
+-- uidvalidity: never connected, so the first connection imports only mail from then on.
+CREATE TABLE imap_mailboxes (
+    account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    channel_id BIGINT NOT NULL,
+    uidvalidity BIGINT,
+    last_uid BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    lease_until DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (account_id, channel_id)
+);

@@ -46,3 +46,15 @@ CREATE TABLE email_undeliverable (
     at REAL NOT NULL,
     PRIMARY KEY (account_id, address)
 );
+-- An email channel's IMAP mailbox: the (UIDVALIDITY, last UID) imported so far, and the lease
+-- that lets one process follow the mailbox at a time (holder and until when). NULL
+-- uidvalidity: never connected, so the first connection imports only mail from then on.
+CREATE TABLE imap_mailboxes (
+    account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL,
+    uidvalidity INTEGER,
+    last_uid INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    PRIMARY KEY (account_id, channel_id)
+);
