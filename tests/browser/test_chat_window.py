@@ -290,6 +290,7 @@ async def test_window_recovers_from_trouble(
     # A stored conversation the server does not know is forgotten: the window starts fresh.
     await page.goto(live_server.chat_url)
     await page.evaluate("(k) => localStorage.setItem(k, 'no-such-conversation')", key)
+
     # The page loaded above may still be polling: wait for the poll that names the stale id.
     def stale_chatpoll(response: Any) -> bool:
         request = response.request
