@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from server.adapters.delivery import DeliveryFailed
-from server.adapters.email import parse_smtp_url
+from server.adapters.email import SmtpEmail, parse_smtp_url
+from server.adapters.imap import ImapFailed, check_mailbox, parse_imap_url
 from server.adapters.sms import TWILIO_URL, TwilioSms
 from server.crypto import Sealer, UnreadableSecret
 from server.directory import NAME_MAX, _name
@@ -45,8 +46,6 @@ TEST_MESSAGE = "Test message from Live Operator Chat: this channel can send."
 UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS"
 # Mailgun's signing keys are 32 to 50 characters; room for a provider's longer one.
 SIGNING_KEY_MAX = 256
-# An IMAP mailbox name: INBOX, or a folder path a person typed.
-MAILBOX_MAX = 200
 # How far back a mailbox's first connection imports, in days; a year is plenty.
 BACKFILL_DAYS_MAX = 365
 # What each kind's settings are called, for refusing one kind's field on another kind.
@@ -135,34 +134,6 @@ def _smtp_url(value: str) -> tuple[str, str | None]:
     except ValueError as exc:
         raise Invalid("invalid_field", f"smtp_url: {exc}") from None
     return _without_password(value)
-
-
-def parse_imap_url(url: str) -> tuple[str, int, bool, str | None, str | None, str]:
-    """(host, port, TLS from the first byte, user, password, mailbox) of an
-    ``imap[s]://user:pass@host[:port]/MAILBOX`` URL; ValueError says what is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("imap", "imaps"):
-        raise ValueError("an IMAP URL starts with imap:// or imaps://")
-    if not parts.hostname:
-        raise ValueError("the IMAP URL names no host")
-    if parts.query or parts.fragment:
-        raise ValueError("the IMAP URL takes no query or fragment")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the IMAP URL's port is not a number between 0 and 65535") from None
-    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
-    if len(mailbox) > MAILBOX_MAX or has_control_characters(mailbox):
-        raise ValueError(f"the mailbox is 1 to {MAILBOX_MAX} visible characters")
-    tls = parts.scheme == "imaps"
-    return (
-        parts.hostname,
-        port or (993 if tls else 143),
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password is not None else None,
-        mailbox,
-    )
 
 
 def _imap_url(value: str) -> tuple[str, str | None]:
@@ -273,6 +244,46 @@ class Channels:
             timeout_s=timeout_s,
             base_url=credentials.api_url,
         )
+
+    async def test(
+        self, account_id: str, channel_id: int, to: str | None, text: str | None = None
+    ) -> dict[str, str]:
+        """An admin's test of a channel: a test SMS to ``to`` (``{"sid"}``), or, for email,
+        logging in to its SMTP server and its IMAP mailbox (``{"smtp", "imap"}``)."""
+        channel = await self.get(account_id, channel_id)
+        if channel.kind == "email":
+            return await self._check_email(channel)
+        return {"sid": await self.send_test(account_id, channel_id, _required(to, "to"), text)}
+
+    async def _check_email(self, channel: Channel) -> dict[str, str]:
+        """Each configured server, as its follower and its sender would reach it; the first
+        refusal is ``409 channel_test_failed`` with the server's words, and the outcome goes
+        on the health line."""
+        try:
+            credentials = self.email_credentials(channel)
+        except UnreadableSecret:
+            raise Conflict("channel_test_failed", UNREADABLE) from None
+        result = {"smtp": "ok", "imap": "not set"}
+        try:
+            smtp = SmtpEmail(
+                credentials.smtp_url, credentials.address, timeout_s=TEST_SEND_TIMEOUT_S
+            )
+            await smtp.check()
+            if credentials.imap_url is not None:
+                await check_mailbox(credentials.imap_url, TEST_SEND_TIMEOUT_S)
+                result["imap"] = "ok"
+        except DeliveryFailed as exc:
+            await self._tested(channel, exc.reason)
+        except (ImapFailed, OSError, TimeoutError) as exc:
+            await self._tested(channel, f"IMAP: {exc or type(exc).__name__}")
+        await self._store.record_channel_outbound(channel.account_id, channel.id, time.time(), None)
+        return result
+
+    async def _tested(self, channel: Channel, reason: str) -> None:
+        await self._store.record_channel_outbound(
+            channel.account_id, channel.id, time.time(), reason[:300]
+        )
+        raise Conflict("channel_test_failed", reason)
 
     async def send_test(
         self, account_id: str, channel_id: int, to: str, text: str | None = None

@@ -20,18 +20,17 @@ fetched again and the pipeline drops what it already has.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aioimaplib
 
-from server.channels import Channels, parse_imap_url, settings_of
+from server.adapters.imap import COMMAND_TIMEOUT_S, ImapConnection, ImapFailed, ok
+from server.channels import Channels, settings_of
 from server.crypto import UnreadableSecret
 from server.email_ingest import EmailIngest
 from storage.base import Store
@@ -49,22 +48,9 @@ LEASE_S = 180.0
 IDLE_MAX_S = 25 * 60.0
 # After a UIDVALIDITY change, at least this many days are fetched again.
 RESCAN_DAYS = 7
-# Each IMAP command's timeout.
-COMMAND_TIMEOUT_S = 30.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _FETCHED_UID = re.compile(rb"\bUID (\d+)\b")
-
-
-class ImapFailed(Exception):
-    """The server refused a command or answered something unusable."""
-
-
-def _ok(response: Any, what: str) -> Any:
-    if response.result != "OK":
-        detail = b" ".join(bytes(line) for line in response.lines)[:200]
-        raise ImapFailed(f"{what}: {response.result} {detail.decode('utf-8', 'replace')}")
-    return response
 
 
 def _number(pattern: re.Pattern[bytes], lines: list[Any]) -> int | None:
@@ -75,7 +61,7 @@ def _number(pattern: re.Pattern[bytes], lines: list[Any]) -> int | None:
     return None
 
 
-class Mailbox:
+class Mailbox(ImapConnection):
     """One channel's mailbox, followed over one connection by one holder."""
 
     def __init__(
@@ -89,61 +75,17 @@ class Mailbox:
         backfill_days: int,
         timeout_s: float = COMMAND_TIMEOUT_S,
     ) -> None:
+        super().__init__(url, timeout_s=timeout_s)
         self._store = store
         self._ingest = ingest
         self._channel = channel
-        self._host, self._port, self._tls, user, password, self.mailbox = parse_imap_url(url)
-        self._user, self._password = user or "", password or ""
         self._holder = holder
         self._backfill_days = backfill_days
-        self._timeout_s = timeout_s
-        self._client: aioimaplib.IMAP4 | None = None
-        self._lost = asyncio.Event()
-
-    async def connect(self) -> None:
-        kind = aioimaplib.IMAP4_SSL if self._tls else aioimaplib.IMAP4
-        client = kind(host=self._host, port=self._port, timeout=self._timeout_s)
-        # aioimaplib leaves a command waiting for its timeout when the connection drops: the
-        # callback ends it at once (see _call).
-        client.protocol.conn_lost_cb = lambda _exc: self._lost.set()
-        self._client = client
-        await self._call(client.wait_hello_from_server())
-        _ok(await self._call(client.login(self._user, self._password)), "LOGIN")
-
-    async def _call(self, command: Awaitable[T]) -> T:
-        """``command``'s outcome, or ImapFailed as soon as the connection is lost."""
-        running = asyncio.ensure_future(command)
-        lost = asyncio.ensure_future(self._lost.wait())
-        try:
-            await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-        if not running.done():
-            running.cancel()
-            raise ImapFailed("the server closed the connection")
-        return running.result()
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        with contextlib.suppress(Exception):  # a dead connection has nothing to log out of
-            await self._call(asyncio.wait_for(client.logout(), self._timeout_s))
-        # aioimaplib leaves its socket to the server's hang-up; a refused login gets none.
-        transport = getattr(client.protocol, "transport", None)
-        if transport is not None:
-            transport.close()
-
-    def _connected(self) -> aioimaplib.IMAP4:
-        if self._client is None:
-            raise ImapFailed("not connected")
-        return self._client
 
     async def sync(self, cursor: ImapCursor) -> ImapCursor | None:
         """Imports what is new since ``cursor``; returns the new cursor, or None once the
         lease is lost (another process follows the mailbox now)."""
-        client = self._connected()
-        selected = _ok(await self._call(client.select(self.mailbox)), "SELECT")
+        selected = await self.select()
         validity = _number(_UIDVALIDITY, selected.lines)
         uidnext = _number(_UIDNEXT, selected.lines)
         if validity is None:
@@ -164,7 +106,7 @@ class Mailbox:
             if raw is not None:
                 await self._ingest.ingest(self._channel, raw)
                 flag = f"+FLAGS.SILENT ({PROCESSED_FLAG})"
-                _ok(await self._call(client.uid("store", str(uid), flag)), "STORE")
+                ok(await self.call(self.client().uid("store", str(uid), flag)), "STORE")
             cursor = ImapCursor(validity, uid)
             if not await self._advance(cursor):
                 return None
@@ -172,22 +114,21 @@ class Mailbox:
 
     async def wait(self, poll_s: float) -> None:
         """Until the server announces a change (IDLE), or ``poll_s`` passes."""
-        client = self._connected()
+        client = self.client()
         if not client.has_capability("IDLE"):
             await asyncio.sleep(poll_s)
             return
-        idle = await self._call(client.idle_start(timeout=IDLE_MAX_S))
+        idle = await self.call(client.idle_start(timeout=IDLE_MAX_S))
         try:
-            await self._call(client.wait_server_push(timeout=poll_s))
+            await self.call(client.wait_server_push(timeout=poll_s))
         except TimeoutError:
             pass
         finally:
             client.idle_done()
-        _ok(await self._call(asyncio.wait_for(idle, self._timeout_s)), "IDLE")
+        ok(await self.call(asyncio.wait_for(idle, self._timeout_s)), "IDLE")
 
     async def _search(self, *criteria: str) -> list[int]:
-        searching = self._connected().uid_search(*criteria, charset=None)
-        found = _ok(await self._call(searching), "SEARCH")
+        found = ok(await self.call(self.client().uid_search(*criteria, charset=None)), "SEARCH")
         uids: list[int] = []
         for line in found.lines[:-1]:
             uids += [int(n) for n in bytes(line).split() if n.isdigit()]
@@ -195,9 +136,8 @@ class Mailbox:
 
     async def _fetch(self, uid: int) -> bytes | None:
         """The message, unread as people see it; None when it was expunged meanwhile."""
-        fetching = self._connected().uid("fetch", str(uid), "(UID BODY.PEEK[])")
-        fetched = _ok(await self._call(fetching), "FETCH")
-        lines = fetched.lines
+        fetching = self.client().uid("fetch", str(uid), "(UID BODY.PEEK[])")
+        lines = ok(await self.call(fetching), "FETCH").lines
         for i, line in enumerate(lines[:-1]):
             named = _FETCHED_UID.search(bytes(line)) if isinstance(line, bytes) else None
             if named and int(named.group(1)) == uid and isinstance(lines[i + 1], bytearray):

@@ -159,22 +159,47 @@ class SmtpEmail:
                 tls_context=self._tls_context,
                 timeout=self._timeout_s,
             )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            retryable = any(r.code < 500 for r in exc.recipients)
-            raise DeliveryFailed(f"recipient refused: {refusals}", retryable=retryable) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            # SMTP's own classes: 4xx is "try again later", 5xx is final.
-            raise DeliveryFailed(
-                f"SMTP {exc.code} {exc.message}", retryable=exc.code < 500
-            ) from exc
-        except aiosmtplib.SMTPNotSupported as exc:
-            # The server lacks what the URL demands (STARTTLS, AUTH): asking again won't help.
-            raise DeliveryFailed(f"SMTP server: {exc.message}", retryable=False) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            # Timeouts, refused or dropped connections, TLS handshakes that failed.
-            raise DeliveryFailed(f"SMTP server unreachable: {exc}", retryable=True) from exc
+            raise _failure(exc) from exc
         return str(message["Message-ID"])
+
+    async def check(self) -> None:
+        """Connects and logs in as a send would, then quits: what an admin's test proves.
+        DeliveryFailed says why not."""
+        server = self._server
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.implicit_tls,
+            start_tls=server.starttls,
+            tls_context=self._tls_context,
+            timeout=self._timeout_s,
+        )
+        try:
+            await client.connect()
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _failure(exc) from exc
+        finally:
+            client.close()
 
     async def aclose(self) -> None:
         """Nothing held open: each message uses a connection of its own."""
+
+
+def _failure(exc: aiosmtplib.SMTPException | OSError) -> DeliveryFailed:
+    """What an SMTP error means for the message: its reason, and whether to try again."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        retryable = any(r.code < 500 for r in exc.recipients)
+        return DeliveryFailed(f"recipient refused: {refusals}", retryable=retryable)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # SMTP's own classes: 4xx is "try again later", 5xx is final.
+        return DeliveryFailed(f"SMTP {exc.code} {exc.message}", retryable=exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # The server lacks what the URL demands (STARTTLS, AUTH): asking again won't help.
+        return DeliveryFailed(f"SMTP server: {exc.message}", retryable=False)
+    # Timeouts, refused or dropped connections, TLS handshakes that failed.
+    return DeliveryFailed(f"SMTP server unreachable: {exc}", retryable=True)

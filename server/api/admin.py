@@ -243,18 +243,19 @@ def _routes(resource: Resource[S]) -> list[Route]:
 
 
 async def _test_channel(request: Request) -> Response:
-    """``POST /channels/{id}/test``: a test SMS from the channel to ``to``, for the admin
-    checking a new channel; the outcome is also on its health line."""
+    """``POST /channels/{id}/test``: a test SMS from the channel to ``to``, or an email
+    channel's servers logged in to, for the admin checking a new channel; the outcome is also
+    on its health line."""
     principal = await _principal(request, admin=True)
     fields = await read_fields(request)
     found = services(request)
-    sid = await found.channels.send_test(
+    result = await found.channels.test(
         principal.account_id,
         _item_id(request, CHANNELS),
-        fields.require("to"),
+        fields.text("to"),
         fields.text("message", max_chars=found.settings.max_message_chars),
     )
-    return ok(sid=sid)
+    return ok(**result)
 
 
 routes = [

@@ -368,3 +368,35 @@ async def test_a_mailed_customer_is_answered_and_their_answer_joins_the_conversa
 async def _sent(sink: SmtpServer) -> EmailMessage | None:
     messages = sink.mailbox.messages()
     return messages[-1] if messages else None
+
+
+# the admin's test of the channel
+
+
+async def test_the_channel_test_logs_in_to_smtp_and_imap_and_says_why_not(
+    client: httpx.AsyncClient, services: Services, tenant: Tenant, dovecot: Dovecot,
+    sink: SmtpServer,
+) -> None:  # fmt: skip
+    headers = {"X-Api-Key": tenant.api_key}
+    good = await email_channel(services, tenant, dovecot.url(), sink.port)
+    response = await client.post(f"/api/v1/admin/channels/{good.id}/test", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"success": True, "smtp": "ok", "imap": "ok"}
+    assert sink.mailbox.messages() == []  # a login, not a mail
+    health = await services.channels.get(tenant.account_id, good.id)
+    assert health.last_outbound is not None and health.last_error is None
+
+    wrong = dovecot.url().replace(":imap-pass-1@", f":{IMAP_WRONG}@")
+    refused = await email_channel(services, tenant, wrong, sink.port)
+    response = await client.post(f"/api/v1/admin/channels/{refused.id}/test", headers=headers)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "channel_test_failed"
+    assert "LOGIN" in response.json()["error"]["message"]
+    assert IMAP_WRONG not in response.text
+    health = await services.channels.get(tenant.account_id, refused.id)
+    assert health.last_error is not None and "LOGIN" in health.last_error
+
+    no_smtp = await email_channel(services, tenant, dovecot.url(), sink_port=1)
+    response = await client.post(f"/api/v1/admin/channels/{no_smtp.id}/test", headers=headers)
+    assert response.status_code == 409, response.text
+    assert "SMTP server unreachable" in response.json()["error"]["message"]
