@@ -397,6 +397,7 @@ class Session:
         self.broker = options.broker if options.processes > 1 else None
         self.accounts: list[Account] = []
         self.tokens: list[str] = []
+        self.idle_tokens: list[tuple[str, ...]] = []
         # Per client process, conversations created before any measurement: (id, last seq).
         self.conversations: list[list[tuple[str, int]]] = []
 
@@ -474,9 +475,19 @@ class Session:
 
         return [
             Target(
-                kind, url(i), a.account_id, a.api_key, a.operator_id, token, url(i + 1), url(i - 1)
+                kind,
+                url(i),
+                a.account_id,
+                a.api_key,
+                a.operator_id,
+                token,
+                url(i + 1),
+                url(i - 1),
+                idle,
             )
-            for i, (a, token) in enumerate(zip(self.accounts, self.tokens, strict=True))
+            for i, (a, token, idle) in enumerate(
+                zip(self.accounts, self.tokens, self.idle_tokens, strict=True)
+            )
         ]
 
     def prepare(self, count: int) -> None:
@@ -491,6 +502,16 @@ class Session:
                 asyncio.run(clients.login(self.base_urls[0], a.email, PASSWORD))
                 for a in self.accounts
             ]
+            self.idle_tokens = [()] * len(self.accounts)
+            if {"idle", "idle-deflate"} & set(self.options.phases):
+                self.idle_tokens = [
+                    asyncio.run(clients.create_operators(target, n, PASSWORD))
+                    for target, n in zip(
+                        self.targets("liveop", across=1),
+                        shares(self.options.operators, len(self.pool)),
+                        strict=True,
+                    )
+                ]
             started = time.monotonic()
             self.conversations = [
                 asyncio.run(clients.create_conversations(target, n))

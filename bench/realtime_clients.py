@@ -22,7 +22,7 @@ import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -79,6 +79,9 @@ class Target:
     token: str
     stream_url: str  # operator SSE streams
     command_url: str  # App Command requests: operator replies, new conversations
+    # The idle streams' operators, one stream each, as in an inbox where every operator has
+    # one tab open (the server caps the streams of one operator, server/api/stream.py).
+    idle_tokens: tuple[str, ...] = ()
 
     @property
     def ws_url(self) -> str:
@@ -266,6 +269,38 @@ async def create_conversations(target: Target, count: int) -> list[tuple[str, in
             for n in range(count):
                 group.create_task(create(n))
     return made
+
+
+def idle_target(target: Target, k: int) -> Target:
+    """The target as the ``k``-th idle operator of its account sees it."""
+    if target.kind == "socketio":
+        return target
+    return replace(target, token=target.idle_tokens[k])
+
+
+async def create_operators(target: Target, count: int, password: str) -> tuple[str, ...]:
+    """``count`` more operators of the target's account, made with its API key as an admin
+    integration would, each signed in: their tokens."""
+    batch = secrets.token_hex(4)
+    lanes = asyncio.Semaphore(CREATE_CONCURRENCY)
+    async with http_client(target.command_url, CREATE_CONCURRENCY) as http:
+
+        async def create(n: int) -> str:
+            email = f"idle-{batch}-{n}@bench.test"
+            async with lanes:
+                created = await http.post(
+                    "/api/v1/admin/operators",
+                    json={"name": f"Idle {n}", "email": email, "password": password},
+                    headers={"X-Api-Key": target.api_key},
+                )
+                created.raise_for_status()
+                signed_in = await http.post(
+                    "/api/v1/auth/login", data={"email": email, "password": password}
+                )
+                signed_in.raise_for_status()
+            return str(signed_in.json()["token"])
+
+        return tuple(await asyncio.gather(*(create(n) for n in range(count))))
 
 
 async def login(base_url: str, email: str, password: str) -> str:
@@ -801,8 +836,13 @@ class Worker:
                 )
                 self.census.visitors += len(opened)
             case OpenOperators(target, count):
+                if len(target.idle_tokens) < count and target.kind != "socketio":
+                    raise RuntimeError(
+                        f"{count} idle streams but {len(target.idle_tokens)} operators"
+                    )
                 opened = await self.open_many(
-                    functools.partial(self.open_operator, target, ignore) for _ in range(count)
+                    functools.partial(self.open_operator, idle_target(target, k), ignore)
+                    for k in range(count)
                 )
                 self.census.operators += len(opened)
             case PrepareChat(target, active):

@@ -32,6 +32,7 @@ from server.api import (
     auth,
     chat_window,
     commands,
+    contacts,
     inbox_app,
     operations,
     operator_panel,
@@ -49,6 +50,7 @@ from server.api.wire import BodyLimit, InFlightLimit, ok, on_crash, on_http_erro
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
+from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
@@ -64,6 +66,7 @@ from server.push import push_notifications
 from server.readiness import Readiness, ShutdownState
 from server.services import Services
 from server.settings import Settings
+from server.sms_media import MediaWorker
 from server.uploads import ImageStore
 from storage import create_store
 
@@ -125,6 +128,12 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
+            if settings.outbound_worker:
+                # The background fetches of inbound MMS pictures run beside the outbound
+                # worker, under the same switch (LIVEOP_OUTBOUND_WORKER).
+                media = MediaWorker(store, feed, channels, images, public_url=settings.public_url)
+                media.start()
+                stack.push_async_callback(media.stop)
             translator = create_translator(settings.translate_url, settings.translate_api_key)
             if translator is not None:
                 stack.push_async_callback(translator.aclose)
@@ -148,6 +157,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 email=email,
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
+                contacts=Contacts(store),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,
                 feed=feed,
@@ -168,6 +178,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *visitor_ws.routes,
             *stream.routes,
             *operator_panel.routes,
+            *contacts.routes,
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,

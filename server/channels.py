@@ -50,9 +50,13 @@ SIGNING_KEY_MAX = 256
 BACKFILL_DAYS_MAX = 365
 # What each kind's settings are called, for refusing one kind's field on another kind.
 _FIELDS: dict[ChannelKind, tuple[str, ...]] = {
-    "sms": ("account_sid", "auth_token", "from", "api_url"),
+    "sms": ("account_sid", "auth_token", "from", "api_url", "after_resolved"),
     "email": ("address", "smtp_url", "imap_url", "imap_backfill_days", "mailgun_signing_key"),
 }
+# What a customer's SMS after their conversation was resolved does: reopen it (the default:
+# the customer's phone shows one thread, and the operator sees what was said before) or start
+# a new conversation (for teams that count each resolved conversation as one case).
+AFTER_RESOLVED = ("reopen", "new")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,12 @@ class EmailCredentials:
     smtp_url: str
     imap_url: str | None
     mailgun_signing_key: str | None
+
+
+def after_resolved(channel: Channel) -> str:
+    """The channel's ``after_resolved`` (channels created before the setting reopen)."""
+    found: str = settings_of(channel).get("after_resolved", AFTER_RESOLVED[0])
+    return found
 
 
 def webhooks(channel: Channel) -> dict[str, str]:
@@ -196,6 +206,12 @@ def _sender(value: str) -> str:
             "invalid_field",
             "from must be a phone number in E.164 (+15550100100) or a messaging service SID",
         )
+    return value
+
+
+def _after_resolved(value: str) -> str:
+    if value not in AFTER_RESOLVED:
+        raise Invalid("invalid_field", f"after_resolved must be one of {', '.join(AFTER_RESOLVED)}")
     return value
 
 
@@ -338,6 +354,7 @@ class Channels:
         imap_url: str | None = None,
         imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
+        after_resolved: str | None = None,
     ) -> Channel:
         known = [k for k in CREATABLE_KINDS if k == kind]
         if not known:
@@ -346,6 +363,7 @@ class Channels:
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
             "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
+            "after_resolved": after_resolved,
         }  # fmt: skip
         _other_kinds_fields(known[0], given)
         settings: dict[str, Any] = {"public_url": _url(public_url, "public_url")}
@@ -355,6 +373,7 @@ class Channels:
                 "account_sid": _account_sid(_required(account_sid, "account_sid")),
                 "from": _sender(_required(sender, "from")),
                 "api_url": _url(api_url or TWILIO_URL, "api_url"),
+                "after_resolved": _after_resolved(after_resolved or AFTER_RESOLVED[0]),
             }
             secret["auth_token"] = _token(_required(auth_token, "auth_token"))
         else:
@@ -421,6 +440,7 @@ class Channels:
         imap_url: str | None = None,
         imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
+        after_resolved: str | None = None,
     ) -> Channel:
         """Changes what is given; a new secret replaces the sealed one."""
         channel = await self.get(account_id, channel_id)
@@ -428,6 +448,7 @@ class Channels:
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
             "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
+            "after_resolved": after_resolved,
         }  # fmt: skip
         _other_kinds_fields(channel.kind, given)
         settings = settings_of(channel)
@@ -443,6 +464,8 @@ class Channels:
                 settings["api_url"] = _url(api_url, "api_url")
             if auth_token is not None:
                 sealed = self._sealer.seal({"auth_token": _token(auth_token)})
+            if after_resolved is not None:
+                settings["after_resolved"] = _after_resolved(after_resolved)
         else:
             if address is not None:
                 settings["address"] = _address(address)

@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
+from server import sms_opt_outs
 from server.adapters.translate import TranslationFailed, Translator, check_language
+from server.contacts import display_name, normalized, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.events import EventFeed, announced
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
@@ -30,8 +32,10 @@ from storage.models import (
     BlockType,
     Change,
     Committed,
+    Contact,
     Conversation,
     Delivery,
+    Identity,
     Message,
     Operator,
     Sender,
@@ -97,6 +101,15 @@ class PollResult:
     conversation: Conversation
     messages: list[Message]
     typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorView:
+    conversation: Conversation
+    messages: list[Message]
+    # The customer opted out of SMS on the conversation's channel: replies cannot go out.
+    sms_opted_out: bool
+    contact: Contact | None
 
 
 def expand_macros(template: str, info: UserInfo, operator_name: str) -> str:
@@ -176,13 +189,16 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a new conversation comes from: which site, which widget session, and which of
-    the account's channels (an inbound SMS's)."""
+    """Where a new conversation comes from: which site, which widget session, which of the
+    account's channels (an inbound SMS's), and the identity that channel proves of the person
+    writing (the From of a signed SMS webhook, the widget's own session): the conversation
+    joins the contact holding it, or a new one does (server/contacts.py)."""
 
     source_app: SourceApp = "chatbot"
     site_id: int = DEFAULT_SITE_ID
     session_id: str | None = None
     channel_id: int | None = None
+    identity: Identity | None = None
 
 
 class ConversationEngine:
@@ -254,6 +270,7 @@ class ConversationEngine:
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
+        proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
             account_id, convo_id, sender, operator, text, template
         )
@@ -280,7 +297,7 @@ class ConversationEngine:
                 translation=translation[0] if translation else None,
                 translation_lang=translation[1] if translation else None,
             )  # fmt: skip
-            return _append(before, current, draft, self._clock())
+            return _with_contact(_append(before, current, draft, self._clock()), proven)
 
         committed = await self._write(account_id, convo_id, decide, client_msg_id)
         if committed.duplicate and not _holds(
@@ -386,7 +403,7 @@ class ConversationEngine:
             )
             check_user_info(info)
             after = dataclasses.replace(current, user_info=info)
-            return None if after == current else Change(current, after)
+            return None if after == current else _with_contact(Change(current, after), None)
 
         return (await self._write(account_id, convo_id, decide)).conversation
 
@@ -472,7 +489,9 @@ class ConversationEngine:
             convo_id=open_ones[0].id if open_ones else None,
             text=text,
             operator_id=operator_id,
-            origin=Origin(VISITOR_CHANNEL, site_id, session_id),
+            origin=Origin(
+                VISITOR_CHANNEL, site_id, session_id, identity=Identity("session", session_id)
+            ),
         )
         await self._feed.session_conversation(account_id, session_id, committed.conversation.id)
         return committed
@@ -563,13 +582,23 @@ class ConversationEngine:
 
     async def operator_view(
         self, account_id: str, convo_id: str, *, limit: int, before_seq: int | None
-    ) -> tuple[Conversation, list[Message]]:
-        """The operator panel's view: notes included, and the visitor's messages it shows
-        marked read for the operators."""
+    ) -> OperatorView:
+        """The operator panel's view: notes included, the visitor's messages it shows marked
+        read for the operators, and the conversation's contact (None only on a conversation
+        a previous release wrote during a rolling update)."""
         current, messages = await self.history(
             account_id, convo_id, limit, with_notes=True, before_seq=before_seq
         )
-        return await self._mark_read(current, "operator", messages), messages
+        opted_out = current.channel_id is not None and await sms_opt_outs.opted_out(
+            self._store, account_id, current.channel_id, current.user_info.phone
+        )
+        marked = await self._mark_read(current, "operator", messages)
+        contact = (
+            None
+            if current.contact_id is None
+            else await self._store.get_contact(account_id, current.contact_id)
+        )
+        return OperatorView(marked, messages, opted_out, contact)
 
     async def set_status(self, account_id: str, convo_id: str, status: str) -> Conversation:
         if status not in STATUSES:
@@ -892,6 +921,22 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         **firsts,
     )
     return Change(before, after, (message,))
+
+
+def _with_contact(change: Change, proven: Identity | None) -> Change:
+    """``change`` with what it tells of the conversation's contact: the identity a channel
+    proved, when it creates the conversation, and whenever the visitor's details are new or
+    changed, the identities and name somebody typed there (recorded on the contact, never
+    linking it to anybody: server/contacts.py)."""
+    info = change.after.user_info
+    if change.before is not None and change.before.user_info == info:
+        return change
+    return dataclasses.replace(
+        change,
+        identity=proven if change.before is None else None,
+        typed=typed_identities(info),
+        contact_name=display_name(info),
+    )
 
 
 def _first_response(current: Conversation, draft: Draft, created: float) -> dict[str, Any]:

@@ -33,11 +33,19 @@ from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 
 from server.channels import settings_of
+from server.contacts import normalized
 from server.conversations import USER_INFO_LIMITS, ConversationEngine, Origin, check_user_info
 from server.errors import Invalid, NotFound
 from server.text import is_email
 from storage.base import Store
-from storage.models import Channel, EmailOutcome, EmailRecord, EmailThread, UserInfo
+from storage.models import (
+    Channel,
+    EmailOutcome,
+    EmailRecord,
+    EmailThread,
+    Identity,
+    UserInfo,
+)
 
 # Beyond this a mail is refused whole: a 25 MB message is what the big providers accept.
 MAX_MAIL_BYTES = 25 * 1024 * 1024
@@ -352,7 +360,11 @@ class EmailIngest:
             convo_id=thread.convo_id if thread is not None else None,
             text=text,
             user_info=_contact(parsed) if thread is None else None,
-            origin=Origin(source_app="emailbroadcast", channel_id=channel.id),
+            origin=Origin(
+                source_app="emailbroadcast",
+                channel_id=channel.id,
+                identity=normalized(Identity("email", parsed.sender)),
+            ),
             client_msg_id="email:" + hashlib.sha256(f"{channel.id}:{key}".encode()).hexdigest(),
             account_key=True,
         )

@@ -54,6 +54,11 @@ TYPING = EventKind("typing", False, frozenset({Audience.ACCOUNT, Audience.CONVER
 PRESENCE = EventKind("presence", False, _ACCOUNT)
 # An SMS or email reply's delivery became final (sent or failed).
 DELIVERY = EventKind("delivery", False, _ACCOUNT)
+# An inbound MMS picture was fetched and stored: the message's image_url, for the inbox.
+MESSAGE_IMAGE = EventKind("message:image", False, _ACCOUNT)
+# A phone opted out of SMS on a channel (STOP) or back in (START): the inbox turns the
+# composer of that phone's conversations on the channel off or on.
+SMS_OPT_OUT = EventKind("sms_opt_out", False, _ACCOUNT)
 # An operator's proactive message opened a conversation for a waiting widget session.
 SESSION_CONVERSATION = EventKind("conversation", False, frozenset({Audience.SESSION}))
 
@@ -65,6 +70,8 @@ CATALOGUE: tuple[EventKind, ...] = (
     TYPING,
     PRESENCE,
     DELIVERY,
+    SMS_OPT_OUT,
+    MESSAGE_IMAGE,
     SESSION_CONVERSATION,
 )
 

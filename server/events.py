@@ -97,7 +97,15 @@ def announced(decide: Decide) -> Decide:
 def announce(change: Change) -> Change:
     """``change`` with the events it produces."""
     # The constructor, not dataclasses.replace: this runs inside the write, for every change.
-    return Change(change.before, change.after, change.messages, _events(change))
+    return Change(
+        change.before,
+        change.after,
+        change.messages,
+        _events(change),
+        change.identity,
+        change.typed,
+        change.contact_name,
+    )
 
 
 def _events(change: Change) -> tuple[NewEvent, ...]:

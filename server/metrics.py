@@ -93,6 +93,12 @@ outbound_attempts = Counter(
     "Outbound delivery attempts, by channel and result (sent, retry, failed, released, lost)",
     ["channel", "result"],
 )
+sms_media = Counter(
+    "liveop_sms_media_total",
+    "Inbound MMS picture fetches, by outcome (stored, queued: to retry, refused, failed, lost:"
+    " the claim lapsed first)",
+    ["result"],
+)
 inbound_webhooks = Counter(
     "liveop_inbound_webhooks_total",
     "Provider webhooks received, by provider, kind and result (ok, duplicate: a retried"

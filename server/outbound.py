@@ -293,7 +293,7 @@ async def outbound_worker(
         }
         unbound = tuple(adapters)
         if channels is not None:
-            adapters["sms"] = ChannelSms(store, channels, adapters.get("sms"), timeout_s)
+            adapters["sms"] = ChannelSms(store, feed, channels, adapters.get("sms"), timeout_s)
             adapters["email"] = ChannelEmail(store, channels, adapters.get("email"), timeout_s)
         if not adapters:
             yield None

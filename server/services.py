@@ -13,6 +13,7 @@ from realtime.ratelimit import RateLimiter, Rule
 from server.auth import Authenticator
 from server.availability import Availability
 from server.channels import Channels
+from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.directory import Directory
 from server.email_ingest import EmailIngest
@@ -33,6 +34,7 @@ class Services:
     email: EmailIngest
     directory: Directory
     channels: Channels
+    contacts: Contacts
     auth: Authenticator
     hub: Hub
     feed: EventFeed

@@ -39,6 +39,8 @@ DECODES_AT_ONCE = 2
 # an upload is refused at once (429, retry in a second) rather than queued without bound.
 SAVES_AT_ONCE = 8
 NAME_BYTES = 16
+# Where stored images are served (server/api/uploads.py), under the server's public URL.
+SERVE_ROOT = "/uploads"
 _NAME = re.compile(r"[A-Za-z0-9_-]{22}\.(?:png|jpg|gif|webp)")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

@@ -14,6 +14,7 @@ from storage.models import (
     Channel,
     ChannelKind,
     Committed,
+    Contact,
     Conversation,
     Delivery,
     EmailRecord,
@@ -21,11 +22,13 @@ from storage.models import (
     Event,
     EventDetail,
     ImapCursor,
+    MediaState,
     Message,
     MessageReplay,
     Operator,
     OperatorCredentials,
     Site,
+    SmsMedia,
     SourceApp,
     Status,
     Team,
@@ -49,6 +52,14 @@ class DuplicateKey(StoreError):
 
 class DuplicateEmail(StoreError):
     """An operator with this email already exists (emails are global: they are logins)."""
+
+
+class MergedContact(StoreError):
+    """A contact was merged into another: ``into_id`` is where its conversations went."""
+
+    def __init__(self, into_id: int) -> None:
+        super().__init__(f"merged into contact {into_id}")
+        self.into_id = into_id
 
 
 class UnknownReference(StoreError):
@@ -141,6 +152,26 @@ TABLES: tuple[Table, ...] = (
         ("account_id", "id"),
     ),
     Table(
+        "contacts", _columns("account_id:str id:int name:str created:float"), ("account_id", "id")
+    ),
+    Table(
+        "contact_identities",
+        _columns("account_id:str contact_id:int kind:str value:str verified:bool created:float"),
+        ("account_id", "contact_id", "kind", "value"),
+    ),
+    Table(
+        "contact_merges",
+        _columns(
+            "account_id:str from_id:int into_id:int from_name:str operator_id:int created:float"
+        ),
+        ("account_id", "from_id"),
+    ),
+    Table(
+        "sms_opt_outs",
+        _columns("account_id:str channel_id:int phone:str since:float"),
+        ("account_id", "channel_id", "phone"),
+    ),
+    Table(
         "push_tokens",
         _columns("account_id:str operator_id:int token:str created:float"),
         ("account_id", "operator_id", "token"),
@@ -157,6 +188,7 @@ TABLES: tuple[Table, ...] = (
             " replied_at:float? replied_by:int? bot_answered:bool"
             " visitor_last_seq:int"
             " channel_id:int?"
+            " contact_id:int?"
         ),
         ("id",),
     ),
@@ -170,6 +202,15 @@ TABLES: tuple[Table, ...] = (
             " provider_id:str?"
         ),
         ("convo_id", "seq"),
+    ),
+    Table(
+        "sms_media",
+        _columns(
+            "convo_id:str seq:int n:int account_id:str channel_id:int url:str content_type:str"
+            " state:str attempts:int claimed_by:str? lease_until:float? next_attempt_at:float"
+            " last_error:str? image_url:str? created:float"
+        ),
+        ("convo_id", "seq", "n"),
     ),
     Table(
         "events",
@@ -698,9 +739,78 @@ class Store(Protocol):
         returns its (conversation id, seq, whether it moved), or None when the channel sent
         no such message."""
 
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        """Records that ``phone`` opted out of SMS on the channel at ``since`` (a second
+        opt-out keeps the first time), or with None that it opted back in; returns whether
+        anything changed."""
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        """The opt-outs of these phones on every channel of the account, as
+        (channel id, phone, since), by channel then phone."""
+
+    async def add_sms_media(self, media: Sequence[SmsMedia]) -> None:
+        """Queues (or records as refused) the pictures of an inbound message; a picture
+        already there (a retried webhook) is left as it is."""
+
+    async def claim_sms_media(
+        self, worker_id: str, *, now: float, lease_s: float, limit: int
+    ) -> list[SmsMedia]:
+        """Claims up to ``limit`` due queued pictures for ``worker_id`` until ``now +
+        lease_s``, counting the claim in ``attempts`` (the returned rows carry the new
+        count). Claims never overlap, across processes too."""
+
+    async def finish_sms_media(
+        self,
+        media: SmsMedia,
+        worker_id: str,
+        *,
+        state: MediaState,
+        error: str | None,
+        retry_at: float | None = None,
+        image_url: str | None = None,
+    ) -> bool | None:
+        """Records a claimed fetch's outcome: ``state`` (queued again until ``retry_at``,
+        stored at ``image_url``, refused or failed) and ``error``. A stored picture becomes its
+        message's image when the message has none yet. Returns None when the claim was lost
+        (another worker has it now), else whether the message's image was set."""
+
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's credentials, in every account, with ``reseal`` of them,
         in one transaction (all or none); returns how many. For key rotation."""
+
+    # contacts (issue 14); a conversation's contact is found or created by Store.write
+
+    async def get_contact(self, account_id: str, contact_id: int) -> Contact | None:
+        """The contact with its identities (proven first, then by kind and value)."""
+
+    async def contact_conversations(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Conversation]:
+        """The contact's conversations on every channel, newest activity first."""
+
+    async def possible_matches(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Contact]:
+        """Other contacts of the account holding one of this contact's identities (proven or
+        typed, on either side), by id: who an operator may want to merge."""
+
+    async def search_contacts(self, account_id: str, words: str, *, limit: int) -> list[Contact]:
+        """Contacts whose name or an identity's value contains ``words`` (case-insensitive,
+        taken literally: no LIKE wildcards), newest first."""
+
+    async def merge_contacts(
+        self, account_id: str, into_id: int, from_id: int, operator_id: int
+    ) -> tuple[Contact, int] | None:
+        """Moves every conversation and identity of ``from_id`` to ``into_id`` (an identity
+        both hold stays once, verified if either's was), deletes ``from_id`` and records the
+        merge, in one transaction; returns the surviving contact and how many conversations
+        moved. A merge already made (``from_id`` was merged into ``into_id``) moves nothing
+        and returns it with 0. None when either contact does not exist; MergedContact when
+        ``into_id`` was itself merged away, or ``from_id`` into another contact."""
 
     # push tokens (an operator's devices)
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:

@@ -22,7 +22,13 @@ BLOCK_TYPES: tuple[BlockType, ...] = ("both", "ai", "operator")
 WIDGET_POSITIONS: tuple[WidgetPosition, ...] = ("right", "left")
 # What a channel carries (issue 14): web chat, SMS, email, a bot platform.
 ChannelKind = Literal["web", "sms", "email", "bot"]
+# An inbound MMS picture's fetch (see SmsMedia).
+MediaState = Literal["queued", "stored", "refused", "failed"]
 CHANNEL_KINDS: tuple[ChannelKind, ...] = ("web", "sms", "email", "bot")
+# How a contact is recognised (issue 14): a phone number in E.164, a normalised email address,
+# a widget session id, a bot platform's user id ("<channel_id>:<user>").
+IdentityKind = Literal["phone", "email", "session", "bot"]
+IDENTITY_KINDS: tuple[IdentityKind, ...] = ("phone", "email", "session", "bot")
 # Every account has this site; conversations that name none belong to it.
 DEFAULT_SITE_ID = 1
 
@@ -113,6 +119,35 @@ class Channel:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """One way of recognising a person, its value already normalised (server/contacts.py)."""
+
+    kind: IdentityKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactIdentity:
+    """An identity a contact holds: ``verified`` when a channel proved it (it then belongs to
+    no other contact of the account), else somebody typed it."""
+
+    identity: Identity
+    verified: bool
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """The person behind conversations, per account."""
+
+    account_id: str
+    id: int
+    name: str
+    created: float
+    identities: tuple[ContactIdentity, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class UserInfo:
     fname: str = ""
     lname: str = ""
@@ -169,6 +204,10 @@ class Conversation:
     visitor_last_seq: int = 0
     # The channel it came in on; None for web chat and conversations from before channels.
     channel_id: int | None = None
+    # Its contact: the Store's to assign when the change that creates the conversation commits
+    # (found or created by the change's identity), moved only by a merge. None on a row a
+    # previous release wrote during a rolling update, and on a change not yet committed.
+    contact_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +294,13 @@ class Change:
     after: Conversation
     messages: tuple[Message, ...] = field(default=())
     events: tuple[NewEvent, ...] = field(default=())
+    # For a change that creates the conversation: the identity its channel proves. The Store
+    # finds its contact, or creates one, in the same transaction (a fresh contact when None).
+    identity: Identity | None = None
+    # Identities somebody typed (userInfo), recorded unverified on the conversation's contact.
+    typed: tuple[Identity, ...] = field(default=())
+    # The contact's name when it has none yet ("" leaves it as it is).
+    contact_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,3 +365,26 @@ class ImapCursor:
 
     uidvalidity: int | None
     last_uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmsMedia:
+    """One picture of an inbound MMS (``MediaUrl{n}`` of message ``seq``), to fetch from the
+    provider with the channel's credentials. ``attempts`` counts claims (the fencing token of
+    Store.finish_sms_media); ``image_url`` is where it is served once stored."""
+
+    convo_id: str
+    seq: int
+    n: int
+    account_id: str
+    channel_id: int
+    url: str
+    content_type: str
+    state: MediaState
+    attempts: int
+    claimed_by: str | None
+    lease_until: float | None
+    next_attempt_at: float
+    last_error: str | None
+    image_url: str | None
+    created: float

@@ -90,6 +90,8 @@ DIALECT = Dialect(
     # leaves the messages' foreign-key checks (KEY SHARE) unblocked.
     lock_for_update=" FOR NO KEY UPDATE",
     lock_key_share=" FOR KEY SHARE",
+    lock_exclusive=" FOR UPDATE",
+    lock_skip_locked=" FOR UPDATE SKIP LOCKED",
     unique_violation=asyncpg.UniqueViolationError,
     foreign_key_violation=asyncpg.ForeignKeyViolationError,
     integrity_violation=asyncpg.IntegrityConstraintViolationError,

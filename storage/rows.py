@@ -17,13 +17,17 @@ from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
     CannedResponse,
     Channel,
+    Contact,
+    ContactIdentity,
     Conversation,
     EmailRecord,
     EmailThread,
     Event,
+    Identity,
     Message,
     Operator,
     Site,
+    SmsMedia,
     UserInfo,
 )
 
@@ -46,6 +50,11 @@ PUSH_TOKENS = TABLES_BY_NAME["push_tokens"]
 CANNED = TABLES_BY_NAME["canned"]
 SITES = TABLES_BY_NAME["sites"]
 CHANNELS = TABLES_BY_NAME["channels"]
+CONTACTS = TABLES_BY_NAME["contacts"]
+CONTACT_IDENTITIES = TABLES_BY_NAME["contact_identities"]
+CONTACT_MERGES = TABLES_BY_NAME["contact_merges"]
+SMS_OPT_OUTS = TABLES_BY_NAME["sms_opt_outs"]
+SMS_MEDIA = TABLES_BY_NAME["sms_media"]
 CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
@@ -89,7 +98,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "rated_resolved_at": c.rated_resolved_at, "asked_at": c.asked_at,
         "replied_at": c.replied_at, "replied_by": c.replied_by, "bot_answered": c.bot_answered,
         "visitor_last_seq": c.visitor_last_seq,
-        "channel_id": c.channel_id,
+        "channel_id": c.channel_id, "contact_id": c.contact_id,
     }  # fmt: skip
 
 
@@ -109,6 +118,7 @@ _CONVO_COLUMNS = (
     "unread", "operator_read_seq", "visitor_read_seq", "site_id", "session_id", "block_type",
     "translate", "visitor_lang", "preview", "rating", "rating_comment", "rated_resolved_at",
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
+    "contact_id",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -119,7 +129,7 @@ def convo(r: Row, p: str = "") -> Conversation:
      info, created, last_activity, resolved_at, last_seq, unread, operator_read_seq,
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
-     bot_answered, visitor_last_seq, channel_id) = _CONVO_GETTERS[p](r)  # fmt: skip
+     bot_answered, visitor_last_seq, channel_id, contact_id) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -127,6 +137,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         # SQLite has no boolean type: flags come back as 0 or 1.
         bool(translate), visitor_lang, preview, rating, rating_comment, rated_resolved_at,
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
+        contact_id,
     )  # fmt: skip
 
 
@@ -207,3 +218,15 @@ def email_thread(r: Row) -> EmailThread:
 
 def email_record(r: Row) -> EmailRecord:
     return EmailRecord(*(r[f.name] for f in dataclasses.fields(EmailRecord)))
+
+
+def contact_identity(r: Row) -> ContactIdentity:
+    return ContactIdentity(Identity(r["kind"], r["value"]), bool(r["verified"]), r["created"])
+
+
+def contact(r: Row, identities: Iterable[ContactIdentity] = ()) -> Contact:
+    return Contact(r["account_id"], r["id"], r["name"], r["created"], tuple(identities))
+
+
+def sms_media(r: Row) -> SmsMedia:
+    return SmsMedia(*(r[f.name] for f in dataclasses.fields(SmsMedia)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import time
 from collections.abc import (
     AsyncIterator,
@@ -26,9 +27,10 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+from storage import contacts_sql as _contacts
 from storage import outbound as _outbound
 from storage import rows
 from storage.base import (
@@ -65,6 +67,7 @@ from storage.models import (
     Channel,
     ChannelKind,
     Committed,
+    Contact,
     Conversation,
     Delivery,
     EmailRecord,
@@ -72,12 +75,14 @@ from storage.models import (
     Event,
     EventDetail,
     ImapCursor,
+    MediaState,
     Message,
     MessageReplay,
     NewEvent,
     Operator,
     OperatorCredentials,
     Site,
+    SmsMedia,
     Status,
     Team,
     WidgetPosition,
@@ -121,12 +126,19 @@ class Dialect:
     # conversation waits for this commit. Empty where one writer commits at a time.
     lock_for_update: str = ""
     # Ends the lookup of the team a site is about to route to, so the team cannot be deleted
-    # before the site commits. Empty where one writer commits at a time.
+    # before the site commits (and of a contact a new conversation joins, so a merge cannot
+    # absorb it first). Empty where one writer commits at a time.
     lock_key_share: str = ""
+    # Ends the lookup of rows about to be deleted: waits for every lock another writer holds
+    # on them, KEY SHARE included. Empty where one writer commits at a time.
+    lock_exclusive: str = ""
     # Run first in an import's transaction.
     import_prelude: tuple[str, ...] = ()
     # Rounds a non-negative real expression ``{}`` down to a whole number.
     round_down: str = "floor({})"
+    # Ends the SELECT of rows a worker is about to claim: rows another transaction is
+    # claiming are passed over. Empty where one writer commits at a time.
+    lock_skip_locked: str = ""
 
 
 _SELECT_CONVO = (
@@ -135,8 +147,11 @@ _SELECT_CONVO = (
 )
 # What an update assigns: every column but the keys, which stay out of the SET list. Assigning
 # a primary key, even to itself, makes SQLite re-check every message that references it, and
-# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did.
-_CONVO_SET = tuple(n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id"))
+# PostgreSQL take a stronger lock than FOR NO KEY UPDATE did. The contact is the Store's own:
+# set when the conversation is created, moved only by a merge.
+_CONVO_SET = tuple(
+    n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id", "contact_id")
+)
 _UPDATE_CONVO = (
     f"UPDATE conversations SET ({', '.join(_CONVO_SET)})"
     f" = ({', '.join(f'${i}' for i in range(3, len(_CONVO_SET) + 3))})"
@@ -183,6 +198,34 @@ _CHANNEL_MESSAGE = (
     "SELECT m.convo_id, m.seq, m.delivery FROM messages m JOIN conversations c"
     " ON c.id = m.convo_id WHERE m.account_id = $1 AND c.channel_id = $2"
     " AND m.provider_id = $3"
+)
+# RETURNING names a row only when the statement changed one: the caller learns whether the
+# phone's opt-out changed (and so whether to tell the operators).
+_ADD_OPT_OUT = rows.insert_sql(rows.SMS_OPT_OUTS) + " ON CONFLICT DO NOTHING RETURNING phone"
+_CLEAR_OPT_OUT = (
+    "DELETE FROM sms_opt_outs WHERE account_id = $1 AND channel_id = $2 AND phone = $3"
+    " RETURNING phone"
+)
+_ADD_SMS_MEDIA = rows.insert_sql(rows.SMS_MEDIA) + " ON CONFLICT DO NOTHING"
+_DUE_SMS_MEDIA = (
+    f"SELECT {rows.select_list(rows.SMS_MEDIA)} FROM sms_media WHERE state = 'queued'"
+    " AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)"
+    " ORDER BY next_attempt_at, convo_id, seq, n LIMIT $2"
+)
+_CLAIM_SMS_MEDIA = (
+    "UPDATE sms_media SET claimed_by = $1, lease_until = $2, attempts = attempts + 1"
+    " WHERE convo_id = $3 AND seq = $4 AND n = $5"
+)
+# The WHERE refuses a worker whose claim lapsed and was taken again (attempts is the fence).
+_FINISH_SMS_MEDIA = (
+    "UPDATE sms_media SET state = $1, last_error = $2,"
+    " next_attempt_at = coalesce($3, next_attempt_at), image_url = $4, claimed_by = NULL,"
+    " lease_until = NULL WHERE convo_id = $5 AND seq = $6 AND n = $7 AND claimed_by = $8"
+    " AND attempts = $9 AND state = 'queued' RETURNING n"
+)
+_SET_MESSAGE_IMAGE = (
+    "UPDATE messages SET image_url = $1 WHERE convo_id = $2 AND seq = $3"
+    " AND image_url IS NULL RETURNING seq"
 )
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
@@ -892,6 +935,81 @@ class SqlStore(abc.ABC):
 
         return await self._read(op)
 
+    async def set_sms_opt_out(
+        self, account_id: str, channel_id: int, phone: str, since: float | None
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            if since is None:
+                row = await conn.fetchrow(_CLEAR_OPT_OUT, account_id, channel_id, phone)
+            else:
+                row = await conn.fetchrow(_ADD_OPT_OUT, account_id, channel_id, phone, since)
+            return row is not None
+
+        return await self._write(op)
+
+    async def sms_opt_outs(
+        self, account_id: str, phones: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        if not phones:
+            return []
+        marks = ", ".join(f"${i}" for i in range(2, len(phones) + 2))
+        sql = (
+            "SELECT channel_id, phone, since FROM sms_opt_outs WHERE account_id = $1"
+            f" AND phone IN ({marks}) ORDER BY channel_id, phone"
+        )
+
+        async def op(conn: Conn) -> list[tuple[int, str, float]]:
+            found = await conn.fetch(sql, account_id, *phones)
+            return [(r["channel_id"], r["phone"], r["since"]) for r in found]
+
+        return await self._read(op)
+
+    async def add_sms_media(self, media: Sequence[SmsMedia]) -> None:
+        if not media:
+            return
+        values = [rows.values(rows.SMS_MEDIA, asdict(m)) for m in media]
+        await self._write(lambda conn: conn.executemany(_ADD_SMS_MEDIA, values))
+
+    async def claim_sms_media(
+        self, worker_id: str, *, now: float, lease_s: float, limit: int
+    ) -> list[SmsMedia]:
+        due = _DUE_SMS_MEDIA + self._dialect.lock_skip_locked
+
+        async def op(conn: Conn) -> list[SmsMedia]:
+            found = [rows.sms_media(r) for r in await conn.fetch(due, now, limit)]
+            await conn.executemany(
+                _CLAIM_SMS_MEDIA,
+                [(worker_id, now + lease_s, m.convo_id, m.seq, m.n) for m in found],
+            )
+            return [
+                replace(m, attempts=m.attempts + 1, claimed_by=worker_id, lease_until=now + lease_s)
+                for m in found
+            ]
+
+        return await self._write(op)
+
+    async def finish_sms_media(
+        self,
+        media: SmsMedia,
+        worker_id: str,
+        *,
+        state: MediaState,
+        error: str | None,
+        retry_at: float | None = None,
+        image_url: str | None = None,
+    ) -> bool | None:
+        params = (state, error, retry_at, image_url)
+        fence = (media.convo_id, media.seq, media.n, worker_id, media.attempts)
+
+        async def op(conn: Conn) -> bool | None:
+            if not await _exists(conn, _FINISH_SMS_MEDIA, *params, *fence):
+                return None
+            if state != "stored":
+                return False
+            return await _exists(conn, _SET_MESSAGE_IMAGE, image_url, media.convo_id, media.seq)
+
+        return await self._write(op)
+
     async def record_channel_inbound(self, account_id: str, channel_id: int, at: float) -> None:
         sql = "UPDATE channels SET last_inbound = $3 WHERE account_id = $1 AND id = $2"
         await self._write(lambda conn: conn.execute(sql, account_id, channel_id, at))
@@ -1087,6 +1205,52 @@ class SqlStore(abc.ABC):
 
         return await self._write_once(op)
 
+    # contacts
+
+    async def get_contact(self, account_id: str, contact_id: int) -> Contact | None:
+        async def op(conn: Conn) -> Contact | None:
+            found = await _contacts.contacts(conn, account_id, [contact_id])
+            return found[0] if found else None
+
+        return await self._read(op)
+
+    async def contact_conversations(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Conversation]:
+        return await self._read(
+            lambda conn: _contacts.contact_conversations(conn, account_id, contact_id, limit)
+        )
+
+    async def possible_matches(
+        self, account_id: str, contact_id: int, *, limit: int
+    ) -> list[Contact]:
+        return await self._read(
+            lambda conn: _contacts.possible_matches(conn, account_id, contact_id, limit)
+        )
+
+    async def search_contacts(self, account_id: str, words: str, *, limit: int) -> list[Contact]:
+        ilike = self._dialect.ilike
+        return await self._read(
+            lambda conn: _contacts.search(conn, ilike, account_id, words, limit)
+        )
+
+    async def merge_contacts(
+        self, account_id: str, into_id: int, from_id: int, operator_id: int
+    ) -> tuple[Contact, int] | None:
+        dialect = self._dialect
+        return await self._write(
+            lambda conn: _contacts.merge(
+                conn,
+                dialect.lock_for_update,
+                dialect.lock_exclusive,
+                account_id,
+                into_id,
+                from_id,
+                operator_id,
+                time.time(),
+            )
+        )
+
     # push tokens
 
     async def add_push_token(self, account_id: str, operator_id: int, token: str) -> None:
@@ -1180,6 +1344,17 @@ class SqlStore(abc.ABC):
                     raise LookupError("a decision on no conversation must create one")
                 return Committed(before)
             after = change.after
+            if change.before is None:
+                contact_id = await _contacts.contact_for(
+                    conn,
+                    _next_id,
+                    self._dialect.lock_key_share,
+                    account_id,
+                    change.identity,
+                    change.contact_name,
+                    after.created,
+                )
+                after = dataclasses.replace(after, contact_id=contact_id)
             row = rows.convo_row(after)
             if change.before is None:
                 await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
@@ -1196,6 +1371,15 @@ class SqlStore(abc.ABC):
                 queued = _outbound.queued_rows(account_id, after, change.messages)
                 if queued:
                     await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
+            if after.contact_id is not None and (change.typed or change.contact_name):
+                await _contacts.record_typed(
+                    conn,
+                    account_id,
+                    after.contact_id,
+                    change.typed,
+                    change.contact_name,
+                    after.last_activity,
+                )
             # Last, and held to commit: see append_events.
             events = await append_events(conn, account_id, after, change.events)
             return Committed(after, change.messages, events, before=change.before)

@@ -1,4 +1,4 @@
-"""The broker for many processes: Redis pub/sub, one publishing pool and one subscriber.
+"""The broker for many processes: Redis pub/sub, one publishing connection and one subscriber.
 
 The subscriber connection is owned by one reader task. When it breaks, the reader opens a
 fresh one with capped, jittered backoff, subscribes every channel still wanted, waits for
@@ -58,9 +58,13 @@ PUBLISH_TIMEOUT_S = 1.0
 NO_SOCKET_TIMEOUT = None
 # Should a cancellation still be swallowed somewhere, close() repeats it this often.
 CLOSE_CANCEL_EVERY_S = 0.1
-# Concurrent publishes of one process share this many connections; more wait for one
-# (within PUBLISH_TIMEOUT_S) instead of opening sockets without bound.
-PUBLISH_MAX_CONNECTIONS = 16
+# A process publishes on one connection, in batches: every PUBLISH asked for while the
+# previous batch was on the wire goes out in the next one, as one pipelined write. One
+# connection keeps the process's own publishes in the order they were asked for (with a
+# pool, two concurrent publishes could overtake each other and make the receiving process
+# fill a seq hole from the store), and batching turns N round trips under load into one.
+# A batch takes everything waiting: what waits is at most one round trip's worth of
+# publishes, and a round trip is bounded by PUBLISH_TIMEOUT_S even while Redis is away.
 # A pooled publishing connection may have been closed while idle (restart, idle timeout):
 # one immediate retry on a fresh connection turns that into a success. Only connection
 # errors are retried; after a timeout the PUBLISH may have gone out.
@@ -95,8 +99,8 @@ class RedisBroker:
         self._liveness_interval_s = liveness_interval_s
         publisher_pool = BlockingConnectionPool.from_url(
             url,
-            max_connections=PUBLISH_MAX_CONNECTIONS,
-            # publish() bounds the whole call, waiting for a pooled connection included.
+            max_connections=1,
+            # Each batch bounds its own round trip (PUBLISH_TIMEOUT_S).
             timeout=None,
             socket_timeout=NO_SOCKET_TIMEOUT,
             socket_connect_timeout=PUBLISH_TIMEOUT_S,
@@ -135,6 +139,9 @@ class RedisBroker:
         self._reset_pending = False
         self._publish_failing = False
         self._reader: asyncio.Task[NoReturn] | None = None
+        # Publishes waiting for the next batch, and the task writing batches while any wait.
+        self._pending: deque[tuple[str, bytes, asyncio.Future[bool]]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         """Returns after the first connection attempt; if it failed, the reader keeps
@@ -147,16 +154,47 @@ class RedisBroker:
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
-        while reader is not None and not reader.done():
-            reader.cancel()
-            await asyncio.wait([reader], timeout=CLOSE_CANCEL_EVERY_S)
+        for task in (reader, self._flusher):
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=CLOSE_CANCEL_EVERY_S)
+        for _, _, published in self._pending:
+            if not published.done():
+                published.set_result(False)
+        self._pending.clear()
         await self._subscriber.aclose()
         await self._publisher.aclose()
 
     async def publish(self, channel: str, payload: bytes) -> bool:
+        published = asyncio.get_running_loop().create_future()
+        self._pending.append((channel, payload, published))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-broker-publisher")
+        # A waiter that gives up early is told False; its PUBLISH may still go out, which
+        # only means other processes hear of the event (they would catch up from the store).
+        return await asyncio.shield(published)
+
+    async def _flush(self) -> None:
+        """Writes the waiting publishes in order, a batch per round trip, until none wait."""
+        while self._pending:
+            batch = list(self._pending)
+            self._pending.clear()
+            ok = await self._send(batch)
+            for _, _, published in batch:
+                if not published.done():
+                    published.set_result(ok)
+
+    async def _send(self, batch: list[tuple[str, bytes, asyncio.Future[bool]]]) -> bool:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await self._publisher.publish(channel, payload)
+                if len(batch) == 1:
+                    channel, payload, _ = batch[0]
+                    await self._publisher.publish(channel, payload)
+                else:
+                    pipe = self._publisher.pipeline(transaction=False)
+                    for channel, payload, _ in batch:
+                        pipe.publish(channel, payload)
+                    await pipe.execute()
         except _OUTAGE as exc:
             # Warn once per outage: under load, one line per publish would flood the log.
             if not self._publish_failing:

@@ -10,12 +10,14 @@ from storage.outbound import OutboundJob
 class DeliveryFailed(Exception):
     """Not delivered. ``retryable`` says whether the same message may go through later (an
     outage, a rate limit, a greylisting server) or will be refused again (a bad number, a
-    rejected address, a message the provider will not take)."""
+    rejected address, a message the provider will not take). ``code`` is the provider's own
+    error code, when it gave one."""
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, *, retryable: bool, code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.code = code
 
 
 class ChannelAdapter(Protocol):

@@ -35,16 +35,19 @@ def phone_number(raw: str) -> str:
     return _PUNCTUATION.sub("", raw)
 
 
-def _refusal(response: httpx.Response) -> str:
-    """The provider's own words: ``{code}: {message}`` when it sent them, else the status."""
+def _refusal(response: httpx.Response) -> tuple[str, str | None]:
+    """The provider's own words, ``{code}: {message}`` when it sent them, else the status;
+    and its error code."""
     try:
         body: Any = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict) and body.get("message"):
         code = body.get("code")
-        return f"{code}: {body['message']}" if code is not None else str(body["message"])
-    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        if code is None:
+            return str(body["message"]), None
+        return f"{code}: {body['message']}", str(code)
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip(), None
 
 
 class TwilioSms:
@@ -85,7 +88,8 @@ class TwilioSms:
         if response.is_success:
             return _sid(response)
         retryable = response.status_code in _RETRYABLE_STATUSES or response.status_code >= 500
-        raise DeliveryFailed(f"SMS provider: {_refusal(response)}", retryable=retryable)
+        reason, code = _refusal(response)
+        raise DeliveryFailed(f"SMS provider: {reason}", retryable=retryable, code=code)
 
     async def aclose(self) -> None:
         await self._client.aclose()

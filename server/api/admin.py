@@ -1,8 +1,8 @@
 """Admin REST, account-scoped: operators, teams, canned responses, sites and channels.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
-transfer targets); ``POST`` creates, ``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which
-need the API key or an admin operator.
+transfer targets; channels are the exception, see ``Resource.admin_reads``); ``POST`` creates,
+``PATCH /{id}`` updates, ``DELETE /{id}`` deletes, which need the API key or an admin operator.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class Resource(Generic[S]):
     update: Callable[[S, str, int, Fields], Awaitable[Any]]
     delete: Callable[[S, str, int], Awaitable[None]]
     service: Callable[[Services], S]
+    # Only an admin (or the API key) lists it: a channel's key is all that names it in its
+    # webhook URLs, and an operator's screen needs none of it (403 for the others).
+    admin_reads: bool = False
 
 
 def _is_admin(fields: Fields) -> bool | None:
@@ -170,6 +173,7 @@ CHANNELS: Resource[Channels] = Resource(
     ),
     delete=lambda c, acc, i: c.delete(acc, i),
     service=lambda s: s.channels,
+    admin_reads=True,
 )
 
 
@@ -180,6 +184,7 @@ def _channel_fields(f: Fields) -> dict[str, str | None]:
         "auth_token": f.text("auth_token"),
         "sender": f.text("from"),
         "api_url": f.text("api_url"),
+        "after_resolved": f.text("after_resolved"),
         "address": f.text("address"),
         "smtp_url": f.text("smtp_url"),
         "imap_url": f.text("imap_url"),
@@ -203,7 +208,7 @@ async def _principal(request: Request, *, admin: bool) -> Principal:
 
 def _routes(resource: Resource[S]) -> list[Route]:
     async def listing(request: Request) -> Response:
-        principal = await _principal(request, admin=False)
+        principal = await _principal(request, admin=resource.admin_reads)
         items = await resource.list(resource.service(services(request)), principal.account_id)
         return ok(**{resource.plural: [resource.render(i) for i in items]})
 

@@ -19,7 +19,7 @@ from server.conversations import (
 from server.errors import Invalid, Unauthorized
 from server.render.camel_case import conversation_json, message_json, user_info_json
 from server.services import Services, services
-from storage.models import DEFAULT_SITE_ID, SOURCE_APPS, SourceApp, UserInfo
+from storage.models import DEFAULT_SITE_ID, SOURCE_APPS, Identity, SourceApp, UserInfo
 
 APP = "liveoperator"
 # Conversation ids we issue are 22 characters; the bound only keeps junk out of queries.
@@ -53,10 +53,15 @@ def origin(fields: Fields, source: SourceApp) -> Origin:
     widget's ``sessionID``, when a request creates one."""
     # Not read as an identifier: check_session_id's stricter rule answers for it.
     session_id = fields.text("sessionID", max_chars=SESSION_ID_MAX_CHARS) or None
+    if session_id is None:
+        return Origin(source, fields.integer("siteID", minimum=1) or DEFAULT_SITE_ID)
+    # The widget's own session is its visitor's proven identity: a returning visitor's new
+    # conversations join the same contact.
     return Origin(
         source,
         fields.integer("siteID", minimum=1) or DEFAULT_SITE_ID,
-        check_session_id(session_id) if session_id else None,
+        check_session_id(session_id),
+        identity=Identity("session", session_id),
     )
 
 

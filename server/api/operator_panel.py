@@ -27,6 +27,7 @@ from server.errors import Conflict, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
 from server.render.snake_case import (
     CHANNEL_TAGS,
+    contact_json,
     conversation_data,
     message_data,
     operator_json,
@@ -43,7 +44,7 @@ PUSH_TOKEN_MAX_CHARS = 4096
 LANG_MAX_CHARS = 35
 
 
-async def _caller(request: Request) -> tuple[Services, Operator, Fields]:
+async def caller(request: Request) -> tuple[Services, Operator, Fields]:
     """The services, the operator calling (an API key is refused: these are an operator's
     actions) and the request's fields."""
     svc = services(request)
@@ -82,7 +83,7 @@ def _visitor_json(v: Visitor) -> dict[str, object]:
 
 
 async def message(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     image_url = fields.text("image_url") or None
     committed = await svc.engine.send(
         me.account_id,
@@ -97,13 +98,13 @@ async def message(request: Request) -> Response:
 
 
 async def accept(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     conversation = await svc.engine.accept(me.account_id, _path_id(request), me.id)
     return ok(conversation=conversation_data(conversation))
 
 
 async def close(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     conversation = await svc.engine.set_status(me.account_id, _path_id(request), "resolved")
     return ok(conversation=conversation_data(conversation))
 
@@ -111,7 +112,7 @@ async def close(request: Request) -> Response:
 async def set_conversation_status(request: Request) -> Response:
     """Any of the lifecycle's statuses (seed 000's setstatus, for the operator's own panel):
     ``waiting`` while the customer owes an answer, for instance."""
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     conversation = await svc.engine.set_status(
         me.account_id, _path_id(request), fields.identifier("status", required=True)
     )
@@ -119,7 +120,7 @@ async def set_conversation_status(request: Request) -> Response:
 
 
 async def transfer(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     conversation = await svc.engine.transfer(
         me.account_id,
         _path_id(request),
@@ -131,13 +132,13 @@ async def transfer(request: Request) -> Response:
 
 
 async def typing(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     await svc.engine.set_typing(me.account_id, _conversation_id(fields), operator_id=me.id)
     return ok()
 
 
 async def note(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     committed = await svc.engine.note(
         me.account_id, _conversation_id(fields), me.id, fields.require("content")
     )
@@ -145,7 +146,7 @@ async def note(request: Request) -> Response:
 
 
 async def proactive_message(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
     session_id = check_session_id(fields.require("session_id", max_chars=SESSION_ID_MAX_CHARS))
     content = fields.require("content")
@@ -165,7 +166,7 @@ async def proactive_message(request: Request) -> Response:
 
 
 async def add_push_token(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     token = fields.identifier("token", required=True, max_chars=PUSH_TOKEN_MAX_CHARS)
     await svc.store.add_push_token(me.account_id, me.id, token)
     return ok()
@@ -173,7 +174,7 @@ async def add_push_token(request: Request) -> Response:
 
 async def remove_push_token(request: Request) -> Response:
     """Without ``token``, forgets every device of the operator (seed 001 sends no body)."""
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     token = fields.identifier("token", max_chars=PUSH_TOKEN_MAX_CHARS)
     removed = await svc.store.remove_push_tokens(me.account_id, me.id, token)
     return ok(removed=removed)
@@ -183,7 +184,7 @@ async def remove_push_token(request: Request) -> Response:
 
 
 async def inbox(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     page = await svc.inbox.listing(
         me,
         InboxFilters(
@@ -204,70 +205,75 @@ async def inbox(request: Request) -> Response:
 
 
 async def active_chats(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     site_id = fields.integer("site_id", minimum=1) or DEFAULT_SITE_ID
     chats = await svc.inbox.active(me, site_id)
     return ok(chats=[conversation_data(c) for c in chats], site_id=site_id)
 
 
 async def all_active_chats(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     chats = await svc.inbox.active(me, None)
     return ok(chats=[conversation_data(c) for c in chats], current_user_id=me.id)
 
 
 async def all_chat_counts(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     pending, active = await svc.inbox.counts(me)
     return ok(pending=pending, active=active)
 
 
 async def online_visitors(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     site_id = fields.integer("site_id", minimum=1) or DEFAULT_SITE_ID
     visitors = await svc.availability.online_visitors(me.account_id, site_id)
     return ok(visitors=[_visitor_json(v) for v in visitors], site_id=site_id)
 
 
 async def all_online_visitors(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     visitors = await svc.availability.online_visitors(me.account_id)
     return ok(visitors=[_visitor_json(v) for v in visitors])
 
 
 async def operators(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     found = await svc.availability.operators(me.account_id)
     return ok(operators=[{**operator_json(o), "online": online} for o, online in found])
 
 
 async def blocked(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     found = await svc.inbox.blocked(me)
     return ok(visitors=[conversation_data(c) for c in found])
 
 
 async def sites(request: Request) -> Response:
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     return ok(sites=[site_json(s) for s in await svc.directory.list_sites(me.account_id)])
 
 
 async def conversation(request: Request) -> Response:
     """Details with the newest messages, notes included; ``before_seq`` pages back. Viewing
     it marks the visitor's messages read for the operators (the unread badge clears)."""
-    svc, me, fields = await _caller(request)
-    found, messages = await svc.engine.operator_view(
+    svc, me, fields = await caller(request)
+    view = await svc.engine.operator_view(
         me.account_id,
         _path_id(request),
         limit=fields.integer("limit", minimum=1) or HISTORY_MAX,
         before_seq=fields.integer("before_seq", minimum=1),
     )
-    return ok(conversation=conversation_data(found), messages=[message_data(m) for m in messages])
+    shown = conversation_data(view.conversation) | {"sms_opted_out": view.sms_opted_out}
+    return ok(
+        conversation=shown,
+        messages=[message_data(m) for m in view.messages],
+        contact=contact_json(view.contact) if view.contact else None,
+    )
 
 
 async def original(request: Request) -> Response:
     """The mail a message came from, whole: its raw text and its sanitised HTML (issue 15)."""
-    svc, me, _ = await _caller(request)
+    svc, me, _ = await caller(request)
     message_id = check_identifier(str(request.path_params["id"]), "the message id")
     found = await svc.email.original(me.account_id, message_id[:ID_MAX_CHARS])
     return ok(
@@ -280,7 +286,7 @@ async def original(request: Request) -> Response:
 
 
 async def update_visitor(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     given: VisitorPatch = {k: fields.text(k) for k in ("email", "phone", "info")}
     name = fields.text("name")
     if name is not None:
@@ -291,7 +297,7 @@ async def update_visitor(request: Request) -> Response:
 
 
 async def block(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     blocked_now = fields.boolean("blocked", required=True)
     block_type = fields.identifier("block_type") or "both"
     found = await svc.engine.block(
@@ -304,14 +310,14 @@ async def block(request: Request) -> Response:
 
 
 async def translation_toggle(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     enabled = fields.boolean("enabled", required=True)
     found = await svc.engine.set_translation(me.account_id, _conversation_id(fields), enabled)
     return ok(conversation=conversation_data(found))
 
 
 async def translation_set_lang(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     found = await svc.engine.set_visitor_lang(
         me.account_id,
         _conversation_id(fields),
@@ -324,19 +330,19 @@ async def translation_set_lang(request: Request) -> Response:
 
 
 async def heartbeat(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     await svc.availability.heartbeat(me, fields.int_list("site_ids") or [])
     return ok()
 
 
 async def status(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     found = await svc.availability.status(me, fields.integer("site_id", minimum=1))
     return ok(online=found.online, away_site_ids=list(found.away_site_ids))
 
 
 async def set_status(request: Request) -> Response:
-    svc, me, fields = await _caller(request)
+    svc, me, fields = await caller(request)
     site_id = fields.integer("site_id", required=True, minimum=1) or DEFAULT_SITE_ID
     online = fields.boolean("online", required=True)
     await svc.availability.set_status(me, site_id, online)

@@ -18,10 +18,9 @@ from starlette.routing import Route
 from server.api.wire import ok
 from server.errors import Invalid, NotFound, UnsupportedMediaType
 from server.services import services
-from server.uploads import MEDIA_TYPES, too_large
+from server.uploads import MEDIA_TYPES, SERVE_ROOT, too_large
 
 UPLOAD_PATH = "/api/v1/operator/upload-image"
-SERVE_ROOT = "/uploads"
 # The image travels in field "image"; some clients name it "file".
 FIELDS = ("image", "file")
 # Room for the multipart framing around the image: boundaries, part headers, a few fields.

@@ -6,9 +6,11 @@ otherwise). The signature is checked before anything is read into the store, ove
 provider was given: the channel's configured public URL, never the request's Host or
 forwarding headers (403 otherwise, nothing written). A message then joins its thread: the
 newest conversation of this channel with this number, reopened when resolved (the engine's
-rule for a customer who writes again), or a new one. ``MessageSid`` is the message's client
-id, so a retried webhook makes no second message. The answer is always TwiML: a provider
-texts a plain-text answer back to the customer.
+rule for a customer who writes again) unless the channel's ``after_resolved`` is "new", or a
+new one. A body that is one of the opt-out words (STOP, ...), or ``OptOutType``, opts the
+number out of (or back into) replies from this channel (server/sms_opt_outs.py).
+``MessageSid`` is the message's client id, so a retried webhook makes no second message.
+The answer is always TwiML: a provider texts a plain-text answer back to the customer.
 """
 
 from __future__ import annotations
@@ -16,23 +18,26 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import metrics
+from server import metrics, sms_opt_outs
 from server.api.wire import parse_integer
-from server.channels import public_url
+from server.channels import after_resolved, public_url, settings_of
 from server.conversations import Origin
 from server.crypto import UnreadableSecret
 from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
 from server.event_catalogue import DELIVERY
 from server.services import services
+from server.sms_media import MAX_MEDIA, URL_MAX, media_rows
+from server.sms_opt_outs import opt_out_change
+from server.text import has_control_characters
 from server.twilio_signature import valid_form, valid_json
-from storage.models import Channel, Delivery, UserInfo
+from storage.models import Channel, Delivery, Identity, UserInfo
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -41,7 +46,6 @@ EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 # Twilio's message ids: SM (SMS) or MM (MMS) and 32 hex digits.
 _MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
-# Pictures are not fetched yet: the operator is told one came, rather than see nothing.
 # Twilio's message statuses as a reply's delivery; None: no change worth showing.
 _STATUSES: dict[str, Delivery | None] = {
     "accepted": None, "scheduled": None, "queued": None, "sending": None, "sent": "sent",
@@ -58,7 +62,10 @@ _EARLIER: dict[Delivery, tuple[Delivery, ...]] = {
 }
 # The provider's error code and message kept with the reply; its messages are a sentence.
 ERROR_MAX = 300
-MEDIA_NOTE = "[The customer sent {count} picture(s) or file(s), which are not shown here yet.]"
+# What a message of pictures alone says: the first picture shows once it is fetched.
+MEDIA_NOTE = "[The customer sent {count} picture(s) or file(s).]"
+# A MIME type: type/subtype, with parameters after a semicolon.
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(;.*)?$")
 
 
 def _twiml() -> Response:
@@ -122,28 +129,74 @@ async def _verified(request: Request) -> tuple[Channel, dict[str, str]]:
     return channel, params
 
 
+def _media(params: dict[str, str]) -> list[tuple[str, str]]:
+    """Each ``(MediaUrl{N}, MediaContentType{N})`` of the message, checked for shape only:
+    whose host it is on is for server/sms_media.py to judge (and record)."""
+    count = parse_integer(params.get("NumMedia", "0"))
+    if count is None or not 0 <= count <= MAX_MEDIA:
+        raise Invalid("invalid_field", f"NumMedia must be a whole number from 0 to {MAX_MEDIA}")
+    found = []
+    for n in range(count):
+        url = params.get(f"MediaUrl{n}", "")
+        content_type = params.get(f"MediaContentType{n}", "").strip().lower()
+        if not url:
+            raise Invalid("missing_field", f"MediaUrl{n} is required")
+        parts = urlsplit(url)
+        if (
+            len(url) > URL_MAX
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or has_control_characters(url)
+            or " " in url
+        ):
+            raise Invalid("invalid_field", f"MediaUrl{n} must be an http:// or https:// URL")
+        if not content_type:
+            raise Invalid("missing_field", f"MediaContentType{n} is required")
+        if len(content_type) > 100 or not _CONTENT_TYPE.fullmatch(content_type):
+            raise Invalid("invalid_field", f"MediaContentType{n} must be a MIME type")
+        found.append((url, content_type.split(";")[0].strip()))
+    return found
+
+
 async def sms(request: Request) -> Response:
     found = services(request)
     channel, params = await _verified(request)
     message_sid = _field(params, "MessageSid", _MESSAGE_SID, "a Twilio message SID")
     phone = _field(params, "From", _E164, "a phone number in E.164")
     text = params.get("Body", "")
-    media = parse_integer(params.get("NumMedia", "0"))
-    if media is None or media < 0:
-        raise Invalid("invalid_field", "NumMedia must be a whole number")
-    if not text.strip() and media > 0:
-        text = MEDIA_NOTE.format(count=media)
+    media = _media(params)
+    if not text.strip() and media:
+        text = MEDIA_NOTE.format(count=len(media))
+    opt_out = opt_out_change(text, params.get("OptOutType"))
     thread = await found.store.latest_channel_conversation(channel.account_id, channel.id, phone)
+    if thread is not None and thread.status == "resolved" and after_resolved(channel) == "new":
+        thread = None
     committed = await found.engine.send(
         channel.account_id,
         convo_id=thread.id if thread is not None else None,
         text=text,
         user_info=UserInfo(phone=phone),
-        origin=Origin(source_app="smsbroadcast", channel_id=channel.id),
+        origin=Origin(
+            source_app="smsbroadcast", channel_id=channel.id, identity=Identity("phone", phone)
+        ),
         client_msg_id=f"twilio:{message_sid}",
         account_key=True,
     )
-    await found.store.record_channel_inbound(channel.account_id, channel.id, time.time())
+    now = time.time()
+    # After the message, which they belong to; a retry after a crash right here adds them.
+    (message,) = committed.messages
+    await found.store.add_sms_media(
+        media_rows(
+            channel.account_id, channel.id, message.convo_id, message.seq, media,
+            settings_of(channel)["api_url"], now,
+        )
+    )  # fmt: skip
+    if opt_out is not None:
+        # After the message: a retried webhook whose message was kept records it then.
+        await sms_opt_outs.record(
+            found.store, found.feed, channel.account_id, channel.id, phone, opt_out, now
+        )
+    await found.store.record_channel_inbound(channel.account_id, channel.id, now)
     request.state.webhook_result = "duplicate" if committed.duplicate else "ok"
     return _twiml()
 

@@ -252,6 +252,14 @@ class Fields:
         """A string that must be present and non-empty."""
         return self.text(name, required=True, max_chars=max_chars) or ""
 
+    @overload
+    def integer(self, name: str, *, required: Literal[True], minimum: int | None = None) -> int: ...
+
+    @overload
+    def integer(
+        self, name: str, *, required: bool = False, minimum: int | None = None
+    ) -> int | None: ...
+
     def integer(
         self, name: str, *, required: bool = False, minimum: int | None = None
     ) -> int | None:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels import settings_of, webhooks
-from storage.models import CannedResponse, Channel, Conversation, Message, Operator, Site, Team
+from server.channels import after_resolved, settings_of, webhooks
+from server.contacts import ContactView
+from storage.models import (
+    CannedResponse,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    Operator,
+    Site,
+    Team,
+)
 
 
 def operator_json(o: Operator) -> dict[str, Any]:
@@ -39,6 +49,7 @@ def channel_json(c: Channel) -> dict[str, Any]:
         "name": c.name,
         "key": c.key,
         **settings_of(c),
+        "after_resolved": after_resolved(c),
         "webhooks": webhooks(c),
         "created": c.created,
         "health": {
@@ -98,6 +109,43 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "resolved_at": c.resolved_at,
         "last_seq": c.last_seq,
         "rating": rating_data(c),
+    }
+
+
+def contact_json(c: Contact) -> dict[str, Any]:
+    """A contact with its identities, proven ones first."""
+    return {
+        "id": c.id,
+        "name": c.name,
+        "created": c.created,
+        "identities": [
+            {
+                "kind": i.identity.kind,
+                "value": i.identity.value,
+                "verified": i.verified,
+                "created": i.created,
+            }
+            for i in c.identities
+        ],
+    }
+
+
+def contact_view_json(v: ContactView) -> dict[str, Any]:
+    """A contact with its conversations on every channel and its possible matches."""
+    return {
+        **contact_json(v.contact),
+        "conversations": [
+            {
+                "id": c.id,
+                "channel": CHANNEL_TAGS[c.source_app],
+                "channel_id": c.channel_id,
+                "status": c.status,
+                "preview": c.preview,
+                "last_activity": c.last_activity,
+            }
+            for c in v.conversations
+        ],
+        "possible_matches": [contact_json(m) for m in v.matches],
     }
 
 

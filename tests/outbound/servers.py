@@ -192,6 +192,17 @@ class Twilio:
         self.delay_s = 0.0
         # The provider accounts it knows, by SID: each one's auth token.
         self.accounts = {SMS_SID: SMS_TOKEN}
+        # Phones that texted STOP to the provider: a send to them is refused with 21610.
+        self.unsubscribed: set[str] = set()
+        # MMS pictures, by media SID: (content type, bytes). Their Media URL answers the
+        # account's credentials with a redirect to a short-lived /cdn/ URL, as Twilio does
+        # with "Enforce HTTP Auth on Media URLs" on.
+        self.media: dict[str, tuple[str, bytes]] = {}
+        # Every GET of a picture: (path, whether it carried credentials).
+        self.media_requests: list[tuple[str, bool]] = []
+
+    def media_url(self, base: str, media_sid: str, account_sid: str = SMS_SID) -> str:
+        return f"{base}/2010-04-01/Accounts/{account_sid}/Messages/MM{'0' * 32}/Media/{media_sid}"
 
     def bodies(self) -> list[str]:
         with self.lock:
@@ -213,7 +224,10 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            """The account resource, which `liveop doctor` reads to test the credentials."""
+            """The account resource, which `liveop doctor` reads to test the credentials;
+            and MMS pictures."""
+            if "/Media/" in self.path or self.path.startswith("/cdn/"):
+                return self._picture()
             sid = account_of(self.path, ".json")
             if sid is None:
                 return self._answer(404, {"code": 20404, "message": "not found", "status": 404})
@@ -238,6 +252,9 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
             if not (to.startswith("+") and to[1:].isdigit()):
                 message = f"The 'To' number {to} is not a valid phone number."
                 return self._answer(400, {"code": 21211, "message": message, "status": 400})
+            if to in twilio.unsubscribed:
+                message = "Attempt to send to unsubscribed recipient"
+                return self._answer(400, {"code": 21610, "message": message, "status": 400})
             arrived = time.monotonic()
             if twilio.delay_s:
                 time.sleep(twilio.delay_s)
@@ -245,6 +262,32 @@ def _twilio_handler(twilio: Twilio) -> type[BaseHTTPRequestHandler]:
                 twilio.received.append(Received(arrived, form=form, account_sid=sid))
                 sid = f"SM{len(twilio.received):032x}"
             return self._answer(201, {"sid": sid, "status": "queued", "to": to, "body": ""})
+
+        def _picture(self) -> None:
+            header = self.headers.get("Authorization")
+            with twilio.lock:
+                twilio.media_requests.append((self.path, header is not None))
+            media_sid = self.path.rsplit("/", 1)[-1].split("?")[0]
+            if self.path.startswith("/cdn/"):
+                found = twilio.media.get(media_sid)
+                if found is None:
+                    return self._answer(404, {"code": 20404, "message": "not found"})
+                with suppress(ConnectionError):
+                    self.send_response(200)
+                    self.send_header("Content-Type", found[0])
+                    self.send_header("Content-Length", str(len(found[1])))
+                    self.end_headers()
+                    self.wfile.write(found[1])
+                return None
+            sid = self.path.removeprefix("/2010-04-01/Accounts/").split("/", 1)[0]
+            if sid not in twilio.accounts or not authorized(sid, header):
+                return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            with suppress(ConnectionError):
+                self.send_response(307)
+                self.send_header("Location", f"/cdn/{media_sid}?Expires=14400")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            return None
 
         def _answer(self, status: int, body: Any) -> None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)

@@ -93,6 +93,7 @@ async def test_an_sms_channel_is_created_listed_updated_and_deleted(
     assert channel["account_sid"] == SMS["account_sid"]
     assert channel["api_url"] == "https://api.twilio.com"
     assert channel["public_url"] == "https://chat.example.test"
+    assert channel["after_resolved"] == "reopen"
     assert channel["webhooks"] == {"sms": f"{base}/sms", "status": f"{base}/status"}
     assert channel["health"] == {
         "last_inbound": None, "last_outbound": None, "last_error": None, "last_error_at": None,
@@ -100,13 +101,12 @@ async def test_an_sms_channel_is_created_listed_updated_and_deleted(
     assert "auth_token" not in channel and "credentials" not in channel
     assert await listing(client, tenant) == [channel]
 
-    response = await client.patch(
-        f"{ROOT}/1", headers=key(tenant), json={"name": "Sales", "from": "MG" + "ab" * 16}
-    )
+    changes = {"name": "Sales", "from": "MG" + "ab" * 16, "after_resolved": "new"}
+    response = await client.patch(f"{ROOT}/1", headers=key(tenant), json=changes)
     assert response.status_code == 200, response.text
     updated = response.json()["channel"]
-    assert (updated["name"], updated["from"], updated["key"]) == (
-        "Sales", "MG" + "ab" * 16, channel["key"],
+    assert (updated["name"], updated["from"], updated["key"], updated["after_resolved"]) == (
+        "Sales", "MG" + "ab" * 16, channel["key"], "new",
     )  # fmt: skip
 
     response = await client.delete(f"{ROOT}/1", headers=key(tenant))
@@ -142,7 +142,7 @@ async def test_no_credential_in_a_dump_of_the_store(
         Fernet(new_key()).decrypt(channel.credentials.encode())
 
 
-async def test_only_admins_create_change_or_delete_channels(
+async def test_only_admins_list_create_change_or_delete_channels(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
     operator = bearer(await operator_token(client, tenant))
@@ -150,6 +150,11 @@ async def test_only_admins_create_change_or_delete_channels(
     admin = bearer(await admin_token(client, tenant))
     response = await client.post(ROOT, headers=admin, json=SMS)
     assert response.status_code == 201, response.text
+    # The listing shows each channel's key: an operator who is not an admin sees none of it.
+    assert_error(await client.get(ROOT, headers=operator), 403, "admin_required")
+    listed = await client.get(ROOT, headers=admin)
+    assert listed.status_code == 200, listed.text
+    assert [c["key"] for c in listed.json()["channels"]] == [response.json()["channel"]["key"]]
     assert_error(
         await client.patch(f"{ROOT}/1", headers=operator, json={"name": "x"}), 403, "admin_required"
     )
@@ -195,6 +200,9 @@ async def test_another_accounts_channels_are_not_found(
         ({"public_url": "https://user:pw@chat.example.test"}, "invalid_field"),
         ({"api_url": "javascript:alert(1)"}, "invalid_field"),
         ({"api_url": ["https://api.twilio.com"]}, "invalid_field"),
+        ({"after_resolved": "forever"}, "invalid_field"),
+        ({"after_resolved": "NEW"}, "invalid_field"),
+        ({"after_resolved": ["new"]}, "invalid_field"),
     ],
 )
 async def test_bad_channel_fields_are_refused_and_nothing_is_written(
@@ -207,7 +215,13 @@ async def test_bad_channel_fields_are_refused_and_nothing_is_written(
 
 @pytest.mark.parametrize(
     "fields",
-    [{"from": "nope"}, {"public_url": "nope"}, {"account_sid": "nope"}, {"auth_token": " "}],
+    [
+        {"from": "nope"},
+        {"public_url": "nope"},
+        {"account_sid": "nope"},
+        {"auth_token": " "},
+        {"after_resolved": "close"},
+    ],
 )
 async def test_a_bad_update_changes_nothing(
     client: httpx.AsyncClient, tenant: Tenant, services: Services, fields: dict[str, Any]

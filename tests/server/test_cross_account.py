@@ -29,7 +29,7 @@ from tests.server.test_inbox import ADMIN, OPERATOR, Panel, admin_of, operator_o
 from tests.server.test_uploads import picture
 
 # Ids that exist in B only.
-B_OPERATOR, B_TEAM, B_CANNED, B_SITE, B_CHANNEL = 3, 2, 2, 3, 2
+B_OPERATOR, B_TEAM, B_CANNED, B_SITE, B_CHANNEL, B_CONTACT = 3, 2, 2, 3, 2, 3
 SMS_CHANNEL = {
     "kind": "sms", "name": "Texts", "account_sid": "AC" + "0" * 32, "auth_token": "b-token",
     "from": "+15550100100", "public_url": "https://chat.example.test",
@@ -72,6 +72,7 @@ class World:
             "sites": await store.list_sites(account),
             "push": await store.push_tokens(account, [o.id for o in operators]),
             "head": await store.head_event_seq(account),
+            "contacts": await store.search_contacts(account, "", limit=100),
         }
 
     def a_ids(self) -> set[str]:
@@ -114,6 +115,9 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         userInfo={"fname": "Zed", "email": f"zed@{tenant.account_id}.test"},
     )
     blocked = await tenant.visitor_says("spam spam")
+    if extra:
+        # One contact more than the other account has (B_CONTACT).
+        await tenant.visitor_says("Just looking")
     return convo, blocked
 
 
@@ -427,11 +431,15 @@ async def _stream(w: World) -> None:
 # admin: A's admin (by JWT and by API key) on B's ids
 
 
-def _admin_resource(plural: str, b_id: int, code: str, create: dict[str, Any]) -> None:
+def _admin_resource(
+    plural: str, b_id: int, code: str, create: dict[str, Any], *, admin_reads: bool = False
+) -> None:
     route = f"{ADMIN}/{plural}"
 
     async def listing(w: World) -> None:
-        for panel in (w.a_op, w.a_admin):
+        if admin_reads:  # not even the own account's operators who are not admins
+            await _refused(w.a_op, "GET", route, None, 403, "admin_required")
+        for panel in (w.a_admin,) if admin_reads else (w.a_op, w.a_admin):
             found = (await panel.ok("GET", route))[plural]
             assert b_id not in {item["id"] for item in found}
             assert not any(w.b.account_id in orjson.dumps(item).decode() for item in found)
@@ -467,7 +475,7 @@ _admin_resource(
 _admin_resource("teams", B_TEAM, "team_not_found", {"name": "Night shift", "member_ids": [1]})
 _admin_resource("canned", B_CANNED, "canned_not_found", {"name": "Bye", "message": "Bye!"})
 _admin_resource("sites", B_SITE, "site_not_found", {"name": "Outlet"})
-_admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL)
+_admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL, admin_reads=True)
 
 
 @covers("POST", f"{ADMIN}/teams")
@@ -496,6 +504,30 @@ async def _test_message_from_bs_channel(w: World) -> None:
             f"{ADMIN}/channels/{B_CHANNEL}/test", json=body, headers=headers
         )
         assert_error(response, 404, "channel_not_found")
+
+
+@covers("GET", f"{OPERATOR}/contacts/{{id}}")
+async def _bs_contact(w: World) -> None:
+    for panel in (w.a_op, w.a_admin):
+        path = f"{OPERATOR}/contacts/{B_CONTACT}"
+        await _refused(panel, "GET", path, None, 404, "contact_not_found")
+
+
+@covers("GET", f"{OPERATOR}/contacts")
+async def _search_for_bs_contact(w: World) -> None:
+    response = await w.a_op.client.get(
+        f"{OPERATOR}/contacts", params={"q": f"zed@{w.b.account_id}"}, headers=w.a_op.headers
+    )
+    assert response.status_code == 200 and response.json()["contacts"] == []
+
+
+@covers("POST", f"{OPERATOR}/contacts/{{id}}/merge")
+async def _merge_with_bs_contact(w: World) -> None:
+    for panel in (w.a_op, w.a_admin):
+        into_b = f"{OPERATOR}/contacts/{B_CONTACT}/merge"
+        await _refused(panel, "POST", into_b, {"from_id": 1}, 404, "contact_not_found")
+        from_b = f"{OPERATOR}/contacts/1/merge"
+        await _refused(panel, "POST", from_b, {"from_id": B_CONTACT}, 404, "contact_not_found")
 
 
 def _api_routes(app: Starlette) -> set[tuple[str, str]]:

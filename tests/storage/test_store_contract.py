@@ -73,9 +73,11 @@ async def test_create_appends_conversation_new_event(store: Store) -> None:
     account = await _account(store)
     fresh = _conversation(account)
     committed = await store.write(account, None, lambda current: announce(Change(current, fresh)))
-    assert committed.conversation == fresh
+    # The Store gives a new conversation its contact (a fresh one: no identity was proven).
+    assert committed.conversation.contact_id is not None
+    assert committed.conversation == replace(fresh, contact_id=committed.conversation.contact_id)
     assert [(e.seq, e.kind) for e in committed.events] == [(1, "conversation:new")]
-    assert await store.get_conversation(account, fresh.id) == fresh
+    assert await store.get_conversation(account, fresh.id) == committed.conversation
 
 
 async def test_concurrent_appends_get_gapless_seqs_in_commit_order(store: Store) -> None:
@@ -381,6 +383,12 @@ async def test_every_read_is_scoped_by_account(store: Store) -> None:
     assert await store.list_events(theirs, after_seq=0, limit=10) == []
     assert await store.replay_events(theirs, after_seq=0, limit=10) == []
     assert await store.head_event_seq(theirs) == 0
+    assert await store.search_contacts(theirs, "", limit=10) == []
+    assert convo.contact_id is not None
+    assert await store.get_contact(theirs, convo.contact_id) is None
+    assert await store.contact_conversations(theirs, convo.contact_id, limit=10) == []
+    assert await store.possible_matches(theirs, convo.contact_id, limit=10) == []
+    assert await store.merge_contacts(theirs, convo.contact_id, convo.contact_id + 1, 1) is None
 
     # Writes with the first account's ids find nothing to change.
     assert await store.update_operator(theirs, operator.id, OperatorPatch(name="x")) is None
@@ -394,7 +402,7 @@ async def test_every_read_is_scoped_by_account(store: Store) -> None:
     committed = await store.write(
         theirs, None, lambda _: Change(None, fresh), client_msg_id="cid-mine"
     )
-    assert not committed.duplicate and committed.conversation == fresh
+    assert not committed.duplicate and committed.conversation.id == fresh.id
 
     # ...and the first account's rows are all still there.
     assert await store.get_operator(mine, operator.id) == operator

@@ -13,6 +13,8 @@ const EVENT_KINDS = [
   "typing",
   "presence",
   "delivery",
+  "sms_opt_out",
+  "message:image",
 ];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 8000;

@@ -134,6 +134,12 @@ function apply(kind, data) {
     case "delivery":
       conversation.delivery(data);
       break;
+    case "sms_opt_out":
+      conversation.optOut(data);
+      break;
+    case "message:image":
+      conversation.image(data);
+      break;
   }
 }
 

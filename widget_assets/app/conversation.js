@@ -41,6 +41,8 @@ export function createConversation(ctx) {
   let lastTypingPost = 0;
   let readTimer = 0;
   let chosenCanned = null;
+  // The customer opted out of SMS on the conversation's channel: replies cannot reach them.
+  let optedOut = false;
 
   const mode = () => document.querySelector('input[name="mode"]:checked').value;
   const fail = (error) => say($("convo-error"), error.message);
@@ -54,6 +56,8 @@ export function createConversation(ctx) {
     }
     openId = id;
     current = null;
+    optedOut = false;
+    setMode();
     messages = new Map();
     rows = new Map();
     log.replaceChildren();
@@ -167,7 +171,7 @@ export function createConversation(ctx) {
         timeTag(m.created)),
     );
     if (m.content) row.append(h("p", { class: "msg__text" }, m.content));
-    if (m.image_url && /^https?:\/\//i.test(m.image_url)) {
+    if (m.image_url && /^(https?:\/\/|\/uploads\/)/i.test(m.image_url)) {
       row.append(
         h("a", { class: "msg__image", href: m.image_url, target: "_blank", rel: "noopener" },
           h("img", { src: m.image_url, alt: "Image sent in the conversation", loading: "lazy" })),
@@ -218,6 +222,11 @@ export function createConversation(ctx) {
     if (c.id !== openId) return;
     const renamed = current && contactName(current) !== contactName(c);
     current = c;
+    // Only the conversation's own answer says it; events carry the conversation without it.
+    if ("sms_opted_out" in c) {
+      optedOut = c.sms_opted_out;
+      setMode();
+    }
     $("convo-name").textContent = contactName(c);
     $("convo-channel").replaceWith(Object.assign(channelTag(c.channel), { id: "convo-channel" }));
     $("convo-status").replaceWith(Object.assign(statusTag(c.status), { id: "convo-status" }));
@@ -360,12 +369,17 @@ export function createConversation(ctx) {
 
   function setMode() {
     const note = mode() === "note";
+    // Notes stay open: operators may still write down what happened.
+    const off = !note && optedOut;
     $("composer").classList.toggle("composer--note", note);
     text.placeholder = note ? "Private note — only operators will see it" : "Write a reply…";
     $("send").textContent = note ? "Add note" : "Send";
-    $("canned").hidden = note;
-    $("upload-label").hidden = note;
-    if (note) hideCanned();
+    $("canned").hidden = note || off;
+    $("upload-label").hidden = note || off;
+    text.disabled = off;
+    $("send").disabled = off;
+    $("composer-off").hidden = !off;
+    if (note || off) hideCanned();
   }
   for (const input of document.querySelectorAll('input[name="mode"]')) {
     input.addEventListener("change", setMode);
@@ -387,7 +401,7 @@ export function createConversation(ctx) {
       fail(error);
       return false;
     } finally {
-      $("send").disabled = false;
+      setMode();
     }
   }
 
@@ -500,6 +514,21 @@ export function createConversation(ctx) {
     /** Operators, teams or sites changed: names and transfer targets follow. */
     refresh() {
       if (current) update(current);
+    },
+    /** A phone opted out of SMS on a channel, or back in. */
+    optOut(data) {
+      const c = current;
+      if (c && c.channel_id === data.channel_id && c.contact_data.phone === data.phone) {
+        optedOut = data.opted_out;
+        setMode();
+      }
+    },
+    /** An MMS picture arrived after its message: shown as the message's image. */
+    image(data) {
+      const m = messages.get(data.seq);
+      if (data.conversation_id === openId && m) {
+        add({ ...m, image_url: data.image_url }, { scroll: false });
+      }
     },
     delivery(data) {
       const m = messages.get(data.seq);
