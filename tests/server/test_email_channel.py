@@ -246,6 +246,13 @@ async def test_a_mail_opens_a_conversation_the_reply_threads_and_the_answer_join
     assert convo.id == first["conversation_id"]
     assert (convo.source_app, convo.channel_id) == ("emailbroadcast", mailbox.channel["id"])
     assert (convo.user_info.email, convo.user_info.fname) == (CUSTOMER, "Jane Doe")
+    # The conversation joins the contact holding the sender's address (issue 14's contacts).
+    assert convo.contact_id is not None
+    contact = await mailbox.services.store.get_contact(mailbox.tenant.account_id, convo.contact_id)
+    assert contact is not None
+    assert [(i.identity.kind, i.identity.value) for i in contact.identities] == [
+        ("email", CUSTOMER)
+    ]
     assert (await mailbox.texts(convo.id))[0].startswith("Hello,\n\nI ordered a blue kettle")
 
     sent = await mailbox.reply(convo.id, "It arrives on Wednesday.")
