@@ -43,6 +43,7 @@ from server.api import (
     tenant_ws,
     uploads,
     visitor_ws,
+    webhooks_email,
     webhooks_twilio,
     widgets,
 )
@@ -57,6 +58,8 @@ from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
+from server.email_imap import ImapSources
+from server.email_ingest import EmailIngest
 from server.errors import LiveOpError
 from server.events import EventFeed
 from server.inbox import Inbox
@@ -151,10 +154,16 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 max_message_chars=settings.max_message_chars,
                 translator=translator,
             )
+            email = EmailIngest(store, engine, settings.max_message_chars)
+            if settings.imap_sources:
+                imap = ImapSources(store, channels, email, poll_s=settings.imap_poll_s)
+                imap.start()
+                stack.push_async_callback(imap.stop)
             app.state.services = Services(
                 settings=settings,
                 store=store,
                 engine=engine,
+                email=email,
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
                 contacts=Contacts(store, feed),
@@ -188,6 +197,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *webhooks_twilio.routes,
             *operator_api.routes,
             *widgets.routes,
+            *webhooks_email.routes,
             *uploads.routes(),
             *inbox_app.routes(),
             Route("/healthz", healthz, methods=["GET"]),
@@ -197,7 +207,12 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
         middleware=[
             Middleware(Telemetry, access_log=settings.access_log and settings.log_format == JSON),
             Middleware(CredentialsStayOutOfURLs, allowed={stream.ROUTE: {"token"}}),
-            Middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt={uploads.UPLOAD_PATH}),
+            Middleware(
+                BodyLimit,
+                max_bytes=settings.max_body_bytes,
+                exempt={uploads.UPLOAD_PATH},
+                exempt_prefixes=(webhooks_email.PREFIX,),
+            ),
             Middleware(InFlightLimit, exempt={stream.ROUTE}),
         ],
         exception_handlers={

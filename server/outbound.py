@@ -36,7 +36,7 @@ from server import metrics
 from server.adapters.delivery import ChannelAdapter, DeliveryFailed
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
-from server.channel_delivery import ChannelBot, ChannelSms
+from server.channel_delivery import ChannelBot, ChannelEmail, ChannelSms
 from server.channels import Channels
 from server.event_catalogue import DELIVERY
 from server.events import EventFeed
@@ -282,7 +282,7 @@ async def outbound_worker(
 ) -> AsyncIterator[OutboundWorker | None]:
     """The process's worker, running while the context is open; None when it is turned off
     or no channel is configured. With ``channels`` (the app's), it also sends the SMS replies
-    of conversations bound to an account's SMS channel, whatever the settings say."""
+    of conversations bound to an account's SMS or email channel, whatever the settings say."""
     if not settings.outbound_worker:
         yield None
         return
@@ -297,6 +297,7 @@ async def outbound_worker(
             bots = ChannelBot(store, channels, timeout_s)
             stack.push_async_callback(bots.aclose)
             adapters["bot"] = bots
+            adapters["email"] = ChannelEmail(store, channels, adapters.get("email"), timeout_s)
         if not adapters:
             yield None
             return

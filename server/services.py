@@ -17,6 +17,7 @@ from server.channels import Channels
 from server.contacts import Contacts
 from server.conversations import ConversationEngine
 from server.directory import Directory
+from server.email_ingest import EmailIngest
 from server.errors import TooManyRequests
 from server.events import EventFeed
 from server.inbox import Inbox
@@ -31,6 +32,8 @@ class Services:
     settings: Settings
     store: Store
     engine: ConversationEngine
+    # Inbound mail, from every source (server/email_ingest.py).
+    email: EmailIngest
     directory: Directory
     channels: Channels
     contacts: Contacts

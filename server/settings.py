@@ -27,6 +27,8 @@ SECRET_KEY_BYTES = 48
 DEFAULT_JWT_TTL_S = 12 * 3600
 # Largest request body a JSON/form endpoint reads; messages are capped far below this.
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+# A minute, as the helpdesks poll; IDLE brings mail sooner where the server has it.
+DEFAULT_IMAP_POLL_S = 60
 DEFAULT_MAX_MESSAGE_CHARS = 5000
 DEFAULT_FCM_URL = "https://fcm.googleapis.com"
 # Largest image an operator uploads; a phone photo is 2-5 MB.
@@ -80,6 +82,10 @@ class Settings:
     sms_from: str | None = None
     outbound_worker: bool = True
     outbound_lease_s: int = DEFAULT_OUTBOUND_LEASE_S
+    # Whether this process follows email channels' IMAP mailboxes (server/email_imap.py), and
+    # how often it looks for new ones (and polls a server without IDLE).
+    imap_sources: bool = True
+    imap_poll_s: int = DEFAULT_IMAP_POLL_S
     # GET /metrics answers only with this bearer token; without it there is no /metrics.
     metrics_token: str | None = None
     # "text" (uvicorn's lines) or "json" (one object per line; server/logs.py).
@@ -265,6 +271,8 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         sms_from=environ.get("LIVEOP_SMS_FROM") or None,
         outbound_worker=_flag(environ, "LIVEOP_OUTBOUND_WORKER", default=True),
         outbound_lease_s=_int(environ, "LIVEOP_OUTBOUND_LEASE_S", DEFAULT_OUTBOUND_LEASE_S),
+        imap_sources=_flag(environ, "LIVEOP_IMAP_SOURCES", default=True),
+        imap_poll_s=_int(environ, "LIVEOP_IMAP_POLL_S", DEFAULT_IMAP_POLL_S),
         metrics_token=_metrics_token(environ),
         log_format=_choice(environ, "LIVEOP_LOG_FORMAT", LOG_FORMATS),
         shutdown_drain_s=_seconds(environ, "LIVEOP_SHUTDOWN_DRAIN_S", DEFAULT_SHUTDOWN_DRAIN_S),

@@ -18,8 +18,11 @@ from storage.models import (
     Contact,
     Conversation,
     Delivery,
+    EmailRecord,
+    EmailThread,
     Event,
     EventDetail,
+    ImapCursor,
     MediaState,
     Message,
     MessageReplay,
@@ -258,6 +261,36 @@ TABLES: tuple[Table, ...] = (
         ("convo_id", "seq"),
     ),
     Table("revoked_tokens", _columns("token_id:str expires:float"), ("token_id",)),
+    Table(
+        "email_threads",
+        _columns(
+            "convo_id:str account_id:str channel_id:int token:str tag:str customer:str"
+            " subject:str created:float"
+        ),
+        ("convo_id",),
+    ),
+    Table(
+        "emails",
+        _columns(
+            "account_id:str channel_id:int source_key:str direction:str message_id:str?"
+            " outcome:str reason:str? sender:str convo_id:str? msg_id:str? original:str?"
+            " html:str? created:float"
+        ),
+        ("account_id", "channel_id", "source_key"),
+    ),
+    Table(
+        "email_undeliverable",
+        _columns("account_id:str address:str reason:str at:float"),
+        ("account_id", "address"),
+    ),
+    Table(
+        "imap_mailboxes",
+        _columns(
+            "account_id:str channel_id:int uidvalidity:int? last_uid:int holder:str"
+            " lease_until:float"
+        ),
+        ("account_id", "channel_id"),
+    ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
 # Rows per round trip when exporting or importing: large enough to amortise the round trip,
@@ -612,6 +645,10 @@ class Store(Protocol):
         """Revokes one token until ``expires`` (when it would have expired anyway), and
         forgets revoked tokens whose time has passed."""
 
+    async def spend_token(self, token_id: str, expires: float) -> bool:
+        """Records a one-use token (a signed webhook's nonce) as spent until ``expires``;
+        False when it was spent already. Shares revoke_token's table and its forgetting."""
+
     async def get_signed_in_operator(
         self, account_id: str, operator_id: int, token_version: int, token_id: str
     ) -> Operator | None:
@@ -711,6 +748,64 @@ class Store(Protocol):
     ) -> None:
         """The channel's health line after a send: ``last_outbound`` when it went out, else
         ``last_error`` and ``last_error_at``. A deleted channel records nothing."""
+
+    # email (issue 15)
+    async def record_email(self, record: EmailRecord, thread: EmailThread | None) -> bool:
+        """Keeps a mail the channel received or sent, and the new conversation's threading
+        with it, in one transaction. A mail already kept under its source key changes nothing
+        and returns False (a retried delivery); a thread already kept stays as it is."""
+
+    async def get_email(
+        self, account_id: str, channel_id: int, source_key: str
+    ) -> EmailRecord | None: ...
+
+    async def email_of_message(self, account_id: str, msg_id: str) -> EmailRecord | None:
+        """The mail a message came from or went out as."""
+
+    async def email_thread(self, account_id: str, convo_id: str) -> EmailThread | None: ...
+
+    async def email_thread_by_token(self, token: str) -> EmailThread | None:
+        """Not scoped by account: the token is the capability, like a channel key."""
+
+    async def email_thread_by_tag(
+        self, account_id: str, channel_id: int, tag: str
+    ) -> EmailThread | None: ...
+
+    async def email_thread_by_message_ids(
+        self, account_id: str, channel_id: int, message_ids: Sequence[str]
+    ) -> EmailThread | None:
+        """The thread of the newest mail of the channel, sent or received as a message, whose
+        Message-ID is one of ``message_ids``."""
+
+    async def email_message_ids(self, account_id: str, convo_id: str) -> list[tuple[str, str]]:
+        """The Message-IDs of the conversation's mails, with their direction (in or out),
+        oldest first."""
+
+    async def mark_undeliverable(
+        self, account_id: str, address: str, reason: str, at: float
+    ) -> None: ...
+
+    async def undeliverable(self, account_id: str, address: str) -> str | None:
+        """Why mail to ``address`` cannot be delivered, or None."""
+
+    async def list_channels_of_kind(self, kind: ChannelKind) -> list[Channel]:
+        """Every account's channels of ``kind``: what a process that follows mailboxes
+        looks at. Not scoped by account, like outbound claims."""
+
+    async def claim_mailbox(
+        self, account_id: str, channel_id: int, holder: str, now: float, lease_until: float
+    ) -> ImapCursor | None:
+        """Takes or renews the lease on the channel's mailbox for ``holder`` until
+        ``lease_until`` and returns how far it was imported; None while another holder's
+        lease runs."""
+
+    async def advance_mailbox(
+        self, account_id: str, channel_id: int, holder: str, cursor: ImapCursor
+    ) -> bool:
+        """Records how far the mailbox is imported; False (nothing written) when ``holder``
+        lost the lease, so a process that stalled past its lease cannot move it back."""
+
+    async def release_mailbox(self, account_id: str, channel_id: int, holder: str) -> None: ...
 
     async def advance_delivery(
         self,

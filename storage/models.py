@@ -406,6 +406,56 @@ class Committed:
     before: Conversation | None = None
 
 
+# What became of a mail a channel received (issue 15): a customer's message, or why it is
+# not one. Sent mail is "sent".
+EmailOutcome = Literal["message", "automatic", "bounce", "own", "refused", "sent"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmailThread:
+    """An email conversation's threading: ``token`` is the local part suffix of the
+    ``reply+TOKEN@`` address our replies carry, ``tag`` goes in their subjects, ``customer``
+    is the contact's normalised address."""
+
+    convo_id: str
+    account_id: str
+    channel_id: int
+    token: str
+    tag: str
+    customer: str
+    subject: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRecord:
+    """One mail a channel received or sent, by ``source_key`` (the source's identity for it).
+    ``original`` is the raw message in base64; ``html`` its sanitised HTML, if it had any."""
+
+    account_id: str
+    channel_id: int
+    source_key: str
+    direction: Literal["in", "out"]
+    message_id: str | None
+    outcome: EmailOutcome
+    reason: str | None
+    sender: str
+    convo_id: str | None
+    msg_id: str | None
+    original: str | None
+    html: str | None
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImapCursor:
+    """How far an IMAP mailbox is imported: its UIDVALIDITY (None before the first
+    connection) and the highest UID taken in."""
+
+    uidvalidity: int | None
+    last_uid: int
+
+
 @dataclass(frozen=True, slots=True)
 class SmsMedia:
     """One picture of an inbound MMS (``MediaUrl{n}`` of message ``seq``), to fetch from the

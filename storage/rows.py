@@ -22,6 +22,8 @@ from storage.models import (
     Contact,
     ContactIdentity,
     Conversation,
+    EmailRecord,
+    EmailThread,
     Event,
     Identity,
     Message,
@@ -63,6 +65,8 @@ CONVERSATIONS = TABLES_BY_NAME["conversations"]
 MESSAGES = TABLES_BY_NAME["messages"]
 EVENTS = TABLES_BY_NAME["events"]
 OUTBOUND = TABLES_BY_NAME["outbound"]
+EMAIL_THREADS = TABLES_BY_NAME["email_threads"]
+EMAILS = TABLES_BY_NAME["emails"]
 
 
 def select_list(table: Table, alias: str = "") -> str:
@@ -238,6 +242,15 @@ def canned(r: Row) -> CannedResponse:
 # A channel's columns are named as its fields.
 def channel(r: Row) -> Channel:
     return Channel(*(r[f.name] for f in dataclasses.fields(Channel)))
+
+
+# Email threads and mails have columns named as their fields.
+def email_thread(r: Row) -> EmailThread:
+    return EmailThread(*(r[f.name] for f in dataclasses.fields(EmailThread)))
+
+
+def email_record(r: Row) -> EmailRecord:
+    return EmailRecord(*(r[f.name] for f in dataclasses.fields(EmailRecord)))
 
 
 def contact_identity(r: Row) -> ContactIdentity:

@@ -73,8 +73,11 @@ from storage.models import (
     Contact,
     Conversation,
     Delivery,
+    EmailRecord,
+    EmailThread,
     Event,
     EventDetail,
+    ImapCursor,
     MediaState,
     Message,
     MessageReplay,
@@ -300,6 +303,37 @@ _ASSISTANT_TOKENS = (
     " WHERE account_id = $1 AND assistant_id = $2 AND created >= $3"
 )
 _INSERT_ACCOUNT = rows.insert_sql(rows.ACCOUNTS)
+# A mail kept once: RETURNING says whether this call kept it.
+_INSERT_EMAIL = (
+    rows.insert_sql(rows.EMAILS)
+    + " ON CONFLICT (account_id, channel_id, source_key) DO NOTHING RETURNING source_key"
+)
+_INSERT_EMAIL_THREAD = rows.insert_sql(rows.EMAIL_THREADS) + " ON CONFLICT (convo_id) DO NOTHING"
+_SELECT_EMAILS = f"SELECT {rows.select_list(rows.EMAILS)} FROM emails"
+_SELECT_EMAIL = f"{_SELECT_EMAILS} WHERE account_id = $1 AND channel_id = $2 AND source_key = $3"
+_SELECT_EMAIL_OF_MESSAGE = f"{_SELECT_EMAILS} WHERE account_id = $1 AND msg_id = $2"
+_SELECT_EMAIL_THREAD = f"SELECT {rows.select_list(rows.EMAIL_THREADS)} FROM email_threads"
+_EMAIL_MESSAGE_IDS = (
+    "SELECT message_id, direction FROM emails WHERE account_id = $1 AND convo_id = $2"
+    " AND message_id IS NOT NULL AND outcome IN ('message', 'sent') ORDER BY created"
+)
+_MARK_UNDELIVERABLE = (
+    "INSERT INTO email_undeliverable (account_id, address, reason, at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (account_id, address) DO UPDATE SET reason = $3, at = $4"
+)
+_UNDELIVERABLE = "SELECT reason FROM email_undeliverable WHERE account_id = $1 AND address = $2"
+_CHANNELS_OF_KIND = (
+    f"SELECT {rows.select_list(rows.CHANNELS)} FROM channels WHERE kind = $1"
+    " ORDER BY account_id, id"
+)
+# A lease is taken when there is none, renewed by its holder, or taken over once it ran out.
+_CLAIM_MAILBOX = (
+    "INSERT INTO imap_mailboxes (account_id, channel_id, uidvalidity, last_uid, holder,"
+    " lease_until) VALUES ($1, $2, NULL, 0, $3, $4)"
+    " ON CONFLICT (account_id, channel_id) DO UPDATE SET holder = $3, lease_until = $4"
+    " WHERE imap_mailboxes.holder = $3 OR imap_mailboxes.lease_until <= $5"
+    " RETURNING uidvalidity, last_uid"
+)
 _INSERT_API_KEY = rows.insert_sql(rows.API_KEYS)
 _INSERT_OPERATOR = rows.insert_sql(rows.OPERATORS)
 _INSERT_TEAM = rows.insert_sql(rows.TEAMS)
@@ -743,6 +777,19 @@ class SqlStore(abc.ABC):
 
         await self._write(op)
 
+    async def spend_token(self, token_id: str, expires: float) -> bool:
+        async def op(conn: Conn) -> bool:
+            await conn.execute("DELETE FROM revoked_tokens WHERE expires < $1", time.time())
+            row = await conn.fetchrow(
+                "INSERT INTO revoked_tokens (token_id, expires) VALUES ($1, $2)"
+                " ON CONFLICT (token_id) DO NOTHING RETURNING token_id",
+                token_id,
+                expires,
+            )
+            return row is not None
+
+        return await self._write(op)
+
     async def get_signed_in_operator(
         self, account_id: str, operator_id: int, token_version: int, token_id: str
     ) -> Operator | None:
@@ -1041,6 +1088,138 @@ class SqlStore(abc.ABC):
             (account_id, channel_id, at) if error is None else (account_id, channel_id, at, error)
         )
         await self._write(lambda conn: conn.execute(sql, *args))
+
+    # email
+
+    async def record_email(self, record: EmailRecord, thread: EmailThread | None) -> bool:
+        async def op(conn: Conn) -> bool:
+            if thread is not None:
+                await conn.execute(
+                    _INSERT_EMAIL_THREAD, *rows.values(rows.EMAIL_THREADS, asdict(thread))
+                )
+            found = await conn.fetchrow(_INSERT_EMAIL, *rows.values(rows.EMAILS, asdict(record)))
+            return found is not None
+
+        return await self._write(op)
+
+    async def get_email(
+        self, account_id: str, channel_id: int, source_key: str
+    ) -> EmailRecord | None:
+        return await self._email(_SELECT_EMAIL, account_id, channel_id, source_key)
+
+    async def email_of_message(self, account_id: str, msg_id: str) -> EmailRecord | None:
+        return await self._email(_SELECT_EMAIL_OF_MESSAGE, account_id, msg_id)
+
+    async def _email(self, sql: str, *args: Any) -> EmailRecord | None:
+        async def op(conn: Conn) -> EmailRecord | None:
+            row = await conn.fetchrow(sql, *args)
+            return rows.email_record(row) if row else None
+
+        return await self._read(op)
+
+    async def email_thread(self, account_id: str, convo_id: str) -> EmailThread | None:
+        return await self._email_thread(
+            f"{_SELECT_EMAIL_THREAD} WHERE account_id = $1 AND convo_id = $2", account_id, convo_id
+        )
+
+    async def email_thread_by_token(self, token: str) -> EmailThread | None:
+        return await self._email_thread(f"{_SELECT_EMAIL_THREAD} WHERE token = $1", token)
+
+    async def email_thread_by_tag(
+        self, account_id: str, channel_id: int, tag: str
+    ) -> EmailThread | None:
+        return await self._email_thread(
+            f"{_SELECT_EMAIL_THREAD} WHERE account_id = $1 AND channel_id = $2 AND tag = $3",
+            account_id,
+            channel_id,
+            tag,
+        )
+
+    async def email_thread_by_message_ids(
+        self, account_id: str, channel_id: int, message_ids: Sequence[str]
+    ) -> EmailThread | None:
+        if not message_ids:
+            return None
+        marks = ", ".join(f"${i}" for i in range(3, len(message_ids) + 3))
+        sql = (
+            f"SELECT {', '.join(f't.{n}' for n in rows.EMAIL_THREADS.column_names)} FROM emails e"
+            " JOIN email_threads t ON t.convo_id = e.convo_id"
+            " WHERE e.account_id = $1 AND e.channel_id = $2 AND e.outcome IN ('message', 'sent')"
+            f" AND e.message_id IN ({marks}) ORDER BY e.created DESC LIMIT 1"
+        )
+
+        async def op(conn: Conn) -> EmailThread | None:
+            row = await conn.fetchrow(sql, account_id, channel_id, *message_ids)
+            return rows.email_thread(row) if row else None
+
+        return await self._read(op)
+
+    async def _email_thread(self, sql: str, *args: Any) -> EmailThread | None:
+        async def op(conn: Conn) -> EmailThread | None:
+            row = await conn.fetchrow(sql, *args)
+            return rows.email_thread(row) if row else None
+
+        return await self._read(op)
+
+    async def email_message_ids(self, account_id: str, convo_id: str) -> list[tuple[str, str]]:
+        async def op(conn: Conn) -> list[tuple[str, str]]:
+            found = await conn.fetch(_EMAIL_MESSAGE_IDS, account_id, convo_id)
+            return [(r["message_id"], r["direction"]) for r in found]
+
+        return await self._read(op)
+
+    async def mark_undeliverable(
+        self, account_id: str, address: str, reason: str, at: float
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(_MARK_UNDELIVERABLE, account_id, address, reason, at)
+        )
+
+    async def undeliverable(self, account_id: str, address: str) -> str | None:
+        async def op(conn: Conn) -> str | None:
+            row = await conn.fetchrow(_UNDELIVERABLE, account_id, address)
+            return str(row["reason"]) if row else None
+
+        return await self._read(op)
+
+    async def list_channels_of_kind(self, kind: ChannelKind) -> list[Channel]:
+        async def op(conn: Conn) -> list[Channel]:
+            found = await conn.fetch(_CHANNELS_OF_KIND, kind)
+            return [rows.channel(r) for r in found]
+
+        return await self._read(op)
+
+    async def claim_mailbox(
+        self, account_id: str, channel_id: int, holder: str, now: float, lease_until: float
+    ) -> ImapCursor | None:
+        async def op(conn: Conn) -> ImapCursor | None:
+            row = await conn.fetchrow(
+                _CLAIM_MAILBOX, account_id, channel_id, holder, lease_until, now
+            )
+            return ImapCursor(row["uidvalidity"], row["last_uid"]) if row else None
+
+        return await self._write(op)
+
+    async def advance_mailbox(
+        self, account_id: str, channel_id: int, holder: str, cursor: ImapCursor
+    ) -> bool:
+        async def op(conn: Conn) -> bool:
+            row = await conn.fetchrow(
+                "UPDATE imap_mailboxes SET uidvalidity = $4, last_uid = $5"
+                " WHERE account_id = $1 AND channel_id = $2 AND holder = $3"
+                " RETURNING last_uid",
+                account_id, channel_id, holder, cursor.uidvalidity, cursor.last_uid,
+            )  # fmt: skip
+            return row is not None
+
+        return await self._write(op)
+
+    async def release_mailbox(self, account_id: str, channel_id: int, holder: str) -> None:
+        sql = (
+            "UPDATE imap_mailboxes SET lease_until = 0"
+            " WHERE account_id = $1 AND channel_id = $2 AND holder = $3"
+        )
+        await self._write(lambda conn: conn.execute(sql, account_id, channel_id, holder))
 
     async def advance_delivery(
         self,

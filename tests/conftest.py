@@ -137,4 +137,4 @@ async def other_tenant(client: httpx.AsyncClient, services: Services) -> Tenant:
 
 # The private redis-server fixture, for every suite that needs a Redis it may break, and a
 # fake Google for every suite that sends pushes.
-pytest_plugins = ["tests.redis_server", "tests.fake_google"]
+pytest_plugins = ["tests.redis_server", "tests.fake_google", "tests.dovecot_server"]

@@ -76,6 +76,18 @@ def parse_sender(sender: str) -> tuple[str, str]:
     return name, address
 
 
+@dataclass(frozen=True, slots=True)
+class Threading:
+    """What makes the customer's mail client thread a reply, and their answer find its
+    conversation: the subject with our tag, our reply+TOKEN address, the customer's last
+    mail and every mail of the conversation, oldest first (Message-IDs without brackets)."""
+
+    subject: str
+    reply_to: str
+    in_reply_to: str | None
+    references: tuple[str, ...]
+
+
 def message_id(job: OutboundJob, domain: str) -> str:
     """The same for every attempt at one message: ids are url-safe base64, valid atoms."""
     return f"<{job.message_id}.liveop@{domain}>"
@@ -97,7 +109,7 @@ class SmtpEmail:
         # None: the system's trusted CAs. Tests (or a private CA) pass their own.
         self._tls_context = tls_context
 
-    def compose(self, job: OutboundJob) -> EmailMessage:
+    def compose(self, job: OutboundJob, threading: Threading | None = None) -> EmailMessage:
         if not job.contact.email:
             raise DeliveryFailed("the conversation has no email address", retryable=False)
         # Without a name of its own, the From line says who wrote the reply, and for whom.
@@ -113,13 +125,27 @@ class SmtpEmail:
             message["Subject"] = f"Your conversation with {job.account_name}"
             message["Date"] = format_datetime(datetime.fromtimestamp(job.created, UTC))
             message["Message-ID"] = message_id(job, self._domain)
+            if threading is not None:
+                message.replace_header("Subject", threading.subject)
+                message["Reply-To"] = threading.reply_to
+                if threading.in_reply_to:
+                    message["In-Reply-To"] = f"<{threading.in_reply_to}>"
+                if threading.references:
+                    message["References"] = " ".join(f"<{r}>" for r in threading.references)
+            if job.sender in ("bot", "system"):
+                # RFC 3834: nobody's auto-responder answers this, so no mail loop starts here.
+                message["Auto-Submitted"] = "auto-generated"
+                message["X-Auto-Response-Suppress"] = "All"
             message.set_content(job.text)
         except ValueError as exc:  # a header the email policy refuses: no retry fixes it
             raise DeliveryFailed(f"cannot compose the email: {exc}", retryable=False) from exc
         return message
 
     async def send(self, job: OutboundJob) -> str:
-        message = self.compose(job)
+        return await self.deliver(self.compose(job))
+
+    async def deliver(self, message: EmailMessage) -> str:
+        """Sends a composed message; its Message-ID is the provider id."""
         server = self._server
         try:
             await aiosmtplib.send(
@@ -133,22 +159,47 @@ class SmtpEmail:
                 tls_context=self._tls_context,
                 timeout=self._timeout_s,
             )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            retryable = any(r.code < 500 for r in exc.recipients)
-            raise DeliveryFailed(f"recipient refused: {refusals}", retryable=retryable) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            # SMTP's own classes: 4xx is "try again later", 5xx is final.
-            raise DeliveryFailed(
-                f"SMTP {exc.code} {exc.message}", retryable=exc.code < 500
-            ) from exc
-        except aiosmtplib.SMTPNotSupported as exc:
-            # The server lacks what the URL demands (STARTTLS, AUTH): asking again won't help.
-            raise DeliveryFailed(f"SMTP server: {exc.message}", retryable=False) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            # Timeouts, refused or dropped connections, TLS handshakes that failed.
-            raise DeliveryFailed(f"SMTP server unreachable: {exc}", retryable=True) from exc
+            raise _failure(exc) from exc
         return str(message["Message-ID"])
+
+    async def check(self) -> None:
+        """Connects and logs in as a send would, then quits: what an admin's test proves.
+        DeliveryFailed says why not."""
+        server = self._server
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.implicit_tls,
+            start_tls=server.starttls,
+            tls_context=self._tls_context,
+            timeout=self._timeout_s,
+        )
+        try:
+            await client.connect()
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _failure(exc) from exc
+        finally:
+            client.close()
 
     async def aclose(self) -> None:
         """Nothing held open: each message uses a connection of its own."""
+
+
+def _failure(exc: aiosmtplib.SMTPException | OSError) -> DeliveryFailed:
+    """What an SMTP error means for the message: its reason, and whether to try again."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refusals = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        retryable = any(r.code < 500 for r in exc.recipients)
+        return DeliveryFailed(f"recipient refused: {refusals}", retryable=retryable)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # SMTP's own classes: 4xx is "try again later", 5xx is final.
+        return DeliveryFailed(f"SMTP {exc.code} {exc.message}", retryable=exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # The server lacks what the URL demands (STARTTLS, AUTH): asking again won't help.
+        return DeliveryFailed(f"SMTP server: {exc.message}", retryable=False)
+    # Timeouts, refused or dropped connections, TLS handshakes that failed.
+    return DeliveryFailed(f"SMTP server unreachable: {exc}", retryable=True)

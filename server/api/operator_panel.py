@@ -8,6 +8,8 @@ account are absent: 404, like ones that do not exist.
 
 from __future__ import annotations
 
+import base64
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -282,6 +284,20 @@ async def conversation(request: Request) -> Response:
     )
 
 
+async def original(request: Request) -> Response:
+    """The mail a message came from, whole: its raw text and its sanitised HTML (issue 15)."""
+    svc, me, _ = await caller(request)
+    message_id = check_identifier(str(request.path_params["id"]), "the message id")
+    found = await svc.email.original(me.account_id, message_id[:ID_MAX_CHARS])
+    return ok(
+        message_id=found.message_id,
+        sender=found.sender,
+        outcome=found.outcome,
+        raw=base64.b64decode(found.original or "").decode("utf-8", "replace"),
+        html=found.html,
+    )
+
+
 async def update_visitor(request: Request) -> Response:
     svc, me, fields = await caller(request)
     given: VisitorPatch = {k: fields.text(k) for k in ("email", "phone", "info")}
@@ -385,6 +401,7 @@ routes = [
     Route(f"{ROOT}/blocked", blocked, methods=["GET"]),
     Route(f"{ROOT}/sites", sites, methods=["GET"]),
     Route(f"{ROOT}/conversation{_CONVO}", conversation, methods=["GET"]),
+    Route(f"{ROOT}/message/{{id}}/original", original, methods=["GET"]),
     Route(f"{ROOT}/conversation{_CONVO}/visitor", update_visitor, methods=["POST", "PATCH"]),
     Route(f"{ROOT}/conversation{_CONVO}/block", block, methods=["POST"]),
     Route(f"{ROOT}/conversation{_CONVO}/status", set_conversation_status, methods=["POST"]),

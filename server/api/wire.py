@@ -468,16 +468,28 @@ class InFlightLimit:
 class BodyLimit:
     """Refuses request bodies over ``max_bytes`` before anything parses them.
 
-    The paths in ``exempt`` take larger bodies (image uploads) and enforce their own limit.
+    The paths in ``exempt``, and those starting with one of ``exempt_prefixes``, take larger
+    bodies (image uploads, inbound mail) and enforce their own limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        exempt: Collection[str] = (),
+        exempt_prefixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = frozenset(exempt)
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.exempt
+            or scope["path"].startswith(self.exempt_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -211,6 +211,15 @@ _convo_case("POST", f"{OPERATOR}/translation/toggle", {"enabled": True})
 _convo_case("POST", f"{OPERATOR}/translation/set-lang", {"lang": "de"})
 
 
+@covers("GET", f"{OPERATOR}/message/{{id}}/original")
+async def _original_of_bs_message(w: World) -> None:
+    messages = await w.services.store.list_messages(w.b.account_id, w.b_convo)
+    for message in messages:
+        path = f"{OPERATOR}/message/{message.id}/original"
+        for panel in (w.a_op, w.a_admin):
+            await _refused(panel, "GET", path, None, 404, "original_not_found")
+
+
 @covers("POST", f"{OPERATOR}/message")
 async def _message(w: World) -> None:
     body = {"content": "Hello from A"}
