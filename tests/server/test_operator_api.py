@@ -155,6 +155,11 @@ async def _hand_over(rig: Rig, user_id: str = "u-1") -> dict[str, Any]:
     return await rig.conversation(user_id)
 
 
+def admin_key(rig: Rig) -> dict[str, str]:
+    """Channel listings show keys: admins and the API key only (issue 14)."""
+    return {"X-Api-Key": rig.tenant.api_key}
+
+
 async def test_a_handed_over_user_is_answered_transferred_and_closed_through_the_webhook(
     rig: Rig,
 ) -> None:
@@ -228,7 +233,7 @@ async def test_a_handed_over_user_is_answered_transferred_and_closed_through_the
          "destination": {"destinationId": str(rig.sales), "name": "Sales", "hasOnline": True}},
         {"id": ids[8], "userId": "u-1", "type": "Closed", "employee": employee},
     ]  # fmt: skip
-    health = (await rig.client.get(f"{ADMIN}/channels", headers=rig.operator)).json()
+    health = (await rig.client.get(f"{ADMIN}/channels", headers=admin_key(rig))).json()
     line = health["channels"][0]["health"]
     assert line["last_inbound"] is not None and line["last_outbound"] is not None
     assert line["last_error"] is None
@@ -246,7 +251,7 @@ async def test_a_failing_webhook_delays_events_but_loses_none_and_keeps_their_or
         assert await rig.worker.run_once() == 0  # backing off; the later ones wait behind it
         rig.clock.now += 3600
     assert rig.platform.inbox.refused == 3 and rig.platform.inbox.events == []
-    channels = (await rig.client.get(f"{ADMIN}/channels", headers=rig.operator)).json()
+    channels = (await rig.client.get(f"{ADMIN}/channels", headers=admin_key(rig))).json()
     assert "answered 503" in channels["channels"][0]["health"]["last_error"]
 
     rig.platform.inbox.failing_with = None
