@@ -26,7 +26,7 @@ from server.settings import Settings, load_settings
 from storage import create_store, rows
 from storage.base import Store
 from storage.migrations import load_migrations
-from storage.models import Change, Channel, Conversation
+from storage.models import Change, Channel, Conversation, default_site
 from tests.outbound.conftest import CUSTOMER, append_reply, new_account, new_conversation
 from tests.outbound.servers import SMS_FROM, SMS_SID, SMS_TOKEN, SmsServer
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
@@ -158,27 +158,28 @@ async def test_a_reply_in_a_deleted_channels_conversation_fails_with_the_reason(
 # the upgrade: a store written before channels existed
 
 
-async def _insert_old_conversation(url: str, convo: Conversation) -> None:
-    """The conversation row as the code before migration 0011 wrote it (no channel_id, nor
-    the columns of 0012 and 0015)."""
-    row = rows.convo_row(convo)
-    later = ("channel_id", "contact_id", "control", "bot_user_id", "attributes")
-    for name in (*later, "hidden_attributes", "custom_data"):
-        del row[name]
-    names = list(row)
+async def _insert_old(url: str, table: str, row: dict[str, object]) -> None:
+    """``row`` as the code before migration 0011 wrote it: only the columns the old schema
+    has (those of later migrations get their defaults when the store migrates)."""
     if url.startswith("sqlite:///"):
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-            marks = ", ".join("?" for _ in names)
+            old = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            kept = {k: int(v) if isinstance(v, bool) else v for k, v in row.items() if k in old}
+            marks = ", ".join("?" for _ in kept)
             db.execute(
-                f"INSERT INTO conversations ({', '.join(names)}) VALUES ({marks})",
-                [int(v) if isinstance(v, bool) else v for v in row.values()],
+                f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})", list(kept.values())
             )
         return
     conn = await asyncpg.connect(url)
     try:
-        marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+        found = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table
+        )
+        old = {r["column_name"] for r in found}
+        kept = {k: v for k, v in row.items() if k in old}
+        marks = ", ".join(f"${i}" for i in range(1, len(kept) + 1))
         await conn.execute(
-            f"INSERT INTO conversations ({', '.join(names)}) VALUES ({marks})", *row.values()
+            f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})", *kept.values()
         )
     finally:
         await conn.close()
@@ -202,17 +203,20 @@ async def test_sms_conversations_from_before_channels_still_go_out_with_the_inst
             backend, "load_migrations", lambda d: [m for m in load_migrations(d) if m[0] < 11]
         )
         old = create_store(database_url)
-        await old.open()
-        try:
-            await old.create_account(account, "Acme", secrets.token_hex(32))
-        finally:
-            await old.close()
+        await old.open()  # the schema before 0011
+        await old.close()
+    created = 1000.0
+    await _insert_old(
+        database_url, "accounts", {"id": account, "name": "Acme", "created": created,
+                                   "last_event_seq": 0},
+    )  # fmt: skip
+    await _insert_old(database_url, "sites", rows.site_row(default_site(account, created)))
     convo = Conversation(
         id=secrets.token_urlsafe(16), account_id=account, source_app="smsbroadcast",
         status="open", mode="bot", operator_id=None, team_id=None, user_info=CUSTOMER,
         created=1000.0, last_activity=1000.0, resolved_at=None,
     )  # fmt: skip
-    await _insert_old_conversation(database_url, convo)
+    await _insert_old(database_url, "conversations", rows.convo_row(convo))
 
     store = create_store(database_url)
     await store.open()
