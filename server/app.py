@@ -66,6 +66,8 @@ from server.services import Services
 from server.settings import Settings
 from server.sms_media import MediaWorker
 from server.uploads import ImageStore
+from server.webhook_delivery import webhook_worker
+from server.webhooks import Webhooks
 from storage import create_store
 
 
@@ -122,8 +124,11 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             availability = Availability(presence, feed, store)
             refresher = asyncio.create_task(availability.refresh_connected())
             stack.callback(refresher.cancel)
-            channels = Channels(store, Sealer(settings.encryption_keys))
+            sealer = Sealer(settings.encryption_keys)
+            channels = Channels(store, sealer)
             await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
+            webhooks = Webhooks(store, sealer)
+            await stack.enter_async_context(webhook_worker(settings, store, webhooks))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
             if settings.outbound_worker:
@@ -148,6 +153,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 ),
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
+                webhooks=webhooks,
                 contacts=Contacts(store, feed),
                 auth=Authenticator(store, settings.secret_key, settings.jwt_ttl_s),
                 hub=hub,

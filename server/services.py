@@ -21,6 +21,7 @@ from server.events import EventFeed
 from server.inbox import Inbox
 from server.settings import Settings
 from server.uploads import ImageStore
+from server.webhooks import Webhooks
 from storage.base import Store
 
 
@@ -31,6 +32,7 @@ class Services:
     engine: ConversationEngine
     directory: Directory
     channels: Channels
+    webhooks: Webhooks
     contacts: Contacts
     auth: Authenticator
     hub: Hub

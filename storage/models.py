@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from storage.webhooks import HookEvent
+
 SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
 Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
@@ -317,6 +319,8 @@ class Change:
     # The contact's name when it has none yet ("" leaves it as it is).
     contact_name: str = ""
     payloads: tuple[tuple[int, str], ...] = field(default=())
+    # The events webhooks may hear (storage/webhooks.py), queued for them with the change.
+    hooks: tuple[HookEvent, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Admin REST, account-scoped: operators, teams, canned responses, sites and channels.
+"""Admin REST, account-scoped: operators, teams, canned responses, sites, channels and
+webhooks.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
 transfer targets; channels are the exception, see ``Resource.admin_reads``); ``POST`` creates,
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.wire import JSON, Fields, ok, path_id, read_fields
+from server.api.wire import JSON, Fields, ok, path_id, path_identifier, read_fields
 from server.auth import Principal
 from server.channels import Channels
 from server.directory import Directory
@@ -28,11 +29,14 @@ from server.render.snake_case import (
     team_json,
 )
 from server.services import Services, services
+from server.webhooks import EVENTS, Webhooks, delivery_json, webhook_json
 from storage.base import NO_TEAM
 from storage.models import Channel
 
 ROOT = "/api/v1/admin"
 CREATED = 201
+# Longer than any delivery id we issue ("whd_" and 24 hex digits): names nothing.
+DELIVERY_ID_MAX = 64
 # The service a resource's calls go to (the Directory, or Channels).
 S = TypeVar("S")
 
@@ -198,6 +202,31 @@ CHANNELS: Resource[Channels] = Resource(
 )
 
 
+# The admin's event names are the webhooks' own (server/webhooks.py); a handful at most.
+_EVENT_LIST = {"max_items": len(EVENTS), "max_chars": 64}
+
+# The secret is in the create answer only (webhook_json of a NewWebhook).
+WEBHOOKS: Resource[Webhooks] = Resource(
+    plural="webhooks",
+    singular="webhook",
+    render=webhook_json,
+    list=lambda w, acc: w.of_account(acc),
+    create=lambda w, acc, f: w.create(
+        acc, f.require("url"), f.text_list("events", **_EVENT_LIST) or []
+    ),
+    update=lambda w, acc, i, f: w.update(
+        acc,
+        i,
+        url=f.text("url"),
+        events=f.text_list("events", **_EVENT_LIST),
+        enabled=f.boolean("enabled"),
+    ),
+    delete=lambda w, acc, i: w.delete(acc, i),
+    service=lambda s: s.webhooks,
+    admin_reads=True,
+)
+
+
 def _item_id(request: Request, resource: Resource[Any]) -> int:
     """A path id no store could hold names nothing: 404, never a driver's overflow."""
     missing = NotFound(f"{resource.singular}_not_found", f"no such {resource.singular}")
@@ -277,6 +306,24 @@ async def _rotate_channel_key(request: Request) -> Response:
     return ok(channel=channel_json(channel))
 
 
+async def _webhook_deliveries(request: Request) -> Response:
+    """``GET /webhooks/{id}/deliveries``: the newest deliveries with every attempt."""
+    principal = await _principal(request, admin=True)
+    found = await services(request).webhooks.deliveries(
+        principal.account_id, _item_id(request, WEBHOOKS)
+    )
+    return ok(deliveries=[delivery_json(d) for d in found])
+
+
+async def _replay_webhook_delivery(request: Request) -> Response:
+    """``POST /webhooks/{id}/deliveries/{delivery_id}/replay``: posted again, same id."""
+    principal = await _principal(request, admin=True)
+    webhook_id = _item_id(request, WEBHOOKS)
+    delivery_id = path_identifier(request, "delivery_id", "the delivery id", DELIVERY_ID_MAX)
+    await services(request).webhooks.replay(principal.account_id, webhook_id, delivery_id)
+    return ok()
+
+
 routes = [
     *_routes(OPERATORS),
     *_routes(TEAMS),
@@ -285,4 +332,11 @@ routes = [
     *_routes(CHANNELS),
     Route(f"{ROOT}/channels/{{id}}/test", _test_channel, methods=["POST"]),
     Route(f"{ROOT}/channels/{{id}}/rotate-key", _rotate_channel_key, methods=["POST"]),
+    *_routes(WEBHOOKS),
+    Route(f"{ROOT}/webhooks/{{id}}/deliveries", _webhook_deliveries, methods=["GET"]),
+    Route(
+        f"{ROOT}/webhooks/{{id}}/deliveries/{{delivery_id}}/replay",
+        _replay_webhook_delivery,
+        methods=["POST"],
+    ),
 ]

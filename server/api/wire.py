@@ -323,6 +323,19 @@ class Fields:
             raise self._bad(name, "a list of whole numbers")
         return value
 
+    def text_list(self, name: str, *, max_items: int, max_chars: int) -> list[str] | None:
+        """A list of short strings (the caller judges their values)."""
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or any(not isinstance(v, str) or len(v) > max_chars for v in value)
+        ):
+            raise self._bad(name, f"a list of at most {max_items} strings")
+        return value
+
     def nested(self, name: str) -> Fields | None:
         """An object, sent as one (JSON bodies) or as a JSON-encoded string (forms)."""
         value = self.mapping(name)
