@@ -34,6 +34,9 @@ SMS_CHANNEL = {
     "kind": "sms", "name": "Texts", "account_sid": "AC" + "0" * 32, "auth_token": "b-token",
     "from": "+15550100100", "public_url": "https://chat.example.test",
 }  # fmt: skip
+# A refused port on loopback: the webhook worker of the app tries it and records a failure.
+WEBHOOK = {"url": "http://127.0.0.1:9/hooks", "events": ["message.created"]}
+B_WEBHOOK = 2
 B_SESSION = "sess-b-visitor-0001"
 B_TOKEN = "fcm-token-of-a-b-device"
 PREFIXES = (OPERATOR, ADMIN)
@@ -73,6 +76,9 @@ class World:
             "push": await store.push_tokens(account, [o.id for o in operators]),
             "head": await store.head_event_seq(account),
             "contacts": await store.search_contacts(account, "", limit=100),
+            "webhooks": [
+                (w.id, w.url, w.events, w.enabled) for w in await store.list_webhooks(account)
+            ],
         }
 
     def a_ids(self) -> set[str]:
@@ -107,6 +113,7 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         await _admin_post(tenant, "sites", name=f"Site {i}", team_id=team)
     for _ in range(2 if extra else 1):
         await _admin_post(tenant, "channels", **SMS_CHANNEL)
+        await _admin_post(tenant, "webhooks", **WEBHOOK)
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
@@ -467,6 +474,24 @@ _admin_resource("teams", B_TEAM, "team_not_found", {"name": "Night shift", "memb
 _admin_resource("canned", B_CANNED, "canned_not_found", {"name": "Bye", "message": "Bye!"})
 _admin_resource("sites", B_SITE, "site_not_found", {"name": "Outlet"})
 _admin_resource("channels", B_CHANNEL, "channel_not_found", SMS_CHANNEL, admin_reads=True)
+_admin_resource("webhooks", B_WEBHOOK, "webhook_not_found", WEBHOOK, admin_reads=True)
+
+
+@covers("GET", f"{ADMIN}/webhooks/{{id}}/deliveries")
+async def _bs_webhook_deliveries(w: World) -> None:
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.get(
+            f"{ADMIN}/webhooks/{B_WEBHOOK}/deliveries", headers=headers
+        )
+        assert_error(response, 404, "webhook_not_found")
+
+
+@covers("POST", f"{ADMIN}/webhooks/{{id}}/deliveries/{{delivery_id}}/replay")
+async def _replay_bs_webhook_delivery(w: World) -> None:
+    [b_delivery, *_] = await w.services.store.webhook_deliveries(w.b.account_id, B_WEBHOOK, 1)
+    for webhook_id in (B_WEBHOOK, 1):
+        path = f"{ADMIN}/webhooks/{webhook_id}/deliveries/{b_delivery.id}/replay"
+        await _refused(w.a_admin, "POST", path, None, 404, "delivery_not_found")
 
 
 @covers("POST", f"{ADMIN}/teams")
