@@ -936,6 +936,9 @@ class Store(Protocol):
     ) -> list[WebhookDelivery]:
         """The webhook's newest ``limit`` deliveries, newest first, with their attempts."""
 
+    async def reseal_webhooks(self, reseal: Callable[[str], str]) -> int:
+        """As reseal_channels, for every webhook's secret."""
+
     async def replay_webhook_delivery(
         self, account_id: str, webhook_id: int, delivery_id: str, now: float
     ) -> bool:

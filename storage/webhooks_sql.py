@@ -9,7 +9,7 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
@@ -356,5 +356,16 @@ class WebhooksSql:
         async def op(conn: Conn) -> bool:
             found = await conn.fetchrow(REPLAY_SQL, account_id, webhook_id, delivery_id, now)
             return found is not None
+
+        return await self._write(op)
+
+    async def reseal_webhooks(self, reseal: Callable[[str], str]) -> int:
+        async def op(conn: Conn) -> int:
+            found = await conn.fetch("SELECT account_id, id, secret FROM webhooks")
+            await conn.executemany(
+                "UPDATE webhooks SET secret = $3 WHERE account_id = $1 AND id = $2",
+                [(r["account_id"], r["id"], reseal(r["secret"])) for r in found],
+            )
+            return len(found)
 
         return await self._write(op)
