@@ -72,6 +72,8 @@ from server.services import Services
 from server.settings import Settings
 from server.sms_media import MediaWorker
 from server.uploads import ImageStore
+from server.webhook_delivery import webhook_worker
+from server.webhooks import Webhooks
 from server.widgets import Widgets
 from storage import create_store
 
@@ -135,6 +137,8 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             completions = ChatCompletions(timeout_s=settings.assistant_timeout_s)
             stack.push_async_callback(completions.aclose)
             await stack.enter_async_context(outbound_worker(settings, store, feed, channels))
+            webhooks = Webhooks(store, sealer)
+            await stack.enter_async_context(webhook_worker(settings, store, webhooks))
             images = ImageStore(settings.data_dir / "uploads", max_bytes=settings.max_image_bytes)
             stack.callback(images.close)
             if settings.outbound_worker:
@@ -166,6 +170,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 email=email,
                 directory=Directory(store, settings.max_message_chars),
                 channels=channels,
+                webhooks=webhooks,
                 contacts=Contacts(store, feed),
                 assistants=assistants,
                 widgets=Widgets(store, engine, assistants, completions),

@@ -210,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending migrations to $LIVEOP_DATABASE_URL and exit")
     sub.add_parser(
         "rotate-credentials",
-        help="re-seal every channel's credentials and assistant's API key with the first of"
+        help="re-seal every channel's credentials, assistant's API key and webhook secret with"
+        " the first of"
         " LIVEOP_ENCRYPTION_KEYS",
     )
     sub.add_parser(
@@ -236,7 +237,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         _print({"database": urlsplit(settings.database_url).scheme, "migrated": True})
     elif args.command == "rotate-credentials":
         sealer = Sealer(settings.encryption_keys)
+        # Channels, then webhooks: each all or nothing, and a second run after a failure
+        # re-seals again what the first did (both keys open it).
         count = asyncio.run(_with_store(settings, lambda s: s.reseal_channels(sealer.reseal)))
+        count += asyncio.run(_with_store(settings, lambda s: s.reseal_webhooks(sealer.reseal)))
         _print({"resealed": count})
     elif args.command == "export":
         count = asyncio.run(_with_store(settings, lambda store: export_to(store, args.output)))

@@ -36,6 +36,7 @@ from server.event_catalogue import (
 )
 from server.render.camel_case import message_json
 from server.render.snake_case import conversation_data, message_data
+from server.webhooks import hooks_of
 from storage.base import Decide, Store
 from storage.models import (
     Change,
@@ -98,17 +99,19 @@ def announced(decide: Decide) -> Decide:
 
 
 def announce(change: Change) -> Change:
-    """``change`` with the events it produces."""
+    """``change`` with the events it produces, and those of them webhooks may hear."""
     # The constructor, not dataclasses.replace: this runs inside the write, for every change.
+    events = _events(change)
     return Change(
         change.before,
         change.after,
         change.messages,
-        _events(change),
+        events,
         change.identity,
         change.typed,
         change.contact_name,
         change.payloads,
+        hooks_of(change.before, change.after, events),
     )
 
 

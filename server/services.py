@@ -23,6 +23,7 @@ from server.events import EventFeed
 from server.inbox import Inbox
 from server.settings import Settings
 from server.uploads import ImageStore
+from server.webhooks import Webhooks
 from server.widgets import Widgets
 from storage.base import Store
 
@@ -36,6 +37,7 @@ class Services:
     email: EmailIngest
     directory: Directory
     channels: Channels
+    webhooks: Webhooks
     contacts: Contacts
     assistants: Assistants
     widgets: Widgets

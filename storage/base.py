@@ -38,6 +38,7 @@ from storage.models import (
     WidgetToken,
 )
 from storage.outbound import OutboundChannel, OutboundJob
+from storage.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookJob
 
 # A pure decision over the current, locked state of one conversation (None when it does not
 # exist yet or was not asked for). It returns the change to commit, None to write nothing, or
@@ -290,6 +291,29 @@ TABLES: tuple[Table, ...] = (
             " lease_until:float"
         ),
         ("account_id", "channel_id"),
+    ),
+    # Signed outgoing webhooks (issue 16, storage/webhooks_sql.py).
+    Table(
+        "webhooks",
+        _columns(
+            "account_id:str id:int url:str events:str secret:str enabled:bool"
+            " disabled_reason:str? created:float"
+        ),
+        ("account_id", "id"),
+    ),
+    Table(
+        "webhook_deliveries",
+        _columns(
+            "id:str account_id:str webhook_id:int event_seq:int event:str body:str state:str"
+            " attempts:int budget_from:int claimed_by:str? lease_until:float?"
+            " next_attempt_at:float last_error:str? created:float"
+        ),
+        ("id",),
+    ),
+    Table(
+        "webhook_attempts",
+        _columns("delivery_id:str attempt:int account_id:str at:float status_code:int? error:str?"),
+        ("delivery_id", "attempt"),
     ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
@@ -1082,6 +1106,67 @@ class Store(Protocol):
     async def queued_outbound(self) -> dict[OutboundChannel, int]:
         """How many deliveries wait in the queue (due or backing off), per channel, across
         the installation: the queue depth operators watch."""
+
+    # signed outgoing webhooks (issue 16, storage/webhooks.py)
+    async def create_webhook(
+        self, account_id: str, url: str, events: Sequence[str], secret: str
+    ) -> Webhook:
+        """Numbers the webhook within its account; ``secret`` arrives sealed."""
+
+    async def get_webhook(self, account_id: str, webhook_id: int) -> Webhook | None: ...
+
+    async def list_webhooks(self, account_id: str) -> list[Webhook]: ...
+
+    async def update_webhook(
+        self,
+        account_id: str,
+        webhook_id: int,
+        *,
+        url: str | None,
+        events: Sequence[str] | None,
+        enabled: bool | None,
+        disabled_reason: str | None,
+    ) -> Webhook | None:
+        """Sets what is not None; ``enabled`` sets ``disabled_reason`` with it (None when
+        enabled)."""
+
+    async def delete_webhook(self, account_id: str, webhook_id: int) -> bool:
+        """Deletes its deliveries and their log with it."""
+
+    async def claim_webhook_deliveries(
+        self, worker_id: str, *, now: float, lease_s: float, limit: int
+    ) -> list[WebhookJob]:
+        """Claims up to ``limit`` due deliveries of enabled webhooks, as claim_outbound claims
+        outbound rows: never overlapping across processes, one per webhook at a time, in the
+        order their events committed."""
+
+    async def finish_webhook_delivery(
+        self,
+        job: WebhookJob,
+        worker_id: str,
+        *,
+        sent: bool,
+        retry_at: float | None,
+        attempt: WebhookAttempt,
+        disable: str | None = None,
+    ) -> bool:
+        """Records the attempt in the log and the delivery's state (sent, queued again until
+        ``retry_at``, or failed); ``disable`` turns the webhook off with that reason. False,
+        changing nothing, when ``worker_id`` no longer holds the claim."""
+
+    async def webhook_deliveries(
+        self, account_id: str, webhook_id: int, limit: int
+    ) -> list[WebhookDelivery]:
+        """The webhook's newest ``limit`` deliveries, newest first, with their attempts."""
+
+    async def reseal_webhooks(self, reseal: Callable[[str], str]) -> int:
+        """As reseal_channels, for every webhook's secret."""
+
+    async def replay_webhook_delivery(
+        self, account_id: str, webhook_id: int, delivery_id: str, now: float
+    ) -> bool:
+        """Queues the delivery again, due at ``now``, with a fresh retry budget; False when
+        the webhook has no such delivery."""
 
     # reports (issue 19): one read per figure set, computed in the database
     async def report_volume(self, account_id: str, q: ReportQuery) -> VolumeFigures: ...

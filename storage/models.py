@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from storage.webhooks import HookEvent
+
 SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]
 Status = Literal["open", "waiting", "active", "resolved"]
 Mode = Literal["bot", "operator"]
@@ -390,6 +392,8 @@ class Change:
     # The contact's name when it has none yet ("" leaves it as it is).
     contact_name: str = ""
     payloads: tuple[tuple[int, str], ...] = field(default=())
+    # The events webhooks may hear (storage/webhooks.py), queued for them with the change.
+    hooks: tuple[HookEvent, ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from storage import contacts_sql as _contacts
 from storage import outbound as _outbound
 from storage import rows
+from storage import webhooks_sql as _webhooks
 from storage.base import (
     NO_ASSISTANT,
     NO_TEAM,
@@ -533,7 +534,7 @@ def select_all(table: Table) -> str:
     return f"SELECT {rows.select_list(table)} FROM {table.name} ORDER BY {', '.join(table.key)}"
 
 
-class SqlStore(abc.ABC):
+class SqlStore(_webhooks.WebhooksSql, abc.ABC):
     """The Store protocol over a driver, which supplies how an operation runs (``_read``,
     ``_write``, ``_write_once``, ``_snapshot``), how the outbound claim locks, and opening and
     closing. Every read and write is scoped by account except the ones that are global by
@@ -544,6 +545,9 @@ class SqlStore(abc.ABC):
         self._dialect = dialect
         self._inbox = InboxSql(dialect.ilike)
         self._reports = ReportsSql(lambda n: f"${n}", dialect.round_down.format)
+
+    async def _numbered(self, conn: Conn, account_id: str, kind: str) -> int:
+        return await _next_id(conn, account_id, kind)
 
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
@@ -1589,6 +1593,7 @@ class SqlStore(abc.ABC):
                 )
             # Last, and held to commit: see append_events.
             events = await append_events(conn, account_id, after, change.events)
+            await _webhooks.enqueue(conn, account_id, events, change.hooks)
             return Committed(after, change.messages, events, before=change.before)
 
         return await self._write(op)

@@ -1,5 +1,5 @@
 """Admin REST, account-scoped: operators, teams, canned responses, sites, channels, AI
-assistants and widget tokens.
+assistants, widget tokens and webhooks.
 
 ``GET`` lists (any operator of the account may read: the inbox needs canned responses and
 transfer targets; channels are the exception, see ``Resource.admin_reads``); ``POST`` creates,
@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.wire import JSON, Fields, ok, path_id, read_fields
+from server.api.wire import JSON, Fields, ok, path_id, path_identifier, read_fields
 from server.assistants import Assistants
 from server.auth import Principal
 from server.channels import Channels
-from server.directory import ORIGIN_MAX, Directory
+from server.directory import ORIGIN_MAX, ORIGINS_MAX, Directory
 from server.errors import Invalid, NotFound
 from server.render.snake_case import (
     assistant_json,
@@ -32,10 +32,13 @@ from server.render.snake_case import (
     widget_token_json,
 )
 from server.services import Services, services
+from server.webhooks import EVENTS, Webhooks, delivery_json, webhook_json
 from storage.base import NO_ASSISTANT, NO_TEAM
 
 ROOT = "/api/v1/admin"
 CREATED = 201
+# Longer than any delivery id we issue ("whd_" and 24 hex digits): names nothing.
+DELIVERY_ID_MAX = 64
 # The service a resource's calls go to (the Directory, or Channels).
 S = TypeVar("S")
 
@@ -155,7 +158,7 @@ SITES: Resource[Directory] = Resource(
         logo_url=f.text("logo_url"),
         # 0 leaves the site without a default assistant.
         assistant_id=f.integer("assistant_id", minimum=NO_ASSISTANT),
-        allowed_origins=f.text_list("allowed_origins", max_chars=ORIGIN_MAX),
+        allowed_origins=f.text_list("allowed_origins", max_items=ORIGINS_MAX, max_chars=ORIGIN_MAX),
         voice_number=f.text("voice_number"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
@@ -235,6 +238,31 @@ def _channel_fields(f: Fields) -> dict[str, str | None]:
         "imap_backfill_days": f.text("imap_backfill_days"),
         "mailgun_signing_key": f.text("mailgun_signing_key"),
     }
+
+
+# The admin's event names are the webhooks' own (server/webhooks.py); a handful at most.
+_EVENT_LIST = {"max_items": len(EVENTS), "max_chars": 64}
+
+# The secret is in the create answer only (webhook_json of a NewWebhook).
+WEBHOOKS: Resource[Webhooks] = Resource(
+    plural="webhooks",
+    singular="webhook",
+    render=webhook_json,
+    list=lambda w, acc: w.of_account(acc),
+    create=lambda w, acc, f: w.create(
+        acc, f.require("url"), f.text_list("events", **_EVENT_LIST) or []
+    ),
+    update=lambda w, acc, i, f: w.update(
+        acc,
+        i,
+        url=f.text("url"),
+        events=f.text_list("events", **_EVENT_LIST),
+        enabled=f.boolean("enabled"),
+    ),
+    delete=lambda w, acc, i: w.delete(acc, i),
+    service=lambda s: s.webhooks,
+    admin_reads=True,
+)
 
 
 def _item_id(request: Request, resource: Resource[Any]) -> int:
@@ -384,6 +412,25 @@ async def _widget_stats(request: Request) -> Response:
 
 WIDGET_TOKENS = f"{ROOT}/sites/{{id}}/widget-tokens"
 
+
+async def _webhook_deliveries(request: Request) -> Response:
+    """``GET /webhooks/{id}/deliveries``: the newest deliveries with every attempt."""
+    principal = await _principal(request, admin=True)
+    found = await services(request).webhooks.deliveries(
+        principal.account_id, _item_id(request, WEBHOOKS)
+    )
+    return ok(deliveries=[delivery_json(d) for d in found])
+
+
+async def _replay_webhook_delivery(request: Request) -> Response:
+    """``POST /webhooks/{id}/deliveries/{delivery_id}/replay``: posted again, same id."""
+    principal = await _principal(request, admin=True)
+    webhook_id = _item_id(request, WEBHOOKS)
+    delivery_id = path_identifier(request, "delivery_id", "the delivery id", DELIVERY_ID_MAX)
+    await services(request).webhooks.replay(principal.account_id, webhook_id, delivery_id)
+    return ok()
+
+
 routes = [
     *_routes(OPERATORS),
     Route(f"{ROOT}/operators/{{id}}/deactivate", _deactivate_operator, methods=["POST"]),
@@ -398,4 +445,11 @@ routes = [
     Route(WIDGET_TOKENS, _list_widget_tokens, methods=["GET"]),
     Route(WIDGET_TOKENS + "/{token_id}", _revoke_widget_token, methods=["DELETE"]),
     Route(f"{ROOT}/sites/{{id}}/widget-stats", _widget_stats, methods=["GET"]),
+    *_routes(WEBHOOKS),
+    Route(f"{ROOT}/webhooks/{{id}}/deliveries", _webhook_deliveries, methods=["GET"]),
+    Route(
+        f"{ROOT}/webhooks/{{id}}/deliveries/{{delivery_id}}/replay",
+        _replay_webhook_delivery,
+        methods=["POST"],
+    ),
 ]

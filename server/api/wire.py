@@ -327,8 +327,9 @@ class Fields:
             raise self._bad(name, "a list of whole numbers")
         return value
 
-    def text_list(self, name: str, *, max_chars: int) -> list[str] | None:
-        """A JSON list of strings (a form sends it JSON-encoded), each at most ``max_chars``."""
+    def text_list(self, name: str, *, max_items: int, max_chars: int) -> list[str] | None:
+        """A list of short strings, sent as one (JSON bodies) or JSON-encoded (forms); the
+        caller judges their values."""
         value = self._data.get(name)
         if value is None:
             return None
@@ -337,10 +338,14 @@ class Fields:
                 value = orjson.loads(value)
             except orjson.JSONDecodeError:
                 raise self._bad(name, "a list of strings") from None
-        if not isinstance(value, list) or any(
-            not isinstance(v, str) or len(v) > max_chars for v in value
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or any(not isinstance(v, str) or len(v) > max_chars for v in value)
         ):
-            raise self._bad(name, f"a list of strings of at most {max_chars} characters")
+            raise self._bad(
+                name, f"a list of at most {max_items} strings of at most {max_chars} characters"
+            )
         return value
 
     @property

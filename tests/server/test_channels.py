@@ -259,7 +259,9 @@ def test_without_keys_one_is_derived_from_the_secret_key(tmp_path: Path) -> None
     assert AUTH_TOKEN not in sealed and "s" * 40 not in sealed
 
 
-async def test_rotate_credentials_reseals_every_channel_with_the_new_key(tmp_path: Path) -> None:
+async def test_rotate_credentials_reseals_every_channel_and_webhook_with_the_new_key(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
     old, new = new_key(), new_key()
     account = new_account(data)["accountID"]
@@ -268,18 +270,23 @@ async def test_rotate_credentials_reseals_every_channel_with_the_new_key(tmp_pat
         channels: Channels = app.state.services.channels
         fields = {k.replace("from", "sender"): v for k, v in SMS.items() if k != "name"}
         await channels.create(account, name="Line", **fields)
+        made = await app.state.services.webhooks.create(
+            account, "https://crm.example.test/hook", ["message.created"]
+        )
 
     refused = liveop(data, "rotate-credentials", env={"LIVEOP_ENCRYPTION_KEYS": new})
     assert refused.returncode == 1 and "no configured encryption key" in refused.stderr
     done = liveop(data, "rotate-credentials", env={"LIVEOP_ENCRYPTION_KEYS": f"{new},{old}"})
     assert done.returncode == 0, done.stderr
-    assert orjson.loads(done.stdout) == {"resealed": 1}
+    assert orjson.loads(done.stdout) == {"resealed": 2}  # the channel and the webhook
 
     app = create_app(load_settings({"LIVEOP_DATA_DIR": str(data), "LIVEOP_ENCRYPTION_KEYS": new}))
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         channel = await services.channels.get(account, 1)
         assert services.channels.credentials(channel).auth_token == AUTH_TOKEN
+        [webhook] = await services.store.list_webhooks(account)
+        assert services.webhooks.secret(webhook.secret) == made.secret
 
 
 # the test message an admin sends from a new channel

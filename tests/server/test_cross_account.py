@@ -39,6 +39,9 @@ SMS_CHANNEL = {
     "kind": "sms", "name": "Texts", "account_sid": "AC" + "0" * 32, "auth_token": "b-token",
     "from": "+15550100100", "public_url": "https://chat.example.test",
 }  # fmt: skip
+# A refused port on loopback: the webhook worker of the app tries it and records a failure.
+WEBHOOK = {"url": "http://127.0.0.1:9/hooks", "events": ["message.created"]}
+B_WEBHOOK = 2
 B_SESSION = "sess-b-visitor-0001"
 B_TOKEN = "fcm-token-of-a-b-device"
 PREFIXES = (OPERATOR, ADMIN)
@@ -78,6 +81,9 @@ class World:
             "push": await store.push_tokens(account, [o.id for o in operators]),
             "head": await store.head_event_seq(account),
             "contacts": await store.search_contacts(account, "", limit=100),
+            "webhooks": [
+                (w.id, w.url, w.events, w.enabled) for w in await store.list_webhooks(account)
+            ],
         }
 
     def a_ids(self) -> set[str]:
@@ -115,6 +121,7 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         await _admin_post(tenant, "assistants", **ASSISTANT)
     if extra:
         await _admin_post(tenant, f"sites/{B_SITE}/widget-tokens")
+        await _admin_post(tenant, "webhooks", **WEBHOOK)
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
@@ -537,6 +544,26 @@ async def _widget_stats_of_bs_site(w: World) -> None:
 async def _site_naming_bs_assistant(w: World) -> None:
     body = {"assistant_id": B_ASSISTANT}
     await _refused(w.a_admin, "PATCH", f"{ADMIN}/sites/1", body, 404, "assistant_not_found")
+
+
+_admin_resource("webhooks", B_WEBHOOK, "webhook_not_found", WEBHOOK, admin_reads=True)
+
+
+@covers("GET", f"{ADMIN}/webhooks/{{id}}/deliveries")
+async def _bs_webhook_deliveries(w: World) -> None:
+    for headers in (w.a_admin.headers, {"X-Api-Key": w.a.api_key}):
+        response = await w.a_admin.client.get(
+            f"{ADMIN}/webhooks/{B_WEBHOOK}/deliveries", headers=headers
+        )
+        assert_error(response, 404, "webhook_not_found")
+
+
+@covers("POST", f"{ADMIN}/webhooks/{{id}}/deliveries/{{delivery_id}}/replay")
+async def _replay_bs_webhook_delivery(w: World) -> None:
+    [b_delivery, *_] = await w.services.store.webhook_deliveries(w.b.account_id, B_WEBHOOK, 1)
+    for webhook_id in (B_WEBHOOK, 1):
+        path = f"{ADMIN}/webhooks/{webhook_id}/deliveries/{b_delivery.id}/replay"
+        await _refused(w.a_admin, "POST", path, None, 404, "delivery_not_found")
 
 
 @covers("POST", f"{ADMIN}/teams")

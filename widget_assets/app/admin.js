@@ -1,5 +1,5 @@
 // Live Operator Chat, operator inbox: the admin screens — operators, teams, canned responses,
-// sites and channels — all one table and one form, described per resource.
+// sites, channels and webhooks — all one table and one form, described per resource.
 //
 // Every operator may look; only admins may change (the server enforces it, 403 otherwise).
 
@@ -26,6 +26,14 @@ async function testChannel(channel) {
   await api("POST", `admin/channels/${channel.id}/test`, { to: to.trim() });
   return `Test message sent from “${channel.name}” to ${to.trim()}.`;
 }
+
+const WEBHOOK_EVENTS = [
+  ["conversation.created", "Conversation created"],
+  ["conversation.updated", "Conversation updated"],
+  ["conversation.status_changed", "Status changed"],
+  ["message.created", "Message created"],
+  ["conversation.control_changed", "Control changed (a human took over, handed back, closed)"],
+];
 
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
  * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
@@ -133,6 +141,27 @@ const RESOURCES = {
     ],
     actions: [{ label: "Send test", run: testChannel }],
   },
+  webhooks: {
+    title: "Webhooks",
+    one: "webhook",
+    // A webhook has no name: its URL names it in buttons and messages.
+    name: (w) => w.url,
+    columns: [
+      ["URL", (w) => w.url],
+      ["Events", (w) => w.events.join(", ")],
+      ["Status", (w) => (w.enabled ? "Enabled" : `Disabled: ${w.disabled_reason}`)],
+    ],
+    fields: () => [
+      { name: "url", label: "Endpoint URL", type: "url", required: true, maxlength: 500,
+        placeholder: "https://crm.example.com/hooks/liveop" },
+      { name: "events", label: "Events", choices: WEBHOOK_EVENTS },
+      { name: "enabled", label: "Status", boolean: true, editOnly: true,
+        options: [["true", "Enabled"], ["false", "Disabled"]], value: (w) => String(w.enabled) },
+    ],
+    // The signing secret is in the create answer only: shown once, here.
+    created: (answer) => `Added “${answer.webhook.url}”. Its signing secret, shown only now: ${
+      answer.webhook.secret}`,
+  },
 };
 
 let shown = null; // the resource on screen
@@ -159,6 +188,8 @@ export async function showAdmin(ctx, name) {
   if (shown === resource) render(ctx, resource, items);
 }
 
+const nameOf = (spec, item) => (spec.name ? spec.name(item) : item.name);
+
 function render(ctx, resource, items, editing = null) {
   const spec = RESOURCES[resource];
   const admin = ctx.me.is_admin;
@@ -168,10 +199,10 @@ function render(ctx, resource, items, editing = null) {
     say($("admin-status"), message);
   };
   const remove = async (item) => {
-    if (!window.confirm(`Delete the ${spec.one} “${item.name}”?`)) return;
+    if (!window.confirm(`Delete the ${spec.one} “${nameOf(spec, item)}”?`)) return;
     try {
       await api("DELETE", `admin/${resource}/${item.id}`);
-      await rerun(`Deleted “${item.name}”.`);
+      await rerun(`Deleted “${nameOf(spec, item)}”.`);
     } catch (error) {
       say($("admin-status"), error.message);
     }
@@ -195,14 +226,14 @@ function render(ctx, resource, items, editing = null) {
       spec.columns.map(([, cell]) => h("td", {}, cell(item, ctx) || "")),
       admin && h("td", { class: "admin__actions" },
         h("button", { type: "button", class: "button button--quiet",
-          "aria-label": `Edit ${item.name}`, onclick: () => render(ctx, resource, items, item) },
+          "aria-label": `Edit ${nameOf(spec, item)}`, onclick: () => render(ctx, resource, items, item) },
           "Edit"),
         (spec.actions || []).filter((a) => !a.when || a.when(item)).map((action) =>
           h("button", { type: "button", class: "button button--quiet",
-            "aria-label": `${action.label} ${item.name}`, onclick: () => act(action, item) },
+            "aria-label": `${action.label} ${nameOf(spec, item)}`, onclick: () => act(action, item) },
             action.label)),
         h("button", { type: "button", class: "button button--quiet button--danger",
-          "aria-label": `Delete ${item.name}`, onclick: () => remove(item) }, "Delete"))))),
+          "aria-label": `Delete ${nameOf(spec, item)}`, onclick: () => remove(item) }, "Delete"))))),
   );
   $("admin-body").replaceChildren(
     h("h2", { class: "admin__title" }, spec.title),
@@ -219,9 +250,21 @@ function form(ctx, resource, spec, editing, rerun) {
   const fields = spec.fields(ctx);
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
   const inputs = new Map();
-  const controls = fields.filter((f) => !(editing && f.createOnly)).map((f) => {
+  const shownFields = fields.filter((f) => (editing ? !f.createOnly : !f.editOnly));
+  const controls = shownFields.map((f) => {
     const id = `admin-${f.name}`;
     const current = editing ? (f.value ? f.value(editing) : editing[f.name]) : undefined;
+    if (f.choices) {
+      const boxes = f.choices.map(([value, label]) =>
+        h("label", { class: "check" },
+          h("input", { type: "checkbox", value,
+            checked: editing ? editing[f.name].includes(value) : false }),
+          ` ${label}`));
+      inputs.set(f.name, () =>
+        boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value));
+      const legend = h("legend", { class: "field__label" }, f.label);
+      return h("fieldset", { class: "field" }, legend, boxes);
+    }
     if (f.members) {
       const boxes = f.members.map((o) =>
         h("label", { class: "check" },
@@ -246,7 +289,8 @@ function form(ctx, resource, spec, editing, rerun) {
       input = h("input", { ...attrs, type: f.type || "text" });
     }
     if (current !== undefined && current !== null) input.value = current;
-    inputs.set(f.name, () => (f.number ? Number(input.value) : input.value));
+    inputs.set(f.name, () =>
+      (f.number ? Number(input.value) : f.boolean ? input.value === "true" : input.value));
     return h("div", { class: "field" },
       h("label", { class: "field__label", for: id }, f.label), input,
       hint && h("span", { class: "field__hint", id: `${id}-hint` }, hint));
@@ -260,10 +304,15 @@ function form(ctx, resource, spec, editing, rerun) {
       // Empty optional fields are left out: on create the server's default, on edit unchanged.
       if (value !== "" && !(name === "team_id" && value === 0 && !editing)) values[name] = value;
     }
+    const named = nameOf(spec, values);
     try {
-      if (editing) await api("PATCH", `admin/${resource}/${editing.id}`, values);
-      else await api("POST", `admin/${resource}`, values);
-      await rerun(editing ? `Saved “${values.name}”.` : `Added “${values.name}”.`);
+      if (editing) {
+        await api("PATCH", `admin/${resource}/${editing.id}`, values);
+        await rerun(`Saved “${named}”.`);
+      } else {
+        const answer = await api("POST", `admin/${resource}`, values);
+        await rerun(spec.created ? spec.created(answer) : `Added “${named}”.`);
+      }
     } catch (failure) {
       say(error, failure.message);
     }
@@ -272,7 +321,7 @@ function form(ctx, resource, spec, editing, rerun) {
   const verb = editing ? `Edit ${spec.one}` : `Add ${spec.one}`;
   return h("form", { class: "admin__form", id: "admin-form", novalidate: true, onsubmit: submit,
     "aria-labelledby": "admin-form-title" },
-    h("h3", { id: "admin-form-title" }, editing ? `${verb} “${editing.name}”` : verb),
+    h("h3", { id: "admin-form-title" }, editing ? `${verb} “${nameOf(spec, editing)}”` : verb),
     controls,
     error,
     h("div", { class: "admin__buttons" },

@@ -1,0 +1,117 @@
+"""Admin -> Webhooks in the inbox, in Chromium (issue 16): an admin adds an endpoint and sees
+its signing secret once, the running server's worker delivers a visitor's message signed with
+that very secret to a receiver on loopback, and the admin disables and deletes the webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.server.webhook_receiver import Receiver, webhook_receiver
+
+from .test_inbox import ADMIN, DESKTOP, listed, sign_in
+from .test_inbox import admin_operator as admin_operator  # the fixture
+
+if TYPE_CHECKING:
+    from .conftest import LiveServer, OpenWindow
+
+# How long the server's worker may take to post (it polls every second); a bound, not a timing.
+DELIVERY_WAIT_S = 30.0
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver(time.time) as found:
+        yield found
+
+
+async def _visitor_says(server: LiveServer, text: str) -> None:
+    form = {
+        "accountID": server.account_id, "key": server.api_key, "app": "liveoperator",
+        "command": "sendmessage", "json": orjson.dumps({"message": text}).decode(),
+    }  # fmt: skip
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10.0) as client:
+        response = await client.post("/", data=form)
+    assert response.status_code == 200, response.text
+
+
+async def _delivered(receiver: Receiver) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + DELIVERY_WAIT_S
+    while time.monotonic() < deadline:
+        with receiver.lock:
+            if receiver.deliveries or receiver.bad_signatures:
+                return list(receiver.deliveries)
+        await asyncio.sleep(0.2)
+    raise AssertionError("the server posted nothing to the webhook")
+
+
+async def test_an_admin_adds_a_webhook_sees_its_secret_once_disables_and_deletes_it(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    admin_operator: dict[str, Any],
+    receiver: Receiver,
+) -> None:
+    from playwright.async_api import expect
+
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server, ADMIN["email"], ADMIN["password"])
+    await page.get_by_role("link", name="Admin").click()
+    await page.get_by_role("link", name="Webhooks").click()
+    body = page.locator("#admin-body")
+    form = page.locator("#admin-form")
+    status = page.locator("#admin-status")
+    await expect(body.get_by_role("heading", name="Webhooks")).to_be_visible()
+
+    # A refused field is explained; nothing is created.
+    await form.get_by_label("Endpoint URL").fill(receiver.url)
+    await form.get_by_role("button", name="Add webhook").click()
+    await expect(form.get_by_role("alert")).to_contain_text("events must be a non-empty list")
+    await form.get_by_label("Message created").check()
+    await form.get_by_label("Control changed").check()
+    await form.get_by_role("button", name="Add webhook").click()
+    await expect(status).to_contain_text("Its signing secret, shown only now: whsec_")
+    found = re.search(r"whsec_\S+", await status.inner_text())
+    assert found is not None
+    receiver.secret = found.group(0)
+
+    (webhook,) = await listed(live_server, "webhooks")
+    assert "secret" not in webhook
+    assert webhook["events"] == ["message.created", "conversation.control_changed"]
+    row = body.locator("tr", has_text=receiver.url)
+    await expect(row).to_contain_text("Enabled")
+
+    # The secret shown is the one the server signs with.
+    await _visitor_says(live_server, "Hello from the web")
+    deliveries = await _delivered(receiver)
+    assert receiver.bad_signatures == 0
+    assert deliveries[0]["event"] == "message.created"
+    assert deliveries[0]["data"]["message"]["content"] == "Hello from the web"
+
+    # Shown once: not after the screen is drawn again, nor in the edit form.
+    await page.get_by_role("link", name="Channels").click()
+    await page.get_by_role("link", name="Webhooks").click()
+    await expect(row).to_contain_text("Enabled")
+    assert receiver.secret not in await page.content()
+
+    await row.get_by_role("button", name=f"Edit {receiver.url}").click()
+    await form.get_by_label("Status", exact=True).select_option("false")
+    await form.get_by_role("button", name="Save").click()
+    await expect(body.locator("tr", has_text=receiver.url)).to_contain_text(
+        "Disabled: disabled by an admin"
+    )
+    assert receiver.secret not in await page.content()
+
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await body.get_by_role("button", name=f"Delete {receiver.url}").click()
+    await expect(status).to_have_text(f"Deleted “{receiver.url}”.")
+    await expect(body.locator("tr", has_text=receiver.url)).to_have_count(0)
+    assert await listed(live_server, "webhooks") == []
+    assert window.errors == []
