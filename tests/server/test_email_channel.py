@@ -27,8 +27,9 @@ from server.email_ingest import MAX_MAIL_BYTES
 from server.services import Services
 from storage.base import InboxQuery
 from storage.models import Conversation
-from tests.conftest import Tenant, assert_error, bearer
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.outbound.servers import SMTP_PASSWORD, SMTP_USER, SmtpServer, smtp_server
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "email"
@@ -281,6 +282,25 @@ async def test_a_mail_opens_a_conversation_the_reply_threads_and_the_answer_join
     assert str(again["References"]).split() == [
         incoming, str(sent["Message-ID"]), str(again["In-Reply-To"]),
     ]  # fmt: skip
+
+
+async def test_a_mail_reaches_the_operators_stream_live(app: Any, mailbox: Mailbox) -> None:
+    """The inbox hears a customer's mail as it hears a chat: conversation:new, then the
+    mail's text as message:new, on the operator SSE stream while it is open."""
+    async with serve(app) as base:
+        login = await mailbox.client.post(
+            "/api/v1/auth/login",
+            json={"email": f"alex@{mailbox.tenant.account_id}.test", "password": TEST_PASSWORD},
+        )
+        async with sse(base, login.json()["token"]) as stream:
+            convo_id = (await mailbox.mail(fixture("new_mail.eml")))["conversation_id"]
+            opened = await stream.until("conversation:new", DELIVERED_WITHIN_S)
+            said = await stream.until("message:new", DELIVERED_WITHIN_S)
+    assert (opened.data["id"], opened.data["channel"]) == (convo_id, "email")
+    assert said.data["conversation_id"] == convo_id
+    assert said.data["message"]["sender"] == "visitor"
+    assert said.data["message"]["content"].startswith("Hello,\n\nI ordered a blue kettle")
+    assert said.data["conversation"]["channel"] == "email"
 
 
 async def test_the_original_mail_is_kept_for_operators(
