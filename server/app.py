@@ -59,7 +59,7 @@ from server.conversations import ConversationEngine
 from server.crypto import Sealer
 from server.directory import Directory
 from server.email_imap import ImapSources
-from server.email_ingest import EmailIngest
+from server.email_ingest import MAX_ATTACHMENT_BYTES, EmailIngest
 from server.errors import LiveOpError
 from server.events import EventFeed
 from server.inbox import Inbox
@@ -71,7 +71,7 @@ from server.readiness import Readiness, ShutdownState
 from server.services import Services
 from server.settings import Settings
 from server.sms_media import MediaWorker
-from server.uploads import ImageStore
+from server.uploads import FileStore, ImageStore
 from server.webhook_delivery import webhook_worker
 from server.webhooks import Webhooks
 from server.widgets import Widgets
@@ -158,7 +158,8 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 max_message_chars=settings.max_message_chars,
                 translator=translator,
             )
-            email = EmailIngest(store, engine, settings.max_message_chars)
+            files = FileStore(settings.data_dir / "uploads", max_bytes=MAX_ATTACHMENT_BYTES)
+            email = EmailIngest(store, engine, settings.max_message_chars, images, files)
             if settings.imap_sources:
                 imap = ImapSources(store, channels, email, poll_s=settings.imap_poll_s)
                 imap.start()
@@ -180,6 +181,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 availability=availability,
                 inbox=Inbox(store),
                 images=images,
+                files=files,
                 limiter=limiter if settings.rate_limits else Unlimited(),
                 streams=Holders(stream.MAX_STREAMS_PER_OPERATOR),
             )

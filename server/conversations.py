@@ -37,6 +37,7 @@ from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
     STATUSES,
+    Attachment,
     BlockType,
     Change,
     Committed,
@@ -215,6 +216,8 @@ class Draft:
     assistant_id: int | None = None
     model: str | None = None
     tokens: int | None = None
+    # A customer's mail (issue 15): the files it carried, already stored.
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +298,7 @@ class ConversationEngine:
         image_url: str | None = None,
         account_key: bool = False,
         admit: Admit | None = None,
+        attachments: tuple[Attachment, ...] = (),
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None.
@@ -305,7 +309,8 @@ class ConversationEngine:
         that names nothing. ``account_key``: the caller authenticated with the account's key.
         ``admit`` is awaited after every check that needs no lock (see ``Admit``); what only
         the locked conversation can refuse (a blocked visitor, an unknown convoID) is charged
-        to that conversation's own budget, which no one else spends.
+        to that conversation's own budget, which no one else spends. ``attachments``: the
+        stored files of a customer's mail.
         """
         if user_info is not None:
             check_user_info(user_info)
@@ -362,6 +367,7 @@ class ConversationEngine:
                 sender, operator, body, client_msg_id, image_url,
                 translation=translation[0] if translation else None,
                 translation_lang=translation[1] if translation else None,
+                attachments=attachments,
             )  # fmt: skip
             return _with_contact(_append(before, current, draft, self._clock()), proven)
 
@@ -1265,6 +1271,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         assistant_id=draft.assistant_id,
         model=draft.model,
         tokens=draft.tokens,
+        attachments=draft.attachments,
     )
     payloads: tuple[tuple[int, str], ...] = ()
     if to_platform:

@@ -5,7 +5,10 @@ per channel under its Message-ID (the digest of its bytes when it has none), cla
 customer's message; automatic mail, a bounce or our own mail, which never open or reopen a
 conversation and are never answered; or refused, with the reason), threaded, and handed to the
 engine as the customer's new text only. The original stays for operators
-(``GET /api/v1/operator/message/{id}/original``).
+(``GET /api/v1/operator/message/{id}/original``). Attachments are stored (an image that
+decodes in the image store, any other file in the file store, each within its size limit)
+and travel on the message for operators; the kept HTML's ``cid:`` images point at the stored
+copies.
 
 Threading, in this order (docs/api.md): a ``reply+TOKEN@`` recipient we issued; then
 ``In-Reply-To``/``References`` against Message-IDs the channel sent or received; then the
@@ -17,6 +20,7 @@ does not merge them. The token is 128 random bits, so it threads whoever holds i
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -24,21 +28,25 @@ import time
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
+from html import escape
 from typing import Literal
+from urllib.parse import unquote
 
 import nh3
 import quotequail
 from inscriptis import get_text
 from mailparser_reply import EmailReplyParser
 
-from server.channels import settings_of
+from server.channels import public_url, settings_of
 from server.contacts import normalized
 from server.conversations import USER_INFO_LIMITS, ConversationEngine, Origin, check_user_info
-from server.errors import Invalid, NotFound
+from server.errors import Invalid, NotFound, TooLarge, UnsupportedMediaType
 from server.text import is_email
+from server.uploads import FILES, SERVE_ROOT, FileStore, ImageStore
 from storage.base import Store
 from storage.models import (
+    Attachment,
     Channel,
     EmailOutcome,
     EmailRecord,
@@ -67,7 +75,15 @@ _DAEMONS = frozenset({"mailer-daemon", "postmaster"})
 SUBJECT_MAX = 200
 NAME_MAX = USER_INFO_LIMITS["fname"]
 NO_TEXT = "[The customer sent an email with no text.]"
-ATTACHMENT_LINE = "[Attachment: {name} ({type}, {size} bytes)]"
+# One attachment beyond this is listed but not kept; the mail itself is at most 25 MB.
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+# Attachments kept of one mail; the rest are listed, not stored.
+MAX_ATTACHMENTS = 20
+ATTACHMENT_NAME_MAX = 100
+# What the kept HTML's inline images are found by, once nh3 has written its attributes.
+_CID_SRC = re.compile(r'src="cid:([^"]*)"', re.IGNORECASE)
+# nh3's usual URL schemes, and cid: so inline images survive until they point at our copies.
+_HTML_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
 
 Kind = Literal["message", "automatic", "bounce"]
 
@@ -89,6 +105,17 @@ class Parsed:
     failed: tuple[tuple[str, str], ...]
     text: str
     html: str | None
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """An attachment as the mail carries it; ``cid`` is its Content-ID, without angle brackets."""
+
+    name: str
+    content_type: str
+    data: bytes
+    cid: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +213,42 @@ def _failed_recipients(message: EmailMessage) -> tuple[tuple[str, str], ...]:
     return tuple(failed)
 
 
-def _attachments(message: EmailMessage) -> list[str]:
-    lines = []
-    for part in message.iter_attachments():
-        payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
-        name = (part.get_filename() or "unnamed").replace("\n", " ")[:100]
-        lines.append(ATTACHMENT_LINE.format(name=name, type=part.get_content_type(), size=size))
-    return lines
+def _parts(message: EmailMessage) -> tuple[Part, ...]:
+    """The attachments, and the images an HTML body shows inline (the other parts of its
+    multipart/related, which iter_attachments leaves inside it)."""
+    related = message.get_body(preferencelist=("related",))
+    parts: list[MIMEPart] = [*message.iter_attachments()]
+    if related is not None and related is not message:
+        parts[:0] = related.iter_attachments()
+    found = []
+    for part in parts:
+        data = _payload(part)
+        name = (part.get_filename() or "unnamed").replace("\n", " ")[:ATTACHMENT_NAME_MAX]
+        cid = _header(part, "Content-ID").strip().strip("<>")
+        found.append(Part(name, part.get_content_type(), data, cid or None))
+    return tuple(found)
+
+
+def _payload(part: MIMEPart) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    # A forwarded mail (message/rfc822) has no payload of its own: keep the mail, unless its
+    # headers cannot be written back out (then it is listed with no bytes).
+    try:
+        return b"".join(p.as_bytes() for p in part.iter_parts())
+    except (ValueError, LookupError, TypeError):
+        return b""
+
+
+def _inline(html: str, urls: dict[str, str]) -> str:
+    """The kept HTML with each ``cid:`` image we stored pointing at its copy."""
+
+    def swap(found: re.Match[str]) -> str:
+        url = urls.get(unquote(found.group(1)))
+        return f'src="{escape(url)}"' if url else found.group(0)
+
+    return _CID_SRC.sub(swap, html)
 
 
 def new_text(text: str | None, html: str | None) -> str:
@@ -229,8 +284,7 @@ def parse(raw: bytes) -> Parsed:
     parents += reversed(message_ids(_header(message, "References")))
     html = _body(message, "html")
     kind = _kind(message, sender)
-    text = new_text(_body(message, "plain"), html) if kind == "message" else ""
-    text = "\n".join(t for t in (text, *_attachments(message)) if t) or NO_TEXT
+    text = (new_text(_body(message, "plain"), html) if kind == "message" else "") or NO_TEXT
     return Parsed(
         message_id=ids[0] if ids and len(ids[0]) <= MESSAGE_ID_MAX else None,
         sender=sender,
@@ -241,7 +295,8 @@ def parse(raw: bytes) -> Parsed:
         kind=kind,
         failed=_failed_recipients(message) if kind == "bounce" else (),
         text=text.replace("\x00", ""),
-        html=nh3.clean(html) if html else None,
+        html=nh3.clean(html, url_schemes=_HTML_SCHEMES) if html else None,
+        parts=_parts(message) if kind == "message" else (),
     )
 
 
@@ -284,10 +339,19 @@ def source_key(parsed_id: str | None, raw: bytes) -> str:
 
 
 class EmailIngest:
-    def __init__(self, store: Store, engine: ConversationEngine, max_message_chars: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        engine: ConversationEngine,
+        max_message_chars: int,
+        images: ImageStore,
+        files: FileStore,
+    ) -> None:
         self._store = store
         self._engine = engine
         self._max_chars = max_message_chars
+        self._images = images
+        self._files = files
 
     async def ingest(self, channel: Channel, raw: bytes) -> Ingested:
         """Takes one mail into the channel; the same mail again changes nothing."""
@@ -350,8 +414,30 @@ class EmailIngest:
             )
         return thread if thread is not None and thread.customer == parsed.sender else None
 
+    async def _stored(self, channel: Channel, part: Part, index: int) -> Attachment:
+        """``part`` kept: an image that decodes where pictures live (shown inline), any other
+        file in the file store (for download); too large or past the count, listed only."""
+        url = None
+        base = f"{public_url(channel)}{SERVE_ROOT}/{channel.account_id}"
+        if index < MAX_ATTACHMENTS:
+            try:
+                url = f"{base}/{await self._images.save(channel.account_id, part.data)}"
+            except (UnsupportedMediaType, TooLarge):
+                try:
+                    url = f"{base}/{FILES}/{await self._files.save(channel.account_id, part.data)}"
+                except TooLarge:
+                    url = None
+        return Attachment(part.name, part.content_type, len(part.data), url)
+
     async def _message(self, channel: Channel, key: str, parsed: Parsed, raw: bytes) -> Ingested:
         thread = await self._thread(channel, parsed)
+        attachments = tuple(
+            [await self._stored(channel, part, i) for i, part in enumerate(parsed.parts)]
+        )
+        if parsed.html is not None:
+            urls = zip(parsed.parts, attachments, strict=True)
+            inline = {p.cid: a.url for p, a in urls if p.cid and a.url}
+            parsed = dataclasses.replace(parsed, html=_inline(parsed.html, inline))
         text = parsed.text
         if len(text) > self._max_chars:
             text = text[: self._max_chars - 1] + "…"
@@ -367,6 +453,7 @@ class EmailIngest:
             ),
             client_msg_id="email:" + hashlib.sha256(f"{channel.id}:{key}".encode()).hexdigest(),
             account_key=True,
+            attachments=attachments,
         )
         convo_id = committed.conversation.id
         message = committed.messages[0]

@@ -22,7 +22,7 @@ from server.errors import TooManyRequests
 from server.events import EventFeed
 from server.inbox import Inbox
 from server.settings import Settings
-from server.uploads import ImageStore
+from server.uploads import FileStore, ImageStore
 from server.webhooks import Webhooks
 from server.widgets import Widgets
 from storage.base import Store
@@ -46,6 +46,8 @@ class Services:
     feed: EventFeed
     availability: Availability
     images: ImageStore
+    # Files customers' mail carried that are no image: served for download only.
+    files: FileStore
     inbox: Inbox
     limiter: RateLimiter
     # Open operator event streams in this process, per operator (server.api.stream).

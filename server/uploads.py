@@ -2,6 +2,8 @@
 
 Each image lives at ``<root>/<account_id>/<name>``, where the name is 128 random bits and the
 extension of the format Pillow decoded, so the name a client sent never decides anything.
+Files a customer's mail carries that are no image (``FileStore``) live beside them under
+``<root>/<account_id>/files/<name>``, kept as they came and only ever served for download.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ NAME_BYTES = 16
 # Where stored images are served (server/api/uploads.py), under the server's public URL.
 SERVE_ROOT = "/uploads"
 _NAME = re.compile(r"[A-Za-z0-9_-]{22}\.(?:png|jpg|gif|webp)")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_-]{22}")
+FILES = "files"
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -83,7 +87,10 @@ def _extension(data: bytes) -> str:
 
 
 def _save(folder: Path, data: bytes) -> str:
-    name = secrets.token_urlsafe(NAME_BYTES) + _extension(data)
+    return _write(folder, secrets.token_urlsafe(NAME_BYTES) + _extension(data), data)
+
+
+def _write(folder: Path, name: str, data: bytes) -> str:
     # Written beside its final name and renamed, so a reader never sees half a file.
     folder.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".upload-")
@@ -134,7 +141,33 @@ class ImageStore:
         return self.root / account_id / name
 
     def _folder(self, account_id: str) -> Path:
-        # Account ids come from our own store, but they become a path component here.
-        if not _ACCOUNT_ID.fullmatch(account_id):
-            raise ValueError(f"not an account id: {account_id!r}")
-        return self.root / account_id
+        return _account_folder(self.root, account_id)
+
+
+def _account_folder(root: Path, account_id: str) -> Path:
+    # Account ids come from our own store, but they become a path component here.
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise ValueError(f"not an account id: {account_id!r}")
+    return root / account_id
+
+
+class FileStore:
+    """Any file up to ``max_bytes``, stored as it came under a random name. Its type is never
+    trusted: it is served as ``application/octet-stream``, for download only."""
+
+    def __init__(self, root: Path, *, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+
+    async def save(self, account_id: str, data: bytes) -> str:
+        """Stores ``data``; returns its new, unguessable name. Raises TooLarge beyond the limit."""
+        if len(data) > self.max_bytes:
+            raise TooLarge("file_too_large", f"the file is larger than {self.max_bytes} bytes")
+        folder = _account_folder(self.root, account_id) / FILES
+        return await asyncio.to_thread(_write, folder, secrets.token_urlsafe(NAME_BYTES), data)
+
+    def path_for(self, account_id: str, name: str) -> Path | None:
+        """Where the file would be; None for any name :meth:`save` cannot have produced."""
+        if not _ACCOUNT_ID.fullmatch(account_id) or not _FILE_NAME.fullmatch(name):
+            return None
+        return self.root / account_id / FILES / name

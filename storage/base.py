@@ -231,6 +231,7 @@ TABLES: tuple[Table, ...] = (
             " visitor_seq:int?"
             " provider_id:str?"
             " assistant_id:int? model:str? tokens:int?"
+            " attachments:str?"
         ),
         ("convo_id", "seq"),
     ),

@@ -295,6 +295,17 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a customer's mail carried (issue 15). ``url`` is where the stored copy is served;
+    None when it was not kept (over the size limit)."""
+
+    name: str
+    content_type: str
+    size: int
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     convo_id: str
@@ -319,6 +330,8 @@ class Message:
     assistant_id: int | None = None
     model: str | None = None
     tokens: int | None = None
+    # An email's attachments, for operators.
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from storage.base import TABLES_BY_NAME, Table
 from storage.models import (
     Assistant,
+    Attachment,
     CannedResponse,
     Channel,
     Contact,
@@ -165,7 +166,13 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         # Learnt when the provider accepts the message (Store.finish_outbound).
         "provider_id": None,
         "assistant_id": m.assistant_id, "model": m.model, "tokens": m.tokens,
+        "attachments": _attachments_column(m.attachments),
     }  # fmt: skip
+
+
+def _attachments_column(attachments: tuple[Attachment, ...]) -> str | None:
+    # Most messages have none: NULL, not "[]", so the column costs them nothing.
+    return json.dumps([dataclasses.asdict(a) for a in attachments]) if attachments else None
 
 
 # A message's columns are named as its fields.
@@ -175,11 +182,12 @@ _MESSAGE_GETTERS = _getters([f.name for f in dataclasses.fields(Message)])
 def message(r: Row, p: str = "") -> Message:
     (id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
      delivery, private, image_url, translation, translation_lang,
-     visitor_seq, assistant_id, model, tokens) = _MESSAGE_GETTERS[p](r)  # fmt: skip
+     visitor_seq, assistant_id, model, tokens, attachments) = _MESSAGE_GETTERS[p](r)  # fmt: skip
     return Message(
         id_, convo_id, seq, sender, operator_id, operator_name, text, created, client_msg_id,
         delivery, bool(private), image_url, translation, translation_lang, visitor_seq,
         assistant_id, model, tokens,
+        tuple(Attachment(**a) for a in json.loads(attachments)) if attachments else (),
     )  # fmt: skip
 
 

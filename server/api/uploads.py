@@ -1,4 +1,5 @@
-"""Seed 001's ``POST /api/v1/operator/upload-image`` and the public URLs its images live at.
+"""Seed 001's ``POST /api/v1/operator/upload-image`` and the public URLs its images live at,
+and the URLs of the files customers' mail carried (issue 15).
 
 The URLs need no credentials: visitors' chat windows load them in ``<img>``, and the 128
 random bits in each name are what keeps them private.
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from server.api.wire import ok
 from server.errors import Invalid, NotFound, UnsupportedMediaType
 from server.services import services
-from server.uploads import MEDIA_TYPES, SERVE_ROOT, too_large
+from server.uploads import FILES, MEDIA_TYPES, SERVE_ROOT, too_large
 
 UPLOAD_PATH = "/api/v1/operator/upload-image"
 # The image travels in field "image"; some clients name it "file".
@@ -90,8 +91,20 @@ async def serve_image(request: Request) -> Response:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=SERVE_HEADERS)
 
 
+async def serve_file(request: Request) -> Response:
+    """A stored attachment, whatever it holds, as bytes to save: never shown in the page."""
+    path = services(request).files.path_for(
+        request.path_params["account_id"], request.path_params["name"]
+    )
+    if path is None or not await asyncio.to_thread(path.is_file):
+        raise NotFound("file_not_found", "no such file")
+    headers = {**SERVE_HEADERS, "Content-Disposition": "attachment"}
+    return FileResponse(path, media_type="application/octet-stream", headers=headers)
+
+
 def routes() -> list[Route]:
     return [
         Route(UPLOAD_PATH, upload_image, methods=["POST"]),
         Route(SERVE_ROOT + "/{account_id}/{name}", serve_image, methods=["GET"]),
+        Route(f"{SERVE_ROOT}/{{account_id}}/{FILES}/{{name}}", serve_file, methods=["GET"]),
     ]

@@ -220,4 +220,9 @@ def message_data(m: Message) -> dict[str, Any]:
         # An AI assistant's reply (issue 17): the model that wrote it and what it cost.
         "model": m.model,
         "tokens": m.tokens,
+        # A customer's mail (issue 15): its files, for operators only.
+        "attachments": [
+            {"name": a.name, "content_type": a.content_type, "size": a.size, "url": a.url}
+            for a in m.attachments
+        ],
     }

@@ -15,6 +15,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterator
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ import httpx
 import orjson
 import pytest
 
-from server.email_ingest import MAX_MAIL_BYTES
+from server.email_ingest import MAX_ATTACHMENT_BYTES, MAX_MAIL_BYTES
+from server.render import camel_case
 from server.services import Services
 from storage.base import InboxQuery
 from storage.models import Conversation
-from tests.conftest import Tenant, assert_error, bearer
+from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.outbound.servers import SMTP_PASSWORD, SMTP_USER, SmtpServer, smtp_server
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "email"
@@ -124,6 +127,12 @@ async def mailbox(
     )
     assert response.status_code == 201, response.text
     return Mailbox(client, services, tenant, sink, response.json()["channel"])
+
+
+def _parsed(raw: bytes) -> EmailMessage:
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def answering(sent: EmailMessage) -> dict[str, str]:
@@ -283,6 +292,25 @@ async def test_a_mail_opens_a_conversation_the_reply_threads_and_the_answer_join
     ]  # fmt: skip
 
 
+async def test_a_mail_reaches_the_operators_stream_live(app: Any, mailbox: Mailbox) -> None:
+    """The inbox hears a customer's mail as it hears a chat: conversation:new, then the
+    mail's text as message:new, on the operator SSE stream while it is open."""
+    async with serve(app) as base:
+        login = await mailbox.client.post(
+            "/api/v1/auth/login",
+            json={"email": f"alex@{mailbox.tenant.account_id}.test", "password": TEST_PASSWORD},
+        )
+        async with sse(base, login.json()["token"]) as stream:
+            convo_id = (await mailbox.mail(fixture("new_mail.eml")))["conversation_id"]
+            opened = await stream.until("conversation:new", DELIVERED_WITHIN_S)
+            said = await stream.until("message:new", DELIVERED_WITHIN_S)
+    assert (opened.data["id"], opened.data["channel"]) == (convo_id, "email")
+    assert said.data["conversation_id"] == convo_id
+    assert said.data["message"]["sender"] == "visitor"
+    assert said.data["message"]["content"].startswith("Hello,\n\nI ordered a blue kettle")
+    assert said.data["conversation"]["channel"] == "email"
+
+
 async def test_the_original_mail_is_kept_for_operators(
     client: httpx.AsyncClient, mailbox: Mailbox, other_tenant: Tenant
 ) -> None:
@@ -326,11 +354,7 @@ async def test_a_chat_message_has_no_original(client: httpx.AsyncClient, mailbox
     ("name", "text"),
     [
         ("latin1.eml", "Grüße, ich möchte meine Rückerstattung für Bestellung 10442."),
-        (
-            "attachment.eml",
-            "The box came crushed, see below:\n"
-            "[Attachment: receipt.pdf (application/pdf, 82 bytes)]",
-        ),
+        ("attachment.eml", "The box came crushed, see below:"),
     ],
 )
 async def test_charsets_and_attachments_reach_the_operator(
@@ -338,6 +362,80 @@ async def test_charsets_and_attachments_reach_the_operator(
 ) -> None:
     convo_id = (await mailbox.mail(fixture(name)))["conversation_id"]
     assert await mailbox.texts(convo_id) == [text]
+
+
+async def _shown(mailbox: Mailbox, convo_id: str) -> list[dict[str, Any]]:
+    token = bearer(await operator_token(mailbox.client, mailbox.tenant))
+    response = await mailbox.client.get(f"{OPERATOR}/conversation/{convo_id}", headers=token)
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+def described(attachment: dict[str, Any]) -> tuple[str, str, int]:
+    return attachment["name"], attachment["content_type"], attachment["size"]
+
+
+async def _served(mailbox: Mailbox, url: str) -> httpx.Response:
+    response = await mailbox.client.get(url.removeprefix(PUBLIC))
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_attachments_are_stored_and_the_inline_image_points_at_its_copy(
+    client: httpx.AsyncClient, mailbox: Mailbox
+) -> None:
+    raw = fixture("attachment.eml")
+    parts = {p.get_filename(): p.get_content() for p in _parsed(raw).walk() if p.get_filename()}
+    convo_id = (await mailbox.mail(raw))["conversation_id"]
+    (message,) = await _shown(mailbox, convo_id)
+    picture, receipt = message["attachments"]
+    uploads = f"{PUBLIC}/uploads/{mailbox.tenant.account_id}/"
+    assert described(picture) == ("box.png", "image/png", 70)
+    assert picture["url"].startswith(uploads) and picture["url"].endswith(".png")
+    assert described(receipt) == ("receipt.pdf", "application/pdf", 82)
+    assert receipt["url"].startswith(uploads + "files/")
+    # The picture is served as the image it decoded as; the other file only as bytes to save.
+    shown = await _served(mailbox, picture["url"])
+    assert (shown.headers["content-type"], shown.content) == ("image/png", parts["box.png"])
+    saved = await _served(mailbox, receipt["url"])
+    assert saved.headers["content-type"] == "application/octet-stream"
+    assert saved.headers["content-disposition"] == "attachment"
+    assert saved.headers["x-content-type-options"] == "nosniff"
+    assert saved.content == parts["receipt.pdf"]
+    # The kept HTML shows the inline image from the stored copy.
+    token = bearer(await operator_token(client, mailbox.tenant))
+    original = await client.get(f"{OPERATOR}/message/{message['id']}/original", headers=token)
+    assert f'<img src="{picture["url"]}" alt="box.png">' in original.json()["html"]
+    assert "cid:" not in original.json()["html"]
+    # Visitors' surfaces never carry them.
+    visitor = await mailbox.services.store.list_messages(mailbox.tenant.account_id, convo_id)
+    assert camel_case.message_json(visitor[0]).keys().isdisjoint({"attachments"})
+
+
+async def test_a_picture_that_does_not_decode_is_a_download_and_a_huge_file_is_listed_only(
+    mailbox: Mailbox,
+) -> None:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = CUSTOMER, ADDRESS, "Files"
+    mail["Message-ID"] = "<files-1@customer.test>"
+    mail.set_content("Two files.")
+    mail.add_attachment(b"not a png at all", "image", "png", filename="fake.png")
+    huge = secrets.token_bytes(MAX_ATTACHMENT_BYTES + 1)
+    mail.add_attachment(huge, "application", "zip", filename="huge.zip")
+    convo_id = (await mailbox.mail(mail.as_bytes()))["conversation_id"]
+    (message,) = await _shown(mailbox, convo_id)
+    fake, big = message["attachments"]
+    assert "/files/" in fake["url"]
+    assert (await _served(mailbox, fake["url"])).content == b"not a png at all"
+    assert big == {
+        "name": "huge.zip", "content_type": "application/zip", "size": len(huge), "url": None,
+    }  # fmt: skip
+    assert message["content"] == "Two files."
+    # Names no store could have made are 404, never a path outside it.
+    for bad in ("../../secret", "files/..", "files/%2e%2e", "files/" + "x" * 300, "a.exe"):
+        path = f"/uploads/{mailbox.tenant.account_id}/{bad}"
+        assert (await mailbox.client.get(path)).status_code == 404
 
 
 # threading
@@ -581,9 +679,16 @@ async def test_mailgun_raw_and_parsed_mail_become_messages(mailbox: Mailbox) -> 
     files = {"attachment-1": ("label.pdf", b"%PDF-1.4 label", "application/pdf")}
     response = await mailbox.client.post(path, data=mailgun_form(**parsed_fields()), files=files)
     assert response.status_code == 200, response.text
-    texts = [await mailbox.texts(c.id) for c in await mailbox.conversations()]
-    assert ["Sent through Mailgun.\n[Attachment: label.pdf (application/pdf, 14 bytes)]"] in texts
-    assert len(texts) == 2
+    parsed = response.json()["conversation_id"]
+    assert await mailbox.texts(parsed) == ["Sent through Mailgun."]
+    ((label,),) = [m["attachments"] for m in await _shown(mailbox, parsed)]
+    assert (label["name"], label["content_type"], label["size"]) == (
+        "label.pdf",
+        "application/pdf",
+        14,
+    )
+    assert (await _served(mailbox, label["url"])).content == b"%PDF-1.4 label"
+    assert len(await mailbox.conversations()) == 2
 
 
 async def test_mailgun_refuses_bad_stale_and_replayed_signatures(

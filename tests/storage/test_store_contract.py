@@ -26,6 +26,7 @@ from storage.base import (
 )
 from storage.models import (
     DEFAULT_SITE_ID,
+    Attachment,
     Change,
     Conversation,
     Message,
@@ -195,6 +196,27 @@ async def test_list_messages_windows(store: Store) -> None:
         9,
         10,
     ]
+
+
+async def test_a_messages_attachments_come_back_as_written(store: Store) -> None:
+    account = await _account(store)
+    convo = await _open(store, account)
+    files = (
+        Attachment("box.png", "image/png", 70, "https://chat.example.test/uploads/a/b.png"),
+        Attachment("huge.zip", "application/zip", 11_000_000, None),
+    )
+
+    def mailed(current: Conversation | None) -> Change:
+        change = _append(_req(current), "see attached")
+        (message,) = change.messages
+        return dataclasses.replace(
+            change, messages=(dataclasses.replace(message, attachments=files),)
+        )
+
+    await store.write(account, convo.id, mailed)
+    await store.write(account, convo.id, lambda c: _append(_req(c), "no files"))
+    found = await store.list_messages(account, convo.id)
+    assert [m.attachments for m in found] == [files, ()]
 
 
 async def test_events_page_by_seq(store: Store) -> None:

@@ -20,7 +20,7 @@ const health = (c) => {
 };
 
 /** Sends a test SMS from ``channel`` to a number the admin types; says how it went. */
-async function testChannel(channel) {
+async function testSms(channel) {
   const to = window.prompt(`Send a test SMS from “${channel.name}” to (E.164, e.g. +15550100100):`);
   if (!to) return null;
   await api("POST", `admin/channels/${channel.id}/test`, { to: to.trim() });
@@ -35,10 +35,22 @@ const WEBHOOK_EVENTS = [
   ["conversation.control_changed", "Control changed (a human took over, handed back, closed)"],
 ];
 
+/** Logs in to an email channel's SMTP server and its mailbox; says how each answered. */
+async function testEmail(channel) {
+  const result = await api("POST", `admin/channels/${channel.id}/test`, {});
+  return `Tested “${channel.name}”: SMTP ${result.smtp}, IMAP ${result.imap}.`;
+}
+
+/** What to paste into the provider's settings. */
+const webhookLines = (c) => (c.kind === "email"
+  ? `Raw MIME: ${c.webhooks.mime}\nMailgun: ${c.webhooks.mailgun}`
+  : `Messages: ${c.webhooks.sms}\nStatus: ${c.webhooks.status}`);
+
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
  * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
  * the inbox's context and resolves to what to tell the admin, or null). A field's ``create`` marks it required only when
- * creating (a password or a token kept when editing). */
+ * creating (a password or a token kept when editing); its ``kinds`` shows it only for those
+ * values of the form's ``kind`` field; an ``editHint`` may be a function of the item. */
 const RESOURCES = {
   operators: {
     title: "Operators",
@@ -118,28 +130,46 @@ const RESOURCES = {
     columns: [
       ["Name", (c) => c.name],
       ["Kind", (c) => c.kind.toUpperCase()],
-      ["From", (c) => c.from],
-      // What to paste into the provider's number settings.
-      ["Webhook URLs", (c) => `Messages: ${c.webhooks.sms}\nStatus: ${c.webhooks.status}`],
+      ["From", (c) => (c.kind === "email" ? c.address : c.from)],
+      ["Webhook URLs", webhookLines],
       ["Health", health],
     ],
     fields: () => [
-      { name: "kind", label: "Kind", options: [["sms", "SMS (Twilio)"]], createOnly: true },
+      { name: "kind", label: "Kind", options: [["sms", "SMS (Twilio)"], ["email", "Email"]],
+        createOnly: true },
       { name: "name", label: "Name", required: true, maxlength: 100 },
       { name: "account_sid", label: "Account SID", required: true, maxlength: 34,
-        placeholder: "AC…" },
+        placeholder: "AC…", kinds: ["sms"] },
       { name: "auth_token", label: "Auth token", type: "password", create: true,
         value: () => "", editHint: "Leave empty to keep the current token; it is never shown.",
-        maxlength: 256 },
+        maxlength: 256, kinds: ["sms"] },
       { name: "from", label: "From number or messaging service", required: true,
-        placeholder: "+15550100100 or MG…", maxlength: 34 },
+        placeholder: "+15550100100 or MG…", maxlength: 34, kinds: ["sms"] },
+      { name: "address", label: "Support address", type: "email", required: true,
+        placeholder: "support@example.com", maxlength: 254, kinds: ["email"] },
+      // A URL's password is a secret: the edit form starts empty, and empty keeps it.
+      { name: "smtp_url", label: "SMTP URL", create: true, value: () => "", maxlength: 500,
+        hint: "smtp[s]://user:password@host[:port][?starttls=1]", kinds: ["email"],
+        editHint: (c) => `Now ${c.smtp_url}. Leave empty to keep it; the password is never shown.` },
+      { name: "imap_url", label: "IMAP URL (optional)", value: () => "", maxlength: 500,
+        hint: "imap[s]://user:password@host[:port]/INBOX", kinds: ["email"],
+        editHint: (c) => `Now ${c.imap_url || "not set"}. Leave empty to keep it; the password is never shown.` },
+      { name: "imap_backfill_days", label: "Import mail from the last days (IMAP)", type: "number",
+        placeholder: "0", kinds: ["email"],
+        hint: "On the first connection; 0 imports only mail from then on." },
       { name: "public_url", label: "Public URL of this server", type: "url", required: true,
         hint: "The base URL the provider calls; the webhook URLs are built from it.",
         placeholder: "https://chat.example.com", maxlength: 500 },
       { name: "api_url", label: "Provider API URL", type: "url", maxlength: 500,
-        placeholder: "https://api.twilio.com" },
+        placeholder: "https://api.twilio.com", kinds: ["sms"] },
+      { name: "mailgun_signing_key", label: "Mailgun signing key (optional)", type: "password",
+        value: () => "", maxlength: 256, kinds: ["email"],
+        editHint: "Leave empty to keep the current key; it is never shown." },
     ],
-    actions: [{ label: "Send test", run: testChannel }],
+    actions: [
+      { label: "Send test", when: (c) => c.kind === "sms", run: testSms },
+      { label: "Test", when: (c) => c.kind === "email", run: testEmail },
+    ],
   },
   webhooks: {
     title: "Webhooks",
@@ -250,6 +280,7 @@ function form(ctx, resource, spec, editing, rerun) {
   const fields = spec.fields(ctx);
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
   const inputs = new Map();
+  const kindFields = [];
   const shownFields = fields.filter((f) => (editing ? !f.createOnly : !f.editOnly));
   const controls = shownFields.map((f) => {
     const id = `admin-${f.name}`;
@@ -276,7 +307,8 @@ function form(ctx, resource, spec, editing, rerun) {
       const legend = h("legend", { class: "field__label" }, f.label);
       return h("fieldset", { class: "field" }, legend, boxes);
     }
-    const hint = (editing && f.editHint) || f.hint;
+    const editHint = typeof f.editHint === "function" && editing ? f.editHint(editing) : f.editHint;
+    const hint = (editing && editHint) || f.hint;
     const attrs = { class: "field__input", id, name: f.name, maxlength: f.maxlength,
       placeholder: f.placeholder, required: f.required || (f.create && !editing),
       "aria-describedby": hint && `${id}-hint` };
@@ -289,12 +321,28 @@ function form(ctx, resource, spec, editing, rerun) {
       input = h("input", { ...attrs, type: f.type || "text" });
     }
     if (current !== undefined && current !== null) input.value = current;
-    inputs.set(f.name, () =>
-      (f.number ? Number(input.value) : f.boolean ? input.value === "true" : input.value));
-    return h("div", { class: "field" },
+    const box = h("div", { class: "field" },
       h("label", { class: "field__label", for: id }, f.label), input,
       hint && h("span", { class: "field__hint", id: `${id}-hint` }, hint));
+    // Another kind's field is hidden and left out of what is sent.
+    inputs.set(f.name, () => {
+      if (box.hidden) return "";
+      return f.number ? Number(input.value) : f.boolean ? input.value === "true" : input.value;
+    });
+    if (f.kinds) kindFields.push([f, box, input]);
+    return box;
   });
+  const kindSelect = controls.find((c) => c.querySelector?.("select[name=kind]"))
+    ?.querySelector("select");
+  const showKind = () => {
+    const kind = editing ? editing.kind : kindSelect?.value;
+    for (const [f, box, input] of kindFields) {
+      box.hidden = !f.kinds.includes(kind);
+      input.required = !box.hidden && (f.required || (f.create && !editing));
+    }
+  };
+  kindSelect?.addEventListener("change", showKind);
+  showKind();
 
   async function submit(event) {
     event.preventDefault();

@@ -35,6 +35,25 @@ function fillMacros(template, contact, operatorName) {
   );
 }
 
+/** A customer's mail's files (operators only): pictures the image store kept shown inline,
+ * any other file a download link, and a file that was not kept named with why. */
+function attachmentList(attachments) {
+  return h("ul", { class: "msg__files", "aria-label": "Attachments" }, attachments.map((a) => {
+    const size = a.size >= 1024 ? `${Math.round(a.size / 1024)} KB` : `${a.size} bytes`;
+    if (!a.url || !/^(https?:\/\/|\/uploads\/)/i.test(a.url)) {
+      return h("li", { class: "msg__file" }, `${a.name} (${size}, not kept: too large)`);
+    }
+    // The image store names what it kept by the format it decoded: only those show inline.
+    if (/\.(png|jpg|gif|webp)$/.test(a.url)) {
+      return h("li", { class: "msg__file" },
+        h("a", { class: "msg__image", href: a.url, target: "_blank", rel: "noopener" },
+          h("img", { src: a.url, alt: a.name, loading: "lazy" })));
+    }
+    return h("li", { class: "msg__file" },
+      h("a", { href: a.url, download: a.name, rel: "noopener" }, a.name), ` (${size})`);
+  }));
+}
+
 /** As server/conversations.py first_name: a whole name typed in the one name field greets
  * with its first word. */
 function firstName(contact) {
@@ -200,6 +219,7 @@ export function createConversation(ctx) {
           h("img", { src: m.image_url, alt: "Image sent in the conversation", loading: "lazy" })),
       );
     }
+    if (m.attachments?.length) row.append(attachmentList(m.attachments));
     if (m.translation) {
       row.append(
         h("p", { class: "msg__translation" }, `Translation (${m.translation_lang}): `,
