@@ -1,6 +1,7 @@
 """Issue 18, knowing the customer, from the user's side in Chromium: a visitor chats through
 the widget on a shop's pages and the operator's side panel shows where they started, where
-they are now, where they came from, their browser and OS, and their local time."""
+they are now, where they came from, their browser and OS, and their local time; an ``@name``
+in a private note alerts that colleague."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
-from .test_inbox import DESKTOP, row, sign_in
-from .test_inbox_workday import fact
+from .test_inbox import DESKTOP, created, row, sign_in
+from .test_inbox_workday import RECORD_ALERTS, fact, notified
 from .test_widget import (
     FRAME,
     LAUNCHER,
@@ -86,3 +88,59 @@ async def test_the_side_panel_shows_where_the_visitor_is(
     await row(op, convo_id).click()
     await expect(fact(op, "Now on")).to_have_text("Checkout")
     assert page_errors(visitor) == [] and operator.errors == []
+
+
+async def test_an_at_name_in_a_note_alerts_that_colleague(
+    open_window: OpenWindow, live_server: LiveServer
+) -> None:
+    from playwright.async_api import expect
+
+    kim = {"name": "Kim Novak", "email": "kim@example.com", "password": "kim horse 12345"}
+    created(live_server, "operators", "operator", **kim)
+    kimberly = {"name": "Kimberly", "email": "kimberly@example.com", "password": "kim b 12345"}
+    created(live_server, "operators", "operator", **kimberly)
+    async with httpx.AsyncClient(base_url=live_server.base_url, timeout=10.0) as client:
+        answer = await client.post(
+            f"/{live_server.account_id}/liveoperator/postmessage",
+            data={"message": "My parcel never came", "fname": "Lee"},
+        )
+    convo_id = answer.json()["convoID"]
+
+    windows = {}
+    for who in (kim, kimberly):
+        window = await open_window(viewport=DESKTOP, permissions=["notifications"])
+        await window.page.context.add_init_script(RECORD_ALERTS)
+        await sign_in(window.page, live_server, who["email"], who["password"])
+        windows[who["name"]] = window
+    kp, kbp = windows["Kim Novak"].page, windows["Kimberly"].page
+    await expect(row(kp, convo_id)).to_be_visible()
+
+    alex_window = await open_window(viewport=DESKTOP)
+    alex = alex_window.page
+    await sign_in(alex, live_server)
+    await row(alex, convo_id).click()
+    await alex.get_by_role("radio", name="Private note").check()
+    composer = alex.get_by_label("Message", exact=True)
+    await composer.fill("@kim, did the courier call back?")
+    await composer.press("Enter")
+    await expect(alex.locator("#messages .msg").last).to_contain_text("courier")
+
+    # Kim (by her first name, in any case) is alerted; Kimberly, whose name only starts the
+    # same, is not.
+    toast = kp.locator("#alerts-toast")
+    await expect(toast).to_have_text("Alex mentioned you: @kim, did the courier call back?")
+    assert await notified(kp) == ["Alex mentioned you"]
+    await toast.get_by_role("button").click()
+    await expect(kp.locator("#convo-name")).to_have_text("Lee")
+
+    # Kimberly's stream carried the same note: a note naming her reaches her, the first did not.
+    await composer.fill("Thanks. @Kimberly please refund it.")
+    await composer.press("Enter")
+    await expect(kbp.locator("#alerts-toast")).to_have_text(
+        "Alex mentioned you: Thanks. @Kimberly please refund it."
+    )
+    assert await notified(kbp) == ["Alex mentioned you"]
+    # The author is never alerted by their own note.
+    await expect(alex.locator("#alerts-toast")).to_be_hidden()
+    for window in (*windows.values(), alex_window):
+        assert window.errors == []
