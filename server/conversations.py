@@ -32,6 +32,7 @@ from server.render.operator_api import (
     select_destination_event,
 )
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
+from server.visitor_context import VisitorContext, check_context, merged
 from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
@@ -299,9 +300,10 @@ class ConversationEngine:
         account_key: bool = False,
         admit: Admit | None = None,
         attachments: tuple[Attachment, ...] = (),
+        context: VisitorContext | None = None,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
-        is None.
+        is None. ``context``: where the chat window's visitor is as they write.
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
         A ``client_msg_id`` already stored is a retry only within what the caller holds (see
@@ -314,6 +316,8 @@ class ConversationEngine:
         """
         if user_info is not None:
             check_user_info(user_info)
+        if context is not None:
+            check_context(context)
         if client_msg_id is not None and len(client_msg_id) > CLIENT_MSG_ID_MAX_CHARS:
             raise Invalid(
                 "invalid_field", f"clientMsgID is longer than {CLIENT_MSG_ID_MAX_CHARS} characters"
@@ -350,6 +354,10 @@ class ConversationEngine:
                 before = current
                 current = dataclasses.replace(
                     current, user_info=_merge_user_info(current.user_info, user_info)
+                )
+            if context is not None:
+                current = dataclasses.replace(
+                    current, visitor_context=merged(current.visitor_context, context)
                 )
             if (
                 current.source_app == VISITOR_CHANNEL

@@ -219,6 +219,7 @@ TABLES: tuple[Table, ...] = (
             " contact_id:int?"
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
             " qualified_at:float?"
+            " visitor_context:str"
         ),
         ("id",),
     ),

@@ -292,6 +292,8 @@ class Conversation:
     # When it became a qualified lead (issue 17): the widget's visitor gave an email or phone,
     # or an operator marked it; None until then.
     qualified_at: float | None = None
+    # Where the widget's visitor is (issue 18, server/visitor_context.py): a JSON object.
+    visitor_context: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)

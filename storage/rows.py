@@ -108,7 +108,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "channel_id": c.channel_id, "contact_id": c.contact_id, "control": c.control,
         "bot_user_id": c.bot_user_id, "attributes": c.attributes,
         "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
-        "qualified_at": c.qualified_at,
+        "qualified_at": c.qualified_at, "visitor_context": c.visitor_context,
     }  # fmt: skip
 
 
@@ -130,7 +130,7 @@ _CONVO_COLUMNS = (
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
-    "qualified_at",
+    "qualified_at", "visitor_context",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -142,7 +142,8 @@ def convo(r: Row, p: str = "") -> Conversation:
      visitor_read_seq, site_id, session_id, block_type, translate, visitor_lang, preview,
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
      bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
-     hidden_attributes, custom_data, qualified_at) = _CONVO_GETTERS[p](r)  # fmt: skip
+     hidden_attributes, custom_data, qualified_at,
+     visitor_context) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -152,6 +153,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
         control, bot_user_id, attributes, hidden_attributes, custom_data, qualified_at,
+        visitor_context,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@
 import { createApi } from "./chat/api.js";
 import { createComposer } from "./chat/composer.js";
 import { clean, useAccent } from "./chat/dom.js";
-import { createHostLink } from "./chat/host.js";
+import { createHostLink, visitorContext } from "./chat/host.js";
 import { createRating } from "./chat/rating.js";
 import { socketUrl } from "./chat/socket.js";
 import { storage, visitorSession } from "./chat/storage.js";
@@ -196,6 +196,7 @@ function main() {
     transport,
     conversation: { adopt: adoptConversation, forget: forgetConversation },
     visitorKey,
+    context: () => visitorContext(host),
   });
 
   // --- wake-ups -----------------------------------------------------------------------------

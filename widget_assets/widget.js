@@ -76,8 +76,20 @@ iframe{display:block;width:100%;height:100%;border:0}
   let frame, loaded;
   let open = false;
 
+  // The page the visitor is on, for the operators (docs/api.md, "Visitor context"): no
+  // fragment (it may carry a sign-in token), nothing the server would refuse.
+  const page = () => {
+    const url = location.href.split("#")[0];
+    const ref = document.referrer;
+    return {
+      url: url.length <= 2000 ? url : "",
+      title: document.title.replace(/[\u0000-\u001f\u007f-\u009f]/g, "").slice(0, 300),
+      referrer: ref.length <= 2000 ? ref : "",
+    };
+  };
   const tell = () =>
-    loaded && frame.contentWindow.postMessage({ type: "liveop:state", open }, origin);
+    loaded &&
+    frame.contentWindow.postMessage({ type: "liveop:state", open, page: page() }, origin);
 
   function setBadge(n) {
     badge.hidden = !n;
@@ -146,6 +158,8 @@ iframe{display:block;width:100%;height:100%;border:0}
     const str = (v, max) => (typeof v === "string" ? v.slice(0, max) : "");
     if (d.type === "liveop:preview") peek(str(d.name, 80), str(d.text, 200));
   });
+  // A single-page site changes its page without reloading this script.
+  addEventListener("popstate", tell);
   if (document.body) document.body.append(host);
   else addEventListener("DOMContentLoaded", () => document.body.append(host));
   // Preloaded (hidden) after the page's own work, the chat window joins the visitor's

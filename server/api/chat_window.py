@@ -21,6 +21,7 @@ from server.api.commands import (
     convo_id,
     optional_convo_id,
     origin,
+    visitor_context,
     window_details,
 )
 from server.api.wire import Fields, ok, on_liveop_error, path_identifier, read_fields
@@ -198,6 +199,7 @@ def routes(template: str) -> list[Route]:
             origin=origin(fields, VISITOR_CHANNEL),
             client_msg_id=client_msg_id(fields),
             admit=visitor_send_budget(svc, account_id, convo, client_ip(request)),
+            context=visitor_context(fields, request.headers.get("user-agent", "")),
         )
         # The site's AI assistant, if it has one, answers before the window hears back.
         await svc.widgets.answer_window(committed)

@@ -19,6 +19,7 @@ from server.conversations import (
 from server.errors import Invalid, Unauthorized
 from server.render.camel_case import conversation_json, message_json, user_info_json
 from server.services import Services, services
+from server.visitor_context import VisitorContext
 from storage.models import DEFAULT_SITE_ID, SOURCE_APPS, Identity, SourceApp, UserInfo
 
 APP = "liveoperator"
@@ -71,6 +72,18 @@ def window_details(fields: Fields) -> UserInfo:
         fname=fields.text("fname") or "",
         email=fields.text("email") or "",
         phone=fields.text("phone") or "",
+    )
+
+
+def visitor_context(fields: Fields, user_agent: str) -> VisitorContext:
+    """Where the chat window's visitor is (all optional; checked by the engine). The
+    browser and OS come from the request's own User-Agent header."""
+    return VisitorContext(
+        url=fields.text("pageURL") or "",
+        title=fields.text("pageTitle") or "",
+        referrer=fields.text("referrer") or "",
+        time_zone=fields.text("timeZone") or "",
+        user_agent=user_agent,
     )
 
 

@@ -20,7 +20,13 @@ from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
 from server import metrics
 from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
-from server.api.commands import client_msg_id, optional_convo_id, origin, window_details
+from server.api.commands import (
+    client_msg_id,
+    optional_convo_id,
+    origin,
+    visitor_context,
+    window_details,
+)
 from server.api.sockets import (
     CLOSE_BAD_FRAME,
     CLOSE_NOT_FOUND,
@@ -129,6 +135,7 @@ class VisitorSocket:
             admit=visitor_send_budget(
                 self.svc, self.account_id, self.convo_id, client_ip(self.websocket)
             ),
+            context=visitor_context(fields, self.websocket.headers.get("user-agent", "")),
         )
         sent = committed.messages[0]
         if self.convo_id is None:

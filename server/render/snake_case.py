@@ -130,6 +130,8 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         # hidden attributes and customData are never shown.
         "bot_user_id": c.bot_user_id,
         "attributes": orjson.loads(c.attributes),
+        # Where the widget's visitor is: server/visitor_context.py.
+        "visitor_context": orjson.loads(c.visitor_context),
         "contact_data": {
             "name": " ".join(n for n in (info.fname, info.lname) if n),
             "fname": info.fname,

@@ -1,6 +1,7 @@
 // Live Operator Chat, operator inbox: not missing a customer (issue 18). A sound, a desktop
 // notification and a line in the page when a customer writes in a conversation that is the
-// operator's or unassigned and not on their screen, and when a conversation is handed to them.
+// operator's or unassigned and not on their screen, when a conversation is handed to them, and
+// when a colleague's private note names them with an @.
 // Muting is the operator's own choice, kept in this browser.
 
 import { $, contactName, h } from "./dom.js";
@@ -24,6 +25,16 @@ export function createAlerts(ctx) {
     $("alerts-state").textContent =
       permission === "denied" ? "Desktop notifications are blocked in this browser" : "";
     $("alerts-mute").checked = muted();
+  }
+
+  /** Whether ``text`` names me: ``@`` and my whole name or its first word, in any case, and
+   * not the start of a longer word ("@Sam" is not "@Samantha"). */
+  function mentionsMe(text) {
+    const name = ctx.me.name.trim();
+    if (!name) return false;
+    const escape = (n) => n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const names = [name, name.split(/\s+/)[0]].map(escape);
+    return new RegExp(`@(?:${names.join("|")})(?![\\p{L}\\p{N}])`, "iu").test(text);
   }
 
   function onScreen(id) {
@@ -76,6 +87,10 @@ export function createAlerts(ctx) {
     if (kind === "message:new") {
       const { message: m, conversation: c } = data;
       owners.set(c.id, c.operator_id);
+      if (m.private && m.operator_id !== ctx.me.id && !onScreen(c.id) && mentionsMe(m.content)) {
+        alert(c, `${m.operator_name} mentioned you`, m.content);
+        return;
+      }
       if (m.sender !== "visitor" || m.private || !mineOrQueued(c) || onScreen(c.id)) return;
       const title = m.seq === 1 ? "New conversation" : `New message from ${contactName(c)}`;
       alert(c, title, m.content || "[image]");

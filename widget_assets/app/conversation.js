@@ -329,6 +329,36 @@ export function createConversation(ctx) {
     return CONTROL_LABELS[c.control] || c.control;
   }
 
+  /** Where the widget's visitor is (docs/api.md, "Visitor context"), as [term, value] pairs;
+   * pages as links that open outside the inbox. */
+  function visitorFacts(v) {
+    const link = (url, title) =>
+      h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, title || url);
+    const facts = [];
+    if (v.start_url) facts.push(["Started on", link(v.start_url, v.start_title)]);
+    if (v.url && v.url !== v.start_url) facts.push(["Now on", link(v.url, v.title)]);
+    if (v.referrer) facts.push(["Came from", link(v.referrer)]);
+    if (v.browser || v.os) {
+      facts.push(["Browser", [v.browser, v.os].filter(Boolean).join(" on ")]);
+    }
+    if (v.time_zone) facts.push(["Local time", localTime(v.time_zone)]);
+    return facts;
+  }
+
+  function localTime(zone) {
+    try {
+      const now = new Intl.DateTimeFormat(undefined, {
+        timeZone: zone,
+        weekday: "short",
+        hour: "2-digit",
+        minute: "2-digit",
+      }).format(new Date());
+      return `${now} (${zone})`;
+    } catch {
+      return zone; // a zone this browser does not know: its name still says where
+    }
+  }
+
   function details(c) {
     $("details").hidden = false;
     const form = $("visitor-form");
@@ -352,6 +382,7 @@ export function createConversation(ctx) {
       ["Conversation", c.id],
     ];
     if (c.session_id) facts.push(["Session", c.session_id]);
+    facts.push(...visitorFacts(c.visitor_context || {}));
     // What a bot platform handed over about its user (never its hidden attributes).
     for (const [key, value] of Object.entries(c.attributes || {})) facts.push([key, value]);
     $("facts").replaceChildren(

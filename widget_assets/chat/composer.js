@@ -11,8 +11,9 @@ const SEND_MAX_RETRIES = 6; // transient failures retried (same clientMsgID) bef
 const CLOSED_TEXT = "This chat is closed.";
 
 /** Wires the composer in ``ui``; ``conversation`` adopts the conversation a first send made
- * and forgets one the server no longer knows. Returns what the window's start needs. */
-export function createComposer({ ui, state, view, transport, conversation, visitorKey }) {
+ * and forgets one the server no longer knows; ``context()`` is where the visitor is now.
+ * Returns what the window's start needs. */
+export function createComposer({ ui, state, view, transport, conversation, visitorKey, context }) {
   const { buildMessage, hideBanner, isNearBottom, receive, refresh, regroup } = view;
   const { scrollToBottom, setTime, showBanner } = view;
 
@@ -68,6 +69,7 @@ export function createComposer({ ui, state, view, transport, conversation, visit
         fname: ui.fname.value.trim() || undefined,
         email: ui.email.value.trim() || undefined,
         phone: ui.phone.value.trim() || undefined,
+        ...context(),
       };
       try {
         const data = await transport.send(fields);

@@ -13,6 +13,7 @@ export function createHostLink(composer) {
   let hostOrigin = null; // the widget's page, pinned by its first message
   let open = false; // the widget may preload this frame with its panel closed
   let unread = 0;
+  let page = null; // the widget's page: { url, title, referrer }
   const post = (data) => {
     if (hostOrigin) window.parent.postMessage(data, hostOrigin);
   };
@@ -22,6 +23,7 @@ export function createHostLink(composer) {
     if (!data || data.type !== "liveop:state" || typeof data.open !== "boolean") return;
     hostOrigin = event.origin;
     open = data.open;
+    if (data.page && typeof data.page === "object") page = data.page;
     unread = 0;
     // The widget focused this frame as its panel opened: the visitor can type at once.
     if (open && document.hasFocus()) composer.focus();
@@ -30,6 +32,10 @@ export function createHostLink(composer) {
     if (event.key === "Escape") post({ type: "liveop:close" });
   });
   return {
+    /** The page around the widget, as it last told us (null until it has). */
+    page() {
+      return page;
+    },
     /** Operator or bot messages just arrived. */
     arrived(replies) {
       if (open || !replies.length) return;
@@ -44,5 +50,18 @@ export function createHostLink(composer) {
           : chars.join("");
       post({ type: "liveop:preview", name: displayName(last.sender, last.operatorName), text });
     },
+  };
+}
+
+/** Where the visitor is, sent with each message (docs/api.md, "Visitor context"): in the
+ * widget, the page around it; alone, the page that linked here. */
+export function visitorContext(host) {
+  const page = host && host.page();
+  const text = (v) => (typeof v === "string" ? v : undefined);
+  return {
+    pageURL: page ? text(page.url) : undefined,
+    pageTitle: page ? text(page.title) : undefined,
+    referrer: page ? text(page.referrer) : document.referrer || undefined,
+    timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone || undefined,
   };
 }

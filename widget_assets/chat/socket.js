@@ -435,6 +435,9 @@ export function createSocketTransport({
         if (fields.fname) frame.fname = fields.fname;
         if (fields.email) frame.email = fields.email;
         if (fields.phone) frame.phone = fields.phone;
+        for (const key of ["pageURL", "pageTitle", "referrer", "timeZone"]) {
+          if (fields[key]) frame[key] = fields[key];
+        }
         const id = frame.clientMsgID;
         const entry = { frame };
         const done = () => {
