@@ -119,9 +119,9 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
     for _ in range(2 if extra else 1):
         await _admin_post(tenant, "channels", **SMS_CHANNEL)
         await _admin_post(tenant, "assistants", **ASSISTANT)
+        await _admin_post(tenant, "webhooks", **WEBHOOK)
     if extra:
         await _admin_post(tenant, f"sites/{B_SITE}/widget-tokens")
-        await _admin_post(tenant, "webhooks", **WEBHOOK)
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
