@@ -27,7 +27,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -38,6 +38,7 @@ from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
 from server.channel_delivery import ChannelBot, ChannelEmail, ChannelSms
 from server.channels import Channels
+from server.claim_loop import ClaimLoop
 from server.event_catalogue import DELIVERY
 from server.events import EventFeed
 from server.settings import Settings
@@ -58,9 +59,6 @@ BACKOFF_BASE_S = 15.0
 BACKOFF_MAX_S = 3600.0
 # A delivery may last this fraction of the lease (see the module docstring).
 DELIVERY_SHARE_OF_LEASE = 1 / 3
-# On shutdown, the batch in flight gets this long to finish and be recorded; past it, its
-# deliveries are cancelled and their claims released, so another worker sends them at once.
-STOP_GRACE_S = 5.0
 # How long releasing one claim may take on the way out; past it the claim lapses with its
 # lease instead (a store that slow would not record the release anyway).
 RELEASE_TIMEOUT_S = 2.0
@@ -95,7 +93,7 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-class OutboundWorker:
+class OutboundWorker(ClaimLoop):
     def __init__(
         self,
         store: Store,
@@ -112,6 +110,7 @@ class OutboundWorker:
         jitter: Callable[[], float] = random.random,
         unbound: Collection[OutboundChannel] | None = None,
     ) -> None:
+        super().__init__("liveop-outbound", poll_s)
         self.worker_id = worker_id or new_worker_id()
         self._store = store
         self._feed = feed
@@ -121,37 +120,10 @@ class OutboundWorker:
         self._lease_s = lease_s
         self._delivery_timeout_s = lease_s * DELIVERY_SHARE_OF_LEASE
         self._batch = batch
-        self._poll_s = poll_s
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
         self._clock = clock
         self._jitter = jitter
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="liveop-outbound")
-
-    async def stop(self) -> None:
-        """Lets the batch in flight finish (STOP_GRACE_S at most), then stops."""
-        self._stopping.set()
-        if self._task is None:
-            return
-        done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_S)
-        if not done:
-            self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.exception("claiming outbound messages failed; trying again")
-                claimed = 0
-            if claimed == 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     async def run_once(self) -> int:
         """Claims one batch, delivers and records it; returns how many were claimed. A

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import random
 import time
-from contextlib import suppress
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -29,6 +28,7 @@ import orjson
 
 from server import metrics
 from server.channels import Channels
+from server.claim_loop import ClaimLoop
 from server.crypto import UnreadableSecret
 from server.errors import LiveOpError, NotFound, TooManyRequests
 from server.event_catalogue import MESSAGE_IMAGE
@@ -56,7 +56,6 @@ FETCH_TIMEOUT_S = LEASE_S / 3
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_S = 10.0
 ERROR_MAX = 300
-STOP_GRACE_S = 5.0
 
 
 class Refused(Exception):
@@ -122,7 +121,7 @@ def media_rows(
     return found
 
 
-class MediaWorker:
+class MediaWorker(ClaimLoop):
     def __init__(
         self,
         store: Store,
@@ -134,41 +133,20 @@ class MediaWorker:
         worker_id: str | None = None,
         poll_s: float = POLL_S,
     ) -> None:
+        super().__init__("liveop-sms-media", poll_s)
         self.worker_id = worker_id or new_worker_id()
         self._store = store
         self._feed = feed
         self._channels = channels
         self._images = images
         self._public_url = public_url or ""
-        self._poll_s = poll_s
         self._client = httpx.AsyncClient(follow_redirects=False, timeout=FETCH_TIMEOUT_S)
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="liveop-sms-media")
 
     async def stop(self) -> None:
-        """Lets the fetches in flight finish (STOP_GRACE_S at most); an unfinished claim
-        lapses with its lease and another worker takes it."""
-        self._stopping.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_S)
-            if not done:
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Lets the fetches in flight finish (see ClaimLoop.stop); an unfinished claim lapses
+        with its lease and another worker takes it."""
+        await super().stop()
         await self._client.aclose()
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.exception("claiming MMS pictures failed; trying again")
-                claimed = 0
-            if claimed == 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     async def run_once(self) -> int:
         """Claims one batch, fetches and records it; returns how many were claimed."""

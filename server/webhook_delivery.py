@@ -22,10 +22,11 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import httpx
 
+from server.claim_loop import ClaimLoop
 from server.crypto import UnreadableSecret
 from server.outbound import (
     BACKOFF_BASE_S,
@@ -33,7 +34,6 @@ from server.outbound import (
     DELIVERY_SHARE_OF_LEASE,
     MAX_ATTEMPTS,
     POLL_S,
-    STOP_GRACE_S,
     Clock,
     backoff_s,
     new_worker_id,
@@ -57,7 +57,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-class WebhookWorker:
+class WebhookWorker(ClaimLoop):
     def __init__(
         self,
         store: Store,
@@ -72,12 +72,12 @@ class WebhookWorker:
         clock: Clock = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        super().__init__("liveop-webhooks", poll_s)
         self.worker_id = worker_id or new_worker_id()
         self._store = store
         self._webhooks = webhooks
         self._lease_s = lease_s
         self._batch = batch
-        self._poll_s = poll_s
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
         self._clock = clock
@@ -86,33 +86,12 @@ class WebhookWorker:
         self._client = httpx.AsyncClient(
             timeout=lease_s * DELIVERY_SHARE_OF_LEASE, follow_redirects=False
         )
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="liveop-webhooks")
 
     async def stop(self) -> None:
-        """Lets the batch in flight finish (STOP_GRACE_S at most); a delivery cut off is
-        posted again once its lease has passed."""
-        self._stopping.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_GRACE_S)
-            if not done:
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Lets the batch in flight finish (see ClaimLoop.stop); a delivery cut off is posted
+        again once its lease has passed."""
+        await super().stop()
         await self._client.aclose()
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.exception("claiming webhook deliveries failed; trying again")
-                claimed = 0
-            if claimed == 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     async def run_once(self) -> int:
         """Claims one batch, posts and records it; returns how many were claimed."""

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from realtime.broker import create_broker
 from realtime.hub import Hub
 from realtime.outbox import Item, Outbox
-from server import outbound
+from server import claim_loop
 from server.adapters.email import SmtpEmail
 from server.adapters.sms import TwilioSms
 from server.events import EventFeed, account_channel
@@ -250,7 +250,7 @@ async def test_a_stopping_worker_releases_its_claims_for_another_at_once(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The provider answers after the stop's grace (shortened here), so the delivery is cut off.
-    monkeypatch.setattr(outbound, "STOP_GRACE_S", 0.2)
+    monkeypatch.setattr(claim_loop, "STOP_GRACE_S", 0.2)
     rig.sms.twilio.delay_s = 2.0
     convo = await rig.conversation("smsbroadcast")
     await append_reply(rig.store, convo, "Back in a moment")
