@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from server.events import announce
+from storage import create_store
 from storage.base import (
     TABLES,
     CannedPatch,
@@ -484,3 +485,38 @@ async def test_a_site_routed_to_a_missing_team_is_refused(store: Store) -> None:
     with pytest.raises(UnknownReference):
         await store.update_site(account, site.id, SitePatch(team_id=99))
     assert await store.get_site(account, site.id) == site
+
+
+def _same_database(request: pytest.FixtureRequest) -> Store:
+    """A second Store on the database behind this test's ``store``: another process's view."""
+    if request.node.callspec.params["store"] == "sqlite":
+        path = request.getfixturevalue("tmp_path") / SQLITE_FILE
+        return create_store(f"sqlite:///{path}")
+    return create_store(request.getfixturevalue("postgres_url"))
+
+
+async def test_a_webhook_made_by_another_process_hears_the_next_change(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """Whether a change queues webhook deliveries is read in the change's own transaction,
+    never from what a process remembers: a webhook created or disabled elsewhere counts from
+    the next change on."""
+    account = await _account(store)
+    convo = await _open(store, account)
+    await store.write(account, convo.id, lambda c: _append(_req(c), "before the webhook"))
+    other = _same_database(request)
+    await other.open()
+    try:
+        hook = await other.create_webhook(
+            account, "https://hooks.example/in", ["message.created"], "sealed"
+        )
+        await store.write(account, convo.id, lambda c: _append(_req(c), "heard"))
+        [heard] = await store.webhook_deliveries(account, hook.id, 10)
+        assert heard.event == "message.created"
+        await other.update_webhook(
+            account, hook.id, url=None, events=None, enabled=False, disabled_reason="off"
+        )
+    finally:
+        await other.close()
+    await store.write(account, convo.id, lambda c: _append(_req(c), "after disabling"))
+    assert [d.id for d in await store.webhook_deliveries(account, hook.id, 10)] == [heard.id]
