@@ -62,6 +62,7 @@ from server.email_imap import ImapSources
 from server.email_ingest import MAX_ATTACHMENT_BYTES, EmailIngest
 from server.errors import LiveOpError
 from server.events import EventFeed
+from server.gc_policy import GcPolicy
 from server.inbox import Inbox
 from server.logs import JSON
 from server.metered_store import metered
@@ -185,6 +186,10 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 limiter=limiter if settings.rate_limits else Unlimited(),
                 streams=Holders(stream.MAX_STREAMS_PER_OPERATOR),
             )
+            # Last: what startup built is frozen with the first settle.
+            gc_policy = GcPolicy()
+            gc_policy.start()
+            stack.callback(gc_policy.stop)
             yield
 
     return Starlette(
