@@ -8,36 +8,41 @@ loop stopped for 0.5 to 0.9 s, however little of it is garbage.
 So what has survived a moment is moved out of the collector's sight (``gc.freeze``): first
 what startup built, then, every ``SETTLE_EVERY_S``, whatever outlived a young collection,
 which is mostly connections. The automatic collections then only walk objects younger than
-that, and stay short. Frozen objects are still freed by their reference counts (a closed
-connection's objects mostly are); only garbage held in reference cycles waits, frozen, for the
-next ``reclaim``, which puts everything back and runs one full collection: the long pause,
-once every ``RECLAIM_EVERY_S`` instead of whenever a quarter more objects reached the oldest
-generation.
+that, and stay short. Frozen objects are still freed by their reference counts; only garbage
+held in reference cycles (a closed connection's objects that point at each other) waits, frozen,
+for the next ``reclaim``, which puts everything back and runs one full collection: the long
+pause, taken only once the process's peak memory has grown by ``RECLAIM_GROWTH`` since the
+last one (CPython's own rule is a quarter more objects reaching the oldest generation, which
+traffic alone keeps meeting). So frozen garbage can take the process at most that far past its
+peak at the last reclaim, and a process whose memory stays flat makes no full collection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import time
+import resource
 from collections.abc import Callable
 
 SETTLE_EVERY_S = 1.0
-# Bounds how long cyclic garbage that was frozen stays in memory, at the price of one full
-# collection per interval.
-RECLAIM_EVERY_S = 3600.0
+RECLAIM_GROWTH = 1.25
+
+
+def peak_memory() -> int:
+    """The process's peak resident memory, in the platform's unit: only ratios are used."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 class GcPolicy:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._reclaimed_at = clock()
+    def __init__(self, memory: Callable[[], int] = peak_memory) -> None:
+        self._memory = memory
+        self._reclaim_above = memory() * RECLAIM_GROWTH
         self._task: asyncio.Task[None] | None = None
 
     def settle(self) -> None:
         """Freezes what outlived a young collection (collected first, so that young garbage
-        is freed rather than frozen), or reclaims when it is time."""
-        if self._clock() - self._reclaimed_at >= RECLAIM_EVERY_S:
+        is freed rather than frozen), or reclaims when memory has grown enough."""
+        if self._memory() > self._reclaim_above:
             self.reclaim()
             return
         gc.collect(1)
@@ -48,7 +53,7 @@ class GcPolicy:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self._reclaimed_at = self._clock()
+        self._reclaim_above = self._memory() * RECLAIM_GROWTH
 
     def start(self) -> None:
         self.settle()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.gc_policy import RECLAIM_EVERY_S, GcPolicy
+from server.gc_policy import RECLAIM_GROWTH, GcPolicy
 
 
 class Node:
@@ -20,17 +20,17 @@ class Node:
         self.other: Node | None = None
 
 
-class Clock:
+class Memory:
     def __init__(self) -> None:
-        self.now = 0.0
+        self.peak = 1000
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> int:
+        return self.peak
 
 
 @pytest.fixture
 def policy() -> Iterator[GcPolicy]:
-    found = GcPolicy(Clock())
+    found = GcPolicy(Memory())
     yield found
     # The test process builds more apps: nothing of this test stays frozen.
     found.stop()
@@ -69,19 +69,19 @@ def test_frozen_cyclic_garbage_waits_for_the_reclaim(policy: GcPolicy) -> None:
     assert alive() is None
 
 
-def test_settle_reclaims_once_the_interval_is_over() -> None:
-    clock = Clock()
-    policy = GcPolicy(clock)
+def test_settle_reclaims_once_memory_has_grown_enough() -> None:
+    memory = Memory()
+    policy = GcPolicy(memory)
     try:
         a = Node()
         a.other = a
         alive = weakref.ref(a)
         policy.settle()
         del a
-        clock.now = RECLAIM_EVERY_S - 1
+        memory.peak = int(1000 * RECLAIM_GROWTH)
         policy.settle()
         assert alive() is not None
-        clock.now = RECLAIM_EVERY_S
+        memory.peak += 1
         policy.settle()
         assert alive() is None
     finally:
