@@ -337,6 +337,8 @@ class ConversationEngine:
             raise Invalid("empty_message", "message is empty")
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
+        if sender == "operator" and convo_id:
+            await self._refuse_opted_out(account_id, convo_id)
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
         proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
@@ -390,6 +392,18 @@ class ConversationEngine:
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
         return committed
+
+    async def _refuse_opted_out(self, account_id: str, convo_id: str) -> None:
+        """Refused before anything is written: a reply the worker would only fail to send
+        (a customer who texted STOP) is an error the caller sees now, on every API."""
+        current = await self._conversation(account_id, convo_id)
+        if current.channel_id is not None and await sms_opt_outs.opted_out(
+            self._store, account_id, current.channel_id, current.user_info.phone
+        ):
+            raise Conflict(
+                "sms_opted_out",
+                "the customer texted STOP: nothing can be sent to this phone until they text START",
+            )
 
     async def note(self, account_id: str, convo_id: str, operator_id: int, text: str) -> Committed:
         """A private note: shown to operators with its author, never to the visitor."""
