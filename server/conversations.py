@@ -1248,12 +1248,18 @@ def reply_score(text: str) -> int | None:
     kept = [
         c
         for c in unicodedata.normalize("NFKC", text)
-        if not (c.isspace() or c in _SCORE_MARKS or unicodedata.category(c)[0] in "PZ")
+        if not (c.isspace() or c in _SCORE_MARKS or _around_score(unicodedata.category(c)))
     ]
     if len(kept) != 1 or not ("0" <= kept[0] <= "9"):
         return None
     score = int(kept[0])
     return score if RATING_MIN <= score <= RATING_MAX else None
+
+
+def _around_score(category: str) -> bool:
+    """Whether a character of this Unicode category may stand around a score: separators and
+    punctuation, but not a dash, which makes "-1" a number rather than a one."""
+    return category[0] == "Z" or (category[0] == "P" and category != "Pd")
 
 
 def _rated_by_answer(change: Change, score: int) -> Change:
