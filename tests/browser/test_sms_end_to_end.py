@@ -7,6 +7,8 @@ the inbox and the reply leaves through that channel's number with that channel's
 the status callback marks it delivered in the inbox; the next SMS continues the conversation,
 a retried webhook makes no duplicate; STOP turns the composer off. A second account with its
 own SMS channel never sees the first one's messages or credentials, nor the other way round.
+A channel that asks for ratings texts the question when the operator resolves, and the
+customer's digit reaches the Reports page (issue 19).
 """
 
 from __future__ import annotations
