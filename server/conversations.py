@@ -978,7 +978,7 @@ class ConversationEngine:
             if new_status == "resolved" and current.bot_user_id is not None:
                 who = f" by {closer.name}" if closer is not None else ""
                 line = Draft("system", closer, f"Closed{who}", platform=closed_event(closer))
-            elif asks and current.source_app in OUTBOUND_CHANNELS:
+            elif asks:
                 # The question leaves through the channel like a reply (server/outbound.py).
                 line = Draft("system", None, RATING_QUESTION)
                 after = dataclasses.replace(after, rating_asked_resolved_at=resolved_at)
