@@ -177,6 +177,7 @@ CHANNELS: Resource[Channels] = Resource(
         kind=f.require("kind"),
         name=f.require("name"),
         public_url=f.require("public_url"),
+        ask_rating=f.boolean("ask_rating"),
         **_channel_fields(f),
     ),
     update=lambda c, acc, i, f: c.update(
@@ -184,6 +185,7 @@ CHANNELS: Resource[Channels] = Resource(
         i,
         name=f.text("name"),
         public_url=f.text("public_url"),
+        ask_rating=f.boolean("ask_rating"),
         **_channel_fields(f),
     ),
     delete=lambda c, acc, i: c.delete(acc, i),

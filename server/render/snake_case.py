@@ -6,7 +6,13 @@ from typing import Any
 
 import orjson
 
-from server.channels import after_resolved, operator_api_url, settings_of, webhooks
+from server.channels import (
+    after_resolved,
+    asks_rating,
+    operator_api_url,
+    settings_of,
+    webhooks,
+)
 from server.contacts import ContactView
 from storage.models import (
     Assistant,
@@ -81,7 +87,11 @@ def channel_json(c: Channel) -> dict[str, Any]:
         **(
             {"api_url": operator_api_url(c)}
             if c.kind == "bot"
-            else {"after_resolved": after_resolved(c), "webhooks": webhooks(c)}
+            else {
+                "after_resolved": after_resolved(c),
+                "ask_rating": asks_rating(c),
+                "webhooks": webhooks(c),
+            }
         ),
         "created": c.created,
         "health": {

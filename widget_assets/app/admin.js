@@ -165,6 +165,10 @@ const RESOURCES = {
       { name: "mailgun_signing_key", label: "Mailgun signing key (optional)", type: "password",
         value: () => "", maxlength: 256, kinds: ["email"],
         editHint: "Leave empty to keep the current key; it is never shown." },
+      { name: "ask_rating", label: "Rating question", boolean: true, kinds: ["sms", "email"],
+        options: [["false", "Off"], ["true", "Ask when a conversation is resolved"]],
+        value: (c) => String(Boolean(c.ask_rating)),
+        hint: "The customer gets “How did we do?” and answers 1 to 5. Each question by SMS is a text you pay for." },
     ],
     actions: [
       { label: "Send test", when: (c) => c.kind === "sms", run: testSms },
