@@ -106,6 +106,11 @@ RATING_QUESTION = "How did we do? Reply with a number from 1 (poor) to 5 (great)
 # What may surround the digit of a reply to it: "5!", " 4 ", "(3)", and the two marks that
 # make a digit the keycap emoji phones offer ("5\ufe0f\u20e3"). Other text makes it a message.
 _SCORE_MARKS = frozenset("\ufe0f\u20e3")
+# What mail and phone apps write under what the customer typed: RFC 3676's "-- " delimiter
+# (everything after it), and the apps' default one-line signatures. "5" above them is a score.
+_SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+# A whole line, no clause after it: "Sent from my phone, but…" is the customer talking.
+_APP_SIGNATURE = re.compile(r"^(sent from|get outlook for) [^,;:!?]{1,40}$", re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -1261,13 +1266,23 @@ def reply_score(text: str) -> int | None:
     marks may stand."""
     kept = [
         c
-        for c in unicodedata.normalize("NFKC", text)
+        for c in unicodedata.normalize("NFKC", _without_signature(text))
         if not (c.isspace() or c in _SCORE_MARKS or _around_score(unicodedata.category(c)))
     ]
     if len(kept) != 1 or not ("0" <= kept[0] <= "9"):
         return None
     score = int(kept[0])
     return score if RATING_MIN <= score <= RATING_MAX else None
+
+
+def _without_signature(text: str) -> str:
+    typed: list[str] = []
+    for line in text.splitlines():
+        if _SIGNATURE_DELIMITER.match(line):
+            break
+        if not _APP_SIGNATURE.match(line.strip()):
+            typed.append(line)
+    return "\n".join(typed)
 
 
 def _around_score(category: str) -> bool:

@@ -108,6 +108,10 @@ async def _resolved_and_asked(
         ("5", 5), ("5!", 5), (" 4 ", 4), ("\n3.\n", 3), ("(2)", 2), ("1 !!", 1),
         ("\uff15", 5),  # fullwidth five, as East Asian keyboards type it
         ("5\ufe0f\u20e3", 5),  # the keycap emoji
+        ("5\n\nSent from my iPhone", 5), ("4\n\nGet Outlook for Android", 4),
+        ("3\n-- \nVera Lane\nAcme Ltd, +1 555 0100", 3),
+        ("5\nSent from my phone, but the parcel never came", None), ("5\n--\n6", 5),
+        ("Sent from my iPhone", None), ("2\nmy iPhone broke", None),
         ("0", None), ("6", None), ("45", None), ("4.5", None), ("5 stars", None), ("-1", None),
         ("+5", None), ("\u0665", None), ("five", None), ("", None), ("5\x00", None),
     ],
