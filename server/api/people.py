@@ -11,12 +11,11 @@ never in a URL a server or proxy logs.
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.admin import CREATED
+from server.api.admin import CREATED, announce_operator
 from server.api.admin import ROOT as ADMIN_ROOT
 from server.api.auth import LOGIN_PER_EMAIL, LOGIN_PER_IP, PASSWORD_MAX_CHARS
 from server.api.operator_panel import LANG_MAX_CHARS, caller
@@ -24,10 +23,8 @@ from server.api.wire import JSON, ok, path_id, read_fields
 from server.auth import Session, login_key
 from server.directory import AVATAR_URL_MAX, NAME_MAX
 from server.errors import Invalid, NotFound
-from server.event_catalogue import OPERATOR_UPDATED
 from server.render.snake_case import invite_json, operator_json
 from server.services import client_ip, services
-from storage.models import Operator
 
 # The path the inbox opens an invitation at; the admin's inbox shows it on its own origin.
 INVITE_PATH = "/app/#/invite/"
@@ -45,12 +42,6 @@ def _session_json(session: Session) -> dict[str, object]:
         "expires_at": session.expires,
         "operator": operator_json(session.operator),
     }
-
-
-async def _announce(request: Request, operator: Operator) -> None:
-    """Colleagues' inboxes show the new name (and avatar) at once."""
-    data = orjson.dumps(operator_json(operator))
-    await services(request).feed.ephemeral(operator.account_id, OPERATOR_UPDATED, data)
 
 
 async def me(request: Request) -> Response:
@@ -75,7 +66,7 @@ async def update_me(request: Request) -> Response:
         password=password,
         current_password=fields.text("current_password", max_chars=PASSWORD_MAX_CHARS),
     )
-    await _announce(request, updated)
+    await announce_operator(request, updated)
     if password is None:
         return ok(operator=operator_json(updated))
     return ok(**_session_json(await svc.auth.session(updated)))

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from server.services import Services
 from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
+from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import admin_token, operator_token, token_of
 from tests.storage.conftest import (
     BACKENDS,
@@ -98,6 +100,24 @@ async def test_a_new_password_needs_the_current_one_and_signs_out_other_sessions
     await token_of(client, email, NEW_PASSWORD)
     old = {"email": email, "password": TEST_PASSWORD}
     assert_error(await client.post("/api/v1/auth/login", json=old), 401, "invalid_credentials")
+
+
+async def test_colleagues_hear_of_a_renamed_operator(
+    app: Starlette, client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    colleague = await admin_token(client, tenant)
+    headers = bearer(await operator_token(client, tenant))
+    async with serve(app) as base, sse(base, colleague) as stream:
+        await _ok(await client.patch(ME, json={"name": "Alex Rivera"}, headers=headers))
+        event = await stream.until("operator:updated")
+        assert event.id is None  # state: never replayed
+        assert (event.data["id"], event.data["name"]) == (tenant.operator_id, "Alex Rivera")
+        # An admin's change is told the same way.
+        path = f"/api/v1/admin/operators/{tenant.operator_id}"
+        renamed = await client.patch(path, json={"name": "Alex R."}, headers=bearer(colleague))
+        await _ok(renamed)
+        event = await stream.until("operator:updated")
+        assert event.data["name"] == "Alex R."
 
 
 @pytest.mark.parametrize(
