@@ -3,6 +3,7 @@ PostgreSQL: what works, and every bad input refused with a clear 4xx."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -205,6 +206,22 @@ async def test_an_invitee_chooses_a_password_and_is_signed_in_once(
     assert (await _ok(await client.get(INVITES, headers=headers)))["invites"] == []
     # The token never reaches a log line.
     assert token not in caplog.text
+
+
+async def test_a_link_used_twice_at_once_makes_one_operator(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    invite = await _invite(client, tenant)
+    tries = [
+        client.post(ACCEPT, json={"token": invite["token"], "password": f"{NEW_PASSWORD}{n}"})
+        for n in range(4)
+    ]
+    answers = await asyncio.gather(*tries)
+    assert sorted(r.status_code for r in answers) == [200, 409, 409, 409]
+    for refused in (r for r in answers if r.status_code == 409):
+        assert_error(refused, 409, "invite_used")
+    emails = [o.email for o in await services.store.list_operators(tenant.account_id)]
+    assert emails.count("sam@example.test") == 1
 
 
 async def test_an_expired_or_revoked_invitation_cannot_be_used(
