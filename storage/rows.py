@@ -27,6 +27,7 @@ from storage.models import (
     EmailThread,
     Event,
     Identity,
+    Invite,
     Message,
     Operator,
     Site,
@@ -68,6 +69,7 @@ EVENTS = TABLES_BY_NAME["events"]
 OUTBOUND = TABLES_BY_NAME["outbound"]
 EMAIL_THREADS = TABLES_BY_NAME["email_threads"]
 EMAILS = TABLES_BY_NAME["emails"]
+INVITES = TABLES_BY_NAME["invites"]
 
 
 def select_list(table: Table, alias: str = "") -> str:
@@ -233,6 +235,21 @@ def site(r: Row) -> Site:
 def site_row(s: Site) -> dict[str, Any]:
     """The origins are one JSON list in their column."""
     return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+
+
+def invite(r: Row) -> Invite:
+    return Invite(
+        account_id=r["account_id"], id=r["id"], email=r["email"], name=r["name"],
+        is_admin=bool(r["is_admin"]), team_ids=tuple(json.loads(r["team_ids"])),
+        invited_by=r["invited_by"], created=r["created"], expires=r["expires"],
+        used_at=r["used_at"], operator_id=r["operator_id"],
+    )  # fmt: skip
+
+
+def invite_row(i: Invite, token_hash: str) -> dict[str, Any]:
+    """The token's hash is a column of the row only: the record never carries it."""
+    return {**dataclasses.asdict(i), "team_ids": json.dumps(list(i.team_ids)),
+            "token_hash": token_hash}  # fmt: skip
 
 
 def widget_token(r: Row) -> WidgetToken:

@@ -20,6 +20,7 @@ from storage.models import (
     Channel,
     Contact,
     Conversation,
+    Invite,
     Message,
     Operator,
     Site,
@@ -38,6 +39,20 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "lang": o.lang,
         "avatar_url": o.avatar_url,
         "active": o.active,
+    }
+
+
+def invite_json(i: Invite) -> dict[str, Any]:
+    """A pending invitation as admins list it; its token is in the create answer only."""
+    return {
+        "id": i.id,
+        "email": i.email,
+        "name": i.name,
+        "is_admin": i.is_admin,
+        "team_ids": list(i.team_ids),
+        "invited_by": i.invited_by,
+        "created": i.created,
+        "expires_at": i.expires,
     }
 
 
