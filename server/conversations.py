@@ -24,7 +24,7 @@ from server import sms_opt_outs
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.events import EventFeed, announced
+from server.events import EventFeed, announce, announced
 from server.render.operator_api import (
     addressed,
     closed_event,
@@ -49,6 +49,7 @@ from storage.models import (
     Identity,
     Message,
     Operator,
+    Roster,
     Sender,
     SourceApp,
     Status,
@@ -330,7 +331,8 @@ class ConversationEngine:
             if operator is None:
                 raise Invalid("canned_requires_operator", "canned responses are sent by operators")
             canned = await self._store.get_canned(account_id, canned_id)
-            if canned is None:
+            # Another operator's personal response is as absent as one never written.
+            if canned is None or canned.owner not in (None, operator.id):
                 raise NotFound("canned_not_found", f"no canned response {canned_id}")
             template = canned.message
         elif not text.strip() and image_url is None:
@@ -379,7 +381,7 @@ class ConversationEngine:
             )  # fmt: skip
             return _with_contact(_append(before, current, draft, self._clock()), proven)
 
-        committed = await self._write(account_id, convo_id, decide, client_msg_id)
+        committed = await self._write(account_id, convo_id, decide, client_msg_id, routed=new)
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
         ):
@@ -452,7 +454,7 @@ class ConversationEngine:
                 return _append(None, new, Draft("system", None, text), self._clock())
             return _append(current, current, Draft("system", None, text), self._clock())
 
-        return await self._write(account_id, convo_id, decide)
+        return await self._write(account_id, convo_id, decide, routed=new)
 
     async def qualify(self, account_id: str, convo_id: str) -> Conversation:
         """An operator marks the conversation a qualified lead; marking it again changes
@@ -585,7 +587,8 @@ class ConversationEngine:
             after = dataclasses.replace(base, control=control)
             return _with_contact(Change(before, after, tuple(messages)), proven)
 
-        return await self._write(account_id, found.id if found else None, decide)
+        routed = dataclasses.replace(new, team_id=team.id) if new else None
+        return await self._write(account_id, found.id if found else None, decide, routed=routed)
 
     async def close_by_customer(
         self, account_id: str, channel_id: int, user_id: str, text: str
@@ -1130,14 +1133,51 @@ class ConversationEngine:
         convo_id: str | None,
         decide: Decide,
         client_msg_id: str | None = None,
+        *,
+        routed: Conversation | None = None,
     ) -> Committed:
         """The one place a change is committed with the events it produces (server/events.py
-        decides and renders them), and announced only once it is."""
-        committed = await self._store.write(
-            account_id, convo_id, announced(decide), client_msg_id=client_msg_id
-        )
+        decides and renders them), and announced only once it is. ``routed``: the conversation
+        the change creates, as routed (its team and site), when it creates one; a team that
+        auto-assigns gives it an owner in the same decision (issue 18)."""
+        team = await self._auto_assigning(account_id, routed)
+        if team is None or routed is None:
+            committed = await self._store.write(
+                account_id, convo_id, announced(decide), client_msg_id=client_msg_id
+            )
+        else:
+            available = await self._available(account_id, team, routed.site_id)
+
+            def assign(current: Conversation | None, roster: Roster | None) -> Change | None:
+                change = decide(current)
+                return None if change is None else announce(round_robin(change, roster, available))
+
+            committed = await self._store.write_routed(
+                account_id, team.id, assign, client_msg_id=client_msg_id
+            )
         await self._feed.committed(committed)
         return committed
+
+    async def _auto_assigning(self, account_id: str, routed: Conversation | None) -> Team | None:
+        if routed is None or routed.team_id is None:
+            return None
+        for team in await self._store.list_teams(account_id):
+            if team.id == routed.team_id:
+                return team if team.auto_assign else None
+        return None
+
+    async def _available(self, account_id: str, team: Team, site_id: int) -> frozenset[int]:
+        """The team's members who take conversations of the site now: their inbox is open
+        (presence) and they are not away from the site (the Online/Away switch)."""
+        online = await self._presence.operators_online(account_id)
+        return frozenset(
+            [
+                member
+                for member in team.member_ids
+                if member in online
+                and site_id not in await self._presence.away_sites(account_id, member)
+            ]
+        )
 
     def _check_length(self, text: str) -> None:
         check_body(text, self._max_chars)
@@ -1304,6 +1344,34 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         **firsts,
     )
     return Change(before, after, (message,), payloads=payloads)
+
+
+def next_in_turn(roster: Roster, available: frozenset[int]) -> int | None:
+    """The round robin (issue 18): the first of the roster's members, by id, after the one it
+    assigned last (wrapping around), who is available and owns fewer than the limit of open or
+    active conversations; None when nobody is."""
+    limit = roster.assign_limit
+    eligible = [
+        m
+        for m in roster.members
+        if m in available and (limit == 0 or roster.load.get(m, 0) < limit)
+    ]
+    later = [m for m in eligible if m > roster.last_assigned]
+    return next(iter(later or eligible), None)
+
+
+def round_robin(change: Change, roster: Roster | None, available: frozenset[int]) -> Change:
+    """``change`` with the owner its team's round robin gives the conversation it creates,
+    when the team auto-assigns and nobody owns it yet (an operator's proactive message makes
+    its author the owner). With nobody eligible it stays in the team's queue, unowned."""
+    if change.before is not None or change.after.operator_id is not None:
+        return change
+    if roster is None or not roster.auto_assign:
+        return change
+    owner = next_in_turn(roster, available)
+    if owner is None:
+        return change
+    return dataclasses.replace(change, after=dataclasses.replace(change.after, operator_id=owner))
 
 
 def _has_member(team: Team, online: set[int]) -> bool:
