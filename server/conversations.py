@@ -33,7 +33,7 @@ from server.render.operator_api import (
 )
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from server.visitor_context import VisitorContext, check_context, merged
-from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
+from storage.base import Decide, InboxQuery, OperatorPatch, RosterDecide, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
@@ -64,6 +64,11 @@ HISTORY_MAX = 200
 POLL_BATCH = 200
 # Conversations read at once when a deactivated operator's are handed on.
 OWNED_PAGE = 200
+# Waiting conversations a team's queue hands out at once when an operator becomes available
+# (issue 18); more than a team answers at once, and the next event hands out the rest.
+WAITING_PAGE = 50
+# The statuses that hold an operator's slot in a team's round robin.
+OWNED_OPEN: frozenset[Status] = frozenset({"open", "active"})
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
@@ -545,7 +550,9 @@ class ConversationEngine:
                 return _append(current, after, line, now)
             return Change(current, after)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        committed = await self._write(account_id, convo_id, decide)
+        await self._freed(committed)
+        return committed.conversation
 
     # -- bot platforms (issue 16, seed 004's Operator API) --
 
@@ -954,7 +961,9 @@ class ConversationEngine:
                               change.messages, payloads=change.payloads)  # fmt: skip
             return Change(current, after)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        committed = await self._write(account_id, convo_id, decide)
+        await self._freed(committed)
+        return committed.conversation
 
     async def set_typing(
         self,
@@ -1157,6 +1166,52 @@ class ConversationEngine:
             )
         await self._feed.committed(committed)
         return committed
+
+    async def assign_waiting(self, operator: Operator) -> int:
+        """Issue 18: ``operator`` can take conversations again (came online, back from away,
+        or finished one), so the queues of their teams that auto-assign hand out what waits
+        there, oldest first, in turn, while anybody is eligible. Returns how many went."""
+        assigned = 0
+        for team in await self._store.list_teams(operator.account_id):
+            if team.auto_assign and operator.id in team.member_ids:
+                assigned += await self._hand_out(operator.account_id, team)
+        return assigned
+
+    async def _hand_out(self, account_id: str, team: Team) -> int:
+        waiting = InboxQuery(
+            viewer=0,
+            every_team=True,
+            owner="unassigned",
+            team_id=team.id,
+            statuses=("open",),
+            limit=WAITING_PAGE,
+        )
+        assigned = 0
+        # The listing is newest first.
+        for queued in reversed(await self._store.list_conversations(account_id, waiting)):
+            available = await self._available(account_id, team, queued.site_id)
+            committed = await self._store.write_routed(
+                account_id, team.id, _take_turn(team.id, available), convo_id=queued.id
+            )
+            if not committed.events:
+                if committed.conversation.operator_id is None:
+                    break  # nobody is eligible now: the rest waits too
+                continue  # somebody claimed it meanwhile
+            await self._feed.committed(committed)
+            assigned += 1
+        return assigned
+
+    async def _freed(self, committed: Committed) -> None:
+        """After a change that may have freed its owner's slot (resolved, set waiting, handed
+        on), what waits in their teams' queues may go to somebody."""
+        before, after = committed.before, committed.conversation
+        if before is None or before.operator_id is None or before.status not in OWNED_OPEN:
+            return
+        if after.operator_id == before.operator_id and after.status in OWNED_OPEN:
+            return
+        owner = await self._store.get_operator(after.account_id, before.operator_id)
+        if owner is not None and owner.active:
+            await self.assign_waiting(owner)
 
     async def _auto_assigning(self, account_id: str, routed: Conversation | None) -> Team | None:
         if routed is None or routed.team_id is None:
@@ -1361,10 +1416,10 @@ def next_in_turn(roster: Roster, available: frozenset[int]) -> int | None:
 
 
 def round_robin(change: Change, roster: Roster | None, available: frozenset[int]) -> Change:
-    """``change`` with the owner its team's round robin gives the conversation it creates,
-    when the team auto-assigns and nobody owns it yet (an operator's proactive message makes
-    its author the owner). With nobody eligible it stays in the team's queue, unowned."""
-    if change.before is not None or change.after.operator_id is not None:
+    """``change`` with the owner its team's round robin gives the conversation, when the
+    team auto-assigns and nobody owns it yet (an operator's proactive message makes its author
+    the owner). With nobody eligible it stays in the team's queue, unowned."""
+    if change.after.operator_id is not None:
         return change
     if roster is None or not roster.auto_assign:
         return change
@@ -1372,6 +1427,22 @@ def round_robin(change: Change, roster: Roster | None, available: frozenset[int]
     if owner is None:
         return change
     return dataclasses.replace(change, after=dataclasses.replace(change.after, operator_id=owner))
+
+
+def _take_turn(team_id: int, available: frozenset[int]) -> RosterDecide:
+    """The decision that gives a conversation waiting in the team's queue its owner in turn;
+    none when it no longer waits there (claimed, moved or no longer open meanwhile)."""
+
+    def decide(current: Conversation | None, roster: Roster | None) -> Change | None:
+        current = _require(current)
+        if current.operator_id is not None or current.team_id != team_id:
+            return None
+        if current.status != "open":
+            return None
+        change = round_robin(Change(current, current), roster, available)
+        return None if change.after == current else announce(change)
+
+    return decide
 
 
 def _has_member(team: Team, online: set[int]) -> bool:

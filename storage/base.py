@@ -1046,13 +1046,15 @@ class Store(Protocol):
         team_id: int,
         decide: RosterDecide,
         *,
+        convo_id: str | None = None,
         client_msg_id: str | None = None,
     ) -> Committed:
-        """As ``write``, for a change that creates a conversation routed to ``team_id``:
-        ``decide`` also gets the team's Roster, read with the team's row locked to commit, so
-        concurrent writes, in any process, take their turns one after another. When the new
-        conversation's owner is one of the roster's members, the team's ``last_assigned``
-        becomes that operator in the same transaction."""
+        """As ``write``, for a conversation routed to ``team_id`` (a new one, or one waiting
+        in its queue): ``decide`` also gets the team's Roster, read with the team's row locked
+        (before the conversation's) to commit, so concurrent writes, in any process, take
+        their turns one after another. When the change gives the conversation an owner who is
+        one of the roster's members, the team's ``last_assigned`` becomes that operator in the
+        same transaction."""
 
     async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None: ...
 

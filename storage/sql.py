@@ -1627,20 +1627,23 @@ class SqlStore(_webhooks.WebhooksSql, abc.ABC):
         team_id: int,
         decide: RosterDecide,
         *,
+        convo_id: str | None = None,
         client_msg_id: str | None = None,
     ) -> Committed:
         async def op(conn: Conn) -> Committed:
-            # Taken first, before the account row every write takes last (see
-            # storage/postgres.py): the order that keeps writers from deadlocking.
+            # Taken first, before the conversation's row and the account row every write takes
+            # last (see storage/postgres.py): one order for every writer, so none deadlock.
             roster = await _roster(conn, self._dialect, account_id, team_id)
             committed = await self._commit_decision(
-                conn, account_id, None, lambda current: decide(current, roster), client_msg_id
+                conn, account_id, convo_id, lambda current: decide(current, roster), client_msg_id
             )
             owner = committed.conversation.operator_id
+            given = committed.before is None or committed.before.operator_id != owner
             if (
                 roster is not None
+                and committed.events
                 and not committed.duplicate
-                and committed.before is None
+                and given
                 and owner in roster.members
             ):
                 await conn.execute(

@@ -72,10 +72,11 @@ async def test_an_auto_assigning_team_gives_new_conversations_in_turn_within_the
     assert (await alex.row(waiting))["operator_id"] is None
     assert waiting in await alex.inbox(owner="unassigned")
 
-    # Alex finishes his: his slot is free, Ada's is not.
+    # Alex finishes his: his slot is free, and what waited in the queue is his now.
     (his,) = await alex.inbox(owner="mine")
     await alex.ok("POST", f"{OPERATOR}/close/{his}")
-    assert await _owner(tenant, site) == tenant.operator_id
+    assert (await alex.row(waiting))["operator_id"] == tenant.operator_id
+    assert await _owner(tenant, site) is None
 
 
 async def test_away_and_offline_operators_are_passed_over(tenant: Tenant) -> None:
@@ -94,6 +95,31 @@ async def test_away_and_offline_operators_are_passed_over(tenant: Tenant) -> Non
         tenant.operator_id,
         tenant.admin_id,
     ]
+
+
+async def test_waiting_conversations_go_out_when_an_operator_comes_in_or_frees_a_slot(
+    tenant: Tenant,
+) -> None:
+    _, site = await _routed_site(tenant, auto_assign=True, assign_limit=1)
+    older = await tenant.visitor_says("First", sourceApp="liveoperator", siteID=site)
+    newer = await tenant.visitor_says("Second", sourceApp="liveoperator", siteID=site)
+    alex = await operator_of(tenant)
+
+    # Alex opens the inbox: the oldest waiting conversation is his; his limit keeps the other.
+    await _online(alex, site)
+    assert await alex.inbox(owner="mine") == [older]
+    assert await alex.inbox(owner="unassigned") == [newer]
+    # He resolves it: the next one comes to him.
+    await alex.ok("POST", f"{OPERATOR}/close/{older}")
+    assert await alex.inbox(owner="mine", status="open") == [newer]
+
+    # Away, he gets nothing; back, he gets what waited (once his slot is free).
+    await alex.ok("POST", f"{OPERATOR}/conversation/{newer}/status", {"status": "waiting"})
+    await alex.ok("POST", f"{OPERATOR}/availability", {"away": True})
+    third = await tenant.visitor_says("Third", sourceApp="liveoperator", siteID=site)
+    assert (await alex.row(third))["operator_id"] is None
+    await alex.ok("POST", f"{OPERATOR}/availability", {"away": False})
+    assert (await alex.row(third))["operator_id"] == tenant.operator_id
 
 
 async def test_first_replier_claiming_stays_the_default(tenant: Tenant) -> None:

@@ -217,3 +217,30 @@ async def test_personal_canned_responses_belong_to_their_operator(store: Store) 
     await store.delete_operator(account, b)
     assert await store.get_canned(account, theirs.id) is None
     assert await store.list_canned(account) == [shared]
+
+
+async def test_a_waiting_conversation_takes_its_turn_and_an_unchanged_one_moves_nothing(
+    store: Store,
+) -> None:
+    account = await _account(store)
+    a, b = await _operators(store, account, 2)
+    team = await store.create_team(account, "Sales", [a, b], auto_assign=True)
+    waiting, _ = await _create(store, account, team.id, frozenset())
+    assert waiting.conversation.operator_id is None
+    seen: list[Roster | None] = []
+
+    def take(current: Conversation | None, roster: Roster | None) -> Change | None:
+        assert current is not None
+        seen.append(roster)
+        change = round_robin(Change(current, current), roster, frozenset({b}))
+        return None if change.after == current else announce(change)
+
+    taken = await store.write_routed(account, team.id, take, convo_id=waiting.conversation.id)
+    assert taken.conversation.operator_id == b and taken.before is not None
+    # Owned now: the same decision changes nothing, and the turn stays where it was.
+    again = await store.write_routed(account, team.id, take, convo_id=waiting.conversation.id)
+    assert again.events == () and again.conversation.operator_id == b
+    assert [r.last_assigned if r else None for r in seen] == [0, b]
+    assert (await _create(store, account, team.id, frozenset({a, b})))[
+        0
+    ].conversation.operator_id == a
