@@ -283,13 +283,11 @@ _INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
 _INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
 _INSERT_SITE = rows.insert_sql(rows.SITES)
 _INSERT_CANNED = rows.insert_sql(rows.CANNED)
-# The canned responses of one owner: $2 an operator's id, or _NO_OWNER for the account's.
-_CANNED_OF = (
-    f"SELECT {rows.select_list(rows.CANNED)} FROM canned"
-    " WHERE account_id = $1 AND COALESCE(operator_id, 0) = $2"
-)
 # Operator ids start at 1.
 _NO_OWNER = 0
+# The canned responses of one owner: $2 an operator's id, or _NO_OWNER for the account's.
+_OWNED_BY = f"account_id = $1 AND COALESCE(operator_id, {_NO_OWNER}) = $2"
+_CANNED_OF = f"SELECT {rows.select_list(rows.CANNED)} FROM canned WHERE {_OWNED_BY}"
 _INSERT_CHANNEL = rows.insert_sql(rows.CHANNELS)
 _INSERT_WIDGET_TOKEN = rows.insert_sql(rows.WIDGET_TOKENS)
 _INSERT_ASSISTANT = rows.insert_sql(rows.ASSISTANTS)
@@ -954,10 +952,7 @@ class SqlStore(_webhooks.WebhooksSql, abc.ABC):
     async def delete_canned(
         self, account_id: str, canned_id: int, owner: int | None = None
     ) -> bool:
-        sql = (
-            "DELETE FROM canned WHERE account_id = $1 AND COALESCE(operator_id, 0) = $2"
-            " AND id = $3 RETURNING id"
-        )
+        sql = f"DELETE FROM canned WHERE {_OWNED_BY} AND id = $3 RETURNING id"
         return await self._write(
             lambda conn: _exists(conn, sql, account_id, owner or _NO_OWNER, canned_id)
         )
