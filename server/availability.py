@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -49,11 +49,19 @@ class OperatorStatus:
     away: bool = False
 
 
+# Told when an operator can take conversations again (issue 18: their teams' queues hand out
+# what waits there, ConversationEngine.assign_waiting).
+OnAvailable = Callable[[Operator], Awaitable[object]]
+
+
 class Availability:
-    def __init__(self, presence: Presence, feed: EventFeed, store: Store) -> None:
+    def __init__(
+        self, presence: Presence, feed: EventFeed, store: Store, on_available: OnAvailable
+    ) -> None:
         self._presence = presence
         self._feed = feed
         self._store = store
+        self._on_available = on_available
         self.connected = ConnectedVisitors(presence)
 
     async def heartbeat(self, operator: Operator, site_ids: Sequence[int]) -> None:
@@ -64,6 +72,7 @@ class Availability:
         await self._require_sites(operator.account_id, site_ids)
         if await self._presence.operator_beat(operator.account_id, operator.id):
             await self._announce(operator, online=True)
+            await self._on_available(operator)
 
     async def status(self, operator: Operator, site_id: int | None) -> OperatorStatus:
         await self._require_sites(operator.account_id, [] if site_id is None else [site_id])
@@ -77,6 +86,8 @@ class Availability:
         await self._require_sites(operator.account_id, [site_id])
         await self._presence.set_away(operator.account_id, operator.id, site_id, not online)
         await self._announce(operator, online=online, site_id=site_id)
+        if online:
+            await self._on_available(operator)
 
     async def set_away(self, operator: Operator, away: bool) -> None:
         """The inbox's Online/Away switch: away from (or back on) every site of the account,
@@ -86,6 +97,8 @@ class Availability:
         # Still at their inbox: online, and ``away`` in the event says they take no chats.
         beating = operator.id in await self._presence.operators_online(operator.account_id)
         await self._announce(operator, online=beating)
+        if beating and not away:
+            await self._on_available(operator)
 
     async def online_visitors(self, account_id: str, site_id: int | None = None) -> list[Visitor]:
         """Visitors seen lately, newest first: those in a conversation, and widget sessions

@@ -263,8 +263,16 @@ def assistant(r: Row) -> Assistant:
 def canned(r: Row) -> CannedResponse:
     return CannedResponse(
         account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
-        message=r["message"],
+        message=r["message"], owner=r["operator_id"],
     )  # fmt: skip
+
+
+def canned_row(c: CannedResponse) -> dict[str, Any]:
+    """The owner is the ``operator_id`` column."""
+    return {
+        "account_id": c.account_id, "id": c.id, "name": c.name, "tag": c.tag,
+        "message": c.message, "operator_id": c.owner,
+    }  # fmt: skip
 
 
 # A channel's columns are named as its fields.

@@ -118,11 +118,21 @@ TEAMS: Resource[Directory] = Resource(
     singular="team",
     render=team_json,
     list=lambda d, acc: d.list_teams(acc),
+    # auto_assign and assign_limit: the team's round robin (issue 18).
     create=lambda d, acc, f: d.create_team(
-        acc, name=f.require("name"), member_ids=f.int_list("member_ids") or []
+        acc,
+        name=f.require("name"),
+        member_ids=f.int_list("member_ids") or [],
+        auto_assign=f.boolean("auto_assign") or False,
+        assign_limit=f.integer("assign_limit", minimum=0) or 0,
     ),
     update=lambda d, acc, i, f: d.update_team(
-        acc, i, name=f.text("name"), member_ids=f.int_list("member_ids")
+        acc,
+        i,
+        name=f.text("name"),
+        member_ids=f.int_list("member_ids"),
+        auto_assign=f.boolean("auto_assign"),
+        assign_limit=f.integer("assign_limit", minimum=0),
     ),
     delete=lambda d, acc, i: d.delete_team(acc, i),
     service=_directory,

@@ -119,11 +119,23 @@ def channel_json(c: Channel) -> dict[str, Any]:
 
 
 def team_json(t: Team) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "member_ids": list(t.member_ids)}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "member_ids": list(t.member_ids),
+        "auto_assign": t.auto_assign,
+        "assign_limit": t.assign_limit,
+    }
 
 
 def canned_json(c: CannedResponse) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "tag": c.tag, "message": c.message}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "tag": c.tag,
+        "message": c.message,
+        "personal": c.owner is not None,
+    }
 
 
 # Seed 003's `channel` tag for each source app, as the inbox colours them.

@@ -48,11 +48,26 @@ const webhookLines = (c) => (c.kind === "email"
   ? `Raw MIME: ${c.webhooks.mime}\nMailgun: ${c.webhooks.mailgun}`
   : `Messages: ${c.webhooks.sms}\nStatus: ${c.webhooks.status}`);
 
+/** A team's way of handing out new conversations. */
+const assignment = (t) => {
+  if (!t.auto_assign) return "First to reply";
+  return `Round robin${t.assign_limit ? `, up to ${t.assign_limit} each` : ""}`;
+};
+
+const cannedFields = [
+  { name: "name", label: "Name", required: true, maxlength: 100 },
+  { name: "tag", label: "Tag", maxlength: 50 },
+  { name: "message", label: "Message", required: true, multiline: true,
+    hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
+];
+
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
  * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
  * the inbox's context and resolves to what to tell the admin, or null). A field's ``create`` marks it required only when
  * creating (a password or a token kept when editing); its ``kinds`` shows it only for those
- * values of the form's ``kind`` field; an ``editHint`` may be a function of the item. */
+ * values of the form's ``kind`` field; an ``editHint`` may be a function of the item. A
+ * resource's ``path`` and ``list`` default to ``admin/{name}`` and its name; ``everyone``
+ * lets every operator change it, not only admins. */
 const RESOURCES = {
   operators: {
     title: "Operators",
@@ -84,11 +99,34 @@ const RESOURCES = {
     columns: [
       ["Name", (t) => t.name],
       ["Members", (t, ctx) => operatorNames(ctx, t.member_ids)],
+      ["Assignment", assignment],
     ],
     fields: (ctx) => [
       { name: "name", label: "Name", required: true, maxlength: 100 },
       { name: "member_ids", label: "Members", members: [...ctx.operators.values()] },
+      { name: "auto_assign", label: "New conversations", boolean: true,
+        options: [["false", "First operator to reply claims them"],
+          ["true", "Assign round robin to online members"]],
+        value: (t) => String(t.auto_assign) },
+      { name: "assign_limit", label: "Open conversations per operator (round robin)",
+        type: "number", number: true, min: 0, max: 1000, placeholder: "0",
+        hint: "Members who own this many open or active conversations are passed over; 0 for no limit." },
     ],
+  },
+  mine: {
+    title: "My responses",
+    one: "canned response",
+    // An operator's own (issue 18): only they see them, any operator may keep some.
+    path: "operator/canned",
+    list: "canned",
+    everyone: true,
+    note: "Only you see these; they are marked “Mine” where you pick a canned response.",
+    columns: [
+      ["Name", (c) => c.name],
+      ["Tag", (c) => c.tag],
+      ["Message", (c) => c.message],
+    ],
+    fields: () => cannedFields,
   },
   canned: {
     title: "Canned responses",
@@ -98,12 +136,7 @@ const RESOURCES = {
       ["Tag", (c) => c.tag],
       ["Message", (c) => c.message],
     ],
-    fields: () => [
-      { name: "name", label: "Name", required: true, maxlength: 100 },
-      { name: "tag", label: "Tag", maxlength: 50 },
-      { name: "message", label: "Message", required: true, multiline: true,
-        hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
-    ],
+    fields: () => cannedFields,
   },
   sites: {
     title: "Sites",
@@ -222,8 +255,9 @@ export async function showAdmin(ctx, name) {
   let items;
   try {
     // Cells name operators and teams from the directory: wait for its first load.
-    const [answer] = await Promise.all([api("GET", `admin/${resource}`), ctx.directory]);
-    items = answer[resource];
+    const spec = RESOURCES[resource];
+    const [answer] = await Promise.all([api("GET", pathOf(resource)), ctx.directory]);
+    items = answer[spec.list || resource];
   } catch (error) {
     body.replaceChildren(h("p", { class: "form-error", role: "alert" }, error.message));
     return;
@@ -232,10 +266,11 @@ export async function showAdmin(ctx, name) {
 }
 
 const nameOf = (spec, item) => (spec.name ? spec.name(item) : item.name);
+const pathOf = (resource) => RESOURCES[resource].path || `admin/${resource}`;
 
 function render(ctx, resource, items, editing = null) {
   const spec = RESOURCES[resource];
-  const admin = ctx.me.is_admin;
+  const admin = ctx.me.is_admin || spec.everyone;
   const rerun = async (message) => {
     await ctx.refreshDirectory();
     await showAdmin(ctx, resource);
@@ -244,7 +279,7 @@ function render(ctx, resource, items, editing = null) {
   const remove = async (item) => {
     if (!window.confirm(`Delete the ${spec.one} “${nameOf(spec, item)}”?`)) return;
     try {
-      await api("DELETE", `admin/${resource}/${item.id}`);
+      await api("DELETE", `${pathOf(resource)}/${item.id}`);
       await rerun(`Deleted “${nameOf(spec, item)}”.`);
     } catch (error) {
       say($("admin-status"), error.message);
@@ -280,6 +315,7 @@ function render(ctx, resource, items, editing = null) {
   );
   $("admin-body").replaceChildren(
     h("h2", { class: "admin__title" }, spec.title),
+    spec.note && h("p", { class: "admin__note" }, spec.note),
     table,
     h("p", { class: "admin__status", id: "admin-status", role: "status" }),
     admin
@@ -323,6 +359,7 @@ function form(ctx, resource, spec, editing, rerun) {
     const editHint = typeof f.editHint === "function" && editing ? f.editHint(editing) : f.editHint;
     const hint = (editing && editHint) || f.hint;
     const attrs = { class: "field__input", id, name: f.name, maxlength: f.maxlength,
+      min: f.min, max: f.max,
       placeholder: f.placeholder, required: f.required || (f.create && !editing),
       "aria-describedby": hint && `${id}-hint` };
     let input;
@@ -368,10 +405,10 @@ function form(ctx, resource, spec, editing, rerun) {
     const named = nameOf(spec, values);
     try {
       if (editing) {
-        await api("PATCH", `admin/${resource}/${editing.id}`, values);
+        await api("PATCH", `${pathOf(resource)}/${editing.id}`, values);
         await rerun(`Saved “${named}”.`);
       } else {
-        const answer = await api("POST", `admin/${resource}`, values);
+        const answer = await api("POST", pathOf(resource), values);
         await rerun(spec.created ? spec.created(answer) : `Added “${named}”.`);
       }
     } catch (failure) {
