@@ -910,6 +910,8 @@ class SqlStore(_webhooks.WebhooksSql, abc.ABC):
     async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
         async def op(conn: Conn) -> Site | None:
             values = patch_values(patch)
+            if patch.business_hours is not None:
+                values["business_hours"] = rows.hours_json(patch.business_hours)
             if values["team_id"] is not None:
                 await _require_team(conn, self._dialect, account_id, values["team_id"])
             if values["assistant_id"] is not None:
