@@ -45,9 +45,7 @@ async def times(store: Store, start: str, end: str, site_id: int | None = None) 
     return figures[1]
 
 
-async def test_only_open_hours_count_on_a_site_with_business_hours(
-    store: Store, shop: int
-) -> None:
+async def test_only_open_hours_count_on_a_site_with_business_hours(store: Store, shop: int) -> None:
     # A: asked Friday 18:00 (closed), answered Monday 09:30: 30 minutes; resolved Monday
     # 10:00: an hour.
     await put(
