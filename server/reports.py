@@ -155,10 +155,12 @@ class Reports:
             request = dataclasses.replace(request, operator_id=viewer.id)
         chosen = period(request)
         await self._check_ids(account_id, request)
-        query = chosen.query
         if kind == "response-times":
-            query = dataclasses.replace(query, hours=await self._hours(account_id, query))
-        return chosen, await run(account_id, query)
+            hours = await self._hours(account_id, chosen.query)
+            chosen = dataclasses.replace(
+                chosen, query=dataclasses.replace(chosen.query, hours=hours)
+            )
+        return chosen, await run(account_id, chosen.query)
 
     async def _hours(self, account_id: str, q: ReportQuery) -> tuple[SiteHours, ...]:
         """The business hours of the sites the report covers, with their zones' offsets

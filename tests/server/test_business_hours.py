@@ -192,3 +192,23 @@ def test_open_now_and_the_next_opening_in_the_sites_zone() -> None:
     assert next_opening(site, berlin(friday, "10:00")) is None
     always = shop()
     assert is_open(always, 0.0) and next_opening(always, 0.0) is None
+
+
+async def test_the_response_times_report_says_when_it_counted_business_hours(
+    tenant: Tenant,
+) -> None:
+    async def period(report: str) -> dict[str, Any]:
+        response = await tenant.client.get(
+            f"/api/v1/reports/{report}",
+            params={"from": "2026-11-16", "to": "2026-11-22"},
+            headers={"X-Api-Key": tenant.api_key},
+        )
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()["period"]
+        return found
+
+    assert (await period("response-times"))["business_hours"] is False
+    await patch_site(tenant, 1, {"business_hours": NINE_TO_FIVE})
+    assert (await period("response-times"))["business_hours"] is True
+    # Volumes have no durations.
+    assert (await period("volume"))["business_hours"] is False
