@@ -146,6 +146,8 @@ class Dialect:
     # Ends the SELECT of rows a worker is about to claim: rows another transaction is
     # claiming are passed over. Empty where one writer commits at a time.
     lock_skip_locked: str = ""
+    # Run first in a report's read transaction.
+    report_prelude: tuple[str, ...] = ()
 
 
 _SELECT_CONVO = (
@@ -1700,6 +1702,8 @@ class SqlStore(_webhooks.WebhooksSql, abc.ABC):
 
     async def _report(self, report: Report[T]) -> T:
         async def op(conn: Conn) -> T:
+            for statement in self._dialect.report_prelude:
+                await conn.execute(statement)
             # Aggregates, not records: their columns are read in the statement's order.
             return report.figures(
                 [
