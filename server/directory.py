@@ -11,10 +11,11 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from server import business_hours as hours
 from server.adapters.translate import check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key, verify_password
@@ -461,9 +462,14 @@ class Directory:
         assistant_id: int | None = None,
         allowed_origins: Sequence[str] | None = None,
         voice_number: str | None = None,
+        time_zone: str | None = None,
+        business_hours: Sequence[Mapping[str, Any]] | None = None,
+        away_message: str | None = None,
+        reply_time: str | None = None,
     ) -> Site:
         """``assistant_id`` 0 clears the default assistant; an empty ``logo_url`` or
-        ``voice_number`` clears it."""
+        ``voice_number`` clears it; an empty ``business_hours`` list makes the site always
+        open."""
         patch = SitePatch(
             name=_name(name, "name") if name is not None else None,
             color=_color(color) if color is not None else None,
@@ -477,6 +483,22 @@ class Directory:
                 json.dumps(_origins(allowed_origins)) if allowed_origins is not None else None
             ),
             voice_number=_voice_number(voice_number) if voice_number is not None else None,
+            time_zone=(
+                hours.time_zone(time_zone, "time_zone").key if time_zone is not None else None
+            ),
+            business_hours=(
+                hours.parse_hours(business_hours) if business_hours is not None else None
+            ),
+            away_message=(
+                hours.text_setting(away_message, "away_message", hours.AWAY_MESSAGE_MAX)
+                if away_message is not None
+                else None
+            ),
+            reply_time=(
+                hours.text_setting(reply_time, "reply_time", hours.REPLY_TIME_MAX)
+                if reply_time is not None
+                else None
+            ),
         )
         with _references_exist():
             site = await self._store.update_site(account_id, site_id, patch)

@@ -27,6 +27,7 @@ from storage.models import (
     MediaState,
     Message,
     MessageReplay,
+    OpenHours,
     Operator,
     OperatorCredentials,
     Roster,
@@ -157,6 +158,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
             " created:float ask_rating:bool"
             " widget_id:str logo_url:str assistant_id:int? allowed_origins:str voice_number:str"
+            " time_zone:str business_hours:str away_message:str reply_time:str"
         ),
         ("account_id", "id"),
     ),
@@ -417,6 +419,11 @@ class SitePatch:
     # A JSON list of origins, replaced whole.
     allowed_origins: str | None = None
     voice_number: str | None = None
+    time_zone: str | None = None
+    # Replaced whole; () makes the site always open.
+    business_hours: tuple[OpenHours, ...] | None = None
+    away_message: str | None = None
+    reply_time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +540,19 @@ class ReportQuery:
     site_id: int | None = None
     team_id: int | None = None
     operator_id: int | None = None
+    # The sites with business hours: their conversations' durations count open time only.
+    hours: tuple[SiteHours, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHours:
+    """A site's open hours for the reports: ``week`` lists its open intervals in seconds from
+    Monday 00:00 local time, ``offsets`` its zone's UTC offsets (as ReportQuery's) over the
+    instants the report's durations may start or end at."""
+
+    site_id: int
+    week: tuple[tuple[int, int], ...]
+    offsets: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)

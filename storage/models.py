@@ -130,6 +130,16 @@ class CannedResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenHours:
+    """One interval a site is open, on a weekday (0 is Monday) in the site's time zone, in
+    minutes from midnight: ``close`` is after ``open`` and at most 24:00."""
+
+    weekday: int
+    open: int
+    close: int
+
+
+@dataclass(frozen=True, slots=True)
 class Site:
     """One of an account's websites: how its widget looks, and which team its new
     conversations are routed to (None: every operator's queue)."""
@@ -151,6 +161,12 @@ class Site:
     assistant_id: int | None = None
     allowed_origins: tuple[str, ...] = ()
     voice_number: str = ""
+    # Issue 18: when the site's team answers, in its own zone (none: always open), what the
+    # widget says when nobody can, and when the visitor may expect a reply (free text).
+    time_zone: str = "UTC"
+    business_hours: tuple[OpenHours, ...] = ()
+    away_message: str = ""
+    reply_time: str = ""
 
 
 def new_widget_id() -> str:

@@ -149,6 +149,8 @@ class Dialect:
     # Ends the SELECT of rows a worker is about to claim: rows another transaction is
     # claiming are passed over. Empty where one writer commits at a time.
     lock_skip_locked: str = ""
+    # Run first in a report's read transaction.
+    report_prelude: tuple[str, ...] = ()
 
 
 _SELECT_CONVO = (
@@ -996,6 +998,8 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
         async def op(conn: Conn) -> Site | None:
             values = patch_values(patch)
+            if patch.business_hours is not None:
+                values["business_hours"] = rows.hours_json(patch.business_hours)
             if values["team_id"] is not None:
                 await _require_team(conn, self._dialect, account_id, values["team_id"])
             if values["assistant_id"] is not None:
@@ -1826,6 +1830,8 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
 
     async def _report(self, report: Report[T]) -> T:
         async def op(conn: Conn) -> T:
+            for statement in self._dialect.report_prelude:
+                await conn.execute(statement)
             # Aggregates, not records: their columns are read in the statement's order.
             return report.figures(
                 [

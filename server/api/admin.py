@@ -20,6 +20,7 @@ from starlette.routing import Route
 from server.api.wire import JSON, Fields, ok, path_id, path_identifier, read_fields
 from server.assistants import Assistants
 from server.auth import Principal
+from server.business_hours import INTERVALS_MAX, TIME_ZONE_MAX_CHARS
 from server.channels import Channels
 from server.directory import ORIGIN_MAX, ORIGINS_MAX, Directory
 from server.errors import Invalid, NotFound
@@ -182,6 +183,10 @@ SITES: Resource[Directory] = Resource(
         assistant_id=f.integer("assistant_id", minimum=NO_ASSISTANT),
         allowed_origins=f.text_list("allowed_origins", max_items=ORIGINS_MAX, max_chars=ORIGIN_MAX),
         voice_number=f.text("voice_number"),
+        time_zone=f.text("time_zone", max_chars=TIME_ZONE_MAX_CHARS),
+        business_hours=f.objects("business_hours", max_items=INTERVALS_MAX),
+        away_message=f.text("away_message"),
+        reply_time=f.text("reply_time"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
     service=_directory,

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from server.business_hours import hours_json
 from server.channels import (
     after_resolved,
     asks_rating,
@@ -70,6 +71,10 @@ def site_json(s: Site) -> dict[str, Any]:
         "assistant_id": s.assistant_id,
         "allowed_origins": list(s.allowed_origins),
         "voice_number": s.voice_number,
+        "time_zone": s.time_zone,
+        "business_hours": hours_json(s.business_hours),
+        "away_message": s.away_message,
+        "reply_time": s.reply_time,
     }
 
 

@@ -61,13 +61,25 @@ const cannedFields = [
     hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
 ];
 
+/** A site's business hours as the form shows them: one “mon 09:00-17:00” a line. */
+const hoursText = (hours) => hours.map((i) => `${i.day} ${i.open}-${i.close}`).join("\n");
+
+/** The form's lines as the API's intervals; a line of another shape goes as its day, for
+ * the server to name in its answer. */
+const parseHours = (text) => text.split("\n").map((line) => line.trim()).filter(Boolean)
+  .map((line) => {
+    const [, day, open, close] =
+      line.match(/^(\S+)\s+(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})$/) || [null, line, "", ""];
+    return { day: day.toLowerCase(), open: open.padStart(5, "0"), close: close.padStart(5, "0") };
+  });
+
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
  * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
  * the inbox's context and resolves to what to tell the admin, or null). A field's ``create`` marks it required only when
  * creating (a password or a token kept when editing); its ``kinds`` shows it only for those
- * values of the form's ``kind`` field; an ``editHint`` may be a function of the item. A
- * resource's ``path`` and ``list`` default to ``admin/{name}`` and its name; ``everyone``
- * lets every operator change it, not only admins. */
+ * values of the form's ``kind`` field; an ``editHint`` may be a function of the item; ``parse``
+ * turns the field's text into what is sent. A resource's ``path`` and ``list`` default to
+ * ``admin/{name}`` and its name; ``everyone`` lets every operator change it, not only admins. */
 const RESOURCES = {
   operators: {
     title: "Operators",
@@ -147,6 +159,9 @@ const RESOURCES = {
       ["Color", (s) => s.color],
       ["Position", (s) => s.position],
       ["Team", (s, ctx) => teamName(ctx, s.team_id)],
+      ["Hours", (s) => (s.business_hours.length
+        ? `${hoursText(s.business_hours).replaceAll("\n", ", ")} (${s.time_zone})`
+        : "Always open")],
     ],
     fields: (ctx) => [
       { name: "name", label: "Name", required: true, maxlength: 100 },
@@ -157,6 +172,17 @@ const RESOURCES = {
       { name: "team_id", label: "Team for new conversations", number: true,
         options: [["0", "None"], ...ctx.teams.map((t) => [String(t.id), t.name])],
         value: (s) => String(s.team_id || 0) },
+      // Business hours and the away message belong to an existing site: edited, not created.
+      { name: "time_zone", label: "Time zone", editOnly: true, maxlength: 64,
+        placeholder: "Europe/Berlin", hint: "The zone the business hours are in (IANA name)." },
+      { name: "business_hours", label: "Business hours", multiline: true, editOnly: true,
+        value: (s) => hoursText(s.business_hours), parse: parseHours,
+        hint: "One interval a line, like “mon 09:00-17:00”. Empty: always open." },
+      { name: "away_message", label: "Away message", multiline: true, editOnly: true,
+        maxlength: 500,
+        hint: "Shown in the widget when nobody is online or outside business hours." },
+      { name: "reply_time", label: "Expected reply time", editOnly: true, maxlength: 120,
+        placeholder: "within a few hours" },
     ],
   },
   channels: {
@@ -377,6 +403,7 @@ function form(ctx, resource, spec, editing, rerun) {
     // Another kind's field is hidden and left out of what is sent.
     inputs.set(f.name, () => {
       if (box.hidden) return "";
+      if (f.parse) return f.parse(input.value);
       return f.number ? Number(input.value) : f.boolean ? input.value === "true" : input.value;
     });
     if (f.kinds) kindFields.push([f, box, input]);
