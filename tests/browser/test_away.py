@@ -19,6 +19,7 @@ from .test_inbox import (
     DESKTOP,
     OPERATOR_EMAIL,
     OPERATOR_PASSWORD,
+    SCREENSHOTS,
     admin_operator,  # noqa: F401 (a fixture)
     listed,
     row,
@@ -79,6 +80,7 @@ async def test_with_nobody_online_the_widget_takes_an_email_and_the_operator_fin
     await away.get_by_label("Your email, so we can answer").fill(EMAIL)
     composer = chat.get_by_label("Message", exact=True)
     await composer.fill("Do you ship mugs to Norway?")
+    await visitor.page.screenshot(path=str(SCREENSHOTS / "widget-away.png"))
     await composer.press("Enter")
     await expect(chat.locator(".msg.is-sending")).to_have_count(0)
     await expect(chat.locator(".msg.is-failed")).to_have_count(0)
