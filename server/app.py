@@ -38,6 +38,7 @@ from server.api import (
     operations,
     operator_api,
     operator_panel,
+    people,
     reports,
     stream,
     tenant_ws,
@@ -129,9 +130,6 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             # Kept for tests, which wait for the background pushes with push.idle().
             app.state.push = push
             feed = EventFeed(hub, store, [push.committed] if push else [])
-            availability = Availability(presence, feed, store)
-            refresher = asyncio.create_task(availability.refresh_connected())
-            stack.callback(refresher.cancel)
             sealer = Sealer(settings.encryption_keys)
             channels = Channels(store, sealer)
             assistants = Assistants(store, sealer)
@@ -159,6 +157,9 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 max_message_chars=settings.max_message_chars,
                 translator=translator,
             )
+            availability = Availability(presence, feed, store, engine.assign_waiting)
+            refresher = asyncio.create_task(availability.refresh_connected())
+            stack.callback(refresher.cancel)
             files = FileStore(settings.data_dir / "uploads", max_bytes=MAX_ATTACHMENT_BYTES)
             email = EmailIngest(store, engine, settings.max_message_chars, images, files)
             if settings.imap_sources:
@@ -205,6 +206,7 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             *tenant_ws.routes,
             *auth.routes,
             *admin.routes,
+            *people.routes,
             *reports.routes,
             *webhooks_twilio.routes,
             *operator_api.routes,

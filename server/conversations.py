@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,9 +23,10 @@ from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server import sms_opt_outs
 from server.adapters.translate import TranslationFailed, Translator, check_language
+from server.channels import asks_rating
 from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.events import EventFeed, announced
+from server.events import EventFeed, announce, announced
 from server.render.operator_api import (
     addressed,
     closed_event,
@@ -33,7 +35,7 @@ from server.render.operator_api import (
 )
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from server.visitor_context import VisitorContext, check_context, merged
-from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
+from storage.base import Decide, InboxQuery, OperatorPatch, RosterDecide, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
@@ -49,6 +51,7 @@ from storage.models import (
     Identity,
     Message,
     Operator,
+    Roster,
     Sender,
     SourceApp,
     Status,
@@ -63,6 +66,11 @@ HISTORY_MAX = 200
 POLL_BATCH = 200
 # Conversations read at once when a deactivated operator's are handed on.
 OWNED_PAGE = 200
+# Waiting conversations a team's queue hands out at once when an operator becomes available
+# (issue 18); more than a team answers at once, and the next event hands out the rest.
+WAITING_PAGE = 50
+# The statuses that hold an operator's slot in a team's round robin.
+OWNED_OPEN: frozenset[Status] = frozenset({"open", "active"})
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
@@ -98,6 +106,17 @@ DEFAULT_LANG = "en"
 RATING_MIN, RATING_MAX = 1, 5
 # A sentence or two of feedback; longer is a letter, which belongs in a message.
 RATING_COMMENT_MAX_CHARS = 1000
+# What an SMS or email conversation's customer is sent when it is resolved and its channel
+# asks (issue 19); short enough for one SMS segment (160 GSM-7 characters).
+RATING_QUESTION = "How did we do? Reply with a number from 1 (poor) to 5 (great)."
+# What may surround the digit of a reply to it: "5!", " 4 ", "(3)", and the two marks that
+# make a digit the keycap emoji phones offer ("5\ufe0f\u20e3"). Other text makes it a message.
+_SCORE_MARKS = frozenset("\ufe0f\u20e3")
+# What mail and phone apps write under what the customer typed: RFC 3676's "-- " delimiter
+# (everything after it), and the apps' default one-line signatures. "5" above them is a score.
+_SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+# A whole line, no clause after it: "Sent from my phone, but…" is the customer talking.
+_APP_SIGNATURE = re.compile(r"^(sent from|get outlook for) [^,;:!?]{1,40}$", re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -301,9 +320,13 @@ class ConversationEngine:
         admit: Admit | None = None,
         attachments: tuple[Attachment, ...] = (),
         context: VisitorContext | None = None,
+        may_answer_rating: bool = False,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None. ``context``: where the chat window's visitor is as they write.
+        ``may_answer_rating``: the customer's SMS or email, which, when it is a lone score
+        answering the conversation's rating question, records the rating and leaves the
+        conversation resolved (see ``rating_answer``).
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
         A ``client_msg_id`` already stored is a retry only within what the caller holds (see
@@ -330,13 +353,16 @@ class ConversationEngine:
             if operator is None:
                 raise Invalid("canned_requires_operator", "canned responses are sent by operators")
             canned = await self._store.get_canned(account_id, canned_id)
-            if canned is None:
+            # Another operator's personal response is as absent as one never written.
+            if canned is None or canned.owner not in (None, operator.id):
                 raise NotFound("canned_not_found", f"no canned response {canned_id}")
             template = canned.message
         elif not text.strip() and image_url is None:
             raise Invalid("empty_message", "message is empty")
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
+        if sender == "operator" and convo_id:
+            await self._refuse_opted_out(account_id, convo_id)
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
         proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
@@ -377,9 +403,13 @@ class ConversationEngine:
                 translation_lang=translation[1] if translation else None,
                 attachments=attachments,
             )  # fmt: skip
-            return _with_contact(_append(before, current, draft, self._clock()), proven)
+            change = _append(before, current, draft, self._clock())
+            score = rating_answer(current, text) if may_answer_rating else None
+            if score is not None:
+                change = _rated_by_answer(change, score)
+            return _with_contact(change, proven)
 
-        committed = await self._write(account_id, convo_id, decide, client_msg_id)
+        committed = await self._write(account_id, convo_id, decide, client_msg_id, routed=new)
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
         ):
@@ -390,6 +420,18 @@ class ConversationEngine:
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
         return committed
+
+    async def _refuse_opted_out(self, account_id: str, convo_id: str) -> None:
+        """Refused before anything is written: a reply the worker would only fail to send
+        (a customer who texted STOP) is an error the caller sees now, on every API."""
+        current = await self._conversation(account_id, convo_id)
+        if current.channel_id is not None and await sms_opt_outs.opted_out(
+            self._store, account_id, current.channel_id, current.user_info.phone
+        ):
+            raise Conflict(
+                "sms_opted_out",
+                "the customer texted STOP: nothing can be sent to this phone until they text START",
+            )
 
     async def note(self, account_id: str, convo_id: str, operator_id: int, text: str) -> Committed:
         """A private note: shown to operators with its author, never to the visitor."""
@@ -452,7 +494,7 @@ class ConversationEngine:
                 return _append(None, new, Draft("system", None, text), self._clock())
             return _append(current, current, Draft("system", None, text), self._clock())
 
-        return await self._write(account_id, convo_id, decide)
+        return await self._write(account_id, convo_id, decide, routed=new)
 
     async def qualify(self, account_id: str, convo_id: str) -> Conversation:
         """An operator marks the conversation a qualified lead; marking it again changes
@@ -543,7 +585,9 @@ class ConversationEngine:
                 return _append(current, after, line, now)
             return Change(current, after)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        committed = await self._write(account_id, convo_id, decide)
+        await self._freed(committed)
+        return committed.conversation
 
     # -- bot platforms (issue 16, seed 004's Operator API) --
 
@@ -585,7 +629,8 @@ class ConversationEngine:
             after = dataclasses.replace(base, control=control)
             return _with_contact(Change(before, after, tuple(messages)), proven)
 
-        return await self._write(account_id, found.id if found else None, decide)
+        routed = dataclasses.replace(new, team_id=team.id) if new else None
+        return await self._write(account_id, found.id if found else None, decide, routed=routed)
 
     async def close_by_customer(
         self, account_id: str, channel_id: int, user_id: str, text: str
@@ -788,6 +833,18 @@ class ConversationEngine:
         current = await self._conversation(account_id, convo_id)
         return _rating_refusal(current, await self._site_asks(account_id, current)) is None
 
+    async def _channel_asks(self, account_id: str, conversation: Conversation) -> bool:
+        """Whether resolving ``conversation`` sends its customer the rating question: its SMS
+        or email channel asks, and (SMS) the phone has not opted out of the channel's texts."""
+        if conversation.channel_id is None or conversation.source_app not in OUTBOUND_CHANNELS:
+            return False
+        channel = await self._store.get_channel(account_id, conversation.channel_id)
+        if channel is None or not asks_rating(channel):
+            return False
+        return channel.kind != "sms" or not await sms_opt_outs.opted_out(
+            self._store, account_id, channel.id, conversation.user_info.phone
+        )
+
     async def _site_asks(self, account_id: str, conversation: Conversation) -> bool:
         site = await self._store.get_site(account_id, conversation.site_id)
         # A deleted site's conversations keep the default: ask.
@@ -929,9 +986,12 @@ class ConversationEngine:
         new_status: Status = status
         now = self._clock()
         closer = by
-        if closer is None and new_status == "resolved":
+        asks = False
+        if new_status == "resolved":
             current = await self._conversation(account_id, convo_id)
-            closer = await self._operator_or_none(account_id, current.operator_id)
+            if closer is None:
+                closer = await self._operator_or_none(account_id, current.operator_id)
+            asks = await self._channel_asks(account_id, current)
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
@@ -943,15 +1003,26 @@ class ConversationEngine:
                 current, status=new_status, resolved_at=resolved_at, last_activity=now,
                 control=control,
             )  # fmt: skip
+            line: Draft | None = None
             if new_status == "resolved" and current.bot_user_id is not None:
                 who = f" by {closer.name}" if closer is not None else ""
                 line = Draft("system", closer, f"Closed{who}", platform=closed_event(closer))
-                change = _append(current, current, line, now)
-                return Change(current, dataclasses.replace(change.after, **_closing(after)),
-                              change.messages, payloads=change.payloads)  # fmt: skip
-            return Change(current, after)
+            elif asks:
+                # The question leaves through the channel like a reply (server/outbound.py).
+                line = Draft("system", None, RATING_QUESTION)
+                after = dataclasses.replace(after, rating_asked_resolved_at=resolved_at)
+            if line is None:
+                return Change(current, after)
+            change = _append(current, current, line, now)
+            closed = dataclasses.replace(
+                change.after, **_closing(after),
+                rating_asked_resolved_at=after.rating_asked_resolved_at,
+            )  # fmt: skip
+            return Change(current, closed, change.messages, payloads=change.payloads)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        committed = await self._write(account_id, convo_id, decide)
+        await self._freed(committed)
+        return committed.conversation
 
     async def set_typing(
         self,
@@ -1130,14 +1201,97 @@ class ConversationEngine:
         convo_id: str | None,
         decide: Decide,
         client_msg_id: str | None = None,
+        *,
+        routed: Conversation | None = None,
     ) -> Committed:
         """The one place a change is committed with the events it produces (server/events.py
-        decides and renders them), and announced only once it is."""
-        committed = await self._store.write(
-            account_id, convo_id, announced(decide), client_msg_id=client_msg_id
-        )
+        decides and renders them), and announced only once it is. ``routed``: the conversation
+        the change creates, as routed (its team and site), when it creates one; a team that
+        auto-assigns gives it an owner in the same decision (issue 18)."""
+        team = await self._auto_assigning(account_id, routed)
+        if team is None or routed is None:
+            committed = await self._store.write(
+                account_id, convo_id, announced(decide), client_msg_id=client_msg_id
+            )
+        else:
+            available = await self._available(account_id, team, routed.site_id)
+
+            def assign(current: Conversation | None, roster: Roster | None) -> Change | None:
+                change = decide(current)
+                return None if change is None else announce(round_robin(change, roster, available))
+
+            committed = await self._store.write_routed(
+                account_id, team.id, assign, client_msg_id=client_msg_id
+            )
         await self._feed.committed(committed)
         return committed
+
+    async def assign_waiting(self, operator: Operator) -> int:
+        """Issue 18: ``operator`` can take conversations again (came online, back from away,
+        or finished one), so the queues of their teams that auto-assign hand out what waits
+        there, oldest first, in turn, while anybody is eligible. Returns how many went."""
+        assigned = 0
+        for team in await self._store.list_teams(operator.account_id):
+            if team.auto_assign and operator.id in team.member_ids:
+                assigned += await self._hand_out(operator.account_id, team)
+        return assigned
+
+    async def _hand_out(self, account_id: str, team: Team) -> int:
+        waiting = InboxQuery(
+            viewer=0,
+            every_team=True,
+            owner="unassigned",
+            team_id=team.id,
+            statuses=("open",),
+            limit=WAITING_PAGE,
+        )
+        assigned = 0
+        # The listing is newest first.
+        for queued in reversed(await self._store.list_conversations(account_id, waiting)):
+            available = await self._available(account_id, team, queued.site_id)
+            committed = await self._store.write_routed(
+                account_id, team.id, _take_turn(team.id, available), convo_id=queued.id
+            )
+            if not committed.events:
+                if committed.conversation.operator_id is None:
+                    break  # nobody is eligible now: the rest waits too
+                continue  # somebody claimed it meanwhile
+            await self._feed.committed(committed)
+            assigned += 1
+        return assigned
+
+    async def _freed(self, committed: Committed) -> None:
+        """After a change that may have freed its owner's slot (resolved, set waiting, handed
+        on), what waits in their teams' queues may go to somebody."""
+        before, after = committed.before, committed.conversation
+        if before is None or before.operator_id is None or before.status not in OWNED_OPEN:
+            return
+        if after.operator_id == before.operator_id and after.status in OWNED_OPEN:
+            return
+        owner = await self._store.get_operator(after.account_id, before.operator_id)
+        if owner is not None and owner.active:
+            await self.assign_waiting(owner)
+
+    async def _auto_assigning(self, account_id: str, routed: Conversation | None) -> Team | None:
+        if routed is None or routed.team_id is None:
+            return None
+        for team in await self._store.list_teams(account_id):
+            if team.id == routed.team_id:
+                return team if team.auto_assign else None
+        return None
+
+    async def _available(self, account_id: str, team: Team, site_id: int) -> frozenset[int]:
+        """The team's members who take conversations of the site now: their inbox is open
+        (presence) and they are not away from the site (the Online/Away switch)."""
+        online = await self._presence.operators_online(account_id)
+        return frozenset(
+            [
+                member
+                for member in team.member_ids
+                if member in online
+                and site_id not in await self._presence.away_sites(account_id, member)
+            ]
+        )
 
     def _check_length(self, text: str) -> None:
         check_body(text, self._max_chars)
@@ -1182,6 +1336,73 @@ def _rating_refusal(current: Conversation, site_asks: bool) -> Conflict | None:
     if current.rated_resolved_at == current.resolved_at:
         return Conflict("already_rated", "this resolution has been rated already")
     return None
+
+
+def rating_answer(current: Conversation, text: str) -> int | None:
+    """The score a customer's SMS or email gives: a lone digit from RATING_MIN to RATING_MAX
+    (see ``reply_score``), while ``current`` is resolved and the rating question of this
+    resolution went out and is unanswered. None: the text is a message like any other, so a
+    second digit after the rating, or one to a conversation never asked, reopens it."""
+    if (
+        current.status != "resolved"
+        or current.rating_asked_resolved_at is None
+        or current.rating_asked_resolved_at != current.resolved_at
+        or current.rated_resolved_at == current.resolved_at
+    ):
+        return None
+    return reply_score(text)
+
+
+def reply_score(text: str) -> int | None:
+    """The digit a reply to the rating question is, or None. NFKC makes the digits phones
+    type in other widths or shapes ASCII (U+FF15 fullwidth five, U+2464 circled five);
+    digits of other scripts (U+0665 Arabic-Indic five) stay text, as the chat window's
+    ``rate`` refuses them. Around the digit only punctuation, spaces and the keycap emoji's
+    marks may stand."""
+    kept = [
+        c
+        for c in unicodedata.normalize("NFKC", _without_signature(text))
+        if not (c.isspace() or c in _SCORE_MARKS or _around_score(unicodedata.category(c)))
+    ]
+    if len(kept) != 1 or not ("0" <= kept[0] <= "9"):
+        return None
+    score = int(kept[0])
+    return score if RATING_MIN <= score <= RATING_MAX else None
+
+
+def _without_signature(text: str) -> str:
+    typed: list[str] = []
+    for line in text.splitlines():
+        if _SIGNATURE_DELIMITER.match(line):
+            break
+        if not _APP_SIGNATURE.match(line.strip()):
+            typed.append(line)
+    return "\n".join(typed)
+
+
+def _around_score(category: str) -> bool:
+    """Whether a character of this Unicode category may stand around a score: separators and
+    punctuation, but not a dash, which makes "-1" a number rather than a one."""
+    return category[0] == "Z" or (category[0] == "P" and category != "Pd")
+
+
+def _rated_by_answer(change: Change, score: int) -> Change:
+    """``change`` (the customer's answer appended) recording ``score`` as the rating of the
+    resolution asked about: unlike other messages, the answer leaves the conversation
+    resolved, with the owner and the unread count it had."""
+    before = change.before
+    assert before is not None
+    after = dataclasses.replace(
+        change.after,
+        status=before.status,
+        resolved_at=before.resolved_at,
+        control=before.control,
+        unread=before.unread,
+        rating=score,
+        rating_comment="",
+        rated_resolved_at=before.resolved_at,
+    )
+    return dataclasses.replace(change, after=after)
 
 
 def rating_score(value: str) -> int:
@@ -1304,6 +1525,50 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         **firsts,
     )
     return Change(before, after, (message,), payloads=payloads)
+
+
+def next_in_turn(roster: Roster, available: frozenset[int]) -> int | None:
+    """The round robin (issue 18): the first of the roster's members, by id, after the one it
+    assigned last (wrapping around), who is available and owns fewer than the limit of open or
+    active conversations; None when nobody is."""
+    limit = roster.assign_limit
+    eligible = [
+        m
+        for m in roster.members
+        if m in available and (limit == 0 or roster.load.get(m, 0) < limit)
+    ]
+    later = [m for m in eligible if m > roster.last_assigned]
+    return next(iter(later or eligible), None)
+
+
+def round_robin(change: Change, roster: Roster | None, available: frozenset[int]) -> Change:
+    """``change`` with the owner its team's round robin gives the conversation, when the
+    team auto-assigns and nobody owns it yet (an operator's proactive message makes its author
+    the owner). With nobody eligible it stays in the team's queue, unowned."""
+    if change.after.operator_id is not None:
+        return change
+    if roster is None or not roster.auto_assign:
+        return change
+    owner = next_in_turn(roster, available)
+    if owner is None:
+        return change
+    return dataclasses.replace(change, after=dataclasses.replace(change.after, operator_id=owner))
+
+
+def _take_turn(team_id: int, available: frozenset[int]) -> RosterDecide:
+    """The decision that gives a conversation waiting in the team's queue its owner in turn;
+    none when it no longer waits there (claimed, moved or no longer open meanwhile)."""
+
+    def decide(current: Conversation | None, roster: Roster | None) -> Change | None:
+        current = _require(current)
+        if current.operator_id is not None or current.team_id != team_id:
+            return None
+        if current.status != "open":
+            return None
+        change = round_robin(Change(current, current), roster, available)
+        return None if change.after == current else announce(change)
+
+    return decide
 
 
 def _has_member(team: Team, online: set[int]) -> bool:

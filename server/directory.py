@@ -10,13 +10,15 @@ import contextlib
 import json
 import re
 import secrets
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from server import business_hours as hours
 from server.adapters.translate import check_language
-from server.errors import Conflict, Invalid, NotFound
-from server.security import hash_api_key, hash_password, new_api_key
+from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.security import hash_api_key, hash_password, new_api_key, verify_password
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import (
     CannedPatch,
@@ -33,6 +35,7 @@ from storage.models import (
     WIDGET_POSITIONS,
     Account,
     CannedResponse,
+    Invite,
     Operator,
     Site,
     Team,
@@ -47,6 +50,11 @@ PASSWORD_MAX = 256
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
+# An invitation's link works for a week: long enough to be read after a weekend, short
+# enough that a link forwarded by mistake is soon worth nothing.
+INVITE_TTL_S = 7 * 24 * 3600
+# 256 random bits, so the link is unguessable and a plain SHA-256 of it can be stored.
+INVITE_TOKEN_BYTES = 32
 # A widget greeting is a line or two shown above the chat, not a message.
 GREETING_MAX = 300
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -61,6 +69,10 @@ ORIGINS_MAX = 20
 ORIGIN_MAX = 200
 # E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+# The most open or active conversations a team's round robin may give one operator (issue
+# 18): nobody answers more at once; 0 means no limit.
+ASSIGN_LIMIT_MAX = 1000
 
 T = TypeVar("T")
 
@@ -92,6 +104,12 @@ def _avatar_url(value: str) -> str:
             "invalid_field",
             f"avatar_url must be an http(s) URL of {AVATAR_URL_MAX} characters at most",
         )
+    return value
+
+
+def _assign_limit(value: int) -> int:
+    if not 0 <= value <= ASSIGN_LIMIT_MAX:
+        raise Invalid("invalid_field", f"assign_limit must be 0 (no limit) to {ASSIGN_LIMIT_MAX}")
     return value
 
 
@@ -198,6 +216,37 @@ class Directory:
             await self._store.revoke_tokens(account_id, operator_id)
         return found
 
+    async def update_profile(
+        self,
+        operator: Operator,
+        *,
+        name: str | None = None,
+        avatar_url: str | None = None,
+        lang: str | None = None,
+        password: str | None = None,
+        current_password: str | None = None,
+    ) -> Operator:
+        """What an operator may change of themselves. A new password needs the current one:
+        a session left open on a shared screen must not be enough to take the login."""
+        if password is not None:
+            _password(password)
+            if current_password is None:
+                raise Invalid("current_password_required", "give current_password to change it")
+            found = await self._store.get_credentials(operator.email, operator.account_id, limit=1)
+            matches = bool(found) and await asyncio.to_thread(
+                verify_password, current_password, found[0].password_hash
+            )
+            if not matches:
+                raise Forbidden("wrong_password", "the current password is not right")
+        return await self.update_operator(
+            operator.account_id,
+            operator.id,
+            name=name,
+            password=password,
+            lang=lang,
+            avatar_url=avatar_url,
+        )
+
     async def delete_operator(self, account_id: str, operator_id: int) -> None:
         for blocked in (False, True):
             owned = owned_unresolved(operator_id, blocked=blocked, limit=1)
@@ -210,15 +259,90 @@ class Directory:
         deleted = await self._store.delete_operator(account_id, operator_id)
         _found(deleted or None, "operator_not_found", f"no operator {operator_id}")
 
+    # invitations (issue 18)
+
+    async def invite(
+        self,
+        account_id: str,
+        invited_by: int | None,
+        *,
+        email: str,
+        name: str,
+        is_admin: bool,
+        team_ids: Sequence[int],
+    ) -> tuple[Invite, str]:
+        """The invitation and its token, which is in this answer only (stored hashed)."""
+        token = secrets.token_urlsafe(INVITE_TOKEN_BYTES)
+        try:
+            invite = await self._store.create_invite(
+                account_id,
+                hash_api_key(token),
+                email=_email(email),
+                name=_name(name, "name"),
+                is_admin=is_admin,
+                team_ids=team_ids,
+                invited_by=invited_by,
+                expires=time.time() + INVITE_TTL_S,
+            )
+        except DuplicateEmail:
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
+        except UnknownReference:
+            raise NotFound("team_not_found", "no such team in this account") from None
+        return invite, token
+
+    async def list_invites(self, account_id: str) -> list[Invite]:
+        return await self._store.list_invites(account_id)
+
+    async def revoke_invite(self, account_id: str, invite_id: int) -> None:
+        deleted = await self._store.delete_invite(account_id, invite_id)
+        _found(deleted or None, "invite_not_found", f"no pending invitation {invite_id}")
+
+    async def open_invite(self, token: str) -> tuple[Invite, Account]:
+        """The invitation a link names, while it may still be used, with its account."""
+        invite = _usable(await self._store.invite_by_hash(hash_api_key(token)))
+        return invite, await self.get_account(invite.account_id)
+
+    async def accept_invite(self, token: str, password: str) -> Operator:
+        """The invitation's operator, created with the password the invitee chose."""
+        password_hash = await asyncio.to_thread(hash_password, _password(password))
+        token_hash = hash_api_key(token)
+        try:
+            accepted = await self._store.accept_invite(token_hash, password_hash, time.time())
+        except DuplicateEmail:
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
+        if accepted is None:
+            # Why it cannot be used: read again to say which.
+            _usable(await self._store.invite_by_hash(token_hash))
+            raise Conflict("invite_used", "this invitation has already been used")
+        return accepted[1]
+
     # teams
 
     async def list_teams(self, account_id: str) -> list[Team]:
         return await self._store.list_teams(account_id)
 
-    async def create_team(self, account_id: str, *, name: str, member_ids: Sequence[int]) -> Team:
+    async def create_team(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        member_ids: Sequence[int],
+        auto_assign: bool = False,
+        assign_limit: int = 0,
+    ) -> Team:
         await self._check_members(account_id, member_ids)
         with _members_exist():
-            return await self._store.create_team(account_id, _name(name, "name"), member_ids)
+            return await self._store.create_team(
+                account_id,
+                _name(name, "name"),
+                member_ids,
+                auto_assign=auto_assign,
+                assign_limit=_assign_limit(assign_limit),
+            )
 
     async def update_team(
         self,
@@ -227,12 +351,16 @@ class Directory:
         *,
         name: str | None = None,
         member_ids: Sequence[int] | None = None,
+        auto_assign: bool | None = None,
+        assign_limit: int | None = None,
     ) -> Team:
         if member_ids is not None:
             await self._check_members(account_id, member_ids)
         patch = TeamPatch(
             name=_name(name, "name") if name is not None else None,
             member_ids=tuple(member_ids) if member_ids is not None else None,
+            auto_assign=auto_assign,
+            assign_limit=_assign_limit(assign_limit) if assign_limit is not None else None,
         )
         with _members_exist():
             team = await self._store.update_team(account_id, team_id, patch)
@@ -250,15 +378,21 @@ class Directory:
 
     # canned responses
 
-    async def list_canned(self, account_id: str) -> list[CannedResponse]:
-        return await self._store.list_canned(account_id)
+    # canned responses: the account's, or with ``owner`` that operator's personal ones (issue
+    # 18), which nobody else sees or changes
+
+    async def list_canned(self, account_id: str, owner: int | None = None) -> list[CannedResponse]:
+        return await self._store.list_canned(account_id, owner)
 
     async def create_canned(
-        self, account_id: str, *, name: str, tag: str, message: str
+        self, account_id: str, *, name: str, tag: str, message: str, owner: int | None = None
     ) -> CannedResponse:
-        return await self._store.create_canned(
-            account_id, _name(name, "name"), self._tag(tag), self._message(message)
-        )
+        try:
+            return await self._store.create_canned(
+                account_id, _name(name, "name"), self._tag(tag), self._message(message), owner
+            )
+        except UnknownReference:
+            raise NotFound("operator_not_found", f"no operator {owner}") from None
 
     async def update_canned(
         self,
@@ -268,17 +402,20 @@ class Directory:
         name: str | None = None,
         tag: str | None = None,
         message: str | None = None,
+        owner: int | None = None,
     ) -> CannedResponse:
         patch = CannedPatch(
             name=_name(name, "name") if name is not None else None,
             tag=self._tag(tag) if tag is not None else None,
             message=self._message(message) if message is not None else None,
         )
-        canned = await self._store.update_canned(account_id, canned_id, patch)
+        canned = await self._store.update_canned(account_id, canned_id, patch, owner)
         return _found(canned, "canned_not_found", f"no canned response {canned_id}")
 
-    async def delete_canned(self, account_id: str, canned_id: int) -> None:
-        deleted = await self._store.delete_canned(account_id, canned_id)
+    async def delete_canned(
+        self, account_id: str, canned_id: int, owner: int | None = None
+    ) -> None:
+        deleted = await self._store.delete_canned(account_id, canned_id, owner)
         _found(deleted or None, "canned_not_found", f"no canned response {canned_id}")
 
     # sites
@@ -325,9 +462,14 @@ class Directory:
         assistant_id: int | None = None,
         allowed_origins: Sequence[str] | None = None,
         voice_number: str | None = None,
+        time_zone: str | None = None,
+        business_hours: Sequence[Mapping[str, Any]] | None = None,
+        away_message: str | None = None,
+        reply_time: str | None = None,
     ) -> Site:
         """``assistant_id`` 0 clears the default assistant; an empty ``logo_url`` or
-        ``voice_number`` clears it."""
+        ``voice_number`` clears it; an empty ``business_hours`` list makes the site always
+        open."""
         patch = SitePatch(
             name=_name(name, "name") if name is not None else None,
             color=_color(color) if color is not None else None,
@@ -341,6 +483,22 @@ class Directory:
                 json.dumps(_origins(allowed_origins)) if allowed_origins is not None else None
             ),
             voice_number=_voice_number(voice_number) if voice_number is not None else None,
+            time_zone=(
+                hours.time_zone(time_zone, "time_zone").key if time_zone is not None else None
+            ),
+            business_hours=(
+                hours.parse_hours(business_hours) if business_hours is not None else None
+            ),
+            away_message=(
+                hours.text_setting(away_message, "away_message", hours.AWAY_MESSAGE_MAX)
+                if away_message is not None
+                else None
+            ),
+            reply_time=(
+                hours.text_setting(reply_time, "reply_time", hours.REPLY_TIME_MAX)
+                if reply_time is not None
+                else None
+            ),
         )
         with _references_exist():
             site = await self._store.update_site(account_id, site_id, patch)
@@ -366,6 +524,16 @@ class Directory:
             raise Invalid("invalid_field", "message must not be empty")
         check_body(message, self._max_message_chars)
         return message
+
+
+def _usable(invite: Invite | None) -> Invite:
+    if invite is None:
+        raise NotFound("invite_not_found", "this invitation link is not valid or was revoked")
+    if invite.used_at is not None:
+        raise Conflict("invite_used", "this invitation has already been used: sign in instead")
+    if invite.expires <= time.time():
+        raise Conflict("invite_expired", "this invitation has expired: ask an admin for a new one")
+    return invite
 
 
 def _color(value: str) -> str:

@@ -23,11 +23,14 @@ from storage.models import (
     Event,
     EventDetail,
     ImapCursor,
+    Invite,
     MediaState,
     Message,
     MessageReplay,
+    OpenHours,
     Operator,
     OperatorCredentials,
+    Roster,
     Site,
     SmsMedia,
     SourceApp,
@@ -44,6 +47,9 @@ from storage.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookJo
 # exist yet or was not asked for). It returns the change to commit, None to write nothing, or
 # raises to abort with nothing written.
 Decide = Callable[[Conversation | None], Change | None]
+# The same, for a conversation a team's round robin may assign: it also gets the team's
+# Roster as the write locked it (None when the team no longer exists).
+RosterDecide = Callable[[Conversation | None, Roster | None], Change | None]
 
 
 class StoreError(Exception):
@@ -129,7 +135,13 @@ TABLES: tuple[Table, ...] = (
         ),
         ("account_id", "id"),
     ),
-    Table("teams", _columns("account_id:str id:int name:str"), ("account_id", "id")),
+    Table(
+        "teams",
+        _columns(
+            "account_id:str id:int name:str auto_assign:bool assign_limit:int last_assigned:int"
+        ),
+        ("account_id", "id"),
+    ),
     Table(
         "team_members",
         _columns("account_id:str team_id:int operator_id:int"),
@@ -137,7 +149,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "canned",
-        _columns("account_id:str id:int name:str tag:str message:str"),
+        _columns("account_id:str id:int name:str tag:str message:str operator_id:int?"),
         ("account_id", "id"),
     ),
     Table(
@@ -146,6 +158,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
             " created:float ask_rating:bool"
             " widget_id:str logo_url:str assistant_id:int? allowed_origins:str voice_number:str"
+            " time_zone:str business_hours:str away_message:str reply_time:str"
         ),
         ("account_id", "id"),
     ),
@@ -220,6 +233,7 @@ TABLES: tuple[Table, ...] = (
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
             " qualified_at:float?"
             " visitor_context:str"
+            " rating_asked_resolved_at:float?"
         ),
         ("id",),
     ),
@@ -317,6 +331,15 @@ TABLES: tuple[Table, ...] = (
         _columns("delivery_id:str attempt:int account_id:str at:float status_code:int? error:str?"),
         ("delivery_id", "attempt"),
     ),
+    # Invitations of teammates (issue 18, storage/invites_sql.py).
+    Table(
+        "invites",
+        _columns(
+            "account_id:str id:int token_hash:str email:str name:str is_admin:bool team_ids:str"
+            " invited_by:int? created:float expires:float used_at:float? operator_id:int?"
+        ),
+        ("account_id", "id"),
+    ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
 # Rows per round trip when exporting or importing: large enough to amortise the round trip,
@@ -370,6 +393,8 @@ class OperatorPatch:
 class TeamPatch:
     name: str | None = None
     member_ids: tuple[int, ...] | None = None
+    auto_assign: bool | None = None
+    assign_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +419,11 @@ class SitePatch:
     # A JSON list of origins, replaced whole.
     allowed_origins: str | None = None
     voice_number: str | None = None
+    time_zone: str | None = None
+    # Replaced whole; () makes the site always open.
+    business_hours: tuple[OpenHours, ...] | None = None
+    away_message: str | None = None
+    reply_time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +540,19 @@ class ReportQuery:
     site_id: int | None = None
     team_id: int | None = None
     operator_id: int | None = None
+    # The sites with business hours: their conversations' durations count open time only.
+    hours: tuple[SiteHours, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHours:
+    """A site's open hours for the reports: ``week`` lists its open intervals in seconds from
+    Monday 00:00 local time, ``offsets`` its zone's UTC offsets (as ReportQuery's) over the
+    instants the report's durations may start or end at."""
+
+    site_id: int
+    week: tuple[tuple[int, int], ...]
+    offsets: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,8 +724,49 @@ class Store(Protocol):
         """The operator, when a token with this version and id is not revoked and the operator
         is active."""
 
+    # invitations (issue 18, storage/invites_sql.py)
+    async def create_invite(
+        self,
+        account_id: str,
+        token_hash: str,
+        *,
+        email: str,
+        name: str,
+        is_admin: bool,
+        team_ids: Sequence[int],
+        invited_by: int | None,
+        expires: float,
+    ) -> Invite:
+        """Numbers the invitation within its account. Raises DuplicateEmail when an operator of
+        the account has the email (in any case), UnknownReference when a team does not exist."""
+
+    async def list_invites(self, account_id: str) -> list[Invite]:
+        """The account's invitations not used yet (expired ones included), by id."""
+
+    async def delete_invite(self, account_id: str, invite_id: int) -> bool:
+        """Revokes an invitation not used yet; False when there is none."""
+
+    async def invite_by_hash(self, token_hash: str) -> Invite | None:
+        """The invitation whose token has this hash, used or expired alike, in any account."""
+
+    async def accept_invite(
+        self, token_hash: str, password_hash: str, now: float
+    ) -> tuple[Invite, Operator] | None:
+        """Uses the invitation, unused and unexpired at ``now``, and creates its operator with
+        this password and their memberships of the invitation's teams that still exist, all in
+        one transaction; None when no such invitation is usable. Raises DuplicateEmail (and
+        uses nothing) when the email was taken since."""
+
     # teams
-    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...
+    async def create_team(
+        self,
+        account_id: str,
+        name: str,
+        member_ids: Sequence[int],
+        *,
+        auto_assign: bool = False,
+        assign_limit: int = 0,
+    ) -> Team: ...
 
     async def list_teams(self, account_id: str) -> list[Team]: ...
 
@@ -692,20 +776,26 @@ class Store(Protocol):
         """Sites that routed to it route to no team from then on; its conversations keep
         their team id, and inbox queries treat a team that no longer exists as none."""
 
-    # canned responses
+    # canned responses: the account's (``owner`` None) and each operator's own (issue 18),
+    # numbered together; a call names whose it means, and the others' are absent to it
     async def create_canned(
-        self, account_id: str, name: str, tag: str, message: str
-    ) -> CannedResponse: ...
+        self, account_id: str, name: str, tag: str, message: str, owner: int | None = None
+    ) -> CannedResponse:
+        """Raises UnknownReference when ``owner`` is no operator of the account."""
 
-    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None: ...
+    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
+        """The account's or any operator's: whoever sends it checks whose it is."""
 
-    async def list_canned(self, account_id: str) -> list[CannedResponse]: ...
+    async def list_canned(self, account_id: str, owner: int | None = None) -> list[CannedResponse]:
+        """The account's, or with ``owner`` that operator's own, by id."""
 
     async def update_canned(
-        self, account_id: str, canned_id: int, patch: CannedPatch
+        self, account_id: str, canned_id: int, patch: CannedPatch, owner: int | None = None
     ) -> CannedResponse | None: ...
 
-    async def delete_canned(self, account_id: str, canned_id: int) -> bool: ...
+    async def delete_canned(
+        self, account_id: str, canned_id: int, owner: int | None = None
+    ) -> bool: ...
 
     # sites (every account has site DEFAULT_SITE_ID from its creation)
     async def create_site(
@@ -1013,6 +1103,22 @@ class Store(Protocol):
         decided or written: the result has ``duplicate=True``, the original message and its
         conversation's current state.
         """
+
+    async def write_routed(
+        self,
+        account_id: str,
+        team_id: int,
+        decide: RosterDecide,
+        *,
+        convo_id: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Committed:
+        """As ``write``, for a conversation routed to ``team_id`` (a new one, or one waiting
+        in its queue): ``decide`` also gets the team's Roster, read with the team's row locked
+        (before the conversation's) to commit, so concurrent writes, in any process, take
+        their turns one after another. When the change gives the conversation an owner who is
+        one of the roster's members, the team's ``last_assigned`` becomes that operator in the
+        same transaction."""
 
     async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None: ...
 

@@ -27,7 +27,9 @@ from storage.models import (
     EmailThread,
     Event,
     Identity,
+    Invite,
     Message,
+    OpenHours,
     Operator,
     Site,
     SmsMedia,
@@ -68,6 +70,7 @@ EVENTS = TABLES_BY_NAME["events"]
 OUTBOUND = TABLES_BY_NAME["outbound"]
 EMAIL_THREADS = TABLES_BY_NAME["email_threads"]
 EMAILS = TABLES_BY_NAME["emails"]
+INVITES = TABLES_BY_NAME["invites"]
 
 
 def select_list(table: Table, alias: str = "") -> str:
@@ -109,6 +112,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "bot_user_id": c.bot_user_id, "attributes": c.attributes,
         "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
         "qualified_at": c.qualified_at, "visitor_context": c.visitor_context,
+        "rating_asked_resolved_at": c.rating_asked_resolved_at,
     }  # fmt: skip
 
 
@@ -130,7 +134,7 @@ _CONVO_COLUMNS = (
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
-    "qualified_at", "visitor_context",
+    "qualified_at", "visitor_context", "rating_asked_resolved_at",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -143,7 +147,7 @@ def convo(r: Row, p: str = "") -> Conversation:
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
      bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
      hidden_attributes, custom_data, qualified_at,
-     visitor_context) = _CONVO_GETTERS[p](r)  # fmt: skip
+     visitor_context, rating_asked_resolved_at) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -153,7 +157,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
         control, bot_user_id, attributes, hidden_attributes, custom_data, qualified_at,
-        visitor_context,
+        visitor_context, rating_asked_resolved_at,
     )  # fmt: skip
 
 
@@ -225,13 +229,38 @@ def site(r: Row) -> Site:
         created=r["created"], ask_rating=bool(r["ask_rating"]), widget_id=r["widget_id"],
         logo_url=r["logo_url"], assistant_id=r["assistant_id"],
         allowed_origins=tuple(json.loads(r["allowed_origins"])),
-        voice_number=r["voice_number"],
+        voice_number=r["voice_number"], time_zone=r["time_zone"],
+        business_hours=tuple(OpenHours(*h) for h in json.loads(r["business_hours"])),
+        away_message=r["away_message"], reply_time=r["reply_time"],
     )  # fmt: skip
 
 
 def site_row(s: Site) -> dict[str, Any]:
-    """The origins are one JSON list in their column."""
-    return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+    """The origins are one JSON list in their column, the business hours another."""
+    return {
+        **dataclasses.asdict(s),
+        "allowed_origins": json.dumps(list(s.allowed_origins)),
+        "business_hours": hours_json(s.business_hours),
+    }
+
+
+def hours_json(hours: Sequence[OpenHours]) -> str:
+    return json.dumps([[h.weekday, h.open, h.close] for h in hours])
+
+
+def invite(r: Row) -> Invite:
+    return Invite(
+        account_id=r["account_id"], id=r["id"], email=r["email"], name=r["name"],
+        is_admin=bool(r["is_admin"]), team_ids=tuple(json.loads(r["team_ids"])),
+        invited_by=r["invited_by"], created=r["created"], expires=r["expires"],
+        used_at=r["used_at"], operator_id=r["operator_id"],
+    )  # fmt: skip
+
+
+def invite_row(i: Invite, token_hash: str) -> dict[str, Any]:
+    """The token's hash is a column of the row only: the record never carries it."""
+    return {**dataclasses.asdict(i), "team_ids": json.dumps(list(i.team_ids)),
+            "token_hash": token_hash}  # fmt: skip
 
 
 def widget_token(r: Row) -> WidgetToken:
@@ -245,8 +274,16 @@ def assistant(r: Row) -> Assistant:
 def canned(r: Row) -> CannedResponse:
     return CannedResponse(
         account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
-        message=r["message"],
+        message=r["message"], owner=r["operator_id"],
     )  # fmt: skip
+
+
+def canned_row(c: CannedResponse) -> dict[str, Any]:
+    """The owner is the ``operator_id`` column."""
+    return {
+        "account_id": c.account_id, "id": c.id, "name": c.name, "tag": c.tag,
+        "message": c.message, "operator_id": c.owner,
+    }  # fmt: skip
 
 
 # A channel's columns are named as its fields.

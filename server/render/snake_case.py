@@ -6,7 +6,14 @@ from typing import Any
 
 import orjson
 
-from server.channels import after_resolved, operator_api_url, settings_of, webhooks
+from server.business_hours import hours_json
+from server.channels import (
+    after_resolved,
+    asks_rating,
+    operator_api_url,
+    settings_of,
+    webhooks,
+)
 from server.contacts import ContactView
 from storage.models import (
     Assistant,
@@ -14,6 +21,7 @@ from storage.models import (
     Channel,
     Contact,
     Conversation,
+    Invite,
     Message,
     Operator,
     Site,
@@ -35,6 +43,20 @@ def operator_json(o: Operator) -> dict[str, Any]:
     }
 
 
+def invite_json(i: Invite) -> dict[str, Any]:
+    """A pending invitation as admins list it; its token is in the create answer only."""
+    return {
+        "id": i.id,
+        "email": i.email,
+        "name": i.name,
+        "is_admin": i.is_admin,
+        "team_ids": list(i.team_ids),
+        "invited_by": i.invited_by,
+        "created": i.created,
+        "expires_at": i.expires,
+    }
+
+
 def site_json(s: Site) -> dict[str, Any]:
     return {
         "id": s.id,
@@ -49,6 +71,10 @@ def site_json(s: Site) -> dict[str, Any]:
         "assistant_id": s.assistant_id,
         "allowed_origins": list(s.allowed_origins),
         "voice_number": s.voice_number,
+        "time_zone": s.time_zone,
+        "business_hours": hours_json(s.business_hours),
+        "away_message": s.away_message,
+        "reply_time": s.reply_time,
     }
 
 
@@ -81,7 +107,11 @@ def channel_json(c: Channel) -> dict[str, Any]:
         **(
             {"api_url": operator_api_url(c)}
             if c.kind == "bot"
-            else {"after_resolved": after_resolved(c), "webhooks": webhooks(c)}
+            else {
+                "after_resolved": after_resolved(c),
+                "ask_rating": asks_rating(c),
+                "webhooks": webhooks(c),
+            }
         ),
         "created": c.created,
         "health": {
@@ -94,11 +124,23 @@ def channel_json(c: Channel) -> dict[str, Any]:
 
 
 def team_json(t: Team) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "member_ids": list(t.member_ids)}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "member_ids": list(t.member_ids),
+        "auto_assign": t.auto_assign,
+        "assign_limit": t.assign_limit,
+    }
 
 
 def canned_json(c: CannedResponse) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "tag": c.tag, "message": c.message}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "tag": c.tag,
+        "message": c.message,
+        "personal": c.owner is not None,
+    }
 
 
 # Seed 003's `channel` tag for each source app, as the inbox colours them.
