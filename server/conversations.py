@@ -876,6 +876,15 @@ class ConversationEngine:
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
+    async def window_read(self, account_id: str, convo_id: str, seq: int) -> None:
+        """The chat window showed the visitor the messages up to visitor seq ``seq``, which
+        its socket delivered without a poll: the visitor's read cursor moves there."""
+        found = await self._store.read_conversation(
+            account_id, convo_id, after_seq=seq - 1, limit=1, visitor_view=True, visitor_seqs=True
+        )
+        current, shown = _require(found)
+        await self._mark_read(current, "visitor", shown)
+
     async def session_conversation(
         self, account_id: str, origin: Origin, address: str
     ) -> Conversation | None:
@@ -1152,10 +1161,20 @@ class ConversationEngine:
                 1 for m in shown if m.sender == "visitor" and m.seq > current.operator_read_seq
             )
             unread = 0 if high >= current.last_seq else max(0, current.unread - seen)
-            after = dataclasses.replace(current, operator_read_seq=high, unread=unread)
+            # The same cursor as the visitor numbers messages: the newest one it was shown.
+            visible = [m.visitor_seq for m in shown if m.visitor_seq is not None and m.seq <= high]
+            read_visitor_seq = max([current.operator_read_visitor_seq, *visible])
+            after = dataclasses.replace(
+                current,
+                operator_read_seq=high,
+                unread=unread,
+                operator_read_visitor_seq=read_visitor_seq,
+            )
             return Change(current, after)
 
-        return (await self._write(current.account_id, current.id, decide)).conversation
+        committed = await self._write(current.account_id, current.id, decide)
+        await self._feed.read(committed)
+        return committed.conversation
 
     async def _write(
         self,

@@ -28,6 +28,7 @@ from server.event_catalogue import (
     CONVERSATION_QUALIFIED,
     CONVERSATION_UPDATED,
     MESSAGE_NEW,
+    READ,
     SESSION_CONVERSATION,
     STATUS,
     TYPING,
@@ -230,6 +231,25 @@ class EventFeed:
                 )
             elif event.kind == CONVERSATION_UPDATED.name and _status_changed(committed):
                 await self._hub.publish(visitor, None, STATUS.name, visitor_status(conversation))
+
+    async def read(self, committed: Committed) -> None:
+        """Tells each side how far the other has read, when a read cursor moved."""
+        before, after = committed.before, committed.conversation
+        if before is None:
+            return
+        try:
+            if before.visitor_read_seq != after.visitor_read_seq:
+                data = {"conversation_id": after.id, "visitor_read_seq": after.visitor_read_seq}
+                await self._hub.publish(
+                    account_channel(after.account_id), None, READ.name, _json(data)
+                )
+            if before.operator_read_visitor_seq != after.operator_read_visitor_seq:
+                seen = {"convoID": after.id, "seenSeq": after.operator_read_visitor_seq}
+                await self._hub.publish(
+                    conversation_channel(after.id), None, READ.name, _json(seen)
+                )
+        except Exception:
+            log.exception("publishing a read receipt failed")
 
     async def typing(self, account_id: str, convo_id: str, side: Side) -> None:
         data = _json({"conversation_id": convo_id, "side": side, "expires_in": TYPING_EXPIRES_S})

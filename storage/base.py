@@ -220,6 +220,7 @@ TABLES: tuple[Table, ...] = (
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
             " qualified_at:float?"
             " visitor_context:str"
+            " operator_read_visitor_seq:int"
         ),
         ("id",),
     ),

@@ -294,6 +294,9 @@ class Conversation:
     qualified_at: float | None = None
     # Where the widget's visitor is (issue 18, server/visitor_context.py): a JSON object.
     visitor_context: str = "{}"
+    # The operators' read cursor as the visitor numbers messages: the highest visitor seq the
+    # operators have been shown (issue 18's "Seen" on the visitor's side).
+    operator_read_visitor_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
