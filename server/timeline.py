@@ -69,9 +69,8 @@ def lines(change: Change, cause: Cause) -> list[dict[str, Any]]:
 
     transfer = cause.to_operator is not None or cause.to_team is not None
     moved = before.operator_id != after.operator_id or before.team_id != after.team_id
-    if transfer and (moved or cause.note):
-        target = cause.to_operator.name if cause.to_operator else f"team {_team(cause)}"
-        text = f"{who or 'An operator'} transferred the conversation to {target}"
+    if transfer:
+        text = f"{who or 'An operator'} transferred the conversation to {_target(cause)}"
         line(
             "transferred", text, from_operator=before.operator_id, operator_id=after.operator_id,
             team_id=after.team_id, note=cause.note,
@@ -87,9 +86,13 @@ def lines(change: Change, cause: Cause) -> list[dict[str, Any]]:
         if status == "resolved":
             line("resolved", f"Resolved by {who}" if who else "Resolved", status=status)
         elif previous == "resolved":
-            text = f"Reopened by {who}" if who else "Reopened: the customer wrote again"
+            text = f"Reopened by {who}" if who else "Reopened"
+            if customer:
+                text = "Reopened: the customer wrote again"
             line("reopened", text, status=status, previous=previous)
-        elif not moved and not customer:
+        elif not moved and not change.messages:
+            # Set on purpose; a status a message moves (a reply makes it active, the
+            # customer's answer ends waiting) is told by the message itself.
             label = _STATUS_LABELS[status]
             text = f"{who} set the status to {label}" if who else f"Status set to {label}"
             line("status", text, status=status, previous=previous)
@@ -102,9 +105,11 @@ def lines(change: Change, cause: Cause) -> list[dict[str, Any]]:
     return found
 
 
-def _team(cause: Cause) -> str:
-    assert cause.to_team is not None
-    return cause.to_team.name
+def _target(cause: Cause) -> str:
+    if cause.to_operator is not None:
+        return cause.to_operator.name
+    assert cause.to_team is not None, "a transfer names an operator or a team"
+    return f"team {cause.to_team.name}"
 
 
 def from_payloads(payloads: list[str]) -> list[dict[str, Any]]:

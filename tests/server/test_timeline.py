@@ -103,14 +103,33 @@ async def test_lines_arrive_live_on_the_stream_inside_conversation_updated(
         assert [x["text"] for x in resolved["timeline"]] == ["Resolved by Ada Admin"]
 
 
-async def test_reads_and_replies_add_no_line(tenant: Tenant, alex: Panel) -> None:
+async def test_reads_replies_and_the_statuses_they_move_add_no_line(
+    tenant: Tenant, alex: Panel
+) -> None:
     convo = await chat(tenant)
     await alex.ok("message", conversation_id=convo, content="Hi")
     await alex.view(convo)
-    await tenant.visitor_says("Thanks", convoID=convo)
+    await alex.ok(f"conversation/{convo}/status", status="waiting")
+    await tenant.visitor_says("Thanks", convoID=convo)  # waiting ends: back to open
     await alex.view(convo)
+    await alex.ok("message", conversation_id=convo, content="Glad to help")  # open: active
     await alex.ok("note", conversation_id=convo, content="Nice customer")
-    assert texts(await alex.view(convo)) == ["Alex took over"]
+    view = await alex.view(convo)
+    assert view["conversation"]["status"] == "active"
+    assert texts(view) == ["Alex took over", "Alex set the status to Waiting"]
+
+
+async def test_a_transfer_to_a_team_names_the_team(tenant: Tenant, alex: Panel, ada: Panel) -> None:
+    created = await tenant.client.post(
+        "/api/v1/admin/teams", json={"name": "Billing", "member_ids": []}, headers=ada.headers
+    )
+    team_id = created.json()["team"]["id"]
+    convo = await chat(tenant)
+    await alex.ok(f"accept/{convo}")
+    await alex.ok(f"transfer/{convo}", team_id=team_id)
+    (line,) = (await alex.view(convo))["timeline"][1:]
+    assert line["text"] == "Alex transferred the conversation to team Billing"
+    assert (line["operator_id"], line["team_id"], line["note"]) == (None, team_id, "")
 
 
 async def test_the_visitor_never_sees_a_line_or_a_hand_over_note(
