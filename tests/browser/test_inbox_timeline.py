@@ -41,7 +41,7 @@ async def test_a_transfer_with_a_note_and_a_resolve_are_lines_on_the_timeline(
     await row(alex, convo_id).click()
     await alex.get_by_label("Message", exact=True).fill("Let me get my colleague")
     await alex.get_by_label("Message", exact=True).press("Enter")
-    lines = alex.locator("#messages .msg--event")
+    lines = alex.locator("#messages .line")
     await expect(lines).to_have_count(1)
     await expect(lines).to_contain_text("Alex took over")
 
@@ -53,15 +53,15 @@ async def test_a_transfer_with_a_note_and_a_resolve_are_lines_on_the_timeline(
 
     # The colleague it went to finds it in their list and reads why.
     await row(receiver, convo_id).click()
-    handed = receiver.locator('#messages .msg--event[data-kind="transferred"]')
+    handed = receiver.locator('#messages .line[data-kind="transferred"]')
     await expect(handed).to_contain_text("Alex transferred the conversation to Jo")
     await expect(handed).to_contain_text(f"Hand-over note: {NOTE}")
-    await expect(alex.locator('#messages .msg--event[data-kind="transferred"]')).to_contain_text(
+    await expect(alex.locator('#messages .line[data-kind="transferred"]')).to_contain_text(
         NOTE
     )
 
     await receiver.get_by_role("button", name="Resolve").click()
-    resolved = '#messages .msg--event[data-kind="resolved"]'
+    resolved = '#messages .line[data-kind="resolved"]'
     await expect(receiver.locator(resolved)).to_contain_text("Resolved by Jo")
     await expect(alex.locator(resolved)).to_contain_text("Resolved by Jo")  # live, elsewhere
 

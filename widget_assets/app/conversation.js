@@ -208,9 +208,9 @@ export function createConversation(ctx) {
       const key = JSON.stringify(line);
       if (lines.has(key)) continue;
       lines.add(key);
-      const row = h("li", { class: "msg msg--event", dataset: { kind: line.kind } },
-        h("p", { class: "msg__event" }, line.text, " · ", timeTag(line.at)));
-      if (line.note) row.append(h("p", { class: "msg__event-note" }, `Hand-over note: ${line.note}`));
+      const row = h("li", { class: "line", dataset: { kind: line.kind } },
+        h("p", { class: "line__text" }, line.text, " · ", timeTag(line.at)));
+      if (line.note) row.append(h("p", { class: "line__note" }, `Hand-over note: ${line.note}`));
       place(row, line.after_seq + 0.5);
     }
     if (stick) thread.scrollTop = thread.scrollHeight;
