@@ -110,13 +110,19 @@ class Authenticator:
         operator = matched[0].operator
         if not operator.active:
             raise Forbidden("operator_deactivated", "this operator has been deactivated")
+        return await self.session(operator)
+
+    async def session(self, operator: Operator) -> Session:
+        """A new session of ``operator``, whose password was just proven or chosen: at login,
+        after a password change (which revoked the others), on accepting an invitation."""
         version = await self._store.token_version(operator.account_id, operator.id)
         if version is None:  # deleted while the password was being checked
             raise _invalid()
         token, expires = issue_token(
             self._secret, TokenClaims(operator.account_id, operator.id, version), self._ttl_s
         )
-        return Session(token, expires, operator, issue_device_token(self._secret, key))
+        device = issue_device_token(self._secret, login_key(operator.email))
+        return Session(token, expires, operator, device)
 
     def device(self, email: str, device_token: str) -> str | None:
         """The id of the device ``device_token`` names, if it logged in as ``email`` before."""

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -50,8 +51,15 @@ SIGNING_KEY_MAX = 256
 BACKFILL_DAYS_MAX = 365
 # What each kind's settings are called, for refusing one kind's field on another kind.
 _FIELDS: dict[ChannelKind, tuple[str, ...]] = {
-    "sms": ("account_sid", "auth_token", "from", "api_url", "after_resolved"),
-    "email": ("address", "smtp_url", "imap_url", "imap_backfill_days", "mailgun_signing_key"),
+    "sms": ("account_sid", "auth_token", "from", "api_url", "after_resolved", "ask_rating"),
+    "email": (
+        "address",
+        "smtp_url",
+        "imap_url",
+        "imap_backfill_days",
+        "mailgun_signing_key",
+        "ask_rating",
+    ),
     # A bot platform's channel has a name and a public URL; setWebhook gives the rest.
     "bot": (),
 }
@@ -95,6 +103,14 @@ def after_resolved(channel: Channel) -> str:
     """The channel's ``after_resolved`` (channels created before the setting reopen)."""
     found: str = settings_of(channel).get("after_resolved", AFTER_RESOLVED[0])
     return found
+
+
+def asks_rating(channel: Channel) -> bool:
+    """Whether the channel's resolved conversations get the rating question as a message
+    (issue 19). Off unless an admin turns it on: each question is a text the account pays
+    for, or a mail the customer did not ask for, and channels from before the setting must
+    not start sending either on an upgrade."""
+    return bool(settings_of(channel).get("ask_rating", False))
 
 
 def webhooks(channel: Channel) -> dict[str, str]:
@@ -166,7 +182,7 @@ def _backfill_days(value: str) -> int:
     return int(value)
 
 
-def _other_kinds_fields(kind: ChannelKind, given: dict[str, str | None]) -> None:
+def _other_kinds_fields(kind: ChannelKind, given: Mapping[str, object]) -> None:
     for name, value in given.items():
         if value is not None and name not in _FIELDS[kind]:
             raise Invalid("invalid_field", f"{name} does not apply to a {kind} channel")
@@ -383,6 +399,7 @@ class Channels:
         imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
         after_resolved: str | None = None,
+        ask_rating: bool | None = None,
     ) -> Channel:
         known = [k for k in CREATABLE_KINDS if k == kind]
         if not known:
@@ -391,10 +408,12 @@ class Channels:
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
             "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
-            "after_resolved": after_resolved,
+            "after_resolved": after_resolved, "ask_rating": ask_rating,
         }  # fmt: skip
         _other_kinds_fields(known[0], given)
         settings: dict[str, Any] = {"public_url": _url(public_url, "public_url")}
+        if known[0] != "bot":
+            settings["ask_rating"] = bool(ask_rating)
         secret: dict[str, str] = {}
         if known[0] == "sms":
             settings |= {
@@ -497,6 +516,7 @@ class Channels:
         imap_backfill_days: str | None = None,
         mailgun_signing_key: str | None = None,
         after_resolved: str | None = None,
+        ask_rating: bool | None = None,
     ) -> Channel:
         """Changes what is given; a new secret replaces the sealed one."""
         channel = await self.get(account_id, channel_id)
@@ -504,12 +524,14 @@ class Channels:
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,
             "imap_backfill_days": imap_backfill_days, "mailgun_signing_key": mailgun_signing_key,
-            "after_resolved": after_resolved,
+            "after_resolved": after_resolved, "ask_rating": ask_rating,
         }  # fmt: skip
         _other_kinds_fields(channel.kind, given)
         settings = settings_of(channel)
         if public_url is not None:
             settings["public_url"] = _url(public_url, "public_url")
+        if ask_rating is not None:
+            settings["ask_rating"] = ask_rating
         sealed: str | None = None
         if channel.kind == "sms":
             if account_sid is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,11 +17,13 @@ import uvicorn
 from server.app import create_app
 from server.connections import guarded_protocols, process_connection_cap
 from server.crypto import Sealer, UnreadableSecret
+from server.demo import create_demo
 from server.directory import Directory
 from server.doctor import doctor
 from server.errors import LiveOpError, NotFound
 from server.logs import JSON, TEXT, uvicorn_log_config
 from server.readiness import ShutdownState, data_dir_problem
+from server.services import Services
 from server.settings import Settings, SettingsError, load_settings
 from server.shutdown import GracefulServer
 from storage import create_store
@@ -43,12 +44,6 @@ GRACEFUL_SHUTDOWN_S = 5
 # uvicorn's own default for the proxies whose X-Forwarded-For it believes.
 TRUSTED_PROXIES = "127.0.0.1,::1"
 DEMO_FILE = "demo.json"
-DEMO_EMAIL = "demo@example.com"
-DEMO_CANNED = (
-    ("Greeting", "welcome", "Hi {fname}, I'm {operator}. How can I help you today?"),
-    ("Email follow-up", "followup", "Thanks {fname}! I'll follow up at {email} shortly."),
-    ("Closing", "", "Glad I could help, {fname}. Have a great day! - {operator}"),
-)
 
 
 def _print(data: Any) -> None:
@@ -88,30 +83,28 @@ async def _create_operator(directory: Directory, args: argparse.Namespace) -> di
     return {"operatorID": operator.id}
 
 
-async def _demo(directory: Directory, data_dir: Path) -> dict[str, Any]:
-    """The demo account of this data directory, created on first run."""
-    path = data_dir / DEMO_FILE
-    if path.exists():
-        saved: dict[str, Any] = orjson.loads(path.read_bytes())
-        try:
-            await directory.get_account(str(saved["accountID"]))
-            return saved
-        except NotFound:
-            # The database was reset (or moved) under the file: its credentials are dead.
-            path.unlink()
-    account, key = await directory.create_account("Demo Company")
-    password = secrets.token_urlsafe(9)
-    operator = await directory.create_operator(
-        account.id, name="Alex Demo", email=DEMO_EMAIL, password=password, is_admin=True
-    )
-    for name, tag, message in DEMO_CANNED:
-        await directory.create_canned(account.id, name=name, tag=tag, message=message)
+async def _demo(settings: Settings) -> dict[str, Any]:
+    """The demo account of this data directory, created on first run through the app's own
+    services (server/demo.py), so its sample conversations are written as the APIs write."""
+    path = settings.data_dir / DEMO_FILE
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        svc: Services = app.state.services
+        if path.exists():
+            saved: dict[str, Any] = orjson.loads(path.read_bytes())
+            try:
+                await svc.directory.get_account(str(saved["accountID"]))
+                return saved
+            except NotFound:
+                # The database was reset (or moved) under the file: its credentials are dead.
+                path.unlink()
+        created = await create_demo(svc)
     demo = {
-        "accountID": account.id,
-        "apiKey": key,
-        "operatorID": operator.id,
-        "email": DEMO_EMAIL,
-        "password": password,
+        "accountID": created.account_id,
+        "apiKey": created.api_key,
+        "operatorID": created.operator_id,
+        "email": created.email,
+        "password": created.password,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -125,7 +118,7 @@ def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         # Refused now, not discovered by the first visitor whose message cannot be written.
         raise SettingsError(f"{problem}; the server needs to write there (see `liveop doctor`)")
     if demo:
-        info = asyncio.run(_with_directory(settings, lambda d: _demo(d, settings.data_dir)))
+        info = asyncio.run(_demo(settings))
         base = settings.public_url or f"http://{host}:{port}"
         sys.stdout.write(
             "Live Operator Chat demo\n"

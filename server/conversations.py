@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
 from server import sms_opt_outs, timeline
 from server.adapters.translate import TranslationFailed, Translator, check_language
+from server.channels import asks_rating
 from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.event_catalogue import CONVERSATION_UPDATED
@@ -100,6 +102,17 @@ DEFAULT_LANG = "en"
 RATING_MIN, RATING_MAX = 1, 5
 # A sentence or two of feedback; longer is a letter, which belongs in a message.
 RATING_COMMENT_MAX_CHARS = 1000
+# What an SMS or email conversation's customer is sent when it is resolved and its channel
+# asks (issue 19); short enough for one SMS segment (160 GSM-7 characters).
+RATING_QUESTION = "How did we do? Reply with a number from 1 (poor) to 5 (great)."
+# What may surround the digit of a reply to it: "5!", " 4 ", "(3)", and the two marks that
+# make a digit the keycap emoji phones offer ("5\ufe0f\u20e3"). Other text makes it a message.
+_SCORE_MARKS = frozenset("\ufe0f\u20e3")
+# What mail and phone apps write under what the customer typed: RFC 3676's "-- " delimiter
+# (everything after it), and the apps' default one-line signatures. "5" above them is a score.
+_SIGNATURE_DELIMITER = re.compile(r"^-- ?$")
+# A whole line, no clause after it: "Sent from my phone, but…" is the customer talking.
+_APP_SIGNATURE = re.compile(r"^(sent from|get outlook for) [^,;:!?]{1,40}$", re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -305,9 +318,13 @@ class ConversationEngine:
         admit: Admit | None = None,
         attachments: tuple[Attachment, ...] = (),
         context: VisitorContext | None = None,
+        may_answer_rating: bool = False,
     ) -> Committed:
         """Appends one message; creates the conversation (from ``origin``) when ``convo_id``
         is None. ``context``: where the chat window's visitor is as they write.
+        ``may_answer_rating``: the customer's SMS or email, which, when it is a lone score
+        answering the conversation's rating question, records the rating and leaves the
+        conversation resolved (see ``rating_answer``).
 
         Without ``operator_id`` the message is the visitor's (or the bot's, with ``bot``).
         A ``client_msg_id`` already stored is a retry only within what the caller holds (see
@@ -341,6 +358,8 @@ class ConversationEngine:
             raise Invalid("empty_message", "message is empty")
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
+        if sender == "operator" and convo_id:
+            await self._refuse_opted_out(account_id, convo_id)
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
         proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
@@ -381,7 +400,11 @@ class ConversationEngine:
                 translation_lang=translation[1] if translation else None,
                 attachments=attachments,
             )  # fmt: skip
-            return _with_contact(_append(before, current, draft, self._clock()), proven)
+            change = _append(before, current, draft, self._clock())
+            score = rating_answer(current, text) if may_answer_rating else None
+            if score is not None:
+                change = _rated_by_answer(change, score)
+            return _with_contact(change, proven)
 
         committed = await self._write(
             account_id, convo_id, decide, client_msg_id, Cause(by=operator)
@@ -396,6 +419,18 @@ class ConversationEngine:
         if sender == "visitor" or sender == "operator":
             await self._typing.clear(committed.conversation.id, sender)
         return committed
+
+    async def _refuse_opted_out(self, account_id: str, convo_id: str) -> None:
+        """Refused before anything is written: a reply the worker would only fail to send
+        (a customer who texted STOP) is an error the caller sees now, on every API."""
+        current = await self._conversation(account_id, convo_id)
+        if current.channel_id is not None and await sms_opt_outs.opted_out(
+            self._store, account_id, current.channel_id, current.user_info.phone
+        ):
+            raise Conflict(
+                "sms_opted_out",
+                "the customer texted STOP: nothing can be sent to this phone until they text START",
+            )
 
     async def note(self, account_id: str, convo_id: str, operator_id: int, text: str) -> Committed:
         """A private note: shown to operators with its author, never to the visitor."""
@@ -804,6 +839,18 @@ class ConversationEngine:
         current = await self._conversation(account_id, convo_id)
         return _rating_refusal(current, await self._site_asks(account_id, current)) is None
 
+    async def _channel_asks(self, account_id: str, conversation: Conversation) -> bool:
+        """Whether resolving ``conversation`` sends its customer the rating question: its SMS
+        or email channel asks, and (SMS) the phone has not opted out of the channel's texts."""
+        if conversation.channel_id is None or conversation.source_app not in OUTBOUND_CHANNELS:
+            return False
+        channel = await self._store.get_channel(account_id, conversation.channel_id)
+        if channel is None or not asks_rating(channel):
+            return False
+        return channel.kind != "sms" or not await sms_opt_outs.opted_out(
+            self._store, account_id, channel.id, conversation.user_info.phone
+        )
+
     async def _site_asks(self, account_id: str, conversation: Conversation) -> bool:
         site = await self._store.get_site(account_id, conversation.site_id)
         # A deleted site's conversations keep the default: ask.
@@ -967,9 +1014,12 @@ class ConversationEngine:
         new_status: Status = status
         now = self._clock()
         closer = by
-        if closer is None and new_status == "resolved":
+        asks = False
+        if new_status == "resolved":
             current = await self._conversation(account_id, convo_id)
-            closer = await self._operator_or_none(account_id, current.operator_id)
+            if closer is None:
+                closer = await self._operator_or_none(account_id, current.operator_id)
+            asks = await self._channel_asks(account_id, current)
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
@@ -981,13 +1031,22 @@ class ConversationEngine:
                 current, status=new_status, resolved_at=resolved_at, last_activity=now,
                 control=control,
             )  # fmt: skip
+            line: Draft | None = None
             if new_status == "resolved" and current.bot_user_id is not None:
                 who = f" by {closer.name}" if closer is not None else ""
                 line = Draft("system", closer, f"Closed{who}", platform=closed_event(closer))
-                change = _append(current, current, line, now)
-                return Change(current, dataclasses.replace(change.after, **_closing(after)),
-                              change.messages, payloads=change.payloads)  # fmt: skip
-            return Change(current, after)
+            elif asks:
+                # The question leaves through the channel like a reply (server/outbound.py).
+                line = Draft("system", None, RATING_QUESTION)
+                after = dataclasses.replace(after, rating_asked_resolved_at=resolved_at)
+            if line is None:
+                return Change(current, after)
+            change = _append(current, current, line, now)
+            closed = dataclasses.replace(
+                change.after, **_closing(after),
+                rating_asked_resolved_at=after.rating_asked_resolved_at,
+            )  # fmt: skip
+            return Change(current, closed, change.messages, payloads=change.payloads)
 
         return (await self._write(account_id, convo_id, decide, cause=Cause(by=by))).conversation
 
@@ -1237,6 +1296,73 @@ def _rating_refusal(current: Conversation, site_asks: bool) -> Conflict | None:
     if current.rated_resolved_at == current.resolved_at:
         return Conflict("already_rated", "this resolution has been rated already")
     return None
+
+
+def rating_answer(current: Conversation, text: str) -> int | None:
+    """The score a customer's SMS or email gives: a lone digit from RATING_MIN to RATING_MAX
+    (see ``reply_score``), while ``current`` is resolved and the rating question of this
+    resolution went out and is unanswered. None: the text is a message like any other, so a
+    second digit after the rating, or one to a conversation never asked, reopens it."""
+    if (
+        current.status != "resolved"
+        or current.rating_asked_resolved_at is None
+        or current.rating_asked_resolved_at != current.resolved_at
+        or current.rated_resolved_at == current.resolved_at
+    ):
+        return None
+    return reply_score(text)
+
+
+def reply_score(text: str) -> int | None:
+    """The digit a reply to the rating question is, or None. NFKC makes the digits phones
+    type in other widths or shapes ASCII (U+FF15 fullwidth five, U+2464 circled five);
+    digits of other scripts (U+0665 Arabic-Indic five) stay text, as the chat window's
+    ``rate`` refuses them. Around the digit only punctuation, spaces and the keycap emoji's
+    marks may stand."""
+    kept = [
+        c
+        for c in unicodedata.normalize("NFKC", _without_signature(text))
+        if not (c.isspace() or c in _SCORE_MARKS or _around_score(unicodedata.category(c)))
+    ]
+    if len(kept) != 1 or not ("0" <= kept[0] <= "9"):
+        return None
+    score = int(kept[0])
+    return score if RATING_MIN <= score <= RATING_MAX else None
+
+
+def _without_signature(text: str) -> str:
+    typed: list[str] = []
+    for line in text.splitlines():
+        if _SIGNATURE_DELIMITER.match(line):
+            break
+        if not _APP_SIGNATURE.match(line.strip()):
+            typed.append(line)
+    return "\n".join(typed)
+
+
+def _around_score(category: str) -> bool:
+    """Whether a character of this Unicode category may stand around a score: separators and
+    punctuation, but not a dash, which makes "-1" a number rather than a one."""
+    return category[0] == "Z" or (category[0] == "P" and category != "Pd")
+
+
+def _rated_by_answer(change: Change, score: int) -> Change:
+    """``change`` (the customer's answer appended) recording ``score`` as the rating of the
+    resolution asked about: unlike other messages, the answer leaves the conversation
+    resolved, with the owner and the unread count it had."""
+    before = change.before
+    assert before is not None
+    after = dataclasses.replace(
+        change.after,
+        status=before.status,
+        resolved_at=before.resolved_at,
+        control=before.control,
+        unread=before.unread,
+        rating=score,
+        rating_comment="",
+        rated_resolved_at=before.resolved_at,
+    )
+    return dataclasses.replace(change, after=after)
 
 
 def rating_score(value: str) -> int:

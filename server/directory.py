@@ -10,13 +10,14 @@ import contextlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from server.adapters.translate import check_language
-from server.errors import Conflict, Invalid, NotFound
-from server.security import hash_api_key, hash_password, new_api_key
+from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.security import hash_api_key, hash_password, new_api_key, verify_password
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import (
     CannedPatch,
@@ -33,6 +34,7 @@ from storage.models import (
     WIDGET_POSITIONS,
     Account,
     CannedResponse,
+    Invite,
     Operator,
     Site,
     Team,
@@ -47,6 +49,11 @@ PASSWORD_MAX = 256
 # 8 random bytes as hex: account ids appear in public chat-window URLs, so they need not be
 # secret, only unique and opaque.
 ACCOUNT_ID_BYTES = 8
+# An invitation's link works for a week: long enough to be read after a weekend, short
+# enough that a link forwarded by mistake is soon worth nothing.
+INVITE_TTL_S = 7 * 24 * 3600
+# 256 random bits, so the link is unguessable and a plain SHA-256 of it can be stored.
+INVITE_TOKEN_BYTES = 32
 # A widget greeting is a line or two shown above the chat, not a message.
 GREETING_MAX = 300
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -198,6 +205,37 @@ class Directory:
             await self._store.revoke_tokens(account_id, operator_id)
         return found
 
+    async def update_profile(
+        self,
+        operator: Operator,
+        *,
+        name: str | None = None,
+        avatar_url: str | None = None,
+        lang: str | None = None,
+        password: str | None = None,
+        current_password: str | None = None,
+    ) -> Operator:
+        """What an operator may change of themselves. A new password needs the current one:
+        a session left open on a shared screen must not be enough to take the login."""
+        if password is not None:
+            _password(password)
+            if current_password is None:
+                raise Invalid("current_password_required", "give current_password to change it")
+            found = await self._store.get_credentials(operator.email, operator.account_id, limit=1)
+            matches = bool(found) and await asyncio.to_thread(
+                verify_password, current_password, found[0].password_hash
+            )
+            if not matches:
+                raise Forbidden("wrong_password", "the current password is not right")
+        return await self.update_operator(
+            operator.account_id,
+            operator.id,
+            name=name,
+            password=password,
+            lang=lang,
+            avatar_url=avatar_url,
+        )
+
     async def delete_operator(self, account_id: str, operator_id: int) -> None:
         for blocked in (False, True):
             owned = owned_unresolved(operator_id, blocked=blocked, limit=1)
@@ -209,6 +247,67 @@ class Directory:
                 )
         deleted = await self._store.delete_operator(account_id, operator_id)
         _found(deleted or None, "operator_not_found", f"no operator {operator_id}")
+
+    # invitations (issue 18)
+
+    async def invite(
+        self,
+        account_id: str,
+        invited_by: int | None,
+        *,
+        email: str,
+        name: str,
+        is_admin: bool,
+        team_ids: Sequence[int],
+    ) -> tuple[Invite, str]:
+        """The invitation and its token, which is in this answer only (stored hashed)."""
+        token = secrets.token_urlsafe(INVITE_TOKEN_BYTES)
+        try:
+            invite = await self._store.create_invite(
+                account_id,
+                hash_api_key(token),
+                email=_email(email),
+                name=_name(name, "name"),
+                is_admin=is_admin,
+                team_ids=team_ids,
+                invited_by=invited_by,
+                expires=time.time() + INVITE_TTL_S,
+            )
+        except DuplicateEmail:
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
+        except UnknownReference:
+            raise NotFound("team_not_found", "no such team in this account") from None
+        return invite, token
+
+    async def list_invites(self, account_id: str) -> list[Invite]:
+        return await self._store.list_invites(account_id)
+
+    async def revoke_invite(self, account_id: str, invite_id: int) -> None:
+        deleted = await self._store.delete_invite(account_id, invite_id)
+        _found(deleted or None, "invite_not_found", f"no pending invitation {invite_id}")
+
+    async def open_invite(self, token: str) -> tuple[Invite, Account]:
+        """The invitation a link names, while it may still be used, with its account."""
+        invite = _usable(await self._store.invite_by_hash(hash_api_key(token)))
+        return invite, await self.get_account(invite.account_id)
+
+    async def accept_invite(self, token: str, password: str) -> Operator:
+        """The invitation's operator, created with the password the invitee chose."""
+        password_hash = await asyncio.to_thread(hash_password, _password(password))
+        token_hash = hash_api_key(token)
+        try:
+            accepted = await self._store.accept_invite(token_hash, password_hash, time.time())
+        except DuplicateEmail:
+            raise Conflict(
+                "email_taken", "an operator of this account already has this email"
+            ) from None
+        if accepted is None:
+            # Why it cannot be used: read again to say which.
+            _usable(await self._store.invite_by_hash(token_hash))
+            raise Conflict("invite_used", "this invitation has already been used")
+        return accepted[1]
 
     # teams
 
@@ -366,6 +465,16 @@ class Directory:
             raise Invalid("invalid_field", "message must not be empty")
         check_body(message, self._max_message_chars)
         return message
+
+
+def _usable(invite: Invite | None) -> Invite:
+    if invite is None:
+        raise NotFound("invite_not_found", "this invitation link is not valid or was revoked")
+    if invite.used_at is not None:
+        raise Conflict("invite_used", "this invitation has already been used: sign in instead")
+    if invite.expires <= time.time():
+        raise Conflict("invite_expired", "this invitation has expired: ask an admin for a new one")
+    return invite
 
 
 def _color(value: str) -> str:

@@ -454,6 +454,8 @@ class EmailIngest:
             client_msg_id="email:" + hashlib.sha256(f"{channel.id}:{key}".encode()).hexdigest(),
             account_key=True,
             attachments=attachments,
+            # The new text only (quotes stripped): "5" under the quoted question is a score.
+            may_answer_rating=not attachments,
         )
         convo_id = committed.conversation.id
         message = committed.messages[0]

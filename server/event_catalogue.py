@@ -73,6 +73,9 @@ MESSAGE_IMAGE = EventKind("message:image", False, _ACCOUNT)
 SMS_OPT_OUT = EventKind("sms_opt_out", False, _ACCOUNT)
 # An operator merged two contacts (issue 14): the inbox reloads a contact panel showing either.
 CONTACT_MERGED = EventKind("contact:merged", False, _ACCOUNT)
+# An operator changed their profile, or an admin changed or deactivated them (issue 18): the
+# operator as the admin REST renders it, so colleagues' inboxes show the new name and avatar.
+OPERATOR_UPDATED = EventKind("operator:updated", False, _ACCOUNT)
 # An operator's proactive message opened a conversation for a waiting widget session.
 SESSION_CONVERSATION = EventKind("conversation", False, frozenset({Audience.SESSION}))
 
@@ -90,6 +93,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     SMS_OPT_OUT,
     MESSAGE_IMAGE,
     CONTACT_MERGED,
+    OPERATOR_UPDATED,
     SESSION_CONVERSATION,
 )
 

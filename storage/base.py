@@ -23,6 +23,7 @@ from storage.models import (
     Event,
     EventDetail,
     ImapCursor,
+    Invite,
     MediaState,
     Message,
     MessageReplay,
@@ -221,6 +222,7 @@ TABLES: tuple[Table, ...] = (
             " qualified_at:float?"
             " visitor_context:str"
             " operator_read_visitor_seq:int"
+            " rating_asked_resolved_at:float?"
         ),
         ("id",),
     ),
@@ -317,6 +319,15 @@ TABLES: tuple[Table, ...] = (
         "webhook_attempts",
         _columns("delivery_id:str attempt:int account_id:str at:float status_code:int? error:str?"),
         ("delivery_id", "attempt"),
+    ),
+    # Invitations of teammates (issue 18, storage/invites_sql.py).
+    Table(
+        "invites",
+        _columns(
+            "account_id:str id:int token_hash:str email:str name:str is_admin:bool team_ids:str"
+            " invited_by:int? created:float expires:float used_at:float? operator_id:int?"
+        ),
+        ("account_id", "id"),
     ),
 )
 TABLES_BY_NAME: Mapping[str, Table] = {t.name: t for t in TABLES}
@@ -681,6 +692,39 @@ class Store(Protocol):
     ) -> Operator | None:
         """The operator, when a token with this version and id is not revoked and the operator
         is active."""
+
+    # invitations (issue 18, storage/invites_sql.py)
+    async def create_invite(
+        self,
+        account_id: str,
+        token_hash: str,
+        *,
+        email: str,
+        name: str,
+        is_admin: bool,
+        team_ids: Sequence[int],
+        invited_by: int | None,
+        expires: float,
+    ) -> Invite:
+        """Numbers the invitation within its account. Raises DuplicateEmail when an operator of
+        the account has the email (in any case), UnknownReference when a team does not exist."""
+
+    async def list_invites(self, account_id: str) -> list[Invite]:
+        """The account's invitations not used yet (expired ones included), by id."""
+
+    async def delete_invite(self, account_id: str, invite_id: int) -> bool:
+        """Revokes an invitation not used yet; False when there is none."""
+
+    async def invite_by_hash(self, token_hash: str) -> Invite | None:
+        """The invitation whose token has this hash, used or expired alike, in any account."""
+
+    async def accept_invite(
+        self, token_hash: str, password_hash: str, now: float
+    ) -> tuple[Invite, Operator] | None:
+        """Uses the invitation, unused and unexpired at ``now``, and creates its operator with
+        this password and their memberships of the invitation's teams that still exist, all in
+        one transaction; None when no such invitation is usable. Raises DuplicateEmail (and
+        uses nothing) when the email was taken since."""
 
     # teams
     async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...

@@ -66,6 +66,26 @@ class Operator:
 
 
 @dataclass(frozen=True, slots=True)
+class Invite:
+    """An admin's invitation of a teammate (issue 18): whoever holds its one-time link, until
+    ``expires``, chooses a password and becomes this operator. Only the token's hash is kept."""
+
+    account_id: str
+    id: int
+    email: str
+    name: str
+    is_admin: bool
+    team_ids: tuple[int, ...]
+    # The admin who invited (None: the account's API key).
+    invited_by: int | None
+    created: float
+    expires: float
+    # Set, with the operator it made, when the link was used.
+    used_at: float | None = None
+    operator_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorCredentials:
     operator: Operator
     password_hash: str
@@ -297,6 +317,9 @@ class Conversation:
     # The operators' read cursor as the visitor numbers messages: the highest visitor seq the
     # operators have been shown (issue 18's "Seen" on the visitor's side).
     operator_read_visitor_seq: int = 0
+    # The resolution (its resolved_at) whose rating question went out as an SMS or email
+    # (issue 19): the customer's lone digit answers it until it is rated or reopened.
+    rating_asked_resolved_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from storage.models import (
     EmailThread,
     Event,
     Identity,
+    Invite,
     Message,
     Operator,
     Site,
@@ -68,6 +69,7 @@ EVENTS = TABLES_BY_NAME["events"]
 OUTBOUND = TABLES_BY_NAME["outbound"]
 EMAIL_THREADS = TABLES_BY_NAME["email_threads"]
 EMAILS = TABLES_BY_NAME["emails"]
+INVITES = TABLES_BY_NAME["invites"]
 
 
 def select_list(table: Table, alias: str = "") -> str:
@@ -110,6 +112,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
         "qualified_at": c.qualified_at, "visitor_context": c.visitor_context,
         "operator_read_visitor_seq": c.operator_read_visitor_seq,
+        "rating_asked_resolved_at": c.rating_asked_resolved_at,
     }  # fmt: skip
 
 
@@ -131,7 +134,7 @@ _CONVO_COLUMNS = (
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
-    "qualified_at", "visitor_context", "operator_read_visitor_seq",
+    "qualified_at", "visitor_context", "operator_read_visitor_seq", "rating_asked_resolved_at",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -144,7 +147,8 @@ def convo(r: Row, p: str = "") -> Conversation:
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
      bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
      hidden_attributes, custom_data, qualified_at,
-     visitor_context, operator_read_visitor_seq) = _CONVO_GETTERS[p](r)  # fmt: skip
+     visitor_context, operator_read_visitor_seq,
+     rating_asked_resolved_at) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -154,7 +158,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
         control, bot_user_id, attributes, hidden_attributes, custom_data, qualified_at,
-        visitor_context, operator_read_visitor_seq,
+        visitor_context, operator_read_visitor_seq, rating_asked_resolved_at,
     )  # fmt: skip
 
 
@@ -233,6 +237,21 @@ def site(r: Row) -> Site:
 def site_row(s: Site) -> dict[str, Any]:
     """The origins are one JSON list in their column."""
     return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+
+
+def invite(r: Row) -> Invite:
+    return Invite(
+        account_id=r["account_id"], id=r["id"], email=r["email"], name=r["name"],
+        is_admin=bool(r["is_admin"]), team_ids=tuple(json.loads(r["team_ids"])),
+        invited_by=r["invited_by"], created=r["created"], expires=r["expires"],
+        used_at=r["used_at"], operator_id=r["operator_id"],
+    )  # fmt: skip
+
+
+def invite_row(i: Invite, token_hash: str) -> dict[str, Any]:
+    """The token's hash is a column of the row only: the record never carries it."""
+    return {**dataclasses.asdict(i), "team_ids": json.dumps(list(i.team_ids)),
+            "token_hash": token_hash}  # fmt: skip
 
 
 def widget_token(r: Row) -> WidgetToken:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from storage import contacts_sql as _contacts
+from storage import invites_sql as _invites
 from storage import outbound as _outbound
 from storage import rows
 from storage import webhooks_sql as _webhooks
@@ -539,7 +540,7 @@ def select_all(table: Table) -> str:
     return f"SELECT {rows.select_list(table)} FROM {table.name} ORDER BY {', '.join(table.key)}"
 
 
-class SqlStore(_webhooks.WebhooksSql, abc.ABC):
+class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     """The Store protocol over a driver, which supplies how an operation runs (``_read``,
     ``_write``, ``_write_once``, ``_snapshot``), how the outbound claim locks, and opening and
     closing. Every read and write is scoped by account except the ones that are global by
@@ -699,19 +700,26 @@ class SqlStore(_webhooks.WebhooksSql, abc.ABC):
         lang: str = "en",
         avatar_url: str = "",
     ) -> Operator:
-        async def op(conn: Conn) -> Operator:
-            operator = Operator(
-                account_id, await _next_id(conn, account_id, "operator"), name, email, is_admin,
-                time.time(), lang, avatar_url,
-            )  # fmt: skip
-            row = {**asdict(operator), "password_hash": password_hash, "token_version": 0}
-            try:
-                await conn.execute(_INSERT_OPERATOR, *rows.values(rows.OPERATORS, row))
-            except self._dialect.unique_violation as exc:
-                raise DuplicateEmail(email) from exc
-            return operator
+        return await self._write(
+            lambda conn: self._add_operator(
+                conn, account_id, name, email, password_hash, is_admin, lang, avatar_url
+            )
+        )
 
-        return await self._write(op)
+    async def _add_operator(
+        self, conn: Conn, account_id: str, name: str, email: str, password_hash: str,
+        is_admin: bool, lang: str, avatar_url: str,
+    ) -> Operator:  # fmt: skip
+        operator = Operator(
+            account_id, await _next_id(conn, account_id, "operator"), name, email, is_admin,
+            time.time(), lang, avatar_url,
+        )  # fmt: skip
+        row = {**asdict(operator), "password_hash": password_hash, "token_version": 0}
+        try:
+            await conn.execute(_INSERT_OPERATOR, *rows.values(rows.OPERATORS, row))
+        except self._dialect.unique_violation as exc:
+            raise DuplicateEmail(email) from exc
+        return operator
 
     async def get_operator(self, account_id: str, operator_id: int) -> Operator | None:
         return await self._get(rows.OPERATORS, rows.operator, account_id, operator_id)

@@ -331,6 +331,22 @@ def test_demo_serves_a_working_account_and_keeps_it(tmp_path: Path) -> None:
         assert canned.status_code == 200, canned.text
         assert [c["id"] for c in canned.json()["canned"]] == [1, 2, 3]
         token = login.json()["token"]
+        inbox = httpx.get(
+            f"{base}/api/v1/operator/inbox", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert inbox.status_code == 200, inbox.text
+        samples = [(c["source_app"], c["status"]) for c in inbox.json()["conversations"]]
+        # The first sign-in shows the product: a sample on every channel, freshest first,
+        # the App Command message above them.
+        assert samples == [
+            ("chatbot", "open"),
+            ("smsbroadcast", "open"),
+            ("chatbot", "open"),
+            ("liveoperator", "active"),
+            ("emailbroadcast", "open"),
+            ("liveoperator", "active"),
+            ("liveoperator", "resolved"),
+        ]
 
     assert stat.S_IMODE((data / "demo.json").stat().st_mode) == 0o600
     with running_demo(data, "serve", "--demo") as again:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from server.auth import Principal
 from server.channels import Channels
 from server.directory import ORIGIN_MAX, ORIGINS_MAX, Directory
 from server.errors import Invalid, NotFound
+from server.event_catalogue import OPERATOR_UPDATED
 from server.render.snake_case import (
     assistant_json,
     canned_json,
@@ -34,6 +36,7 @@ from server.render.snake_case import (
 from server.services import Services, services
 from server.webhooks import EVENTS, Webhooks, delivery_json, webhook_json
 from storage.base import NO_ASSISTANT, NO_TEAM
+from storage.models import Operator
 
 ROOT = "/api/v1/admin"
 CREATED = 201
@@ -60,6 +63,14 @@ class Resource(Generic[S]):
     # Only an admin (or the API key) lists it: a channel's key is all that names it in its
     # webhook URLs, and an operator's screen needs none of it (403 for the others).
     admin_reads: bool = False
+    # Tells the account's inboxes about an updated item (operators: their names).
+    announce: Callable[[Request, Any], Awaitable[None]] | None = None
+
+
+async def announce_operator(request: Request, operator: Operator) -> None:
+    """Colleagues' inboxes show an operator's new name (and avatar, role, state) at once."""
+    data = orjson.dumps(operator_json(operator))
+    await services(request).feed.ephemeral(operator.account_id, OPERATOR_UPDATED, data)
 
 
 def _is_admin(fields: Fields) -> bool | None:
@@ -99,6 +110,7 @@ OPERATORS: Resource[Directory] = Resource(
     ),
     delete=lambda d, acc, i: d.delete_operator(acc, i),
     service=_directory,
+    announce=announce_operator,
 )
 
 TEAMS: Resource[Directory] = Resource(
@@ -177,6 +189,7 @@ CHANNELS: Resource[Channels] = Resource(
         kind=f.require("kind"),
         name=f.require("name"),
         public_url=f.require("public_url"),
+        ask_rating=f.boolean("ask_rating"),
         **_channel_fields(f),
     ),
     update=lambda c, acc, i, f: c.update(
@@ -184,6 +197,7 @@ CHANNELS: Resource[Channels] = Resource(
         i,
         name=f.text("name"),
         public_url=f.text("public_url"),
+        ask_rating=f.boolean("ask_rating"),
         **_channel_fields(f),
     ),
     delete=lambda c, acc, i: c.delete(acc, i),
@@ -301,6 +315,8 @@ def _routes(resource: Resource[S]) -> list[Route]:
             _item_id(request, resource),
             fields,
         )
+        if resource.announce is not None:
+            await resource.announce(request, item)
         return ok(**{resource.singular: resource.render(item)})
 
     async def delete(request: Request) -> Response:
@@ -355,6 +371,7 @@ async def _deactivate_operator(request: Request) -> Response:
         _item_id(request, OPERATORS),
         to_operator=fields.integer("to_operator_id", minimum=1),
     )
+    await announce_operator(request, operator)
     return ok(operator=operator_json(operator), moved=moved)
 
 

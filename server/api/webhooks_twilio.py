@@ -7,8 +7,10 @@ provider was given: the channel's configured public URL, never the request's Hos
 forwarding headers (403 otherwise, nothing written). A message then joins its thread: the
 newest conversation of this channel with this number, reopened when resolved (the engine's
 rule for a customer who writes again) unless the channel's ``after_resolved`` is "new", or a
-new one. A body that is one of the opt-out words (STOP, ...), or ``OptOutType``, opts the
-number out of (or back into) replies from this channel (server/sms_opt_outs.py).
+new one. A lone score (1 to 5) answering the rating question the resolved conversation was
+sent rates it instead and leaves it resolved (issue 19). A body that is one of the opt-out
+words (STOP, ...), or ``OptOutType``, opts the number out of (or back into) replies from this
+channel (server/sms_opt_outs.py), and is never a score.
 ``MessageSid`` is the message's client id, so a retried webhook makes no second message.
 The answer is always TwiML: a provider texts a plain-text answer back to the customer.
 """
@@ -28,7 +30,7 @@ from starlette.routing import Route
 from server import metrics, sms_opt_outs
 from server.api.wire import parse_integer
 from server.channels import after_resolved, public_url, settings_of
-from server.conversations import Origin
+from server.conversations import Origin, rating_answer
 from server.crypto import UnreadableSecret
 from server.errors import Forbidden, Invalid, NotFound, UnsupportedMediaType
 from server.event_catalogue import DELIVERY
@@ -168,8 +170,15 @@ async def sms(request: Request) -> Response:
     if not text.strip() and media:
         text = MEDIA_NOTE.format(count=len(media))
     opt_out = opt_out_change(text, params.get("OptOutType"))
+    # An opt-out word wins over everything; pictures are something to look at, not a score.
+    may_answer_rating = opt_out is None and not media
     thread = await found.store.latest_channel_conversation(channel.account_id, channel.id, phone)
-    if thread is not None and thread.status == "resolved" and after_resolved(channel) == "new":
+    if (
+        thread is not None
+        and thread.status == "resolved"
+        and after_resolved(channel) == "new"
+        and not (may_answer_rating and rating_answer(thread, text) is not None)
+    ):
         thread = None
     committed = await found.engine.send(
         channel.account_id,
@@ -181,6 +190,7 @@ async def sms(request: Request) -> Response:
         ),
         client_msg_id=f"twilio:{message_sid}",
         account_key=True,
+        may_answer_rating=may_answer_rating,
     )
     now = time.time()
     # After the message, which they belong to; a retry after a crash right here adds them.

@@ -6,7 +6,13 @@ from typing import Any
 
 import orjson
 
-from server.channels import after_resolved, operator_api_url, settings_of, webhooks
+from server.channels import (
+    after_resolved,
+    asks_rating,
+    operator_api_url,
+    settings_of,
+    webhooks,
+)
 from server.contacts import ContactView
 from storage.models import (
     Assistant,
@@ -14,6 +20,7 @@ from storage.models import (
     Channel,
     Contact,
     Conversation,
+    Invite,
     Message,
     Operator,
     Site,
@@ -32,6 +39,20 @@ def operator_json(o: Operator) -> dict[str, Any]:
         "lang": o.lang,
         "avatar_url": o.avatar_url,
         "active": o.active,
+    }
+
+
+def invite_json(i: Invite) -> dict[str, Any]:
+    """A pending invitation as admins list it; its token is in the create answer only."""
+    return {
+        "id": i.id,
+        "email": i.email,
+        "name": i.name,
+        "is_admin": i.is_admin,
+        "team_ids": list(i.team_ids),
+        "invited_by": i.invited_by,
+        "created": i.created,
+        "expires_at": i.expires,
     }
 
 
@@ -81,7 +102,11 @@ def channel_json(c: Channel) -> dict[str, Any]:
         **(
             {"api_url": operator_api_url(c)}
             if c.kind == "bot"
-            else {"after_resolved": after_resolved(c), "webhooks": webhooks(c)}
+            else {
+                "after_resolved": after_resolved(c),
+                "ask_rating": asks_rating(c),
+                "webhooks": webhooks(c),
+            }
         ),
         "created": c.created,
         "health": {

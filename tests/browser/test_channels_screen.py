@@ -81,7 +81,16 @@ async def test_an_admin_creates_an_sms_channel_and_sends_a_test_message(
     await row.get_by_role("button", name="Edit Support texts").click()
     await expect(form.get_by_label("Auth token")).to_have_value("")
     assert SMS_TOKEN not in await page.content()
-    await form.get_by_role("button", name="Cancel").click()
+    # The rating question is off until the admin turns it on (issue 19).
+    assert channel["ask_rating"] is False
+    await expect(form.get_by_label("Rating question")).to_have_value("false")
+    await form.get_by_label("Rating question").select_option(
+        label="Ask when a conversation is resolved"
+    )
+    await form.get_by_role("button", name="Save").click()
+    await expect(status).to_have_text("Saved “Support texts”.")
+    (channel,) = await listed(live_server, "channels")
+    assert channel["ask_rating"] is True
 
     page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("+15557654321")))
     await row.get_by_role("button", name="Send test Support texts").click()

@@ -56,9 +56,7 @@ async def test_a_transfer_with_a_note_and_a_resolve_are_lines_on_the_timeline(
     handed = receiver.locator('#messages .line[data-kind="transferred"]')
     await expect(handed).to_contain_text("Alex transferred the conversation to Jo")
     await expect(handed).to_contain_text(f"Hand-over note: {NOTE}")
-    await expect(alex.locator('#messages .line[data-kind="transferred"]')).to_contain_text(
-        NOTE
-    )
+    await expect(alex.locator('#messages .line[data-kind="transferred"]')).to_contain_text(NOTE)
 
     await receiver.get_by_role("button", name="Resolve").click()
     resolved = '#messages .line[data-kind="resolved"]'

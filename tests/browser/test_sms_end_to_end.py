@@ -7,6 +7,8 @@ the inbox and the reply leaves through that channel's number with that channel's
 the status callback marks it delivered in the inbox; the next SMS continues the conversation,
 a retried webhook makes no duplicate; STOP turns the composer off. A second account with its
 own SMS channel never sees the first one's messages or credentials, nor the other way round.
+A channel that asks for ratings texts the question when the operator resolves, and the
+customer's digit reaches the Reports page (issue 19).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from server.api.webhooks_twilio import EMPTY_TWIML
+from server.conversations import RATING_QUESTION
 from tests.outbound.servers import SMS_SID, SMS_TOKEN, SmsServer, sms_server
 from tests.server.realtime_clients import sse
 
@@ -296,6 +299,58 @@ async def test_a_customers_sms_thread_end_to_end(
     assert (await forged.post("sms", forged.params(9, "Mixing in"))).status_code == 403
     await expect(page.locator("#convo-list .row")).to_have_count(1)
     assert "Hello from the other shop" not in await page.content()
+    assert window.errors == []
+
+
+async def test_an_sms_customer_rates_the_resolved_conversation_and_the_report_counts_it(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    accounts: Accounts,
+    provider: SmsServer,
+    api: httpx.AsyncClient,
+) -> None:
+    """Issue 19 by SMS: the channel asks, the operator resolves in the inbox, the question
+    reaches the customer's phone, their "5!" rates it, and the Reports page counts it."""
+    from playwright.async_api import expect
+
+    patched = await api.patch(
+        f"/api/v1/admin/channels/{accounts.a.channel['id']}",
+        json={"ask_rating": True},
+        headers={"X-Api-Key": accounts.a_key},
+    )
+    assert patched.status_code == 200, patched.text
+    customer = Line(accounts.a.base_url, patched.json()["channel"], SMS_TOKEN, SMS_SID,
+                    "+15550003333")  # fmt: skip
+    token = await _login(api, OPERATOR_EMAIL, OPERATOR_PASSWORD)
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server)
+    await customer.text(101, "Do you ship to Norway?")
+    (convo_id,) = [
+        c["id"]
+        for c in await _conversations(api, token)
+        if c["contact_data"]["phone"] == customer.customer
+    ]
+    await row(page, convo_id).click()
+    await page.locator("#composer-text").fill("We do, in three days.")
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await _received(provider, "We do, in three days.")
+    await page.get_by_role("button", name="Resolve", exact=True).click()
+    question = await _received(provider, RATING_QUESTION)
+    assert (question.form["From"], question.form["To"]) == (A_NUMBER, customer.customer)
+
+    await customer.text(102, "5!")
+    thread = page.locator("#messages")
+    await expect(thread).to_contain_text("5!")
+    shown = await api.get(
+        f"/api/v1/operator/conversation/{convo_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    conversation = shown.json()["conversation"]
+    assert conversation["status"] == "resolved"
+    assert conversation["rating"]["score"] == 5
+    await page.get_by_role("link", name="Reports").click()
+    summary = page.locator("#reports-summary")
+    await expect(summary.locator("div", has_text="Average rating")).to_contain_text("5.0 / 5")
     assert window.errors == []
 
 

@@ -175,7 +175,7 @@ async def test_an_image_reply_goes_out_as_its_link_and_notes_stay_home(
     # The worker records "sent" only after the SMTP server has taken the mail, so the
     # recorded state is what to wait for; waiting on the mailbox raced that write.
     async with asyncio.timeout(DELIVERED_WITHIN_S):
-        while [m["delivery"] for m in await _history(tenant, email)] != [None, "sent"]:
+        while [m["delivery"] for m in await _history(tenant, email)] != [None, "sent"]:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     (message,) = mail.mailbox.messages()
     assert message.get_content().splitlines() == ["This one:", "", "https://cdn.acme.test/red.png"]

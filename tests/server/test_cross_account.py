@@ -641,6 +641,51 @@ async def _merge_with_bs_contact(w: World) -> None:
         await _refused(panel, "POST", from_b, {"from_id": B_CONTACT}, 404, "contact_not_found")
 
 
+@covers("GET", f"{OPERATOR}/me")
+async def _me(w: World) -> None:
+    for panel in (w.a_op, w.a_admin):
+        me = await panel.ok("GET", f"{OPERATOR}/me")
+        assert me["operator"]["id"] == panel.operator_id
+        assert me["operator"]["email"].endswith(f"@{w.a.account_id}.test")
+
+
+@covers("PATCH", f"{OPERATOR}/me")
+async def _rename_me(w: World) -> None:
+    # A's operator 1 renames themselves: B's operator 1 keeps their name (the snapshot).
+    await w.a_admin.ok("PATCH", f"{OPERATOR}/me", {"name": "Ada of Acme"})
+
+
+async def _b_invite(w: World) -> int:
+    response = await w.b_admin.client.post(
+        f"{ADMIN}/invites", json={"email": "new@b.test", "name": "New"}, headers=w.b_admin.headers
+    )
+    assert response.status_code == 201, response.json()
+    found: int = response.json()["invite"]["id"]
+    return found
+
+
+@covers("GET", f"{ADMIN}/invites")
+async def _list_invites(w: World) -> None:
+    await _b_invite(w)
+    assert (await w.a_admin.ok("GET", f"{ADMIN}/invites"))["invites"] == []
+
+
+@covers("POST", f"{ADMIN}/invites")
+async def _invite_into_bs_team(w: World) -> None:
+    body = {"email": "new@a.test", "name": "New", "team_ids": [B_TEAM]}
+    await _refused(w.a_admin, "POST", f"{ADMIN}/invites", body, 404, "team_not_found")
+
+
+@covers("DELETE", f"{ADMIN}/invites/{{id}}")
+async def _revoke_bs_invite(w: World) -> None:
+    b_invite = await _b_invite(w)
+    path = f"{ADMIN}/invites/{b_invite}"
+    await _refused(w.a_admin, "DELETE", path, None, 404, "invite_not_found")
+    assert [i["id"] for i in (await w.b_admin.ok("GET", f"{ADMIN}/invites"))["invites"]] == [
+        b_invite
+    ]
+
+
 def _api_routes(app: Starlette) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for route in app.routes:

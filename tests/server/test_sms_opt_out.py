@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server.services import Services
-from server.sms_opt_outs import REFUSED, opt_out_change
+from server.sms_opt_outs import opt_out_change
 from storage.models import Conversation
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.outbound.servers import SmsServer, sms_server
@@ -162,20 +162,27 @@ async def _last_error(services: Services) -> list[str | None]:
     ]
 
 
-async def test_the_worker_sends_nothing_to_a_phone_that_opted_out(
+async def test_a_reply_to_a_phone_that_opted_out_is_refused_before_anything_is_written(
     client: httpx.AsyncClient, services: Services, tenant: Tenant, provider: SmsServer
 ) -> None:
     line = await _line(client, services, tenant, api_url=provider.base)
     assert_twiml(await line.post(inbound(1, "STOP")))
     (convo,) = await line.conversations()
-    await _reply(client, tenant, convo, "Sorry to see you go")
-    assert await _final(services, convo, 2) == "failed"
-    assert provider.twilio.received == []
-    assert await _last_error(services) == [REFUSED]
+    token = bearer(await operator_token(client, tenant))
+    body = {"conversation_id": convo.id, "content": "Sorry to see you go"}
+    refused = await client.post(f"{OPERATOR}/message", json=body, headers=token)
+    assert_error(refused, 409, "sms_opted_out")
+    # The App Command API, which integrations reply through, refuses the same way.
+    answer = await tenant.command(
+        "sendmessage", convoID=convo.id, operatorID=tenant.operator_id, message="Hello?"
+    )
+    assert_error(answer, 409, "sms_opted_out")
+    assert len(await services.store.list_messages(tenant.account_id, convo.id)) == 1
+    assert await _last_error(services) == []
     # Once they text START, the next reply goes out.
     assert_twiml(await line.post(inbound(2, "START")))
     await _reply(client, tenant, convo, "Welcome back")
-    assert await _final(services, convo, 4) == "sent"
+    assert await _final(services, convo, 3) == "sent"
     assert provider.twilio.bodies() == ["Welcome back"]
 
 

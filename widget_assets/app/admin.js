@@ -5,6 +5,8 @@
 
 import { api } from "./api.js";
 import { $, h, say } from "./dom.js";
+import { showInstall } from "./install.js";
+import { showInvites } from "./invites.js";
 import { deactivateOperator, reactivateOperator } from "./offboarding.js";
 
 const teamName = (ctx, id) => ctx.teams.find((t) => t.id === id)?.name || "None";
@@ -165,6 +167,10 @@ const RESOURCES = {
       { name: "mailgun_signing_key", label: "Mailgun signing key (optional)", type: "password",
         value: () => "", maxlength: 256, kinds: ["email"],
         editHint: "Leave empty to keep the current key; it is never shown." },
+      { name: "ask_rating", label: "Rating question", boolean: true, kinds: ["sms", "email"],
+        options: [["false", "Off"], ["true", "Ask when a conversation is resolved"]],
+        value: (c) => String(Boolean(c.ask_rating)),
+        hint: "The customer gets “How did we do?” and answers 1 to 5. Each question by SMS is a text you pay for." },
     ],
     actions: [
       { label: "Send test", when: (c) => c.kind === "sms", run: testSms },
@@ -194,11 +200,14 @@ const RESOURCES = {
   },
 };
 
+// Admin screens that are no table of one resource.
+const SCREENS = { invites: showInvites, install: showInstall };
+
 let shown = null; // the resource on screen
 
 /** Renders the ``name`` screen into the admin section. */
 export async function showAdmin(ctx, name) {
-  const resource = RESOURCES[name] ? name : "operators";
+  const resource = RESOURCES[name] || SCREENS[name] ? name : "operators";
   shown = resource;
   for (const tab of document.querySelectorAll(".admin__tab")) {
     if (tab.dataset.resource === resource) tab.setAttribute("aria-current", "page");
@@ -206,6 +215,10 @@ export async function showAdmin(ctx, name) {
   }
   const body = $("admin-body");
   body.replaceChildren(h("p", {}, "Loading…"));
+  if (SCREENS[resource]) {
+    await SCREENS[resource](ctx, body);
+    return;
+  }
   let items;
   try {
     // Cells name operators and teams from the directory: wait for its first load.

@@ -19,6 +19,7 @@ const EVENT_KINDS = [
   "sms_opt_out",
   "message:image",
   "contact:merged",
+  "operator:updated",
 ];
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 8000;

@@ -8,8 +8,10 @@ import { showAdmin } from "./admin.js";
 import { createAlerts } from "./alerts.js";
 import { showReports } from "./reports.js";
 import { createConversation } from "./conversation.js";
+import { showInvitation } from "./invites.js";
 import { $, say } from "./dom.js";
 import { createList } from "./list.js";
+import { showProfile } from "./profile.js";
 import { enableShortcuts } from "./shortcuts.js";
 
 const HEARTBEAT_MS = 30000; // the server counts an operator online 75 s after a beat
@@ -36,6 +38,8 @@ const ctx = {
   // Operators, teams, canned responses and sites, once they are first loaded.
   directory: new Promise((resolve) => (directoryLoaded = resolve)),
   openId: () => conversation.openId(),
+  setMe,
+  renewSession,
   listed: (conversations) => alerts.known(conversations),
 };
 const list = createList(ctx);
@@ -165,17 +169,40 @@ function apply(kind, data) {
     case "contact:merged":
       conversation.contactMerged(data);
       break;
+    case "operator:updated":
+      // Keeps what only the directory knows (online, away).
+      ctx.operators.set(data.id, { ...ctx.operators.get(data.id), ...data });
+      if (data.id === ctx.me.id) setMe(data);
+      list.refresh();
+      conversation.refresh();
+      break;
   }
 }
 
 // -- the session ------------------------------------------------------------------------------
+
+/** The signed-in operator as the server last described them (their profile may change). */
+function setMe(operator) {
+  ctx.me = { ...ctx.me, ...operator };
+  $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
+  const saved = session.load();
+  if (saved) session.save({ ...saved, operator: ctx.me });
+}
+
+/** A password change revoked every token but the new one this session goes on with. */
+function renewSession(answer) {
+  const expired = () => signOut("Your session has ended. Please sign in again.");
+  session.save({ token: answer.token, expires_at: answer.expires_at, operator: answer.operator });
+  authenticate(answer.token, expired);
+  ctx.stream.bearer = answer.token;
+}
 
 function start(saved) {
   ctx.me = saved.operator;
   authenticate(saved.token, () => signOut("Your session has ended. Please sign in again."));
   $("login").hidden = true;
   $("shell").hidden = false;
-  $("me").textContent = `${ctx.me.name}${ctx.me.is_admin ? " · admin" : ""}`;
+  setMe(saved.operator);
   alerts.render();
   showAvailability();
   const stream = new LiveStream(saved.token, {
@@ -285,18 +312,23 @@ $("logout").addEventListener("click", () => signOut(""));
 
 // -- screens ----------------------------------------------------------------------------------
 
-/** ``#/inbox``, ``#/inbox/{conversation}``, ``#/reports`` or ``#/admin/{resource}``. */
+/** ``#/inbox``, ``#/inbox/{conversation}``, ``#/reports``, ``#/profile`` or
+ * ``#/admin/{resource}``. */
 function route() {
   if (!ctx.me) return;
   const [section, arg] = location.hash.replace(/^#\/?/, "").split("/");
   const admin = section === "admin";
   const reports = section === "reports";
-  $("inbox-view").hidden = admin || reports;
+  const profile = section === "profile";
+  const inbox = !admin && !reports && !profile;
+  $("inbox-view").hidden = !inbox;
   $("admin-view").hidden = !admin;
   $("reports-view").hidden = !reports;
+  $("profile-view").hidden = !profile;
   // On a phone one pane shows at a time: the list, or the open conversation.
-  document.body.dataset.pane = arg && !admin && !reports ? "conversation" : "list";
-  const links = [["nav-inbox", !admin && !reports], ["nav-reports", reports], ["nav-admin", admin]];
+  document.body.dataset.pane = arg && inbox ? "conversation" : "list";
+  const links = [["nav-inbox", inbox], ["nav-reports", reports], ["nav-admin", admin],
+    ["nav-profile", profile]];
   for (const [link, current] of links) {
     if (current) $(link).setAttribute("aria-current", "page");
     else $(link).removeAttribute("aria-current");
@@ -305,6 +337,8 @@ function route() {
     showAdmin(ctx, arg);
   } else if (reports) {
     showReports(ctx);
+  } else if (profile) {
+    showProfile(ctx);
   } else if (arg) {
     conversation.open(decodeURIComponent(arg));
   } else {
@@ -315,5 +349,11 @@ function route() {
 window.addEventListener("hashchange", route);
 
 const saved = session.load();
-if (saved) start(saved);
+const invited = location.hash.match(/^#\/invite\/([\w-]+)$/);
+if (invited) {
+  showInvitation(invited[1], (signedIn) => {
+    session.save(signedIn);
+    start(signedIn);
+  });
+} else if (saved) start(saved);
 else showLogin();

@@ -69,3 +69,19 @@ export function timeTag(seconds) {
   const date = new Date(seconds * 1000);
   return h("time", { datetime: date.toISOString(), title: fullTime(seconds) }, shortTime(seconds));
 }
+
+/** A button that puts ``text()`` on the clipboard and says so beside itself. ``label`` is its
+ * accessible name, ``shown`` its visible text (the label when not given). */
+export function copyButton(label, text, shown = label) {
+  const said = h("span", { class: "copy-status", role: "status" });
+  const button = h("button", { type: "button", class: "button", "aria-label": label,
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(text());
+        said.textContent = "Copied.";
+      } catch {
+        said.textContent = "Could not copy: select the text and copy it.";
+      }
+    } }, shown);
+  return h("span", { class: "copy" }, button, said);
+}

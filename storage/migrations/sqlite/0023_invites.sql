@@ -1,0 +1,21 @@
+-- Invitations (issue 18): an admin invites a teammate by email, and the invitee chooses their
+-- own password through a one-time link. The link's token (256 random bits) is never stored:
+-- `token_hash` is its SHA-256. `used_at` and `operator_id` are set in the transaction that
+-- creates the operator, so a link works once; revoking an invitation deletes its row.
+-- `team_ids` is a JSON list of the teams the new operator joins.
+CREATE TABLE invites (
+    account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    id INTEGER NOT NULL,
+    token_hash TEXT NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    is_admin INTEGER NOT NULL,
+    team_ids TEXT NOT NULL,
+    invited_by INTEGER,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    used_at REAL,
+    operator_id INTEGER,
+    PRIMARY KEY (account_id, id)
+);
+CREATE UNIQUE INDEX invites_by_hash ON invites (token_hash);
