@@ -129,9 +129,6 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
             # Kept for tests, which wait for the background pushes with push.idle().
             app.state.push = push
             feed = EventFeed(hub, store, [push.committed] if push else [])
-            availability = Availability(presence, feed, store)
-            refresher = asyncio.create_task(availability.refresh_connected())
-            stack.callback(refresher.cancel)
             sealer = Sealer(settings.encryption_keys)
             channels = Channels(store, sealer)
             assistants = Assistants(store, sealer)
@@ -159,6 +156,9 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
                 max_message_chars=settings.max_message_chars,
                 translator=translator,
             )
+            availability = Availability(presence, feed, store, engine.assign_waiting)
+            refresher = asyncio.create_task(availability.refresh_connected())
+            stack.callback(refresher.cancel)
             files = FileStore(settings.data_dir / "uploads", max_bytes=MAX_ATTACHMENT_BYTES)
             email = EmailIngest(store, engine, settings.max_message_chars, images, files)
             if settings.imap_sources:

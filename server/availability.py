@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -16,11 +16,12 @@ from realtime.presence import (
     parse_session_mark,
     session_mark,
 )
+from server.business_hours import is_open, next_opening
 from server.errors import Invalid, NotFound
 from server.event_catalogue import PRESENCE
 from server.events import EventFeed
 from storage.base import InboxQuery, Store
-from storage.models import Conversation, Operator
+from storage.models import Conversation, Operator, Site
 
 # The most visitors one listing returns; the busiest sites page through the inbox instead.
 VISITORS_MAX = 200
@@ -49,11 +50,33 @@ class OperatorStatus:
     away: bool = False
 
 
+# Told when an operator can take conversations again (issue 18: their teams' queues hand out
+# what waits there, ConversationEngine.assign_waiting).
+OnAvailable = Callable[[Operator], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteAvailability:
+    """What a site's widget tells its visitor (issue 18)."""
+
+    staffed: bool
+    open: bool
+    # When a closed site opens next (epoch seconds); None while it is open.
+    opens_at: float | None
+
+    @property
+    def away(self) -> bool:
+        return not (self.staffed and self.open)
+
+
 class Availability:
-    def __init__(self, presence: Presence, feed: EventFeed, store: Store) -> None:
+    def __init__(
+        self, presence: Presence, feed: EventFeed, store: Store, on_available: OnAvailable
+    ) -> None:
         self._presence = presence
         self._feed = feed
         self._store = store
+        self._on_available = on_available
         self.connected = ConnectedVisitors(presence)
 
     async def heartbeat(self, operator: Operator, site_ids: Sequence[int]) -> None:
@@ -64,6 +87,7 @@ class Availability:
         await self._require_sites(operator.account_id, site_ids)
         if await self._presence.operator_beat(operator.account_id, operator.id):
             await self._announce(operator, online=True)
+            await self._on_available(operator)
 
     async def status(self, operator: Operator, site_id: int | None) -> OperatorStatus:
         await self._require_sites(operator.account_id, [] if site_id is None else [site_id])
@@ -77,6 +101,8 @@ class Availability:
         await self._require_sites(operator.account_id, [site_id])
         await self._presence.set_away(operator.account_id, operator.id, site_id, not online)
         await self._announce(operator, online=online, site_id=site_id)
+        if online:
+            await self._on_available(operator)
 
     async def set_away(self, operator: Operator, away: bool) -> None:
         """The inbox's Online/Away switch: away from (or back on) every site of the account,
@@ -86,6 +112,8 @@ class Availability:
         # Still at their inbox: online, and ``away`` in the event says they take no chats.
         beating = operator.id in await self._presence.operators_online(operator.account_id)
         await self._announce(operator, online=beating)
+        if beating and not away:
+            await self._on_available(operator)
 
     async def online_visitors(self, account_id: str, site_id: int | None = None) -> list[Visitor]:
         """Visitors seen lately, newest first: those in a conversation, and widget sessions
@@ -138,6 +166,25 @@ class Availability:
             away = site_ids <= await self._presence.away_sites(account_id, o.id)
             found.append((o, o.id in online, away))
         return found
+
+    async def site_availability(self, site: Site, now: float) -> SiteAvailability:
+        """Whether anybody of the site's team (every operator, for a site routed to no team)
+        is online and not away from it, and whether the site is within its business hours."""
+        online = await self._presence.operators_online(site.account_id)
+        if site.team_id is not None:
+            team = next(
+                (t for t in await self._store.list_teams(site.account_id) if t.id == site.team_id),
+                None,
+            )
+            # A site whose team was deleted routes to nobody in particular: anybody answers.
+            if team is not None:
+                online &= set(team.member_ids)
+        staffed = False
+        for operator_id in online:
+            if site.id not in await self._presence.away_sites(site.account_id, operator_id):
+                staffed = True
+                break
+        return SiteAvailability(staffed, is_open(site, now), next_opening(site, now))
 
     async def _away_everywhere(self, account_id: str, away: set[int]) -> bool:
         return {s.id for s in await self._store.list_sites(account_id)} <= away

@@ -27,7 +27,7 @@ from server.channels import asks_rating
 from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.event_catalogue import CONVERSATION_UPDATED
-from server.events import EventFeed, announced
+from server.events import EventFeed, announce, announced
 from server.render.operator_api import (
     addressed,
     closed_event,
@@ -37,7 +37,7 @@ from server.render.operator_api import (
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from server.timeline import NO_CAUSE, NOTE_MAX_CHARS, Cause
 from server.visitor_context import VisitorContext, check_context, merged
-from storage.base import Decide, InboxQuery, OperatorPatch, Store, owned_unresolved
+from storage.base import Decide, InboxQuery, OperatorPatch, RosterDecide, Store, owned_unresolved
 from storage.models import (
     BLOCK_TYPES,
     DEFAULT_SITE_ID,
@@ -53,6 +53,7 @@ from storage.models import (
     Identity,
     Message,
     Operator,
+    Roster,
     Sender,
     SourceApp,
     Status,
@@ -67,6 +68,11 @@ HISTORY_MAX = 200
 POLL_BATCH = 200
 # Conversations read at once when a deactivated operator's are handed on.
 OWNED_PAGE = 200
+# Waiting conversations a team's queue hands out at once when an operator becomes available
+# (issue 18); more than a team answers at once, and the next event hands out the rest.
+WAITING_PAGE = 50
+# The statuses that hold an operator's slot in a team's round robin.
+OWNED_OPEN: frozenset[Status] = frozenset({"open", "active"})
 # Field limits for stored visitor details (RFC 5321 caps an address at 254 characters).
 USER_INFO_LIMITS = {"fname": 100, "lname": 100, "email": 254, "phone": 32, "info": 2000}
 # Fields where line breaks are fine: free-form notes about the visitor.
@@ -351,7 +357,8 @@ class ConversationEngine:
             if operator is None:
                 raise Invalid("canned_requires_operator", "canned responses are sent by operators")
             canned = await self._store.get_canned(account_id, canned_id)
-            if canned is None:
+            # Another operator's personal response is as absent as one never written.
+            if canned is None or canned.owner not in (None, operator.id):
                 raise NotFound("canned_not_found", f"no canned response {canned_id}")
             template = canned.message
         elif not text.strip() and image_url is None:
@@ -407,7 +414,7 @@ class ConversationEngine:
             return _with_contact(change, proven)
 
         committed = await self._write(
-            account_id, convo_id, decide, client_msg_id, Cause(by=operator)
+            account_id, convo_id, decide, client_msg_id, Cause(by=operator), routed=new
         )
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
@@ -493,7 +500,7 @@ class ConversationEngine:
                 return _append(None, new, Draft("system", None, text), self._clock())
             return _append(current, current, Draft("system", None, text), self._clock())
 
-        return await self._write(account_id, convo_id, decide)
+        return await self._write(account_id, convo_id, decide, routed=new)
 
     async def qualify(self, account_id: str, convo_id: str) -> Conversation:
         """An operator marks the conversation a qualified lead; marking it again changes
@@ -592,7 +599,9 @@ class ConversationEngine:
             return Change(current, after)
 
         cause = Cause(by=by, to_operator=receiver, to_team=team, note=note)
-        return (await self._write(account_id, convo_id, decide, cause=cause)).conversation
+        committed = await self._write(account_id, convo_id, decide, cause=cause)
+        await self._freed(committed)
+        return committed.conversation
 
     # -- bot platforms (issue 16, seed 004's Operator API) --
 
@@ -634,7 +643,8 @@ class ConversationEngine:
             after = dataclasses.replace(base, control=control)
             return _with_contact(Change(before, after, tuple(messages)), proven)
 
-        return await self._write(account_id, found.id if found else None, decide)
+        routed = dataclasses.replace(new, team_id=team.id) if new else None
+        return await self._write(account_id, found.id if found else None, decide, routed=routed)
 
     async def close_by_customer(
         self, account_id: str, channel_id: int, user_id: str, text: str
@@ -1048,7 +1058,9 @@ class ConversationEngine:
             )  # fmt: skip
             return Change(current, closed, change.messages, payloads=change.payloads)
 
-        return (await self._write(account_id, convo_id, decide, cause=Cause(by=by))).conversation
+        committed = await self._write(account_id, convo_id, decide, cause=Cause(by=by))
+        await self._freed(committed)
+        return committed.conversation
 
     async def set_typing(
         self,
@@ -1242,16 +1254,101 @@ class ConversationEngine:
         decide: Decide,
         client_msg_id: str | None = None,
         cause: Cause = NO_CAUSE,
+        *,
+        routed: Conversation | None = None,
     ) -> Committed:
         """The one place a change is committed with the events it produces (server/events.py
         decides and renders them, with ``cause`` for the timeline), and announced only once
-        it is."""
+        it is. ``routed``: the conversation the change creates, as routed (its team and site),
+        when it creates one; a team that auto-assigns gives it an owner in the same decision
+        (issue 18)."""
         cause = dataclasses.replace(cause, at=self._clock())
-        committed = await self._store.write(
-            account_id, convo_id, announced(decide, cause), client_msg_id=client_msg_id
-        )
+        team = await self._auto_assigning(account_id, routed)
+        if team is None or routed is None:
+            committed = await self._store.write(
+                account_id, convo_id, announced(decide, cause), client_msg_id=client_msg_id
+            )
+        else:
+            available = await self._available(account_id, team, routed.site_id)
+
+            def assign(current: Conversation | None, roster: Roster | None) -> Change | None:
+                change = decide(current)
+                if change is None:
+                    return None
+                return announce(round_robin(change, roster, available), cause)
+
+            committed = await self._store.write_routed(
+                account_id, team.id, assign, client_msg_id=client_msg_id
+            )
         await self._feed.committed(committed)
         return committed
+
+    async def assign_waiting(self, operator: Operator) -> int:
+        """Issue 18: ``operator`` can take conversations again (came online, back from away,
+        or finished one), so the queues of their teams that auto-assign hand out what waits
+        there, oldest first, in turn, while anybody is eligible. Returns how many went."""
+        assigned = 0
+        for team in await self._store.list_teams(operator.account_id):
+            if team.auto_assign and operator.id in team.member_ids:
+                assigned += await self._hand_out(operator.account_id, team)
+        return assigned
+
+    async def _hand_out(self, account_id: str, team: Team) -> int:
+        waiting = InboxQuery(
+            viewer=0,
+            every_team=True,
+            owner="unassigned",
+            team_id=team.id,
+            statuses=("open",),
+            limit=WAITING_PAGE,
+        )
+        assigned = 0
+        # The listing is newest first.
+        for queued in reversed(await self._store.list_conversations(account_id, waiting)):
+            available = await self._available(account_id, team, queued.site_id)
+            committed = await self._store.write_routed(
+                account_id, team.id, _take_turn(team.id, available), convo_id=queued.id
+            )
+            if not committed.events:
+                if committed.conversation.operator_id is None:
+                    break  # nobody is eligible now: the rest waits too
+                continue  # somebody claimed it meanwhile
+            await self._feed.committed(committed)
+            assigned += 1
+        return assigned
+
+    async def _freed(self, committed: Committed) -> None:
+        """After a change that may have freed its owner's slot (resolved, set waiting, handed
+        on), what waits in their teams' queues may go to somebody."""
+        before, after = committed.before, committed.conversation
+        if before is None or before.operator_id is None or before.status not in OWNED_OPEN:
+            return
+        if after.operator_id == before.operator_id and after.status in OWNED_OPEN:
+            return
+        owner = await self._store.get_operator(after.account_id, before.operator_id)
+        if owner is not None and owner.active:
+            await self.assign_waiting(owner)
+
+    async def _auto_assigning(self, account_id: str, routed: Conversation | None) -> Team | None:
+        if routed is None or routed.team_id is None:
+            return None
+        for team in await self._store.list_teams(account_id):
+            if team.id == routed.team_id:
+                return team if team.auto_assign else None
+        return None
+
+    async def _available(self, account_id: str, team: Team, site_id: int) -> frozenset[int]:
+        """The team's members who take conversations of the site now: their inbox is open
+        (presence) and they are not away from the site (the Online/Away switch)."""
+        online = await self._presence.operators_online(account_id)
+        return frozenset(
+            [
+                member
+                for member in team.member_ids
+                if member in online
+                and site_id not in await self._presence.away_sites(account_id, member)
+            ]
+        )
 
     def _check_length(self, text: str) -> None:
         check_body(text, self._max_chars)
@@ -1485,6 +1582,50 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
         **firsts,
     )
     return Change(before, after, (message,), payloads=payloads)
+
+
+def next_in_turn(roster: Roster, available: frozenset[int]) -> int | None:
+    """The round robin (issue 18): the first of the roster's members, by id, after the one it
+    assigned last (wrapping around), who is available and owns fewer than the limit of open or
+    active conversations; None when nobody is."""
+    limit = roster.assign_limit
+    eligible = [
+        m
+        for m in roster.members
+        if m in available and (limit == 0 or roster.load.get(m, 0) < limit)
+    ]
+    later = [m for m in eligible if m > roster.last_assigned]
+    return next(iter(later or eligible), None)
+
+
+def round_robin(change: Change, roster: Roster | None, available: frozenset[int]) -> Change:
+    """``change`` with the owner its team's round robin gives the conversation, when the
+    team auto-assigns and nobody owns it yet (an operator's proactive message makes its author
+    the owner). With nobody eligible it stays in the team's queue, unowned."""
+    if change.after.operator_id is not None:
+        return change
+    if roster is None or not roster.auto_assign:
+        return change
+    owner = next_in_turn(roster, available)
+    if owner is None:
+        return change
+    return dataclasses.replace(change, after=dataclasses.replace(change.after, operator_id=owner))
+
+
+def _take_turn(team_id: int, available: frozenset[int]) -> RosterDecide:
+    """The decision that gives a conversation waiting in the team's queue its owner in turn;
+    none when it no longer waits there (claimed, moved or no longer open meanwhile)."""
+
+    def decide(current: Conversation | None, roster: Roster | None) -> Change | None:
+        current = _require(current)
+        if current.operator_id is not None or current.team_id != team_id:
+            return None
+        if current.status != "open":
+            return None
+        change = round_robin(Change(current, current), roster, available)
+        return None if change.after == current else announce(change)
+
+    return decide
 
 
 def _has_member(team: Team, online: set[int]) -> bool:

@@ -11,10 +11,11 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from server import business_hours as hours
 from server.adapters.translate import check_language
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.security import hash_api_key, hash_password, new_api_key, verify_password
@@ -69,6 +70,10 @@ ORIGIN_MAX = 200
 # E.164: a plus, a country code that does not start with 0, at most 15 digits in all.
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 
+# The most open or active conversations a team's round robin may give one operator (issue
+# 18): nobody answers more at once; 0 means no limit.
+ASSIGN_LIMIT_MAX = 1000
+
 T = TypeVar("T")
 
 
@@ -99,6 +104,12 @@ def _avatar_url(value: str) -> str:
             "invalid_field",
             f"avatar_url must be an http(s) URL of {AVATAR_URL_MAX} characters at most",
         )
+    return value
+
+
+def _assign_limit(value: int) -> int:
+    if not 0 <= value <= ASSIGN_LIMIT_MAX:
+        raise Invalid("invalid_field", f"assign_limit must be 0 (no limit) to {ASSIGN_LIMIT_MAX}")
     return value
 
 
@@ -314,10 +325,24 @@ class Directory:
     async def list_teams(self, account_id: str) -> list[Team]:
         return await self._store.list_teams(account_id)
 
-    async def create_team(self, account_id: str, *, name: str, member_ids: Sequence[int]) -> Team:
+    async def create_team(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        member_ids: Sequence[int],
+        auto_assign: bool = False,
+        assign_limit: int = 0,
+    ) -> Team:
         await self._check_members(account_id, member_ids)
         with _members_exist():
-            return await self._store.create_team(account_id, _name(name, "name"), member_ids)
+            return await self._store.create_team(
+                account_id,
+                _name(name, "name"),
+                member_ids,
+                auto_assign=auto_assign,
+                assign_limit=_assign_limit(assign_limit),
+            )
 
     async def update_team(
         self,
@@ -326,12 +351,16 @@ class Directory:
         *,
         name: str | None = None,
         member_ids: Sequence[int] | None = None,
+        auto_assign: bool | None = None,
+        assign_limit: int | None = None,
     ) -> Team:
         if member_ids is not None:
             await self._check_members(account_id, member_ids)
         patch = TeamPatch(
             name=_name(name, "name") if name is not None else None,
             member_ids=tuple(member_ids) if member_ids is not None else None,
+            auto_assign=auto_assign,
+            assign_limit=_assign_limit(assign_limit) if assign_limit is not None else None,
         )
         with _members_exist():
             team = await self._store.update_team(account_id, team_id, patch)
@@ -349,15 +378,21 @@ class Directory:
 
     # canned responses
 
-    async def list_canned(self, account_id: str) -> list[CannedResponse]:
-        return await self._store.list_canned(account_id)
+    # canned responses: the account's, or with ``owner`` that operator's personal ones (issue
+    # 18), which nobody else sees or changes
+
+    async def list_canned(self, account_id: str, owner: int | None = None) -> list[CannedResponse]:
+        return await self._store.list_canned(account_id, owner)
 
     async def create_canned(
-        self, account_id: str, *, name: str, tag: str, message: str
+        self, account_id: str, *, name: str, tag: str, message: str, owner: int | None = None
     ) -> CannedResponse:
-        return await self._store.create_canned(
-            account_id, _name(name, "name"), self._tag(tag), self._message(message)
-        )
+        try:
+            return await self._store.create_canned(
+                account_id, _name(name, "name"), self._tag(tag), self._message(message), owner
+            )
+        except UnknownReference:
+            raise NotFound("operator_not_found", f"no operator {owner}") from None
 
     async def update_canned(
         self,
@@ -367,17 +402,20 @@ class Directory:
         name: str | None = None,
         tag: str | None = None,
         message: str | None = None,
+        owner: int | None = None,
     ) -> CannedResponse:
         patch = CannedPatch(
             name=_name(name, "name") if name is not None else None,
             tag=self._tag(tag) if tag is not None else None,
             message=self._message(message) if message is not None else None,
         )
-        canned = await self._store.update_canned(account_id, canned_id, patch)
+        canned = await self._store.update_canned(account_id, canned_id, patch, owner)
         return _found(canned, "canned_not_found", f"no canned response {canned_id}")
 
-    async def delete_canned(self, account_id: str, canned_id: int) -> None:
-        deleted = await self._store.delete_canned(account_id, canned_id)
+    async def delete_canned(
+        self, account_id: str, canned_id: int, owner: int | None = None
+    ) -> None:
+        deleted = await self._store.delete_canned(account_id, canned_id, owner)
         _found(deleted or None, "canned_not_found", f"no canned response {canned_id}")
 
     # sites
@@ -424,9 +462,14 @@ class Directory:
         assistant_id: int | None = None,
         allowed_origins: Sequence[str] | None = None,
         voice_number: str | None = None,
+        time_zone: str | None = None,
+        business_hours: Sequence[Mapping[str, Any]] | None = None,
+        away_message: str | None = None,
+        reply_time: str | None = None,
     ) -> Site:
         """``assistant_id`` 0 clears the default assistant; an empty ``logo_url`` or
-        ``voice_number`` clears it."""
+        ``voice_number`` clears it; an empty ``business_hours`` list makes the site always
+        open."""
         patch = SitePatch(
             name=_name(name, "name") if name is not None else None,
             color=_color(color) if color is not None else None,
@@ -440,6 +483,22 @@ class Directory:
                 json.dumps(_origins(allowed_origins)) if allowed_origins is not None else None
             ),
             voice_number=_voice_number(voice_number) if voice_number is not None else None,
+            time_zone=(
+                hours.time_zone(time_zone, "time_zone").key if time_zone is not None else None
+            ),
+            business_hours=(
+                hours.parse_hours(business_hours) if business_hours is not None else None
+            ),
+            away_message=(
+                hours.text_setting(away_message, "away_message", hours.AWAY_MESSAGE_MAX)
+                if away_message is not None
+                else None
+            ),
+            reply_time=(
+                hours.text_setting(reply_time, "reply_time", hours.REPLY_TIME_MAX)
+                if reply_time is not None
+                else None
+            ),
         )
         with _references_exist():
             site = await self._store.update_site(account_id, site_id, patch)

@@ -4,7 +4,9 @@ The figures themselves are computed by the Store, in SQL; this module turns a re
 period, zone and filters into a ReportQuery, checks that every id it names exists in the
 account, and keeps an operator who is not an admin to their own figures.
 
-Sites have no business hours today, so every duration is in wall-clock time.
+Durations (first response, resolution) count only open time on sites with business hours
+(issue 18); the store counts it in SQL from each site's weekly hours and its zone's offsets,
+which this module works out.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from server.business_hours import time_zone, week_seconds
 from server.errors import Forbidden, Invalid, NotFound
 from storage.base import (
     HandoverFigures,
     RatingFigures,
     ReportQuery,
     ResponseFigures,
+    SiteHours,
     Store,
     VolumeFigures,
 )
@@ -33,14 +37,15 @@ REPORT_KINDS: tuple[ReportKind, ...] = ("volume", "response-times", "handover", 
 Figures = VolumeFigures | ResponseFigures | HandoverFigures | RatingFigures
 # A year of days (a leap year's included): past that, a report is a data export.
 PERIOD_MAX_DAYS = 366
-# IANA names are at most ~30 characters ("America/Argentina/ComodRivadavia"); longer is junk.
-TIME_ZONE_MAX_CHARS = 64
 # ASCII digits only: `\d` would take other scripts' digits, which date() then refuses.
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
 # Offsets change only at zone transitions, hours or more apart; a scan at this step finds
 # each one, then bisection finds its exact second.
 _SCAN_STEP_S = 3600
+# A duration a report counts starts or ends within this much of its period (a reply a year
+# late, a conversation resolved a year after it opened); past it, the zone's offset at that
+# edge stands in, off by at most a daylight-saving hour.
+HOURS_MARGIN_S = 366 * 86_400
 # The channel tags the inbox and API show, to the source apps they stand for.
 CHANNELS: dict[str, SourceApp] = {
     "chatbot": "chatbot",
@@ -69,16 +74,6 @@ class Period:
     last_day: date
     zone: ZoneInfo
     query: ReportQuery
-
-
-def time_zone(name: str) -> ZoneInfo:
-    """An IANA zone by name; anything else (a path, a POSIX TZ string) is refused."""
-    if len(name) > TIME_ZONE_MAX_CHARS or not _ZONE.fullmatch(name):
-        raise Invalid("invalid_time_zone", "tz must be an IANA time zone such as Europe/Berlin")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise Invalid("invalid_time_zone", f"unknown time zone {name!r}") from None
 
 
 def _day(value: str, name: str) -> date:
@@ -160,7 +155,29 @@ class Reports:
             request = dataclasses.replace(request, operator_id=viewer.id)
         chosen = period(request)
         await self._check_ids(account_id, request)
+        if kind == "response-times":
+            hours = await self._hours(account_id, chosen.query)
+            chosen = dataclasses.replace(
+                chosen, query=dataclasses.replace(chosen.query, hours=hours)
+            )
         return chosen, await run(account_id, chosen.query)
+
+    async def _hours(self, account_id: str, q: ReportQuery) -> tuple[SiteHours, ...]:
+        """The business hours of the sites the report covers, with their zones' offsets
+        (worked out once per zone) around the period."""
+        zones: dict[str, tuple[tuple[int, int], ...]] = {}
+        found = []
+        for site in await self._store.list_sites(account_id):
+            if not site.business_hours or q.site_id not in (None, site.id):
+                continue
+            if site.time_zone not in zones:
+                zones[site.time_zone] = offsets(
+                    ZoneInfo(site.time_zone), q.start - HOURS_MARGIN_S, q.end + HOURS_MARGIN_S
+                )
+            found.append(
+                SiteHours(site.id, week_seconds(site.business_hours), zones[site.time_zone])
+            )
+        return tuple(found)
 
     def _runs(self) -> dict[str, Callable[[str, ReportQuery], Awaitable[Figures]]]:
         return {

@@ -27,8 +27,10 @@ from storage.models import (
     MediaState,
     Message,
     MessageReplay,
+    OpenHours,
     Operator,
     OperatorCredentials,
+    Roster,
     Site,
     SmsMedia,
     SourceApp,
@@ -45,6 +47,9 @@ from storage.webhooks import Webhook, WebhookAttempt, WebhookDelivery, WebhookJo
 # exist yet or was not asked for). It returns the change to commit, None to write nothing, or
 # raises to abort with nothing written.
 Decide = Callable[[Conversation | None], Change | None]
+# The same, for a conversation a team's round robin may assign: it also gets the team's
+# Roster as the write locked it (None when the team no longer exists).
+RosterDecide = Callable[[Conversation | None, Roster | None], Change | None]
 
 
 class StoreError(Exception):
@@ -130,7 +135,13 @@ TABLES: tuple[Table, ...] = (
         ),
         ("account_id", "id"),
     ),
-    Table("teams", _columns("account_id:str id:int name:str"), ("account_id", "id")),
+    Table(
+        "teams",
+        _columns(
+            "account_id:str id:int name:str auto_assign:bool assign_limit:int last_assigned:int"
+        ),
+        ("account_id", "id"),
+    ),
     Table(
         "team_members",
         _columns("account_id:str team_id:int operator_id:int"),
@@ -138,7 +149,7 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "canned",
-        _columns("account_id:str id:int name:str tag:str message:str"),
+        _columns("account_id:str id:int name:str tag:str message:str operator_id:int?"),
         ("account_id", "id"),
     ),
     Table(
@@ -147,6 +158,7 @@ TABLES: tuple[Table, ...] = (
             "account_id:str id:int name:str color:str position:str greeting:str team_id:int?"
             " created:float ask_rating:bool"
             " widget_id:str logo_url:str assistant_id:int? allowed_origins:str voice_number:str"
+            " time_zone:str business_hours:str away_message:str reply_time:str"
         ),
         ("account_id", "id"),
     ),
@@ -382,6 +394,8 @@ class OperatorPatch:
 class TeamPatch:
     name: str | None = None
     member_ids: tuple[int, ...] | None = None
+    auto_assign: bool | None = None
+    assign_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +420,11 @@ class SitePatch:
     # A JSON list of origins, replaced whole.
     allowed_origins: str | None = None
     voice_number: str | None = None
+    time_zone: str | None = None
+    # Replaced whole; () makes the site always open.
+    business_hours: tuple[OpenHours, ...] | None = None
+    away_message: str | None = None
+    reply_time: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,6 +541,19 @@ class ReportQuery:
     site_id: int | None = None
     team_id: int | None = None
     operator_id: int | None = None
+    # The sites with business hours: their conversations' durations count open time only.
+    hours: tuple[SiteHours, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHours:
+    """A site's open hours for the reports: ``week`` lists its open intervals in seconds from
+    Monday 00:00 local time, ``offsets`` its zone's UTC offsets (as ReportQuery's) over the
+    instants the report's durations may start or end at."""
+
+    site_id: int
+    week: tuple[tuple[int, int], ...]
+    offsets: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,7 +759,15 @@ class Store(Protocol):
         uses nothing) when the email was taken since."""
 
     # teams
-    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team: ...
+    async def create_team(
+        self,
+        account_id: str,
+        name: str,
+        member_ids: Sequence[int],
+        *,
+        auto_assign: bool = False,
+        assign_limit: int = 0,
+    ) -> Team: ...
 
     async def list_teams(self, account_id: str) -> list[Team]: ...
 
@@ -737,20 +777,26 @@ class Store(Protocol):
         """Sites that routed to it route to no team from then on; its conversations keep
         their team id, and inbox queries treat a team that no longer exists as none."""
 
-    # canned responses
+    # canned responses: the account's (``owner`` None) and each operator's own (issue 18),
+    # numbered together; a call names whose it means, and the others' are absent to it
     async def create_canned(
-        self, account_id: str, name: str, tag: str, message: str
-    ) -> CannedResponse: ...
+        self, account_id: str, name: str, tag: str, message: str, owner: int | None = None
+    ) -> CannedResponse:
+        """Raises UnknownReference when ``owner`` is no operator of the account."""
 
-    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None: ...
+    async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
+        """The account's or any operator's: whoever sends it checks whose it is."""
 
-    async def list_canned(self, account_id: str) -> list[CannedResponse]: ...
+    async def list_canned(self, account_id: str, owner: int | None = None) -> list[CannedResponse]:
+        """The account's, or with ``owner`` that operator's own, by id."""
 
     async def update_canned(
-        self, account_id: str, canned_id: int, patch: CannedPatch
+        self, account_id: str, canned_id: int, patch: CannedPatch, owner: int | None = None
     ) -> CannedResponse | None: ...
 
-    async def delete_canned(self, account_id: str, canned_id: int) -> bool: ...
+    async def delete_canned(
+        self, account_id: str, canned_id: int, owner: int | None = None
+    ) -> bool: ...
 
     # sites (every account has site DEFAULT_SITE_ID from its creation)
     async def create_site(
@@ -1058,6 +1104,22 @@ class Store(Protocol):
         decided or written: the result has ``duplicate=True``, the original message and its
         conversation's current state.
         """
+
+    async def write_routed(
+        self,
+        account_id: str,
+        team_id: int,
+        decide: RosterDecide,
+        *,
+        convo_id: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Committed:
+        """As ``write``, for a conversation routed to ``team_id`` (a new one, or one waiting
+        in its queue): ``decide`` also gets the team's Roster, read with the team's row locked
+        (before the conversation's) to commit, so concurrent writes, in any process, take
+        their turns one after another. When the change gives the conversation an owner who is
+        one of the roster's members, the team's ``last_assigned`` becomes that operator in the
+        same transaction."""
 
     async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None: ...
 

@@ -97,6 +97,25 @@ class Team:
     id: int
     name: str
     member_ids: tuple[int, ...]
+    # Issue 18: each new conversation routed to the team goes to its next online operator in
+    # turn, passing over those who own ``assign_limit`` open or active ones (0: no limit).
+    # Off, the first operator to reply claims it.
+    auto_assign: bool = False
+    assign_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """A team's round robin as a write found it, its row locked to commit (issue 18): the
+    settings, its active members by id, the operator it assigned last (0 for none) and how
+    many open or active conversations each member owns."""
+
+    team_id: int
+    auto_assign: bool
+    assign_limit: int
+    members: tuple[int, ...]
+    last_assigned: int
+    load: dict[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +125,18 @@ class CannedResponse:
     name: str
     tag: str
     message: str
+    # The operator whose personal response it is (issue 18); None for the account's.
+    owner: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenHours:
+    """One interval a site is open, on a weekday (0 is Monday) in the site's time zone, in
+    minutes from midnight: ``close`` is after ``open`` and at most 24:00."""
+
+    weekday: int
+    open: int
+    close: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +161,12 @@ class Site:
     assistant_id: int | None = None
     allowed_origins: tuple[str, ...] = ()
     voice_number: str = ""
+    # Issue 18: when the site's team answers, in its own zone (none: always open), what the
+    # widget says when nobody can, and when the visitor may expect a reply (free text).
+    time_zone: str = "UTC"
+    business_hours: tuple[OpenHours, ...] = ()
+    away_message: str = ""
+    reply_time: str = ""
 
 
 def new_widget_id() -> str:

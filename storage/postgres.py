@@ -95,6 +95,10 @@ DIALECT = Dialect(
     unique_violation=asyncpg.UniqueViolationError,
     foreign_key_violation=asyncpg.ForeignKeyViolationError,
     integrity_violation=asyncpg.IntegrityConstraintViolationError,
+    # A report scans an account's period once: compiling its expressions (business hours'
+    # run to thousands of characters) took up to 6 s of a 7 s report, to save milliseconds
+    # (docs/benchmarks.md, "Reports").
+    report_prelude=("SET LOCAL jit = off",),
     import_prelude=(
         # Reading the rows (a file, stdin) may pause the transaction for longer than a live
         # request ever would.

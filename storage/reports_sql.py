@@ -5,6 +5,8 @@ Local days and hours come from the UTC offsets the caller computed for the perio
 (ReportQuery.offsets), written into the statement as integer literals: neither database needs
 to know the zone, and SQLite, which knows none, counts exactly as PostgreSQL does. Percentiles
 are nearest-rank, from row_number() over the sorted values, which both dialects have.
+Business hours (issue 18) come the same way: each site's weekly open intervals and its zone's
+offsets as literals, so open time is counted in SQL on both dialects alike.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ HOURS_PER_WEEK = 168
 # 1970-01-01, where epoch hours start, was a Thursday: 72 hours after Monday 00:00.
 EPOCH_HOUR_OF_WEEK = 72
 SCORES = range(1, 6)
+WEEK_S = 7 * SECONDS_PER_DAY
+# Monday 1969-12-29 00:00 came three days before the epoch: business hours count from it.
+EPOCH_SINCE_MONDAY_S = 3 * SECONDS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +101,12 @@ class ReportsSql:
             f"sum(CASE WHEN v >= {low} AND v < {high} THEN 1 ELSE 0 END)"
             for low, high in zip((0, *RESPONSE_BANDS_S), (*RESPONSE_BANDS_S, 2**62), strict=True)
         )
+        # Conversations the bot still handles never waited for a person.
+        waited = f"{scope} AND {opened} AND c.asked_at IS NOT NULL" + (
+            f" AND NOT (c.mode = 'bot' AND c.bot_answered){who}"
+        )
         first_sql = (
-            "WITH vals AS (SELECT c.replied_at - c.asked_at AS v FROM conversations c"
-            f" WHERE {scope} AND {opened} AND c.asked_at IS NOT NULL"
-            # Conversations the bot still handles never waited for a person.
-            f" AND NOT (c.mode = 'bot' AND c.bot_answered){who}),"
+            f"WITH {self._vals(q, 'c.asked_at', 'c.replied_at', waited)},"
             f" {_RANKED}"
             f" SELECT {_PERCENTILES}, {bands},"
             " (SELECT count(*) FROM vals WHERE v IS NULL) FROM ranked"
@@ -108,10 +114,8 @@ class ReportsSql:
         second = _Params(self._placeholder)
         scope = _scope(second, account_id, q, owner=True)
         resolved = f"c.resolved_at >= {second(q.start)} AND c.resolved_at < {second(q.end)}"
-        resolution_sql = (
-            f"WITH vals AS (SELECT c.resolved_at - c.created AS v FROM conversations c"
-            f" WHERE {scope} AND {resolved}), {_RANKED} SELECT {_PERCENTILES} FROM ranked"
-        )
+        vals = self._vals(q, "c.created", "c.resolved_at", f"{scope} AND {resolved}")
+        resolution_sql = f"WITH {vals}, {_RANKED} SELECT {_PERCENTILES} FROM ranked"
         return Report(((first_sql, first.values), (resolution_sql, second.values)), _responses)
 
     def handover(self, account_id: str, q: ReportQuery) -> Report[HandoverFigures]:
@@ -148,14 +152,51 @@ class ReportsSql:
 
     def _local(self, q: ReportQuery, column: str) -> str:
         """``column`` (epoch seconds) shifted by the zone's offset at that instant."""
-        (_, offset), *later = q.offsets
-        if not later:
-            return f"({column} + {int(offset)})"
-        cases = " ".join(
-            f"WHEN {column} < {int(instant)} THEN {int(before)}"
-            for (_, before), (instant, _) in zip(q.offsets[:-1], later, strict=True)
+        return f"({column} + {_offset(q.offsets, column)})"
+
+    def _vals(self, q: ReportQuery, since: str, until: str, where: str) -> str:
+        """The ``vals`` CTE (and what it reads): each matching conversation's duration ``v``
+        from ``since`` to ``until`` (NULL while ``until`` is), in wall-clock time, except on
+        the sites with business hours, where only open time counts.
+
+        Open time is a difference of one running count: the open seconds of the site's
+        weekly hours from a Monday 00:00 local up to the instant, i.e. whole weeks (``w``)
+        times the week's open seconds plus the open seconds of the week so far (up to second
+        ``x`` of the week). The instants in local time counted from a Monday (``u``) are
+        materialized: inlined, each use would repeat the zone's offsets (measured: seconds
+        per 100,000 conversations on PostgreSQL, most of it compiling the expression).
+        """
+        if not q.hours:
+            return f"vals AS (SELECT {until} - {since} AS v FROM conversations c WHERE {where})"
+
+        def shifted(column: str) -> str:
+            zones = " ".join(f"WHEN {h.site_id} THEN {_offset(h.offsets, column)}" for h in q.hours)
+            return f"{column} + CASE c.site_id {zones} ELSE 0 END + {EPOCH_SINCE_MONDAY_S}"
+
+        def open_seconds(week: tuple[tuple[int, int], ...], end: str) -> str:
+            x = f"x{end}"
+            so_far = " + ".join(
+                f"CASE WHEN {x} >= {close} THEN {close - opens}"
+                f" WHEN {x} > {opens} THEN {x} - {opens} ELSE 0 END"
+                for opens, close in week
+            )
+            return f"w{end} * {sum(close - opens for opens, close in week)} + {so_far}"
+
+        w1, w2 = (self._whole(f"u{end} / {WEEK_S}") for end in "12")
+        weeks = (
+            f"SELECT s, t1, t2, {w1} AS w1, {w2} AS w2,"
+            f" u1 - {w1} * {WEEK_S} AS x1, u2 - {w2} * {WEEK_S} AS x2 FROM instants"
         )
-        return f"({column} + CASE {cases} ELSE {int(q.offsets[-1][1])} END)"
+        durations = " ".join(
+            f"WHEN {h.site_id} THEN ({open_seconds(h.week, '2')}) - ({open_seconds(h.week, '1')})"
+            for h in q.hours
+        )
+        return (
+            f"instants AS MATERIALIZED (SELECT c.site_id AS s, {since} AS t1, {until} AS t2,"
+            f" {shifted(since)} AS u1, {shifted(until)} AS u2 FROM conversations c"
+            f" WHERE {where}),"
+            f" vals AS (SELECT CASE s {durations} ELSE t2 - t1 END AS v FROM ({weeks}) i)"
+        )
 
     def _day(self, q: ReportQuery, column: str) -> str:
         return self._whole(f"{self._local(q, column)} / {SECONDS_PER_DAY}")
@@ -163,6 +204,19 @@ class ReportsSql:
     def _hour(self, q: ReportQuery, column: str) -> str:
         hours = self._whole(f"{self._local(q, column)} / {SECONDS_PER_HOUR}")
         return f"(({hours} + {EPOCH_HOUR_OF_WEEK}) % {HOURS_PER_WEEK})"
+
+
+def _offset(offsets: Sequence[tuple[int, int]], column: str) -> str:
+    """The UTC offset at the instant ``column``, from (from_instant, offset) ascending: the
+    first offset also holds before its instant."""
+    (_, first), *later = offsets
+    if not later:
+        return str(int(first))
+    cases = " ".join(
+        f"WHEN {column} < {int(instant)} THEN {int(before)}"
+        for (_, before), (instant, _) in zip(offsets[:-1], later, strict=True)
+    )
+    return f"CASE {cases} ELSE {int(offsets[-1][1])} END"
 
 
 # Each value with its rank and the set's size, for nearest-rank percentiles: rank

@@ -29,6 +29,7 @@ from storage.models import (
     Identity,
     Invite,
     Message,
+    OpenHours,
     Operator,
     Site,
     SmsMedia,
@@ -230,13 +231,23 @@ def site(r: Row) -> Site:
         created=r["created"], ask_rating=bool(r["ask_rating"]), widget_id=r["widget_id"],
         logo_url=r["logo_url"], assistant_id=r["assistant_id"],
         allowed_origins=tuple(json.loads(r["allowed_origins"])),
-        voice_number=r["voice_number"],
+        voice_number=r["voice_number"], time_zone=r["time_zone"],
+        business_hours=tuple(OpenHours(*h) for h in json.loads(r["business_hours"])),
+        away_message=r["away_message"], reply_time=r["reply_time"],
     )  # fmt: skip
 
 
 def site_row(s: Site) -> dict[str, Any]:
-    """The origins are one JSON list in their column."""
-    return {**dataclasses.asdict(s), "allowed_origins": json.dumps(list(s.allowed_origins))}
+    """The origins are one JSON list in their column, the business hours another."""
+    return {
+        **dataclasses.asdict(s),
+        "allowed_origins": json.dumps(list(s.allowed_origins)),
+        "business_hours": hours_json(s.business_hours),
+    }
+
+
+def hours_json(hours: Sequence[OpenHours]) -> str:
+    return json.dumps([[h.weekday, h.open, h.close] for h in hours])
 
 
 def invite(r: Row) -> Invite:
@@ -265,8 +276,16 @@ def assistant(r: Row) -> Assistant:
 def canned(r: Row) -> CannedResponse:
     return CannedResponse(
         account_id=r["account_id"], id=r["id"], name=r["name"], tag=r["tag"],
-        message=r["message"],
+        message=r["message"], owner=r["operator_id"],
     )  # fmt: skip
+
+
+def canned_row(c: CannedResponse) -> dict[str, Any]:
+    """The owner is the ``operator_id`` column."""
+    return {
+        "account_id": c.account_id, "id": c.id, "name": c.name, "tag": c.tag,
+        "message": c.message, "operator_id": c.owner,
+    }  # fmt: skip
 
 
 # A channel's columns are named as its fields.

@@ -54,6 +54,7 @@ from storage.base import (
     RatingFigures,
     ReportQuery,
     ResponseFigures,
+    RosterDecide,
     SitePatch,
     StoreNotEmpty,
     Table,
@@ -86,6 +87,7 @@ from storage.models import (
     NewEvent,
     Operator,
     OperatorCredentials,
+    Roster,
     Site,
     SmsMedia,
     Status,
@@ -147,6 +149,8 @@ class Dialect:
     # Ends the SELECT of rows a worker is about to claim: rows another transaction is
     # claiming are passed over. Empty where one writer commits at a time.
     lock_skip_locked: str = ""
+    # Run first in a report's read transaction.
+    report_prelude: tuple[str, ...] = ()
 
 
 _SELECT_CONVO = (
@@ -287,6 +291,11 @@ _INSERT_OUTBOUND = rows.insert_sql(rows.OUTBOUND)
 _INSERT_CONVO = rows.insert_sql(rows.CONVERSATIONS)
 _INSERT_SITE = rows.insert_sql(rows.SITES)
 _INSERT_CANNED = rows.insert_sql(rows.CANNED)
+# Operator ids start at 1.
+_NO_OWNER = 0
+# The canned responses of one owner: $2 an operator's id, or _NO_OWNER for the account's.
+_OWNED_BY = f"account_id = $1 AND COALESCE(operator_id, {_NO_OWNER}) = $2"
+_CANNED_OF = f"SELECT {rows.select_list(rows.CANNED)} FROM canned WHERE {_OWNED_BY}"
 _INSERT_CHANNEL = rows.insert_sql(rows.CHANNELS)
 _INSERT_WIDGET_TOKEN = rows.insert_sql(rows.WIDGET_TOKENS)
 _INSERT_ASSISTANT = rows.insert_sql(rows.ASSISTANTS)
@@ -481,11 +490,49 @@ async def _teams(conn: Conn, account_id: str, team_id: int | None = None) -> lis
     ):
         members.setdefault(row["team_id"], []).append(row["operator_id"])
     found = await conn.fetch(
-        "SELECT id, name FROM teams WHERE account_id = $1"
+        "SELECT id, name, auto_assign, assign_limit FROM teams WHERE account_id = $1"
         f"{'' if team_id is None else ' AND id = $2'} ORDER BY id",
         *args,
     )
-    return [Team(account_id, r["id"], r["name"], tuple(members.get(r["id"], ()))) for r in found]
+    return [
+        Team(
+            account_id,
+            r["id"],
+            r["name"],
+            tuple(members.get(r["id"], ())),
+            bool(r["auto_assign"]),
+            r["assign_limit"],
+        )
+        for r in found
+    ]
+
+
+# The round robin's state, its row held to commit (see SqlStore.write_routed).
+_LOCK_ROSTER = (
+    "SELECT auto_assign, assign_limit, last_assigned FROM teams WHERE account_id = $1 AND id = $2"
+)
+# The team's active members and how many unfinished conversations each owns, by id.
+_ROSTER_LOAD = (
+    "SELECT m.operator_id, (SELECT COUNT(*) FROM conversations c WHERE c.account_id = $1"
+    " AND c.operator_id = m.operator_id AND c.status IN ('open', 'active')) AS load"
+    " FROM team_members m JOIN operators o ON o.account_id = m.account_id AND o.id = m.operator_id"
+    " WHERE m.account_id = $1 AND m.team_id = $2 AND o.active ORDER BY m.operator_id"
+)
+
+
+async def _roster(conn: Conn, dialect: Dialect, account_id: str, team_id: int) -> Roster | None:
+    team = await conn.fetchrow(_LOCK_ROSTER + dialect.lock_for_update, account_id, team_id)
+    if team is None:
+        return None
+    # Read after the lock: the previous holder's assignment has committed and counts here.
+    load = {
+        r["operator_id"]: int(r["load"])
+        for r in await conn.fetch(_ROSTER_LOAD, account_id, team_id)
+    }
+    return Roster(
+        team_id, bool(team["auto_assign"]), team["assign_limit"], tuple(load),
+        team["last_assigned"], load,
+    )  # fmt: skip
 
 
 async def _set_members(
@@ -825,10 +872,21 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
 
     # teams
 
-    async def create_team(self, account_id: str, name: str, member_ids: Sequence[int]) -> Team:
+    async def create_team(
+        self,
+        account_id: str,
+        name: str,
+        member_ids: Sequence[int],
+        *,
+        auto_assign: bool = False,
+        assign_limit: int = 0,
+    ) -> Team:
         async def op(conn: Conn) -> Team:
             team_id = await _next_id(conn, account_id, "team")
-            team = {"account_id": account_id, "id": team_id, "name": name}
+            team = {
+                "account_id": account_id, "id": team_id, "name": name,
+                "auto_assign": auto_assign, "assign_limit": assign_limit, "last_assigned": 0,
+            }  # fmt: skip
             await conn.execute(_INSERT_TEAM, *rows.values(rows.TEAMS, team))
             await _set_members(conn, self._dialect, account_id, team_id, member_ids)
             (created,) = await _teams(conn, account_id, team_id)
@@ -841,7 +899,12 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
 
     async def update_team(self, account_id: str, team_id: int, patch: TeamPatch) -> Team | None:
         async def op(conn: Conn) -> Team | None:
-            if await _patch(conn, rows.TEAMS, account_id, team_id, {"name": patch.name}) is None:
+            values = {
+                "name": patch.name,
+                "auto_assign": patch.auto_assign,
+                "assign_limit": patch.assign_limit,
+            }
+            if await _patch(conn, rows.TEAMS, account_id, team_id, values) is None:
                 return None
             if patch.member_ids is not None:
                 await _set_members(conn, self._dialect, account_id, team_id, patch.member_ids)
@@ -864,12 +927,17 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     # canned responses
 
     async def create_canned(
-        self, account_id: str, name: str, tag: str, message: str
+        self, account_id: str, name: str, tag: str, message: str, owner: int | None = None
     ) -> CannedResponse:
         async def op(conn: Conn) -> CannedResponse:
             canned_id = await _next_id(conn, account_id, "canned")
-            canned = CannedResponse(account_id, canned_id, name, tag, message)
-            await conn.execute(_INSERT_CANNED, *rows.values(rows.CANNED, asdict(canned)))
+            canned = CannedResponse(account_id, canned_id, name, tag, message, owner)
+            try:
+                await conn.execute(
+                    _INSERT_CANNED, *rows.values(rows.CANNED, rows.canned_row(canned))
+                )
+            except self._dialect.foreign_key_violation as exc:
+                raise UnknownReference(f"no operator {owner}") from exc
             return canned
 
         return await self._write(op)
@@ -877,20 +945,32 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     async def get_canned(self, account_id: str, canned_id: int) -> CannedResponse | None:
         return await self._get(rows.CANNED, rows.canned, account_id, canned_id)
 
-    async def list_canned(self, account_id: str) -> list[CannedResponse]:
-        return await self._list(rows.CANNED, rows.canned, account_id)
+    async def list_canned(self, account_id: str, owner: int | None = None) -> list[CannedResponse]:
+        async def op(conn: Conn) -> list[CannedResponse]:
+            found = await conn.fetch(_CANNED_OF + " ORDER BY id", account_id, owner or _NO_OWNER)
+            return [rows.canned(r) for r in found]
+
+        return await self._read(op)
 
     async def update_canned(
-        self, account_id: str, canned_id: int, patch: CannedPatch
+        self, account_id: str, canned_id: int, patch: CannedPatch, owner: int | None = None
     ) -> CannedResponse | None:
         async def op(conn: Conn) -> CannedResponse | None:
+            theirs = _CANNED_OF + " AND id = $3"
+            if not await _exists(conn, theirs, account_id, owner or _NO_OWNER, canned_id):
+                return None
             row = await _patch(conn, rows.CANNED, account_id, canned_id, patch_values(patch))
             return rows.canned(row) if row else None
 
         return await self._write(op)
 
-    async def delete_canned(self, account_id: str, canned_id: int) -> bool:
-        return await self._write(lambda conn: _delete(conn, "canned", account_id, canned_id))
+    async def delete_canned(
+        self, account_id: str, canned_id: int, owner: int | None = None
+    ) -> bool:
+        sql = f"DELETE FROM canned WHERE {_OWNED_BY} AND id = $3 RETURNING id"
+        return await self._write(
+            lambda conn: _exists(conn, sql, account_id, owner or _NO_OWNER, canned_id)
+        )
 
     # sites
 
@@ -923,6 +1003,8 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     async def update_site(self, account_id: str, site_id: int, patch: SitePatch) -> Site | None:
         async def op(conn: Conn) -> Site | None:
             values = patch_values(patch)
+            if patch.business_hours is not None:
+                values["business_hours"] = rows.hours_json(patch.business_hours)
             if values["team_id"] is not None:
                 await _require_team(conn, self._dialect, account_id, values["team_id"])
             if values["assistant_id"] is not None:
@@ -1547,69 +1629,111 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
         *,
         client_msg_id: str | None = None,
     ) -> Committed:
-        locked = _SELECT_CONVO + self._dialect.lock_for_update
+        return await self._write(
+            lambda conn: self._commit_decision(conn, account_id, convo_id, decide, client_msg_id)
+        )
 
+    async def write_routed(
+        self,
+        account_id: str,
+        team_id: int,
+        decide: RosterDecide,
+        *,
+        convo_id: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Committed:
         async def op(conn: Conn) -> Committed:
-            before: Conversation | None = None
-            if convo_id is not None:
-                row = await conn.fetchrow(locked, convo_id, account_id)
-                before = rows.convo(row) if row else None
-            # Looked up after the lock: a retry racing the original into the same conversation
-            # then finds it committed (PostgreSQL retries the rest, see storage/postgres.py).
-            if client_msg_id is not None:
-                duplicate = await _duplicate_of(conn, account_id, client_msg_id)
-                if duplicate is not None:
-                    return duplicate
-            change = decide(before)
-            if change is None:
-                if before is None:
-                    raise LookupError("a decision on no conversation must create one")
-                return Committed(before)
-            after = change.after
-            if change.before is None:
-                contact_id = await _contacts.contact_for(
-                    conn,
-                    _next_id,
-                    self._dialect.lock_key_share,
+            # Taken first, before the conversation's row and the account row every write takes
+            # last (see storage/postgres.py): one order for every writer, so none deadlock.
+            roster = await _roster(conn, self._dialect, account_id, team_id)
+            committed = await self._commit_decision(
+                conn, account_id, convo_id, lambda current: decide(current, roster), client_msg_id
+            )
+            owner = committed.conversation.operator_id
+            given = committed.before is None or committed.before.operator_id != owner
+            if (
+                roster is not None
+                and committed.events
+                and not committed.duplicate
+                and given
+                and owner in roster.members
+            ):
+                await conn.execute(
+                    "UPDATE teams SET last_assigned = $3 WHERE account_id = $1 AND id = $2",
                     account_id,
-                    change.identity,
-                    change.contact_name,
-                    after.created,
+                    team_id,
+                    owner,
                 )
-                after = dataclasses.replace(after, contact_id=contact_id)
-            row = rows.convo_row(after)
-            if change.before is None:
-                await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
-            else:
-                update = (row[name] for name in _CONVO_SET)
-                await conn.execute(_UPDATE_CONVO, after.id, account_id, *update)
-            if change.messages:
-                await conn.executemany(
-                    _INSERT_MESSAGE,
-                    _rows_of(
-                        rows.MESSAGES, (rows.message_row(account_id, m) for m in change.messages)
-                    ),
-                )
-                queued = _outbound.queued_rows(
-                    account_id, after, change.messages, dict(change.payloads)
-                )
-                if queued:
-                    await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
-            if after.contact_id is not None and (change.typed or change.contact_name):
-                await _contacts.record_typed(
-                    conn,
-                    account_id,
-                    after.contact_id,
-                    change.typed,
-                    change.contact_name,
-                    after.last_activity,
-                )
-            # Last, and held to commit: see append_events.
-            events = await append_events(conn, account_id, after, change.events)
-            await _webhooks.enqueue(conn, account_id, events, change.hooks)
-            return Committed(after, change.messages, events, before=change.before)
+            return committed
 
         return await self._write(op)
+
+    async def _commit_decision(
+        self,
+        conn: Conn,
+        account_id: str,
+        convo_id: str | None,
+        decide: Decide,
+        client_msg_id: str | None,
+    ) -> Committed:
+        """Store.write's transaction, on ``conn``."""
+        locked = _SELECT_CONVO + self._dialect.lock_for_update
+        before: Conversation | None = None
+        if convo_id is not None:
+            row = await conn.fetchrow(locked, convo_id, account_id)
+            before = rows.convo(row) if row else None
+        # Looked up after the lock: a retry racing the original into the same conversation
+        # then finds it committed (PostgreSQL retries the rest, see storage/postgres.py).
+        if client_msg_id is not None:
+            duplicate = await _duplicate_of(conn, account_id, client_msg_id)
+            if duplicate is not None:
+                return duplicate
+        change = decide(before)
+        if change is None:
+            if before is None:
+                raise LookupError("a decision on no conversation must create one")
+            return Committed(before)
+        after = change.after
+        if change.before is None:
+            contact_id = await _contacts.contact_for(
+                conn,
+                _next_id,
+                self._dialect.lock_key_share,
+                account_id,
+                change.identity,
+                change.contact_name,
+                after.created,
+            )
+            after = dataclasses.replace(after, contact_id=contact_id)
+        row = rows.convo_row(after)
+        if change.before is None:
+            await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
+        else:
+            update = (row[name] for name in _CONVO_SET)
+            await conn.execute(_UPDATE_CONVO, after.id, account_id, *update)
+        if change.messages:
+            await conn.executemany(
+                _INSERT_MESSAGE,
+                _rows_of(rows.MESSAGES, (rows.message_row(account_id, m) for m in change.messages)),
+            )
+            queued = _outbound.queued_rows(
+                account_id, after, change.messages, dict(change.payloads)
+            )
+            if queued:
+                await conn.executemany(_INSERT_OUTBOUND, _rows_of(rows.OUTBOUND, queued))
+        if after.contact_id is not None and (change.typed or change.contact_name):
+            await _contacts.record_typed(
+                conn,
+                account_id,
+                after.contact_id,
+                change.typed,
+                change.contact_name,
+                after.last_activity,
+            )
+        # Last, and held to commit: see append_events.
+        events = await append_events(conn, account_id, after, change.events)
+        await _webhooks.enqueue(conn, account_id, events, change.hooks)
+        return Committed(after, change.messages, events, before=change.before)
 
     async def get_conversation(self, account_id: str, convo_id: str) -> Conversation | None:
         async def op(conn: Conn) -> Conversation | None:
@@ -1711,6 +1835,8 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
 
     async def _report(self, report: Report[T]) -> T:
         async def op(conn: Conn) -> T:
+            for statement in self._dialect.report_prelude:
+                await conn.execute(statement)
             # Aggregates, not records: their columns are read in the statement's order.
             return report.figures(
                 [

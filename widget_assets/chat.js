@@ -10,6 +10,7 @@
 // textContent / text nodes, never parsed as HTML (chat/dom.js).
 
 import { createApi } from "./chat/api.js";
+import { createAway } from "./chat/away.js";
 import { createComposer } from "./chat/composer.js";
 import { clean, useAccent } from "./chat/dom.js";
 import { createHostLink, visitorContext } from "./chat/host.js";
@@ -44,6 +45,11 @@ function main() {
     fname: $("fname"),
     email: $("email"),
     phone: $("phone"),
+    away: $("away"),
+    awayTitle: $("away-title"),
+    awayText: $("away-text"),
+    awayWhen: $("away-when"),
+    awayEmail: $("away-email"),
   };
 
   const state = {
@@ -78,6 +84,7 @@ function main() {
   const siteID = Number(clean(body.dataset.site)) || 1;
   const call = createApi(base, { sessionID, siteID });
   const rating = createRating($("rating"), call);
+  const away = createAway(ui, `${base}widget-config?site=${siteID}`);
 
   const params = new URLSearchParams(window.location.search);
   const greeting = (params.get("greeting") || "").trim().slice(0, GREETING_MAX_CHARS);
@@ -85,7 +92,8 @@ function main() {
   const accent = params.get("color") || "";
   if (ACCENT_PATTERN.test(accent)) useAccent(accent);
   const embedded = params.get("embed") === "1" && window.parent !== window;
-  const host = embedded ? createHostLink(ui.composer) : null;
+  // The widget's panel opening is when its visitor reads whether anybody is here.
+  const host = embedded ? createHostLink(ui.composer, () => away.check()) : null;
   if (embedded) body.dataset.embed = "1"; // room in the header for the widget's close button
 
   const transport = createTransport({
@@ -102,6 +110,7 @@ function main() {
       for (const m of messages) {
         const shown = receive(m);
         if (shown && m.sender !== "visitor") incoming = true;
+        if (shown && !initial && m.sender === "operator") away.answered();
         if (m.sender === "visitor") replies = [];
         else if (shown && (m.sender === "operator" || m.sender === "bot")) replies.push(m);
       }
@@ -203,7 +212,9 @@ function main() {
   // --- wake-ups -----------------------------------------------------------------------------
 
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) transport.wake();
+    if (document.hidden) return;
+    transport.wake();
+    away.check();
   });
   window.addEventListener("online", () => transport.wake());
   window.addEventListener("pageshow", (event) => {
@@ -214,6 +225,7 @@ function main() {
 
   composer.updateSendButton();
   refresh();
+  away.check();
   const convoID = linked || clean(storage.get(convoKey) || "");
   if (convoID) {
     resume(convoID);

@@ -17,12 +17,17 @@
     greeting: ["", /^/],
   };
   let conf = {};
+  let away = false; // nobody can answer now (issue 18): the chat window says more
   try {
     const res = await fetch(`${base}widget-config?site=${site}`, {
       signal: AbortSignal.timeout(4000), // a slow server must not keep the launcher away
       credentials: "omit",
     });
-    if (res.ok) conf = (await res.json()).site || {};
+    if (res.ok) {
+      const answer = await res.json();
+      conf = answer.site || {};
+      away = !!(answer.availability && answer.availability.away === true);
+    }
   } catch {
     // Without the site's settings the defaults make a working widget.
   }
@@ -143,6 +148,7 @@ iframe{display:block;width:100%;height:100%;border:0}
   }
 
   setBadge(0);
+  if (away) launcher.title = "We’re away: leave a message";
   launcher.onclick = () => toggle(!open);
   close.onclick = () => toggle(false);
   say.onclick = () => toggle(true);

@@ -20,6 +20,7 @@ from starlette.routing import Route
 from server.api.wire import JSON, Fields, ok, path_id, path_identifier, read_fields
 from server.assistants import Assistants
 from server.auth import Principal
+from server.business_hours import INTERVALS_MAX, TIME_ZONE_MAX_CHARS
 from server.channels import Channels
 from server.directory import ORIGIN_MAX, ORIGINS_MAX, Directory
 from server.errors import Invalid, NotFound
@@ -118,11 +119,21 @@ TEAMS: Resource[Directory] = Resource(
     singular="team",
     render=team_json,
     list=lambda d, acc: d.list_teams(acc),
+    # auto_assign and assign_limit: the team's round robin (issue 18).
     create=lambda d, acc, f: d.create_team(
-        acc, name=f.require("name"), member_ids=f.int_list("member_ids") or []
+        acc,
+        name=f.require("name"),
+        member_ids=f.int_list("member_ids") or [],
+        auto_assign=f.boolean("auto_assign") or False,
+        assign_limit=f.integer("assign_limit", minimum=0) or 0,
     ),
     update=lambda d, acc, i, f: d.update_team(
-        acc, i, name=f.text("name"), member_ids=f.int_list("member_ids")
+        acc,
+        i,
+        name=f.text("name"),
+        member_ids=f.int_list("member_ids"),
+        auto_assign=f.boolean("auto_assign"),
+        assign_limit=f.integer("assign_limit", minimum=0),
     ),
     delete=lambda d, acc, i: d.delete_team(acc, i),
     service=_directory,
@@ -172,6 +183,10 @@ SITES: Resource[Directory] = Resource(
         assistant_id=f.integer("assistant_id", minimum=NO_ASSISTANT),
         allowed_origins=f.text_list("allowed_origins", max_items=ORIGINS_MAX, max_chars=ORIGIN_MAX),
         voice_number=f.text("voice_number"),
+        time_zone=f.text("time_zone", max_chars=TIME_ZONE_MAX_CHARS),
+        business_hours=f.objects("business_hours", max_items=INTERVALS_MAX),
+        away_message=f.text("away_message"),
+        reply_time=f.text("reply_time"),
     ),
     delete=lambda d, acc, i: d.delete_site(acc, i),
     service=_directory,

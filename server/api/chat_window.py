@@ -4,6 +4,7 @@ unguessable convoID is the visitor's capability."""
 from __future__ import annotations
 
 import html
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -45,7 +46,8 @@ PAGE_HEADERS = {
 }
 # The embed script is the same for every site and account: caches may keep it for an hour.
 # Read cross-origin by widget.js (its errors too, or the customer's page logs a CORS error);
-# short-lived so an admin's change shows within a minute.
+# short-lived so an admin's change, and whether anybody is online, shows within a minute (the
+# chat window asks past the cache when it is about to send).
 ANY_ORIGIN = {"Access-Control-Allow-Origin": "*"}
 CONFIG_HEADERS = {**ANY_ORIGIN, "Cache-Control": "public, max-age=60"}
 WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
@@ -55,6 +57,7 @@ WIDGET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public,
 # one by one, so a file added to the package is not served until it is listed here.
 CHAT_MODULES = (
     "api",
+    "away",
     "composer",
     "dom",
     "host",
@@ -147,13 +150,15 @@ def routes(template: str) -> list[Route]:
     async def widget_config(request: Request) -> Response:
         """A site's widget look, for widget.js on the customer's own pages (any origin: it
         is public and carries no credentials)."""
+        svc = services(request)
         try:
             site_id = (await read_fields(request)).integer("site", minimum=1) or DEFAULT_SITE_ID
-            site = await services(request).directory.get_site(path_account(request), site_id)
+            site = await svc.directory.get_site(path_account(request), site_id)
         except LiveOpError as exc:
             failed = await on_liveop_error(request, exc)
             failed.headers.update(ANY_ORIGIN)
             return failed
+        available = await svc.availability.site_availability(site, time.time())
         response = ok(
             site={
                 "id": site.id,
@@ -161,7 +166,16 @@ def routes(template: str) -> list[Route]:
                 "color": site.color,
                 "position": site.position,
                 "greeting": site.greeting,
-            }
+            },
+            # Issue 18: whether anybody can answer now, and what to tell the visitor if not.
+            availability={
+                "away": available.away,
+                "online": available.staffed,
+                "open": available.open,
+                "opens_at": available.opens_at,
+                "away_message": site.away_message,
+                "reply_time": site.reply_time,
+            },
         )
         response.headers.update(CONFIG_HEADERS)
         return response

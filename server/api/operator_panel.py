@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.wire import Fields, check_identifier, ok, read_fields
+from server.api.wire import JSON, Fields, check_identifier, ok, path_id, read_fields
 from server.auth import Principal
 from server.availability import Visitor
 from server.conversations import (
@@ -27,6 +27,7 @@ from server.errors import Conflict, NotFound
 from server.inbox import PAGE_DEFAULT, InboxFilters
 from server.render.snake_case import (
     CHANNEL_TAGS,
+    canned_json,
     contact_with_opt_outs,
     conversation_data,
     message_data,
@@ -42,6 +43,7 @@ ID_MAX_CHARS = 64
 # FCM registration tokens are ~160 characters; Apple's relayed ones a little more.
 PUSH_TOKEN_MAX_CHARS = 4096
 LANG_MAX_CHARS = 35
+CREATED = 201
 
 
 async def caller(request: Request) -> tuple[Services, Operator, Fields]:
@@ -371,6 +373,50 @@ async def set_availability(request: Request) -> Response:
     return ok()
 
 
+# personal canned responses (issue 18): an operator's own, beside the account's
+
+
+def _canned_id(request: Request) -> int:
+    return path_id(request, "id", NotFound("canned_not_found", "no such canned response"))
+
+
+async def my_canned(request: Request) -> Response:
+    svc, me, _ = await caller(request)
+    found = await svc.directory.list_canned(me.account_id, owner=me.id)
+    return ok(canned=[canned_json(c) for c in found])
+
+
+async def create_my_canned(request: Request) -> Response:
+    svc, me, fields = await caller(request)
+    created = await svc.directory.create_canned(
+        me.account_id,
+        name=fields.require("name"),
+        tag=fields.text("tag") or "",
+        message=fields.require("message"),
+        owner=me.id,
+    )
+    return JSON({"success": True, "canned": canned_json(created)}, CREATED)
+
+
+async def update_my_canned(request: Request) -> Response:
+    svc, me, fields = await caller(request)
+    updated = await svc.directory.update_canned(
+        me.account_id,
+        _canned_id(request),
+        name=fields.text("name"),
+        tag=fields.text("tag"),
+        message=fields.text("message"),
+        owner=me.id,
+    )
+    return ok(canned=canned_json(updated))
+
+
+async def delete_my_canned(request: Request) -> Response:
+    svc, me, _ = await caller(request)
+    await svc.directory.delete_canned(me.account_id, _canned_id(request), owner=me.id)
+    return ok()
+
+
 def _list(fields: Fields, name: str) -> list[str] | None:
     """A comma-separated filter (``status=open,active``); absent or empty means any."""
     # "," is empty too: an empty list would be `IN ()`, which PostgreSQL refuses.
@@ -400,6 +446,10 @@ routes = [
     Route(f"{ROOT}/online-visitors", online_visitors, methods=["GET"]),
     Route(f"{ROOT}/all-online-visitors", all_online_visitors, methods=["GET"]),
     Route(f"{ROOT}/operators", operators, methods=["GET"]),
+    Route(f"{ROOT}/canned", my_canned, methods=["GET"]),
+    Route(f"{ROOT}/canned", create_my_canned, methods=["POST"]),
+    Route(f"{ROOT}/canned/{{id}}", update_my_canned, methods=["PATCH"]),
+    Route(f"{ROOT}/canned/{{id}}", delete_my_canned, methods=["DELETE"]),
     Route(f"{ROOT}/blocked", blocked, methods=["GET"]),
     Route(f"{ROOT}/sites", sites, methods=["GET"]),
     Route(f"{ROOT}/conversation{_CONVO}", conversation, methods=["GET"]),

@@ -348,6 +348,25 @@ class Fields:
             )
         return value
 
+    def objects(self, name: str, *, max_items: int) -> list[Mapping[str, Any]] | None:
+        """A list of objects, sent as one (JSON bodies) or JSON-encoded (forms); the caller
+        judges their values."""
+        value = self._data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise self._bad(name, "a list of objects") from None
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or any(not isinstance(v, dict) for v in value)
+        ):
+            raise self._bad(name, f"a list of at most {max_items} objects")
+        return value
+
     @property
     def data(self) -> Mapping[str, Any]:
         """The fields as sent: for a free-form object such as analytics metadata."""

@@ -39,8 +39,8 @@ def period_json(p: Period) -> dict[str, Any]:
             "team_id": q.team_id,
             "operator_id": q.operator_id,
         },
-        # Sites have no business hours yet: durations are wall-clock time.
-        "business_hours": False,
+        # Whether durations count only open time on some site (issue 18).
+        "business_hours": bool(q.hours),
     }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from server.business_hours import hours_json
 from server.channels import (
     after_resolved,
     asks_rating,
@@ -70,6 +71,10 @@ def site_json(s: Site) -> dict[str, Any]:
         "assistant_id": s.assistant_id,
         "allowed_origins": list(s.allowed_origins),
         "voice_number": s.voice_number,
+        "time_zone": s.time_zone,
+        "business_hours": hours_json(s.business_hours),
+        "away_message": s.away_message,
+        "reply_time": s.reply_time,
     }
 
 
@@ -119,11 +124,23 @@ def channel_json(c: Channel) -> dict[str, Any]:
 
 
 def team_json(t: Team) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "member_ids": list(t.member_ids)}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "member_ids": list(t.member_ids),
+        "auto_assign": t.auto_assign,
+        "assign_limit": t.assign_limit,
+    }
 
 
 def canned_json(c: CannedResponse) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "tag": c.tag, "message": c.message}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "tag": c.tag,
+        "message": c.message,
+        "personal": c.owner is not None,
+    }
 
 
 # Seed 003's `channel` tag for each source app, as the inbox colours them.

@@ -42,6 +42,8 @@ CLI_TIMEOUT_S = 60.0
 EXPECT_TIMEOUT_MS = 10_000
 
 OPERATOR_NAME = "Alex"
+OPERATOR_EMAIL = "alex@example.com"
+OPERATOR_PASSWORD = "correct horse 1"
 ACCOUNT_NAME = "Acme"
 
 
@@ -158,9 +160,9 @@ def live_server(
             "--name",
             OPERATOR_NAME,
             "--email",
-            "alex@example.com",
+            OPERATOR_EMAIL,
             "--password",
-            "correct horse 1",
+            OPERATOR_PASSWORD,
         ],
         env,
     )
@@ -234,6 +236,21 @@ class OperatorAPI:
                 "json": json.dumps(fields),
             },
         )
+
+    async def online(self) -> None:
+        """The operator has the inbox open (a heartbeat, which presence keeps for 75 s): the
+        widget and the chat window show the chat itself, not the away form (issue 18), as
+        the README's screenshots show them."""
+        login = await self._client.post(
+            "/api/v1/auth/login", json={"email": OPERATOR_EMAIL, "password": OPERATOR_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        beat = await self._client.post(
+            "/api/v1/operator/heartbeat",
+            json={"site_ids": [1]},
+            headers={"Authorization": f"Bearer {login.json()['token']}"},
+        )
+        assert beat.status_code == 200, beat.text
 
     async def command(self, command: str, **fields: Any) -> dict[str, Any]:
         """Runs a command and returns its answer, failing the test unless it succeeded."""

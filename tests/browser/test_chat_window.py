@@ -65,6 +65,7 @@ async def test_visitor_chats_with_operator(
 ) -> None:
     from playwright.async_api import expect
 
+    await operator_api.online()
     window = await open_window(websocket=False, viewport={"width": 420, "height": 720})
     page = window.page
     op_id = operator_api.operator_id

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+# The login of the operator that conftest's live_server creates (not an admin).
+from .conftest import OPERATOR_EMAIL, OPERATOR_PASSWORD
 from .test_widget import FRAME, LAUNCHER, chat_frame, send_as_visitor, stored
 from .test_widget import host_site as host_site  # the fixture: a page with the embed snippet
 
@@ -29,9 +31,6 @@ pytestmark = pytest.mark.browser
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1400, "height": 860}
-# The login of the operator that conftest's live_server creates (not an admin).
-OPERATOR_EMAIL = "alex@example.com"
-OPERATOR_PASSWORD = "correct horse 1"
 ADMIN = {"name": "Robin", "email": "robin@example.com", "password": "admin horse 9"}
 WELCOME = "Hi {fname}, this is {operator}. How can I help?"
 LABEL_SIZE = (240, 140)

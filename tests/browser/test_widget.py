@@ -183,6 +183,7 @@ async def test_embed_chats_and_remembers_the_conversation(
 ) -> None:
     from playwright.async_api import expect
 
+    await operator_api.online()
     url = host_site.add(live_server, "shop")
     window = await open_window(viewport=DESKTOP)
     page = window.page
@@ -479,10 +480,14 @@ async def test_configuration(
 
 
 async def test_mobile_viewport(
-    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
 ) -> None:
     from playwright.async_api import expect
 
+    await operator_api.online()
     width, height = 375, 667
     url = host_site.add(
         live_server, "mobile", attrs=' data-greeting="Hi! Questions about an order?"'
@@ -712,10 +717,14 @@ class PreloadCost:
 
 
 async def test_operator_reaches_a_visitor_who_never_opened_the_widget(
-    open_window: OpenWindow, live_server: LiveServer, host_site: HostSite
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    operator_api: OperatorAPI,
+    host_site: HostSite,
 ) -> None:
     from playwright.async_api import expect
 
+    await operator_api.online()
     url = host_site.add(live_server, "reachable")
     window = await open_window(viewport=DESKTOP)
     page = window.page

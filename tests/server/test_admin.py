@@ -133,16 +133,26 @@ async def test_operator_email_is_stored_lowercase(
 
 async def test_teams_create_list_update_delete(client: httpx.AsyncClient, tenant: Tenant) -> None:
     created = await create(client, tenant, "teams", name="Sales", member_ids=[2, 1, 2])
-    assert created == {"id": 1, "name": "Sales", "member_ids": [1, 2]}
+    assert created == {
+        "id": 1, "name": "Sales", "member_ids": [1, 2], "auto_assign": False, "assign_limit": 0,
+    }  # fmt: skip
     assert await listing(client, tenant, "teams") == [created]
 
     renamed = await client.patch(f"{ROOT}/teams/1", headers=key(tenant), json={"name": "Support"})
     assert renamed.json() == {
         "success": True,
-        "team": {"id": 1, "name": "Support", "member_ids": [1, 2]},
+        "team": {
+            "id": 1,
+            "name": "Support",
+            "member_ids": [1, 2],
+            "auto_assign": False,
+            "assign_limit": 0,
+        },
     }
     emptied = await client.patch(f"{ROOT}/teams/1", headers=key(tenant), json={"member_ids": []})
-    assert emptied.json()["team"] == {"id": 1, "name": "Support", "member_ids": []}
+    assert emptied.json()["team"] == {
+        "id": 1, "name": "Support", "member_ids": [], "auto_assign": False, "assign_limit": 0,
+    }  # fmt: skip
     assert await listing(client, tenant, "teams") == [emptied.json()["team"]]
 
     deleted = await client.delete(f"{ROOT}/teams/1", headers=key(tenant))
@@ -156,7 +166,9 @@ async def test_team_without_members_starts_empty(client: httpx.AsyncClient, tena
 
 async def test_canned_create_list_update_delete(client: httpx.AsyncClient, tenant: Tenant) -> None:
     created = await create(client, tenant, "canned", name="Hi", tag="welcome", message="Hello!")
-    assert created == {"id": 1, "name": "Hi", "tag": "welcome", "message": "Hello!"}
+    assert created == {
+        "id": 1, "name": "Hi", "tag": "welcome", "message": "Hello!", "personal": False,
+    }  # fmt: skip
     untagged = await create(client, tenant, "canned", name="Bye", message="Goodbye")
     assert untagged["tag"] == ""
     assert await listing(client, tenant, "canned") == [created, untagged]
@@ -166,7 +178,13 @@ async def test_canned_create_list_update_delete(client: httpx.AsyncClient, tenan
     )
     assert patched.json() == {
         "success": True,
-        "canned": {"id": 1, "name": "Hi", "tag": "", "message": "Hello again!"},
+        "canned": {
+            "id": 1,
+            "name": "Hi",
+            "tag": "",
+            "message": "Hello again!",
+            "personal": False,
+        },
     }
     deleted = await client.delete(f"{ROOT}/canned/1", headers=key(tenant))
     assert deleted.json() == {"success": True}
@@ -203,7 +221,9 @@ async def test_api_key_and_admin_jwt_may_write(
     patched = await client.patch(f"{ROOT}/canned/1", headers=headers, json={"name": "Hey"})
     assert patched.status_code == 200, patched.json()
     listed = await client.get(f"{ROOT}/canned", headers=headers)
-    assert listed.json()["canned"] == [{"id": 1, "name": "Hey", "tag": "", "message": "Hello"}]
+    assert listed.json()["canned"] == [
+        {"id": 1, "name": "Hey", "tag": "", "message": "Hello", "personal": False}
+    ]
     deleted = await client.delete(f"{ROOT}/canned/1", headers=headers)
     assert deleted.status_code == 200, deleted.json()
     assert await listing(client, tenant, "canned") == []

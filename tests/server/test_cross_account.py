@@ -31,6 +31,8 @@ from tests.server.test_uploads import picture
 # Ids that exist in B only.
 B_OPERATOR, B_TEAM, B_CANNED, B_SITE, B_CHANNEL, B_CONTACT = 3, 2, 2, 3, 2, 3
 B_ASSISTANT = 2
+# B's operator's personal canned response (issue 18), numbered after B's two of the account's.
+B_PERSONAL = 3
 ASSISTANT = {
     "name": "Helper", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "b-secret",
     "monthly_token_budget": 1000,
@@ -77,6 +79,7 @@ class World:
             "operators": operators,
             "teams": await store.list_teams(account),
             "canned": await store.list_canned(account),
+            "personal": {o.id: await store.list_canned(account, o.id) for o in operators},
             "sites": await store.list_sites(account),
             "push": await store.push_tokens(account, [o.id for o in operators]),
             "head": await store.head_event_seq(account),
@@ -122,6 +125,10 @@ async def _furnish(tenant: Tenant, services: Services, extra: bool) -> tuple[str
         await _admin_post(tenant, "webhooks", **WEBHOOK)
     if extra:
         await _admin_post(tenant, f"sites/{B_SITE}/widget-tokens")
+        mine = await services.directory.create_canned(
+            tenant.account_id, name="Mine", tag="", message="Mine", owner=tenant.operator_id
+        )
+        assert mine.id == B_PERSONAL
     site = 3 if extra else 2
     convo = await tenant.visitor_says(
         "Where is my parcel?",
@@ -380,6 +387,31 @@ async def _operators(w: World) -> None:
         (w.a.admin_id, f"ada@{w.a.account_id}.test", False),
         (w.a.operator_id, f"alex@{w.a.account_id}.test", False),
     ]
+
+
+@covers("GET", f"{OPERATOR}/canned")
+async def _my_canned(w: World) -> None:
+    for panel in (w.a_op, w.a_admin):
+        assert (await panel.ok("GET", f"{OPERATOR}/canned"))["canned"] == []
+
+
+@covers("POST", f"{OPERATOR}/canned")
+async def _create_my_canned(w: World) -> None:
+    body = {"name": "Mine", "message": "Hi {fname}"}
+    created = (await w.a_op.ok("POST", f"{OPERATOR}/canned", body))["canned"]
+    # Numbered in A's own account, where B's ids mean nothing.
+    assert created["id"] == 2 and created["personal"] is True
+
+
+@covers("PATCH", f"{OPERATOR}/canned/{{id}}")
+@covers("DELETE", f"{OPERATOR}/canned/{{id}}")
+async def _bs_personal_canned(w: World) -> None:
+    for panel in (w.a_op, w.a_admin):
+        # B's operator's own, B's account's, and A's account's (not personal): none is theirs.
+        for canned_id in (B_PERSONAL, B_CANNED, 1):
+            path = f"{OPERATOR}/canned/{canned_id}"
+            await _refused(panel, "PATCH", path, {"name": "A's"}, 404, "canned_not_found")
+            await _refused(panel, "DELETE", path, None, 404, "canned_not_found")
 
 
 @covers("GET", f"{OPERATOR}/blocked")

@@ -760,8 +760,12 @@ async def test_operators_are_listed_with_whether_they_are_online(
 
 # sites
 
-# A site's widget settings (issue 17), tested in tests/server/test_widgets.py.
-WIDGET_FIELDS = {"widget_id", "logo_url", "assistant_id", "allowed_origins", "voice_number"}
+# A site's widget settings (issue 17), tested in tests/server/test_widgets.py, and its hours
+# and away message (issue 18), in tests/server/test_business_hours.py.
+WIDGET_FIELDS = {
+    "widget_id", "logo_url", "assistant_id", "allowed_origins", "voice_number",
+    "time_zone", "business_hours", "away_message", "reply_time",
+}  # fmt: skip
 
 
 def _looks(sites: list[dict[str, Any]]) -> list[dict[str, Any]]:

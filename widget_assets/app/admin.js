@@ -48,11 +48,38 @@ const webhookLines = (c) => (c.kind === "email"
   ? `Raw MIME: ${c.webhooks.mime}\nMailgun: ${c.webhooks.mailgun}`
   : `Messages: ${c.webhooks.sms}\nStatus: ${c.webhooks.status}`);
 
+/** A team's way of handing out new conversations. */
+const assignment = (t) => {
+  if (!t.auto_assign) return "First to reply";
+  return `Round robin${t.assign_limit ? `, up to ${t.assign_limit} each` : ""}`;
+};
+
+const cannedFields = [
+  { name: "name", label: "Name", required: true, maxlength: 100 },
+  { name: "tag", label: "Tag", maxlength: 50 },
+  { name: "message", label: "Message", required: true, multiline: true,
+    hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
+];
+
+/** A site's business hours as the form shows them: one “mon 09:00-17:00” a line. */
+const hoursText = (hours) => hours.map((i) => `${i.day} ${i.open}-${i.close}`).join("\n");
+
+/** The form's lines as the API's intervals; a line of another shape goes as its day, for
+ * the server to name in its answer. */
+const parseHours = (text) => text.split("\n").map((line) => line.trim()).filter(Boolean)
+  .map((line) => {
+    const [, day, open, close] =
+      line.match(/^(\S+)\s+(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})$/) || [null, line, "", ""];
+    return { day: day.toLowerCase(), open: open.padStart(5, "0"), close: close.padStart(5, "0") };
+  });
+
 /** Per resource: its API path, its list key, the columns shown, the form's fields, and any
  * row actions beyond Edit and Delete (``when`` says for which rows; ``run`` gets the row and
  * the inbox's context and resolves to what to tell the admin, or null). A field's ``create`` marks it required only when
  * creating (a password or a token kept when editing); its ``kinds`` shows it only for those
- * values of the form's ``kind`` field; an ``editHint`` may be a function of the item. */
+ * values of the form's ``kind`` field; an ``editHint`` may be a function of the item; ``parse``
+ * turns the field's text into what is sent. A resource's ``path`` and ``list`` default to
+ * ``admin/{name}`` and its name; ``everyone`` lets every operator change it, not only admins. */
 const RESOURCES = {
   operators: {
     title: "Operators",
@@ -84,11 +111,34 @@ const RESOURCES = {
     columns: [
       ["Name", (t) => t.name],
       ["Members", (t, ctx) => operatorNames(ctx, t.member_ids)],
+      ["Assignment", assignment],
     ],
     fields: (ctx) => [
       { name: "name", label: "Name", required: true, maxlength: 100 },
       { name: "member_ids", label: "Members", members: [...ctx.operators.values()] },
+      { name: "auto_assign", label: "New conversations", boolean: true,
+        options: [["false", "First operator to reply claims them"],
+          ["true", "Assign round robin to online members"]],
+        value: (t) => String(t.auto_assign) },
+      { name: "assign_limit", label: "Open conversations per operator (round robin)",
+        type: "number", number: true, min: 0, max: 1000, placeholder: "0",
+        hint: "Members who own this many open or active conversations are passed over; 0 for no limit." },
     ],
+  },
+  mine: {
+    title: "My responses",
+    one: "canned response",
+    // An operator's own (issue 18): only they see them, any operator may keep some.
+    path: "operator/canned",
+    list: "canned",
+    everyone: true,
+    note: "Only you see these; they are marked “Mine” where you pick a canned response.",
+    columns: [
+      ["Name", (c) => c.name],
+      ["Tag", (c) => c.tag],
+      ["Message", (c) => c.message],
+    ],
+    fields: () => cannedFields,
   },
   canned: {
     title: "Canned responses",
@@ -98,12 +148,7 @@ const RESOURCES = {
       ["Tag", (c) => c.tag],
       ["Message", (c) => c.message],
     ],
-    fields: () => [
-      { name: "name", label: "Name", required: true, maxlength: 100 },
-      { name: "tag", label: "Tag", maxlength: 50 },
-      { name: "message", label: "Message", required: true, multiline: true,
-        hint: "Macros: {fname} {lname} {email} {phone} {operator}" },
-    ],
+    fields: () => cannedFields,
   },
   sites: {
     title: "Sites",
@@ -114,6 +159,9 @@ const RESOURCES = {
       ["Color", (s) => s.color],
       ["Position", (s) => s.position],
       ["Team", (s, ctx) => teamName(ctx, s.team_id)],
+      ["Hours", (s) => (s.business_hours.length
+        ? `${hoursText(s.business_hours).replaceAll("\n", ", ")} (${s.time_zone})`
+        : "Always open")],
     ],
     fields: (ctx) => [
       { name: "name", label: "Name", required: true, maxlength: 100 },
@@ -124,6 +172,17 @@ const RESOURCES = {
       { name: "team_id", label: "Team for new conversations", number: true,
         options: [["0", "None"], ...ctx.teams.map((t) => [String(t.id), t.name])],
         value: (s) => String(s.team_id || 0) },
+      // Business hours and the away message belong to an existing site: edited, not created.
+      { name: "time_zone", label: "Time zone", editOnly: true, maxlength: 64,
+        placeholder: "Europe/Berlin", hint: "The zone the business hours are in (IANA name)." },
+      { name: "business_hours", label: "Business hours", multiline: true, editOnly: true,
+        value: (s) => hoursText(s.business_hours), parse: parseHours,
+        hint: "One interval a line, like “mon 09:00-17:00”. Empty: always open." },
+      { name: "away_message", label: "Away message", multiline: true, editOnly: true,
+        maxlength: 500,
+        hint: "Shown in the widget when nobody is online or outside business hours." },
+      { name: "reply_time", label: "Expected reply time", editOnly: true, maxlength: 120,
+        placeholder: "within a few hours" },
     ],
   },
   channels: {
@@ -222,8 +281,9 @@ export async function showAdmin(ctx, name) {
   let items;
   try {
     // Cells name operators and teams from the directory: wait for its first load.
-    const [answer] = await Promise.all([api("GET", `admin/${resource}`), ctx.directory]);
-    items = answer[resource];
+    const spec = RESOURCES[resource];
+    const [answer] = await Promise.all([api("GET", pathOf(resource)), ctx.directory]);
+    items = answer[spec.list || resource];
   } catch (error) {
     body.replaceChildren(h("p", { class: "form-error", role: "alert" }, error.message));
     return;
@@ -232,10 +292,11 @@ export async function showAdmin(ctx, name) {
 }
 
 const nameOf = (spec, item) => (spec.name ? spec.name(item) : item.name);
+const pathOf = (resource) => RESOURCES[resource].path || `admin/${resource}`;
 
 function render(ctx, resource, items, editing = null) {
   const spec = RESOURCES[resource];
-  const admin = ctx.me.is_admin;
+  const admin = ctx.me.is_admin || spec.everyone;
   const rerun = async (message) => {
     await ctx.refreshDirectory();
     await showAdmin(ctx, resource);
@@ -244,7 +305,7 @@ function render(ctx, resource, items, editing = null) {
   const remove = async (item) => {
     if (!window.confirm(`Delete the ${spec.one} “${nameOf(spec, item)}”?`)) return;
     try {
-      await api("DELETE", `admin/${resource}/${item.id}`);
+      await api("DELETE", `${pathOf(resource)}/${item.id}`);
       await rerun(`Deleted “${nameOf(spec, item)}”.`);
     } catch (error) {
       say($("admin-status"), error.message);
@@ -280,6 +341,7 @@ function render(ctx, resource, items, editing = null) {
   );
   $("admin-body").replaceChildren(
     h("h2", { class: "admin__title" }, spec.title),
+    spec.note && h("p", { class: "admin__note" }, spec.note),
     table,
     h("p", { class: "admin__status", id: "admin-status", role: "status" }),
     admin
@@ -323,6 +385,7 @@ function form(ctx, resource, spec, editing, rerun) {
     const editHint = typeof f.editHint === "function" && editing ? f.editHint(editing) : f.editHint;
     const hint = (editing && editHint) || f.hint;
     const attrs = { class: "field__input", id, name: f.name, maxlength: f.maxlength,
+      min: f.min, max: f.max,
       placeholder: f.placeholder, required: f.required || (f.create && !editing),
       "aria-describedby": hint && `${id}-hint` };
     let input;
@@ -340,6 +403,7 @@ function form(ctx, resource, spec, editing, rerun) {
     // Another kind's field is hidden and left out of what is sent.
     inputs.set(f.name, () => {
       if (box.hidden) return "";
+      if (f.parse) return f.parse(input.value);
       return f.number ? Number(input.value) : f.boolean ? input.value === "true" : input.value;
     });
     if (f.kinds) kindFields.push([f, box, input]);
@@ -368,10 +432,10 @@ function form(ctx, resource, spec, editing, rerun) {
     const named = nameOf(spec, values);
     try {
       if (editing) {
-        await api("PATCH", `admin/${resource}/${editing.id}`, values);
+        await api("PATCH", `${pathOf(resource)}/${editing.id}`, values);
         await rerun(`Saved “${named}”.`);
       } else {
-        const answer = await api("POST", `admin/${resource}`, values);
+        const answer = await api("POST", pathOf(resource), values);
         await rerun(spec.created ? spec.created(answer) : `Added “${named}”.`);
       }
     } catch (failure) {

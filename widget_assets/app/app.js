@@ -77,15 +77,17 @@ async function guarded(load) {
 }
 
 async function refreshDirectory() {
-  const [operators, teams, canned, sites] = await Promise.all([
+  const [operators, teams, canned, mine, sites] = await Promise.all([
     api("GET", "operator/operators"),
     api("GET", "admin/teams"),
     api("GET", "admin/canned"),
+    api("GET", "operator/canned"),
     api("GET", "operator/sites"),
   ]);
   ctx.operators = new Map(operators.operators.map((o) => [o.id, o]));
   ctx.teams = teams.teams;
-  ctx.canned = canned.canned;
+  // The operator's own first (marked ``personal``), then the account's.
+  ctx.canned = [...mine.canned, ...canned.canned];
   ctx.sites = sites.sites;
   directoryLoaded();
   list.refresh();

@@ -670,7 +670,8 @@ export function createConversation(ctx) {
         ? found.map((c) =>
             h("li", {},
               h("button", { type: "button", class: "canned__item", onclick: () => chooseCanned(c) },
-                h("span", { class: "canned__name" }, c.name),
+                h("span", { class: "canned__name" }, c.name,
+                  c.personal && h("span", { class: "mine-mark", title: "Your own canned response" }, "Mine")),
                 c.tag && h("span", { class: "canned__tag" }, c.tag))))
         : [h("li", { class: "canned__none" }, "No canned responses.")]),
     );

@@ -1,7 +1,7 @@
 // Live Operator Chat, operator inbox: "/" at the start of the composer opens the canned
-// responses (issue 18). Each shows its name and text; the words after "/" narrow them; Enter
-// (or a click) inserts the top match with its macros filled, as text the operator may still
-// edit before sending; Escape closes the list.
+// responses (issue 18), the operator's own marked "Mine". Each shows its name and text; the
+// words after "/" narrow them; Enter (or a click) inserts the top match with its macros
+// filled, as text the operator may still edit before sending; Escape closes the list.
 
 import { $, h } from "./dom.js";
 
@@ -26,7 +26,8 @@ export function createSlashPicker(text, { canned, fill }) {
         ? found.map((c, index) =>
             h("li", { role: "option", class: "slash__item", "aria-selected": String(index === 0),
               onmousedown: (event) => event.preventDefault(), onclick: () => pick(c) },
-              h("span", { class: "slash__name" }, c.name),
+              h("span", { class: "slash__name" }, c.name,
+                c.personal && h("span", { class: "mine-mark", title: "Your own canned response" }, "Mine")),
               h("span", { class: "slash__text" }, fill(c))))
         : [h("li", { class: "slash__none" }, "No canned response matches.")]),
     );

@@ -8,8 +8,9 @@ const PREVIEW_MAX_CHARS = 140; // of an operator's message, for the widget's pre
 /** The website widget around this window (loadchat?embed=1). It tells us whether its panel is
  * open; we tell it how many operator messages arrived while it was closed and the newest one's
  * text (for its preview bubble), and ask it to close on Escape. Nothing else crosses: the
- * conversation id and the session never leave this origin (docs/api.md, "Website widget"). */
-export function createHostLink(composer) {
+ * conversation id and the session never leave this origin (docs/api.md, "Website widget").
+ * ``onOpen`` runs each time the panel opens. */
+export function createHostLink(composer, onOpen) {
   let hostOrigin = null; // the widget's page, pinned by its first message
   let open = false; // the widget may preload this frame with its panel closed
   let unread = 0;
@@ -22,6 +23,7 @@ export function createHostLink(composer) {
     if (event.source !== window.parent || event.origin !== (hostOrigin || event.origin)) return;
     if (!data || data.type !== "liveop:state" || typeof data.open !== "boolean") return;
     hostOrigin = event.origin;
+    if (data.open && !open) onOpen();
     open = data.open;
     if (data.page && typeof data.page === "object") page = data.page;
     unread = 0;
