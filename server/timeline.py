@@ -79,6 +79,9 @@ def lines(change: Change, cause: Cause) -> list[dict[str, Any]]:
         line("taken_over", f"{who} took over", operator_id=after.operator_id)
     elif moved and after.operator_id is None:
         line("unassigned", "Back in the queue", from_operator=before.operator_id)
+    elif moved and before.operator_id is None:
+        # Nobody chose: the team's round robin gave it its owner.
+        line("assigned", "Assigned automatically", operator_id=after.operator_id)
     elif moved:
         line("assigned", "Assigned to another operator", operator_id=after.operator_id)
     if before.status != after.status:

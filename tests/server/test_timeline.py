@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error
 from tests.server.realtime_clients import serve, sse
+from tests.server.test_assignment import _routed_site
 from tests.server.test_operator_panel import Panel, chat, chatpoll, login, next_event
 from tests.storage.conftest import (
     BACKENDS,
@@ -178,3 +179,13 @@ async def test_a_bad_hand_over_note_is_refused_and_nothing_moves(
     view = await alex.view(convo)
     assert view["conversation"]["operator_id"] == alex.operator_id
     assert texts(view) == ["Alex took over"]
+
+
+async def test_a_turn_of_an_auto_assigning_team_is_a_line(tenant: Tenant, alex: Panel) -> None:
+    _, site = await _routed_site(tenant, auto_assign=True)
+    convo = await chat(tenant, "Anyone there?", siteID=site)
+    await alex.ok("heartbeat", site_ids=[site])  # he comes in: what waits is his
+    view = await alex.view(convo)
+    assert view["conversation"]["operator_id"] == alex.operator_id
+    (line,) = view["timeline"]
+    assert (line["kind"], line["text"], line["by"]) == ("assigned", "Assigned automatically", None)
