@@ -21,11 +21,12 @@ import orjson
 
 from realtime.presence import Presence, session_mark
 from realtime.typing_indicators import Side, TypingIndicators
-from server import sms_opt_outs
+from server import sms_opt_outs, timeline
 from server.adapters.translate import TranslationFailed, Translator, check_language
 from server.channels import asks_rating
 from server.contacts import display_name, normalized, sms_opt_outs_of, typed_identities
 from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.event_catalogue import CONVERSATION_UPDATED
 from server.events import EventFeed, announce, announced
 from server.render.operator_api import (
     addressed,
@@ -34,6 +35,7 @@ from server.render.operator_api import (
     select_destination_event,
 )
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
+from server.timeline import NO_CAUSE, NOTE_MAX_CHARS, Cause
 from server.visitor_context import VisitorContext, check_context, merged
 from storage.base import Decide, InboxQuery, OperatorPatch, RosterDecide, Store, owned_unresolved
 from storage.models import (
@@ -145,6 +147,8 @@ class OperatorView:
     contact: Contact | None
     # (channel id, phone, since) where the contact texted STOP, on any of the account's channels.
     contact_opt_outs: list[tuple[int, str, float]]
+    # The timeline's lines among ``messages`` (server/timeline.py), oldest first.
+    timeline: list[dict[str, Any]]
 
 
 def first_name(info: UserInfo) -> str:
@@ -409,7 +413,9 @@ class ConversationEngine:
                 change = _rated_by_answer(change, score)
             return _with_contact(change, proven)
 
-        committed = await self._write(account_id, convo_id, decide, client_msg_id, routed=new)
+        committed = await self._write(
+            account_id, convo_id, decide, client_msg_id, Cause(by=operator), routed=new
+        )
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
         ):
@@ -534,7 +540,9 @@ class ConversationEngine:
             )
             return None if after == current else Change(current, after)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        return (
+            await self._write(account_id, convo_id, decide, cause=Cause(by=operator))
+        ).conversation
 
     async def transfer(
         self,
@@ -544,14 +552,19 @@ class ConversationEngine:
         *,
         to_operator: int | None = None,
         to_team: int | None = None,
+        note: str = "",
     ) -> Conversation:
         """Hands the conversation to another operator, or back to a team's queue (unowned,
         so the first of them to reply claims it). Only its owner or an admin may transfer
-        a conversation somebody owns."""
+        a conversation somebody owns. ``note``: a hand-over note for the colleagues, shown on
+        the timeline's line (server/timeline.py), never to the visitor."""
         if (to_operator is None) == (to_team is None):
             raise Invalid("invalid_field", "give exactly one of operator_id and team_id")
+        note = note.strip()
+        check_body(note, NOTE_MAX_CHARS)
+        receiver: Operator | None = None
         if to_operator is not None:
-            await self._require_operator(account_id, to_operator)
+            receiver = await self._require_operator(account_id, to_operator)
         team: Team | None = None
         if to_team is not None:
             team = await self._team(account_id, to_team)
@@ -585,7 +598,8 @@ class ConversationEngine:
                 return _append(current, after, line, now)
             return Change(current, after)
 
-        committed = await self._write(account_id, convo_id, decide)
+        cause = Cause(by=by, to_operator=receiver, to_team=team, note=note)
+        committed = await self._write(account_id, convo_id, decide, cause=cause)
         await self._freed(committed)
         return committed.conversation
 
@@ -743,15 +757,17 @@ class ConversationEngine:
                 after = (page[-1].last_activity, page[-1].id)
         return list({c.id: c for c in found}.values())
 
-    async def block(self, account_id: str, convo_id: str, block_type: str | None) -> Conversation:
-        """Sets (or with None lifts) the visitor's block."""
+    async def block(
+        self, account_id: str, convo_id: str, block_type: str | None, by: Operator | None = None
+    ) -> Conversation:
+        """Sets (or with None lifts) the visitor's block; ``by`` is who, for the timeline."""
         if block_type is not None and block_type not in BLOCK_TYPES:
             raise Invalid(
                 "invalid_block_type", f"block_type must be one of {', '.join(BLOCK_TYPES)}"
             )
         chosen: BlockType | None = block_type
         return await self._patch(
-            account_id, convo_id, lambda c: dataclasses.replace(c, block_type=chosen)
+            account_id, convo_id, lambda c: dataclasses.replace(c, block_type=chosen), Cause(by=by)
         )
 
     async def update_visitor(
@@ -917,6 +933,15 @@ class ConversationEngine:
         current = await self._mark_read(current, "visitor", messages)
         return PollResult(current, messages, await self._other_typing(convo_id, "visitor"))
 
+    async def window_read(self, account_id: str, convo_id: str, seq: int) -> None:
+        """The chat window showed the visitor the messages up to visitor seq ``seq``, which
+        its socket delivered without a poll: the visitor's read cursor moves there."""
+        found = await self._store.read_conversation(
+            account_id, convo_id, after_seq=seq - 1, limit=1, visitor_view=True, visitor_seqs=True
+        )
+        current, shown = _require(found)
+        await self._mark_read(current, "visitor", shown)
+
     async def session_conversation(
         self, account_id: str, origin: Origin, address: str
     ) -> Conversation | None:
@@ -974,7 +999,20 @@ class ConversationEngine:
             else await self._store.get_contact(account_id, current.contact_id)
         )
         opt_outs = [] if contact is None else await sms_opt_outs_of(self._store, contact)
-        return OperatorView(marked, messages, opted_out, contact, opt_outs)
+        lines = timeline.from_payloads(
+            await self._store.event_payloads(
+                account_id,
+                convo_id,
+                kind=CONVERSATION_UPDATED.name,
+                containing=timeline.MARKER,
+                limit=timeline.LINES_MAX,
+            )
+        )
+        # The lines between the messages shown: a page further back brings its own.
+        low = messages[0].seq if messages and messages[0].seq > 1 else 0
+        high = before_seq if before_seq is not None else current.last_seq + 1
+        shown = [line for line in lines if low <= line["after_seq"] < high]
+        return OperatorView(marked, messages, opted_out, contact, opt_outs, shown)
 
     async def set_status(
         self, account_id: str, convo_id: str, status: str, by: Operator | None = None
@@ -1020,7 +1058,7 @@ class ConversationEngine:
             )  # fmt: skip
             return Change(current, closed, change.messages, payloads=change.payloads)
 
-        committed = await self._write(account_id, convo_id, decide)
+        committed = await self._write(account_id, convo_id, decide, cause=Cause(by=by))
         await self._freed(committed)
         return committed.conversation
 
@@ -1064,7 +1102,11 @@ class ConversationEngine:
         return operator
 
     async def _patch(
-        self, account_id: str, convo_id: str, change: Callable[[Conversation], Conversation]
+        self,
+        account_id: str,
+        convo_id: str,
+        change: Callable[[Conversation], Conversation],
+        cause: Cause = NO_CAUSE,
     ) -> Conversation:
         """Sets conversation fields that follow no rule beyond their own validity."""
 
@@ -1073,7 +1115,7 @@ class ConversationEngine:
             after = change(current)
             return None if after == current else Change(current, after)
 
-        return (await self._write(account_id, convo_id, decide)).conversation
+        return (await self._write(account_id, convo_id, decide, cause=cause)).conversation
 
     async def _new_conversation(
         self, account_id: str, origin: Origin | None, user_info: UserInfo | None
@@ -1190,10 +1232,20 @@ class ConversationEngine:
                 1 for m in shown if m.sender == "visitor" and m.seq > current.operator_read_seq
             )
             unread = 0 if high >= current.last_seq else max(0, current.unread - seen)
-            after = dataclasses.replace(current, operator_read_seq=high, unread=unread)
+            # The same cursor as the visitor numbers messages: the newest one it was shown.
+            visible = [m.visitor_seq for m in shown if m.visitor_seq is not None and m.seq <= high]
+            read_visitor_seq = max([current.operator_read_visitor_seq, *visible])
+            after = dataclasses.replace(
+                current,
+                operator_read_seq=high,
+                unread=unread,
+                operator_read_visitor_seq=read_visitor_seq,
+            )
             return Change(current, after)
 
-        return (await self._write(current.account_id, current.id, decide)).conversation
+        committed = await self._write(current.account_id, current.id, decide)
+        await self._feed.read(committed)
+        return committed.conversation
 
     async def _write(
         self,
@@ -1201,24 +1253,29 @@ class ConversationEngine:
         convo_id: str | None,
         decide: Decide,
         client_msg_id: str | None = None,
+        cause: Cause = NO_CAUSE,
         *,
         routed: Conversation | None = None,
     ) -> Committed:
         """The one place a change is committed with the events it produces (server/events.py
-        decides and renders them), and announced only once it is. ``routed``: the conversation
-        the change creates, as routed (its team and site), when it creates one; a team that
-        auto-assigns gives it an owner in the same decision (issue 18)."""
+        decides and renders them, with ``cause`` for the timeline), and announced only once
+        it is. ``routed``: the conversation the change creates, as routed (its team and site),
+        when it creates one; a team that auto-assigns gives it an owner in the same decision
+        (issue 18)."""
+        cause = dataclasses.replace(cause, at=self._clock())
         team = await self._auto_assigning(account_id, routed)
         if team is None or routed is None:
             committed = await self._store.write(
-                account_id, convo_id, announced(decide), client_msg_id=client_msg_id
+                account_id, convo_id, announced(decide, cause), client_msg_id=client_msg_id
             )
         else:
             available = await self._available(account_id, team, routed.site_id)
 
             def assign(current: Conversation | None, roster: Roster | None) -> Change | None:
                 change = decide(current)
-                return None if change is None else announce(round_robin(change, roster, available))
+                if change is None:
+                    return None
+                return announce(round_robin(change, roster, available), cause)
 
             committed = await self._store.write_routed(
                 account_id, team.id, assign, client_msg_id=client_msg_id

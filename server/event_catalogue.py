@@ -58,6 +58,10 @@ CONVERSATION_QUALIFIED = EventKind("conversation:qualified", True, _ACCOUNT)
 STATUS = EventKind("status", False, frozenset({Audience.CONVERSATION}))
 # Someone is typing; the visitor hears only operators typing.
 TYPING = EventKind("typing", False, frozenset({Audience.ACCOUNT, Audience.CONVERSATION}))
+# A read cursor moved (issue 18's "Seen"): operators hear the visitor's (``{"conversation_id",
+# "visitor_read_seq"}``, a message seq), the visitor hears the operators' (``{"convoID",
+# "seenSeq"}``, a visitor seq). Both are in the REST answers after a reload.
+READ = EventKind("read", False, frozenset({Audience.ACCOUNT, Audience.CONVERSATION}))
 # An operator came online or went away.
 PRESENCE = EventKind("presence", False, _ACCOUNT)
 # An SMS or email reply's delivery became final (sent or failed).
@@ -83,6 +87,7 @@ CATALOGUE: tuple[EventKind, ...] = (
     CONVERSATION_QUALIFIED,
     STATUS,
     TYPING,
+    READ,
     PRESENCE,
     DELIVERY,
     SMS_OPT_OUT,

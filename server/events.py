@@ -28,6 +28,7 @@ from server.event_catalogue import (
     CONVERSATION_QUALIFIED,
     CONVERSATION_UPDATED,
     MESSAGE_NEW,
+    READ,
     SESSION_CONVERSATION,
     STATUS,
     TYPING,
@@ -36,6 +37,7 @@ from server.event_catalogue import (
 )
 from server.render.camel_case import message_json
 from server.render.snake_case import conversation_data, message_data
+from server.timeline import NO_CAUSE, TIMELINE_KEY, Cause, lines
 from server.webhooks import hooks_of
 from storage.base import Decide, Store
 from storage.models import (
@@ -86,22 +88,22 @@ _ANNOUNCED_FIELDS = (
 )  # fmt: skip
 
 
-def announced(decide: Decide) -> Decide:
+def announced(decide: Decide, cause: Cause = NO_CAUSE) -> Decide:
     """``decide`` with the events of each change it makes attached, rendered as each audience
     receives them. Runs where the Store runs ``decide``, so the payloads show the conversation
-    exactly as this change commits it."""
+    exactly as this change commits it; ``cause`` says who made it (server/timeline.py)."""
 
     def decide_and_announce(current: Conversation | None) -> Change | None:
         change = decide(current)
-        return None if change is None else announce(change)
+        return None if change is None else announce(change, cause)
 
     return decide_and_announce
 
 
-def announce(change: Change) -> Change:
+def announce(change: Change, cause: Cause = NO_CAUSE) -> Change:
     """``change`` with the events it produces, and those of them webhooks may hear."""
     # The constructor, not dataclasses.replace: this runs inside the write, for every change.
-    events = _events(change)
+    events = _events(change, cause)
     return Change(
         change.before,
         change.after,
@@ -115,7 +117,7 @@ def announce(change: Change) -> Change:
     )
 
 
-def _events(change: Change) -> tuple[NewEvent, ...]:
+def _events(change: Change, cause: Cause) -> tuple[NewEvent, ...]:
     before, after = change.before, change.after
     conversation = conversation_data(after)
     events: list[NewEvent] = []
@@ -131,7 +133,9 @@ def _events(change: Change) -> tuple[NewEvent, ...]:
         for m in change.messages
     )
     if before is not None and _announces_update(before, change):
-        events.append(NewEvent(CONVERSATION_UPDATED.name, None, _text(conversation)))
+        timeline = lines(change, cause)
+        updated = conversation | {TIMELINE_KEY: timeline} if timeline else conversation
+        events.append(NewEvent(CONVERSATION_UPDATED.name, None, _text(updated)))
     previous = before.control if before is not None else "bot"
     if previous != after.control:
         events.append(NewEvent(CONTROL_CHANGED.name, None, _text(_control(previous, after))))
@@ -227,6 +231,25 @@ class EventFeed:
                 )
             elif event.kind == CONVERSATION_UPDATED.name and _status_changed(committed):
                 await self._hub.publish(visitor, None, STATUS.name, visitor_status(conversation))
+
+    async def read(self, committed: Committed) -> None:
+        """Tells each side how far the other has read, when a read cursor moved."""
+        before, after = committed.before, committed.conversation
+        if before is None:
+            return
+        try:
+            if before.visitor_read_seq != after.visitor_read_seq:
+                data = {"conversation_id": after.id, "visitor_read_seq": after.visitor_read_seq}
+                await self._hub.publish(
+                    account_channel(after.account_id), None, READ.name, _json(data)
+                )
+            if before.operator_read_visitor_seq != after.operator_read_visitor_seq:
+                seen = {"convoID": after.id, "seenSeq": after.operator_read_visitor_seq}
+                await self._hub.publish(
+                    conversation_channel(after.id), None, READ.name, _json(seen)
+                )
+        except Exception:
+            log.exception("publishing a read receipt failed")
 
     async def typing(self, account_id: str, convo_id: str, side: Side) -> None:
         data = _json({"conversation_id": convo_id, "side": side, "expires_in": TYPING_EXPIRES_S})

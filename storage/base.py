@@ -233,6 +233,7 @@ TABLES: tuple[Table, ...] = (
             " control:str bot_user_id:str? attributes:str hidden_attributes:str custom_data:str"
             " qualified_at:float?"
             " visitor_context:str"
+            " operator_read_visitor_seq:int"
             " rating_asked_resolved_at:float?"
         ),
         ("id",),
@@ -1175,6 +1176,13 @@ class Store(Protocol):
 
     async def head_event_seq(self, account_id: str) -> int:
         """The account's latest event seq (0 before the first)."""
+
+    async def event_payloads(
+        self, account_id: str, convo_id: str, *, kind: str, containing: str, limit: int
+    ) -> list[str]:
+        """The operators' payloads of the conversation's ``kind`` events whose text contains
+        ``containing`` (a literal, not a pattern), the newest ``limit`` of them oldest first:
+        the engine's lines kept on its events, such as the timeline (server/timeline.py)."""
 
     # outbound delivery (storage/outbound.py)
     async def claim_outbound(

@@ -351,6 +351,9 @@ class Conversation:
     qualified_at: float | None = None
     # Where the widget's visitor is (issue 18, server/visitor_context.py): a JSON object.
     visitor_context: str = "{}"
+    # The operators' read cursor as the visitor numbers messages: the highest visitor seq the
+    # operators have been shown (issue 18's "Seen" on the visitor's side).
+    operator_read_visitor_seq: int = 0
     # The resolution (its resolved_at) whose rating question went out as an SMS or email
     # (issue 19): the customer's lone digit answers it until it is rated or reopened.
     rating_asked_resolved_at: float | None = None

@@ -112,6 +112,7 @@ def convo_row(c: Conversation) -> dict[str, Any]:
         "bot_user_id": c.bot_user_id, "attributes": c.attributes,
         "hidden_attributes": c.hidden_attributes, "custom_data": c.custom_data,
         "qualified_at": c.qualified_at, "visitor_context": c.visitor_context,
+        "operator_read_visitor_seq": c.operator_read_visitor_seq,
         "rating_asked_resolved_at": c.rating_asked_resolved_at,
     }  # fmt: skip
 
@@ -134,7 +135,7 @@ _CONVO_COLUMNS = (
     "asked_at", "replied_at", "replied_by", "bot_answered", "visitor_last_seq", "channel_id",
     "contact_id",
     "control", "bot_user_id", "attributes", "hidden_attributes", "custom_data",
-    "qualified_at", "visitor_context", "rating_asked_resolved_at",
+    "qualified_at", "visitor_context", "operator_read_visitor_seq", "rating_asked_resolved_at",
 )  # fmt: skip
 _CONVO_GETTERS = _getters(_CONVO_COLUMNS)
 
@@ -147,7 +148,8 @@ def convo(r: Row, p: str = "") -> Conversation:
      rating, rating_comment, rated_resolved_at, asked_at, replied_at, replied_by,
      bot_answered, visitor_last_seq, channel_id, contact_id, control, bot_user_id, attributes,
      hidden_attributes, custom_data, qualified_at,
-     visitor_context, rating_asked_resolved_at) = _CONVO_GETTERS[p](r)  # fmt: skip
+     visitor_context, operator_read_visitor_seq,
+     rating_asked_resolved_at) = _CONVO_GETTERS[p](r)  # fmt: skip
     return Conversation(
         id_, account_id, source_app, status, mode, operator_id, team_id,
         UserInfo(fname, lname, email, phone, info), created, last_activity, resolved_at,
@@ -157,7 +159,7 @@ def convo(r: Row, p: str = "") -> Conversation:
         asked_at, replied_at, replied_by, bool(bot_answered), visitor_last_seq, channel_id,
         contact_id,
         control, bot_user_id, attributes, hidden_attributes, custom_data, qualified_at,
-        visitor_context, rating_asked_resolved_at,
+        visitor_context, operator_read_visitor_seq, rating_asked_resolved_at,
     )  # fmt: skip
 
 

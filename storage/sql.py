@@ -64,7 +64,7 @@ from storage.base import (
     patch_values,
     row_values,
 )
-from storage.inbox_sql import InboxSql
+from storage.inbox_sql import InboxSql, escape_like
 from storage.models import (
     DEFAULT_SITE_ID,
     Account,
@@ -252,6 +252,11 @@ _SELECT_LOGIN = f"{_SELECT_OPERATORS} WHERE lower(email) = lower($1) AND account
 _SELECT_EVENTS = (
     f"SELECT {rows.select_list(rows.EVENTS)} FROM events WHERE account_id = $1 AND seq > $2"
     " ORDER BY seq LIMIT $3"
+)
+# By the events_message index's (account_id, convo_id) prefix: one conversation's events.
+_EVENT_PAYLOADS = (
+    "SELECT data FROM events WHERE account_id = $1 AND convo_id = $2 AND kind = $3"
+    " AND data LIKE $4 ESCAPE '\\' ORDER BY seq DESC LIMIT $5"
 )
 _REPLAY = (
     f"SELECT {rows.select_list(rows.EVENTS, 'e')}, {rows.select_list(rows.CONVERSATIONS, 'c')},"
@@ -1853,6 +1858,17 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             )
 
         return await self._read_consistent(op)
+
+    async def event_payloads(
+        self, account_id: str, convo_id: str, *, kind: str, containing: str, limit: int
+    ) -> list[str]:
+        async def op(conn: Conn) -> list[str]:
+            found = await conn.fetch(
+                _EVENT_PAYLOADS, account_id, convo_id, kind, f"%{escape_like(containing)}%", limit
+            )
+            return [r["data"] for r in reversed(found)]
+
+        return await self._read(op)
 
     async def head_event_seq(self, account_id: str) -> int:
         async def op(conn: Conn) -> int:

@@ -125,7 +125,8 @@ function main() {
       if (stick) scrollToBottom();
       else if (incoming) ui.jump.hidden = false;
     },
-    onState({ typing, status }) {
+    onState({ typing, status, seenSeq }) {
+      if (seenSeq !== undefined) view.setSeen(seenSeq);
       // Polling reports both on every answer; the socket reports each as it changes.
       if (status !== undefined) {
         setStatus(status);

@@ -235,7 +235,7 @@ def routes(template: str) -> list[Route]:
                 account_id, origin(fields, VISITOR_CHANNEL), client_ip(request)
             )
             if waiting is None:
-                return ok(convoID=None, messages=[], typing=False, status=None)
+                return ok(convoID=None, messages=[], typing=False, status=None, seenSeq=0)
             convo = waiting.id
         result = await engine.window_poll(
             account_id,
@@ -248,6 +248,7 @@ def routes(template: str) -> list[Route]:
             messages=[message_json(m, visitor=True) for m in result.messages],
             typing=result.typing,
             status=result.conversation.status,
+            seenSeq=result.conversation.operator_read_visitor_seq,
         )
 
     async def rate(request: Request) -> Response:

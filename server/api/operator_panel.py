@@ -136,6 +136,7 @@ async def transfer(request: Request) -> Response:
         me,
         to_operator=fields.integer("operator_id", minimum=1),
         to_team=fields.integer("team_id", minimum=1),
+        note=fields.text("note") or "",
     )
     return ok(conversation=conversation_data(conversation))
 
@@ -280,6 +281,7 @@ async def conversation(request: Request) -> Response:
     return ok(
         conversation=shown,
         messages=[message_data(m) for m in view.messages],
+        timeline=view.timeline,
         contact=(
             contact_with_opt_outs(view.contact, view.contact_opt_outs) if view.contact else None
         ),
@@ -316,7 +318,7 @@ async def block(request: Request) -> Response:
     blocked_now = fields.boolean("blocked", required=True)
     block_type = fields.identifier("block_type") or "both"
     found = await svc.engine.block(
-        me.account_id, _path_id(request), block_type if blocked_now else None
+        me.account_id, _path_id(request), block_type if blocked_now else None, by=me
     )
     return ok(conversation=conversation_data(found))
 

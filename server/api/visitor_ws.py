@@ -3,8 +3,9 @@ the capability, as on the chat-window URLs.
 
 Client frames: ``hello`` (first, within 5 s: ``convoID`` and the last ``seq`` seen, both
 optional), ``send`` (``message``, ``clientMsgID``, ``fname``, ``email``, ``phone``), ``typing``,
-``ping``. Server frames: ``message:new`` and ``typing`` and ``status`` events, ``ack`` per
-send, ``error``, ``reset``, ``pong``. Every seq here is a visitor seq: gapless, whatever notes
+``read`` (``seq``: the window showed the messages up to it), ``ping``. Server frames:
+``message:new``, ``typing``, ``status`` and ``read`` events, ``ack`` per send, ``error``,
+``reset``, ``pong``. Every seq here is a visitor seq: gapless, whatever notes
 lie between the messages.
 """
 
@@ -116,6 +117,11 @@ class VisitorSocket:
                 operator_id=None,
                 admit=visitor_typing_budget(self.svc, self.account_id, self.convo_id),
             )
+        elif kind == "read":
+            if self.convo_id is None:
+                raise NotFound("conversation_not_found", "send a message first")
+            seq = Fields(frame).integer("seq", required=True, minimum=1)
+            await self.svc.engine.window_read(self.account_id, self.convo_id, seq)
         elif kind == "ping":
             await self.websocket.send_text(control("pong"))
         else:

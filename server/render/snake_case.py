@@ -191,6 +191,8 @@ def conversation_data(c: Conversation) -> dict[str, Any]:
         "last_activity": c.last_activity,
         "resolved_at": c.resolved_at,
         "last_seq": c.last_seq,
+        # How far the visitor has read (a message seq): the inbox's "Seen".
+        "visitor_read_seq": c.visitor_read_seq,
         "rating": rating_data(c),
     }
 

@@ -291,6 +291,9 @@ async def test_visitor_status_event_only_when_the_status_changes(base: str, tena
         await ws.send(type="hello", convoID=convo, seq=1)
         await ws.until("ready")
         await tenant.ok("poll", convoID=convo, operatorID=tenant.operator_id)  # unread changes
+        # The operators' read is the visitor's "Seen" (issue 18), and no status.
+        read = await ws.recv()
+        assert (read["type"], read["data"]["seenSeq"]) == ("read", 1)
         await tenant.ok("setstatus", convoID=convo, status="resolved")
         frame = await ws.recv()
         assert frame["type"] == "status"

@@ -31,6 +31,7 @@ from storage.models import (
     Change,
     Conversation,
     Message,
+    NewEvent,
     OperatorCredentials,
     UserInfo,
 )
@@ -124,6 +125,40 @@ async def test_no_change_writes_no_event(store: Store) -> None:
     committed = await store.write(account, convo.id, lambda current: None)
     assert committed.conversation == convo and committed.events == ()
     assert len(await store.list_events(account, after_seq=0, limit=100)) == 1
+
+
+async def test_event_payloads_are_one_conversations_of_a_kind_containing_a_literal(
+    store: Store,
+) -> None:
+    account = await _account(store)
+    convo, other = await _open(store, account), await _open(store, account)
+    kept = ['{"line": "50%_off"}', '{"line": "50% off"}', '{"line": "5000off"}', '{"x": 1}']
+    for payload in kept:
+        await store.write(
+            account,
+            convo.id,
+            lambda c, p=payload: Change(c, c, events=(NewEvent("conversation:updated", None, p),)),
+        )
+    await store.write(
+        account,
+        other.id,
+        lambda c: Change(c, c, events=(NewEvent("conversation:updated", None, kept[0]),)),
+    )
+
+    async def found(containing: str, limit: int = 10) -> list[str]:
+        return await store.event_payloads(
+            account, convo.id, kind="conversation:updated", containing=containing, limit=limit
+        )
+
+    # % and _ are the text itself, not a pattern; the newest ``limit``, oldest first.
+    assert await found("50%_") == [kept[0]]
+    assert await found("50%") == kept[:2]
+    assert await found("50%", limit=1) == [kept[1]]
+    assert await found('"line"') == kept[:3]
+    assert (
+        await store.event_payloads(account, convo.id, kind="message:new", containing="{", limit=10)
+        == []
+    )
 
 
 async def test_client_msg_id_makes_a_retry_return_the_original(store: Store) -> None:

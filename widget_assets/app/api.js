@@ -13,6 +13,7 @@ const EVENT_KINDS = [
   "conversation:control_changed",
   "conversation:qualified",
   "typing",
+  "read",
   "presence",
   "delivery",
   "sms_opt_out",

@@ -120,11 +120,18 @@ function apply(kind, data) {
   alerts.seen(kind, data);
   switch (kind) {
     case "conversation:new":
-    case "conversation:updated":
     case "conversation:qualified":
       list.upsert(data);
       conversation.update(data);
       break;
+    case "conversation:updated": {
+      // The lines a change is worth ride with it; the rest is the conversation.
+      const { timeline, ...updated } = data;
+      list.upsert(updated);
+      conversation.update(updated);
+      conversation.timeline(updated.id, timeline);
+      break;
+    }
     case "conversation:control_changed":
       list.upsert(data.conversation);
       conversation.update(data.conversation);
@@ -149,6 +156,9 @@ function apply(kind, data) {
       }
       break;
     }
+    case "read":
+      conversation.read(data);
+      break;
     case "delivery":
       conversation.delivery(data);
       break;

@@ -69,6 +69,7 @@ export function createConversation(ctx) {
   let current = null; // the conversation, once loaded
   let messages = new Map(); // seq -> message
   let rows = new Map(); // seq -> <li>
+  let lines = new Set(); // the timeline's lines shown, as JSON (a load and the stream repeat them)
   let lastTypingPost = 0;
   let readTimer = 0;
   let chosenCanned = null;
@@ -93,6 +94,7 @@ export function createConversation(ctx) {
     setMode();
     messages = new Map();
     rows = new Map();
+    lines = new Set();
     log.replaceChildren();
     text.value = "";
     slash.close();
@@ -138,10 +140,12 @@ export function createConversation(ctx) {
       // More was written meanwhile (a "reset") than one page: what is shown would have a hole.
       messages = new Map();
       rows = new Map();
+      lines = new Set();
       log.replaceChildren();
     }
     update(answer.conversation);
     merge(answer.messages);
+    timeline(id, answer.timeline);
     thread.scrollTop = thread.scrollHeight;
     contactPanel.show(answer.contact, id);
   }
@@ -156,6 +160,7 @@ export function createConversation(ctx) {
     if (id !== openId) return;
     const height = thread.scrollHeight;
     merge(answer.messages);
+    timeline(id, answer.timeline);
     thread.scrollTop += thread.scrollHeight - height; // keep what was on screen in place
   }
 
@@ -177,13 +182,38 @@ export function createConversation(ctx) {
     const old = rows.get(m.seq);
     rows.set(m.seq, row);
     if (old) {
+      row.dataset.order = String(m.seq);
       old.replaceWith(row);
     } else {
-      const after = [...rows.keys()].filter((seq) => seq > m.seq).sort((a, b) => a - b)[0];
-      log.insertBefore(row, after === undefined ? null : rows.get(after));
+      place(row, m.seq);
     }
     if (scroll && (stick || m.operator_id === ctx.me.id)) thread.scrollTop = thread.scrollHeight;
     if (m.sender === "visitor" && scroll) markRead();
+    showSeen();
+  }
+
+  /** Puts ``row`` in the thread by its ``order``: a message's seq, a line's seq after the
+   * message it followed; a line goes after those that came before it. */
+  function place(row, order) {
+    row.dataset.order = String(order);
+    const next = [...log.children].find((li) => Number(li.dataset.order) > order);
+    log.insertBefore(row, next || null);
+  }
+
+  /** The timeline's lines (server/timeline.py): what happened, between the messages. */
+  function timeline(id, list) {
+    if (id !== openId || !list) return;
+    const stick = thread.scrollHeight - thread.scrollTop - thread.clientHeight < NEAR_BOTTOM_PX;
+    for (const line of list) {
+      const key = JSON.stringify(line);
+      if (lines.has(key)) continue;
+      lines.add(key);
+      const row = h("li", { class: "line", dataset: { kind: line.kind } },
+        h("p", { class: "line__text" }, line.text, " · ", timeTag(line.at)));
+      if (line.note) row.append(h("p", { class: "line__note" }, `Hand-over note: ${line.note}`));
+      place(row, line.after_seq + 0.5);
+    }
+    if (stick) thread.scrollTop = thread.scrollHeight;
   }
 
   function senderName(m) {
@@ -235,6 +265,21 @@ export function createConversation(ctx) {
       );
     }
     return row;
+  }
+
+  /** "Seen" under the newest operator reply the visitor has read (their read cursor). */
+  function showSeen() {
+    const read = current ? current.visitor_read_seq || 0 : 0;
+    let target = null;
+    for (const [seq, m] of messages) {
+      if (m.sender === "operator" && !m.private && seq <= read && (!target || seq > target)) {
+        target = seq;
+      }
+    }
+    const shown = log.querySelector(".msg__seen");
+    if (shown && shown.parentNode === rows.get(target)) return;
+    if (shown) shown.remove();
+    if (target) rows.get(target).append(h("p", { class: "msg__seen" }, "Seen"));
   }
 
   /** Viewing the newest message marks the visitor's messages read (the unread badge clears);
@@ -293,6 +338,7 @@ export function createConversation(ctx) {
     typingChanged(c.id);
     if (renamed) for (const m of messages.values()) add(m, { scroll: false, redraw: true });
     if (c.unread) markRead();
+    showSeen();
   }
 
   function transferTargets() {
@@ -414,9 +460,11 @@ export function createConversation(ctx) {
   $("transfer").addEventListener("click", () => {
     const [kind, id] = $("transfer-to").value.split(":");
     if (!id) return say($("convo-error"), "Choose an operator or a team to transfer to.");
-    act(idPath("transfer"), { [`${kind}_id`]: Number(id) })
+    const note = $("transfer-note").value.trim();
+    act(idPath("transfer"), { [`${kind}_id`]: Number(id), note })
       .then(() => {
         $("transfer-to").value = "";
+        $("transfer-note").value = "";
         say($("composer-status"), "Transferred.");
       })
       .catch(fail);
@@ -672,6 +720,7 @@ export function createConversation(ctx) {
     load,
     update,
     add,
+    timeline,
     typingChanged,
     openId: () => openId,
     /** Operators, teams or sites changed: names and transfer targets follow. */
@@ -691,6 +740,13 @@ export function createConversation(ctx) {
       const m = messages.get(data.seq);
       if (data.conversation_id === openId && m) {
         add({ ...m, image_url: data.image_url }, { scroll: false });
+      }
+    },
+    /** The visitor read further: "Seen" moves. */
+    read(data) {
+      if (current && data.conversation_id === openId) {
+        current = { ...current, visitor_read_seq: data.visitor_read_seq };
+        showSeen();
       }
     },
     delivery(data) {

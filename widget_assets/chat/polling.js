@@ -77,7 +77,7 @@ export function createPollingTransport({ call, onMessages, onState, onConversati
     const initial = !historyLoaded;
     historyLoaded = true;
     onMessages(messages, { initial });
-    onState({ typing: Boolean(data.typing), status: data.status || null });
+    onState({ typing: Boolean(data.typing), status: data.status || null, seenSeq: data.seenSeq });
     schedule(messages.length >= POLL_BATCH ? 0 : interval());
   }
 

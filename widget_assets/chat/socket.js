@@ -70,6 +70,7 @@ export function createSocketTransport({
   let wanted = false; // a socket should be open (started, or a send is waiting)
   let socket = null; // the current WebSocket, connecting or open; null while down
   let ready = false; // the server answered our hello
+  let unread = 0; // the newest reply the socket brought that the server has not heard we saw
   let everReady = false; // some socket got ready on this page load: never fall back then
   let failedOpens = 0; // sockets in a row that closed before ready (while never ready)
   let attempt = 0; // failed connections in a row: drives the backoff
@@ -216,8 +217,18 @@ export function createSocketTransport({
         if (frame.seq > cursor) cursor = frame.seq; // events arrive gapless, in seq order
         if (m.sender === "operator" || m.sender === "bot") hideTyping(); // the reply is here
         onMessages([m], { initial: false });
+        // A poll marks what it returns read; what the socket brings, the window says it showed.
+        if (m.sender !== "visitor") {
+          unread = Math.max(unread, frame.seq);
+          sayRead();
+        }
         break;
       }
+      case "read":
+        if (frame.data && Number.isInteger(frame.data.seenSeq)) {
+          onState({ seenSeq: frame.data.seenSeq });
+        }
+        break;
       case "typing":
         if (frame.data && frame.data.side === "operator") showTyping(frame.data.expires_in);
         break;
@@ -293,6 +304,15 @@ export function createSocketTransport({
     if (!timers.pong) timers.pong = setTimeout(() => lose(ws, 0), SOCKET_PONG_TIMEOUT_MS);
   }
 
+  /** Tells the server the visitor has seen the replies up to ``unread``, once the page shows. */
+  function sayRead() {
+    const ws = socket;
+    if (!unread || !ready || !ws || document.visibilityState !== "visible") return;
+    ws.send(JSON.stringify({ type: "read", seq: unread }));
+    unread = 0;
+  }
+  document.addEventListener("visibilitychange", sayRead);
+
   function showTyping(seconds) {
     clear("typing");
     onState({ typing: true });
@@ -327,7 +347,7 @@ export function createSocketTransport({
         for (const m of messages) if (Number.isInteger(m.seq) && m.seq > cursor) cursor = m.seq;
         if (initial) onConnection({ ok: true });
         onMessages(messages, { initial });
-        onState({ status: data.status || null });
+        onState({ status: data.status || null, seenSeq: data.seenSeq });
         if (data.typing) showTyping(TYPING_EXPIRES_S);
         if (initial) connect();
       },
@@ -359,7 +379,7 @@ export function createSocketTransport({
         for (const m of messages) if (Number.isInteger(m.seq) && m.seq === next + 1) next = m.seq;
         if (next > cursor) cursor = next;
         if (messages.length) onMessages(messages, { initial: false }); // shown once (by seq)
-        onState({ status: data.status || null });
+        onState({ status: data.status || null, seenSeq: data.seenSeq });
         if (data.typing) showTyping(TYPING_EXPIRES_S);
       },
       () => {

@@ -177,6 +177,25 @@ export function createView(ui, state) {
     }
   }
 
+  /** "Seen" under the visitor's newest message the operators have read (visitor seq). */
+  function setSeen(seq) {
+    if (!Number.isInteger(seq) || seq < (state.seenSeq || 0)) return;
+    state.seenSeq = seq;
+    let target = null;
+    for (const [at, item] of state.bySeq) {
+      if (at <= seq && item.dataset.sender === "visitor" && (!target || at > target.at)) {
+        target = { at, item };
+      }
+    }
+    const shown = ui.list.querySelector(".msg__seen");
+    if (shown && target && shown.parentNode === target.item) return;
+    if (shown) shown.remove();
+    if (!target) return;
+    const mark = el("p", "msg__seen");
+    mark.textContent = "Seen";
+    target.item.append(mark);
+  }
+
   function setStatus(status) {
     if (status === state.status) return;
     state.status = status;
@@ -238,6 +257,7 @@ export function createView(ui, state) {
     dropPending,
     regroup,
     setTyping,
+    setSeen,
     setStatus,
     showBanner,
     hideBanner,
