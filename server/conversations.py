@@ -701,7 +701,12 @@ class ConversationEngine:
         ]
 
     async def deactivate_operator(
-        self, account_id: str, operator_id: int, *, to_operator: int | None
+        self,
+        account_id: str,
+        operator_id: int,
+        *,
+        to_operator: int | None,
+        by: Operator | None = None,
     ) -> tuple[Operator, int]:
         """Deactivates an operator who leaves (issue 18): they can no longer sign in or take
         conversations, and each unresolved conversation they own goes to ``to_operator``, or
@@ -715,8 +720,12 @@ class ConversationEngine:
             raise NotFound("operator_not_found", f"no operator {operator_id}")
         if to_operator == operator_id:
             raise Invalid("invalid_field", "hand the conversations to another operator")
+        colleague = None
         if to_operator is not None:
-            await self._require_operator(account_id, to_operator)
+            colleague = await self._require_operator(account_id, to_operator)
+        # The timeline names who moved each conversation (the admin; None: the account's key)
+        # and to whom.
+        cause = Cause(by=by, to_operator=colleague)
         patch = OperatorPatch(active=False)
         # Deactivated first, so they cannot claim another conversation while theirs move.
         updated = await self._store.update_operator(account_id, operator_id, patch)
@@ -737,7 +746,7 @@ class ConversationEngine:
 
         moved = 0
         for owned in await self._owned_unresolved(account_id, operator_id):
-            if (await self._write(account_id, owned.id, decide)).events:
+            if (await self._write(account_id, owned.id, decide, cause=cause)).events:
                 moved += 1
         return updated, moved
 

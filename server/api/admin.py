@@ -385,6 +385,7 @@ async def _deactivate_operator(request: Request) -> Response:
         principal.account_id,
         _item_id(request, OPERATORS),
         to_operator=fields.integer("to_operator_id", minimum=1),
+        by=principal.operator,
     )
     await announce_operator(request, operator)
     return ok(operator=operator_json(operator), moved=moved)

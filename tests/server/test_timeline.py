@@ -189,3 +189,27 @@ async def test_a_turn_of_an_auto_assigning_team_is_a_line(tenant: Tenant, alex: 
     assert view["conversation"]["operator_id"] == alex.operator_id
     (line,) = view["timeline"]
     assert (line["kind"], line["text"], line["by"]) == ("assigned", "Assigned automatically", None)
+
+
+async def test_deactivating_an_operator_says_who_moved_their_conversations_and_to_whom(
+    tenant: Tenant, alex: Panel, ada: Panel
+) -> None:
+    created = await tenant.client.post(
+        "/api/v1/admin/operators",
+        json={"name": "Sam", "email": f"sam@{tenant.account_id}.test", "password": "pw-12345678"},
+        headers=ada.headers,
+    )
+    assert created.status_code == 201, created.text
+    sam = created.json()["operator"]["id"]
+    first, second = await chat(tenant, "First"), await chat(tenant, "Second")
+    for convo in (first, second):
+        await alex.ok(f"accept/{convo}")
+    for leaving, to in ((alex.operator_id, {"to_operator_id": sam}), (sam, {})):
+        answer = await tenant.client.post(
+            f"/api/v1/admin/operators/{leaving}/deactivate", json=to, headers=ada.headers
+        )
+        assert answer.status_code == 200, answer.text
+    assert texts(await ada.view(first))[-2:] == [
+        "Ada Admin transferred the conversation to Sam",
+        "Back in the queue",
+    ]
