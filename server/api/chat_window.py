@@ -111,6 +111,10 @@ VISITOR_MESSAGES = Rule(limit=30, per_s=60.0, burst=10)
 NEW_CONVERSATIONS = Rule(limit=10, per_s=600.0)
 # Heartbeats come every 3-4 s per tab; a few tabs fit, a loop does not.
 VISITOR_TYPING = Rule(limit=60, per_s=60.0, burst=20)
+# The visitor socket's read receipts: the window sends one when replies it has not
+# acknowledged show, so a person's reading stays far below this; a loop's frames, each a
+# store read, do not.
+VISITOR_READS = Rule(limit=60, per_s=60.0, burst=20)
 
 
 def visitor_send_budget(svc: Services, account_id: str, convo: str | None, ip: str) -> Admit:
@@ -132,6 +136,10 @@ def visitor_typing_budget(svc: Services, account_id: str, convo: str) -> Admit:
         await svc.limit(VISITOR_TYPING, "visitor-typing", account_id, convo)
 
     return admit
+
+
+async def spend_visitor_read(svc: Services, account_id: str, convo: str) -> None:
+    await svc.limit(VISITOR_READS, "visitor-read", account_id, convo)
 
 
 def _visitor_only(fields: Fields) -> None:

@@ -20,7 +20,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtime.outbox import Item, Outbox
 from realtime.presence import session_mark
 from server import metrics
-from server.api.chat_window import path_account, visitor_send_budget, visitor_typing_budget
+from server.api.chat_window import (
+    path_account,
+    spend_visitor_read,
+    visitor_send_budget,
+    visitor_typing_budget,
+)
 from server.api.commands import (
     client_msg_id,
     optional_convo_id,
@@ -121,6 +126,7 @@ class VisitorSocket:
             if self.convo_id is None:
                 raise NotFound("conversation_not_found", "send a message first")
             seq = Fields(frame).integer("seq", required=True, minimum=1)
+            await spend_visitor_read(self.svc, self.account_id, self.convo_id)
             await self.svc.engine.window_read(self.account_id, self.convo_id, seq)
         elif kind == "ping":
             await self.websocket.send_text(control("pong"))

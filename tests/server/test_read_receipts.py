@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
+from server.api.chat_window import VISITOR_READS
 from server.settings import Settings, load_settings
 from tests.conftest import Tenant
 from tests.server.realtime_clients import serve, sse, websocket
@@ -118,3 +119,21 @@ async def test_a_bad_read_frame_is_an_error_frame_and_moves_nothing(
         await ws.send(type="ping")
         await ws.until("pong")
     assert (await alex.view(convo))["conversation"]["visitor_read_seq"] == 0
+
+
+async def test_read_frames_past_the_conversations_budget_are_refused_and_the_socket_stays(
+    base: str, tenant: Tenant, alex: Panel
+) -> None:
+    convo = await chat(tenant, "Hello")
+    await alex.ok("message", conversation_id=convo, content="Hi there")
+    async with websocket(visitor_socket(base, tenant)) as ws:
+        await follow(ws, convo, 2)
+        # Each read costs a store read: a loop sending them spends the burst, then is told.
+        for _ in range(VISITOR_READS.capacity):
+            await ws.send(type="read", seq=1)
+        await ws.send(type="read", seq=1)
+        error = await ws.until("error")
+        assert error["error"]["code"] == "rate_limited"
+        assert error["error"]["retry_after"] >= 1
+        await ws.send(type="ping")
+        await ws.until("pong")
