@@ -4,6 +4,7 @@
 // Every operator may look; only admins may change (the server enforces it, 403 otherwise).
 
 import { api } from "./api.js";
+import { reenableWebhook, showDeliveries } from "./deliveries.js";
 import { $, h, say } from "./dom.js";
 import { showInstall } from "./install.js";
 import { showInvites } from "./invites.js";
@@ -252,6 +253,10 @@ const RESOURCES = {
       { name: "events", label: "Events", choices: WEBHOOK_EVENTS },
       { name: "enabled", label: "Status", boolean: true, editOnly: true,
         options: [["true", "Enabled"], ["false", "Disabled"]], value: (w) => String(w.enabled) },
+    ],
+    actions: [
+      { label: "Deliveries", run: showDeliveries },
+      { label: "Re-enable", when: (w) => !w.enabled, run: reenableWebhook },
     ],
     // The signing secret is in the create answer only: shown once, here.
     created: (answer) => `Added “${answer.webhook.url}”. Its signing secret, shown only now: ${
