@@ -162,6 +162,9 @@ async def test_an_admin_sees_a_failed_delivery_replays_it_and_re_enables_the_web
     await expect(delivery.get_by_role("listitem").last).to_contain_text("#1")
     await expect(delivery.get_by_role("listitem").last).to_contain_text("HTTP 503")
     delivery_id = await delivery.get_attribute("data-id")
+    # Nothing missing is written out as a word, on the screen or in the log.
+    for shown in (await body.inner_text(), await log.inner_text()):
+        assert "undefined" not in shown and "null" not in shown
 
     # Fixed, the receiver gets the same delivery on Replay, and the log follows it to Sent.
     receiver.failing_with = None

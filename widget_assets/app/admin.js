@@ -346,7 +346,8 @@ function render(ctx, resource, items, editing = null) {
   );
   $("admin-body").replaceChildren(
     h("h2", { class: "admin__title" }, spec.title),
-    spec.note && h("p", { class: "admin__note" }, spec.note),
+    // replaceChildren, unlike h(), would write a missing note as "undefined".
+    spec.note ? h("p", { class: "admin__note" }, spec.note) : "",
     table,
     h("p", { class: "admin__status", id: "admin-status", role: "status" }),
     admin

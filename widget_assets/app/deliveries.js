@@ -85,9 +85,8 @@ export function showDeliveries(webhook) {
 
     dialog.append(
       h("h3", { id: "deliveries-title" }, `Deliveries to ${webhook.url}`),
-      webhook.enabled
-        ? null
-        : h("p", { class: "admin__note" }, `Disabled: ${webhook.disabled_reason}`),
+      // Not h(): the DOM's append writes a null or false child as its name.
+      webhook.enabled ? "" : h("p", { class: "admin__note" }, `Disabled: ${webhook.disabled_reason}`),
       list,
       status,
       h("div", { class: "admin__buttons" },
