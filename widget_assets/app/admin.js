@@ -4,6 +4,7 @@
 // Every operator may look; only admins may change (the server enforces it, 403 otherwise).
 
 import { api } from "./api.js";
+import { reenableWebhook, showDeliveries } from "./deliveries.js";
 import { $, h, say } from "./dom.js";
 import { showInstall } from "./install.js";
 import { showInvites } from "./invites.js";
@@ -253,6 +254,10 @@ const RESOURCES = {
       { name: "enabled", label: "Status", boolean: true, editOnly: true,
         options: [["true", "Enabled"], ["false", "Disabled"]], value: (w) => String(w.enabled) },
     ],
+    actions: [
+      { label: "Deliveries", run: showDeliveries },
+      { label: "Re-enable", when: (w) => !w.enabled, run: reenableWebhook },
+    ],
     // The signing secret is in the create answer only: shown once, here.
     created: (answer) => `Added “${answer.webhook.url}”. Its signing secret, shown only now: ${
       answer.webhook.secret}`,
@@ -341,7 +346,8 @@ function render(ctx, resource, items, editing = null) {
   );
   $("admin-body").replaceChildren(
     h("h2", { class: "admin__title" }, spec.title),
-    spec.note && h("p", { class: "admin__note" }, spec.note),
+    // replaceChildren, unlike h(), would write a missing note as "undefined".
+    spec.note ? h("p", { class: "admin__note" }, spec.note) : "",
     table,
     h("p", { class: "admin__status", id: "admin-status", role: "status" }),
     admin

@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { createContactPanel } from "./contact.js";
 import { createEmojiPicker } from "./emoji.js";
+import { originalLink } from "./original.js";
 import { createSlashPicker } from "./slash.js";
 import {
   $,
@@ -250,6 +251,9 @@ export function createConversation(ctx) {
       );
     }
     if (m.attachments?.length) row.append(attachmentList(m.attachments));
+    // The text shown is the customer's new words only; the mail's headers and quoted history
+    // stay in its original.
+    if (m.sender === "visitor" && current?.channel === "email") row.append(originalLink(m.id));
     if (m.translation) {
       row.append(
         h("p", { class: "msg__translation" }, `Translation (${m.translation_lang}): `,
