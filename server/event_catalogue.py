@@ -66,7 +66,8 @@ READ = EventKind("read", False, frozenset({Audience.ACCOUNT, Audience.CONVERSATI
 PRESENCE = EventKind("presence", False, _ACCOUNT)
 # An SMS or email reply's delivery became final (sent or failed).
 DELIVERY = EventKind("delivery", False, _ACCOUNT)
-# An inbound MMS picture was fetched and stored: the message's image_url, for the inbox.
+# An inbound MMS picture was fetched and stored: the message's image_url and attachments as
+# they now stand, for the inbox.
 MESSAGE_IMAGE = EventKind("message:image", False, _ACCOUNT)
 # A phone opted out of SMS on a channel (STOP) or back in (START): the inbox turns the
 # composer of that phone's conversations on the channel off or on.

@@ -4,7 +4,8 @@ The webhook only records each ``MediaUrl{N}`` (``media_rows``) and answers at on
 in every process claims due rows with a lease (the outbound worker's pattern, so a process
 that dies mid-fetch leaves the row to the next claim, and a restart loses nothing), fetches
 them, stores each picture as an uploaded image is stored (server/uploads.py) and makes the
-first one its message's image, which the operators hear of live (``message:image``).
+first one stored its message's image and each further one an attachment of the message (as an
+email's files are), which the operators hear of live (``message:image``).
 
 Only the provider's hosts are asked (research note A, "MMS media behind redirects/auth"):
 the channel's ``api_url`` origin, ``api.twilio.com`` and Twilio's media CDN
@@ -21,6 +22,7 @@ import asyncio
 import logging
 import random
 import time
+from pathlib import PurePosixPath
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -34,9 +36,10 @@ from server.errors import LiveOpError, NotFound, TooManyRequests
 from server.event_catalogue import MESSAGE_IMAGE
 from server.events import EventFeed
 from server.outbound import backoff_s, new_worker_id
-from server.uploads import SERVE_ROOT, ImageStore
+from server.render.snake_case import attachments_data
+from server.uploads import MEDIA_TYPES, SERVE_ROOT, ImageStore
 from storage.base import Store
-from storage.models import MediaState, SmsMedia
+from storage.models import Attachment, MediaState, SmsMedia
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +160,15 @@ class MediaWorker(ClaimLoop):
         return len(claimed)
 
     async def _fetch_one(self, media: SmsMedia) -> None:
-        image_url = error = None
+        error = None
+        picture: Attachment | None = None
         retry_at: float | None = None
         state: MediaState
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_S):
-                name = await self._images.save(media.account_id, await self._download(media))
-            image_url = f"{self._public_url}{SERVE_ROOT}/{media.account_id}/{name}"
+                data = await self._download(media)
+                name = await self._images.save(media.account_id, data)
+            picture = self._picture(media, name, len(data))
             state = "stored"
         except Refused as exc:
             state, error = "refused", str(exc)
@@ -181,14 +186,30 @@ class MediaWorker(ClaimLoop):
             state, error = "refused", f"refused: {exc.message}"
         result = await self._store.finish_sms_media(
             media, self.worker_id, state=state, error=error and error[:ERROR_MAX],
-            retry_at=retry_at, image_url=image_url,
+            retry_at=retry_at, picture=picture,
         )  # fmt: skip
         metrics.sms_media.labels(state if result is not None else "lost").inc()
         if error is not None:
             log.warning("MMS picture %s/%s/%s: %s", media.convo_id, media.seq, media.n, error)
         if result:
-            data = {"conversation_id": media.convo_id, "seq": media.seq, "image_url": image_url}
-            await self._feed.ephemeral(media.account_id, MESSAGE_IMAGE, orjson.dumps(data))
+            shown = {
+                "conversation_id": result.convo_id,
+                "seq": result.seq,
+                "image_url": result.image_url,
+                "attachments": attachments_data(result.attachments),
+            }
+            await self._feed.ephemeral(media.account_id, MESSAGE_IMAGE, orjson.dumps(shown))
+
+    def _picture(self, media: SmsMedia, name: str, size: int) -> Attachment:
+        """The stored picture as the message lists it: named by its place in the MMS and typed
+        by the format the image store decoded (its name's extension), not by the provider."""
+        extension = PurePosixPath(name).suffix
+        return Attachment(
+            name=f"picture-{media.n + 1}{extension}",
+            content_type=MEDIA_TYPES[extension],
+            size=size,
+            url=f"{self._public_url}{SERVE_ROOT}/{media.account_id}/{name}",
+        )
 
     async def _download(self, media: SmsMedia) -> bytes:
         try:

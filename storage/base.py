@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 from storage.models import (
     Account,
     Assistant,
+    Attachment,
     CannedResponse,
     Change,
     Channel,
@@ -970,12 +971,14 @@ class Store(Protocol):
         state: MediaState,
         error: str | None,
         retry_at: float | None = None,
-        image_url: str | None = None,
-    ) -> bool | None:
+        picture: Attachment | None = None,
+    ) -> Message | Literal[False] | None:
         """Records a claimed fetch's outcome: ``state`` (queued again until ``retry_at``,
-        stored at ``image_url``, refused or failed) and ``error``. A stored picture becomes its
-        message's image when the message has none yet. Returns None when the claim was lost
-        (another worker has it now), else whether the message's image was set."""
+        stored as ``picture``, refused or failed) and ``error``. A stored picture becomes its
+        message's image when the message has none yet, else is added to its attachments, in
+        the same transaction; pictures of one message finishing at once are all kept. Returns
+        None when the claim was lost (another worker has it now), the message as it now shows
+        its pictures when one was added, else False."""
 
     async def reseal_channels(self, reseal: Callable[[str], str]) -> int:
         """Replaces every channel's and assistant's credentials, in every account, with

@@ -174,11 +174,11 @@ def message_row(account_id: str, m: Message) -> dict[str, Any]:
         # Learnt when the provider accepts the message (Store.finish_outbound).
         "provider_id": None,
         "assistant_id": m.assistant_id, "model": m.model, "tokens": m.tokens,
-        "attachments": _attachments_column(m.attachments),
+        "attachments": attachments_column(m.attachments),
     }  # fmt: skip
 
 
-def _attachments_column(attachments: tuple[Attachment, ...]) -> str | None:
+def attachments_column(attachments: tuple[Attachment, ...]) -> str | None:
     # Most messages have none: NULL, not "[]", so the column costs them nothing.
     return json.dumps([dataclasses.asdict(a) for a in attachments]) if attachments else None
 

@@ -28,7 +28,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from storage import contacts_sql as _contacts
 from storage import invites_sql as _invites
@@ -69,6 +69,7 @@ from storage.models import (
     DEFAULT_SITE_ID,
     Account,
     Assistant,
+    Attachment,
     CannedResponse,
     Channel,
     ChannelKind,
@@ -240,9 +241,13 @@ _FINISH_SMS_MEDIA = (
     " lease_until = NULL WHERE convo_id = $5 AND seq = $6 AND n = $7 AND claimed_by = $8"
     " AND attempts = $9 AND state = 'queued' RETURNING n"
 )
-_SET_MESSAGE_IMAGE = (
-    "UPDATE messages SET image_url = $1 WHERE convo_id = $2 AND seq = $3"
-    " AND image_url IS NULL RETURNING seq"
+# A stored MMS picture's message, read under the dialect's row lock so that two of its
+# pictures finishing at once add one after the other and neither is lost.
+_MESSAGE_PICTURES = (
+    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages WHERE convo_id = $1 AND seq = $2"
+)
+_SET_MESSAGE_PICTURES = (
+    "UPDATE messages SET image_url = $1, attachments = $2 WHERE convo_id = $3 AND seq = $4"
 )
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
@@ -1158,17 +1163,28 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
         state: MediaState,
         error: str | None,
         retry_at: float | None = None,
-        image_url: str | None = None,
-    ) -> bool | None:
-        params = (state, error, retry_at, image_url)
+        picture: Attachment | None = None,
+    ) -> Message | Literal[False] | None:
+        params = (state, error, retry_at, picture and picture.url)
         fence = (media.convo_id, media.seq, media.n, worker_id, media.attempts)
+        locked = _MESSAGE_PICTURES + self._dialect.lock_for_update
 
-        async def op(conn: Conn) -> bool | None:
+        async def op(conn: Conn) -> Message | Literal[False] | None:
             if not await _exists(conn, _FINISH_SMS_MEDIA, *params, *fence):
                 return None
-            if state != "stored":
+            row = await conn.fetchrow(locked, media.convo_id, media.seq) if picture else None
+            if picture is None or row is None:
                 return False
-            return await _exists(conn, _SET_MESSAGE_IMAGE, image_url, media.convo_id, media.seq)
+            message = rows.message(row)
+            if message.image_url is None:
+                message = replace(message, image_url=picture.url)
+            else:
+                message = replace(message, attachments=(*message.attachments, picture))
+            attachments = rows.attachments_column(message.attachments)
+            await conn.execute(
+                _SET_MESSAGE_PICTURES, message.image_url, attachments, media.convo_id, media.seq
+            )
+            return message
 
         return await self._write(op)
 

@@ -17,6 +17,7 @@ from server.channels import (
 from server.contacts import ContactView
 from storage.models import (
     Assistant,
+    Attachment,
     CannedResponse,
     Channel,
     Contact,
@@ -267,8 +268,12 @@ def message_data(m: Message) -> dict[str, Any]:
         "model": m.model,
         "tokens": m.tokens,
         # A customer's mail (issue 15): its files, for operators only.
-        "attachments": [
-            {"name": a.name, "content_type": a.content_type, "size": a.size, "url": a.url}
-            for a in m.attachments
-        ],
+        "attachments": attachments_data(m.attachments),
     }
+
+
+def attachments_data(attachments: tuple[Attachment, ...]) -> list[dict[str, Any]]:
+    return [
+        {"name": a.name, "content_type": a.content_type, "size": a.size, "url": a.url}
+        for a in attachments
+    ]

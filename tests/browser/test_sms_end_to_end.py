@@ -354,11 +354,72 @@ async def test_an_sms_customer_rates_the_resolved_conversation_and_the_report_co
     assert window.errors == []
 
 
-def _picture() -> bytes:
+async def test_the_operator_sees_every_picture_of_an_mms(
+    open_window: OpenWindow,
+    live_server: LiveServer,
+    accounts: Accounts,
+    provider: SmsServer,
+    api: httpx.AsyncClient,
+) -> None:
+    """A 2-picture MMS in the open conversation: the first shows as the message's image, the
+    second beside it as a thumbnail, live; both open full size and are there after a reload."""
+    from playwright.async_api import expect
+
+    a = accounts.a
+    customer = Line(a.base_url, a.channel, SMS_TOKEN, SMS_SID, "+15550004444")
+    token = await _login(api, OPERATOR_EMAIL, OPERATOR_PASSWORD)
+    window = await open_window(viewport=DESKTOP)
+    page = window.page
+    await sign_in(page, live_server)
+    await customer.text(201, "Two photos of the damage coming")
+    (convo_id,) = [
+        c["id"]
+        for c in await _conversations(api, token)
+        if c["contact_data"]["phone"] == customer.customer
+    ]
+    await row(page, convo_id).click()
+    thread = page.locator("#messages")
+    await expect(thread).to_contain_text("Two photos of the damage coming")
+
+    provider.twilio.media["ME201"] = ("image/png", _picture(40))
+    provider.twilio.media["ME202"] = ("image/png", _picture(64))
+    await customer.text(
+        202, "", *(provider.twilio.media_url(provider.base, m) for m in ("ME201", "ME202"))
+    )
+    message = thread.locator("li", has_text="[The customer sent 2 picture(s)")
+    images = message.locator("a.msg__image img")
+
+    async def both_shown() -> None:
+        await expect(images).to_have_count(2)
+        loaded = "(imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0)"
+        await page.wait_for_function(
+            f"() => ({loaded})([...document.querySelectorAll('#messages a.msg__image img')])"
+        )
+        # The order the two were stored in decides which one is the message's image.
+        widths = await images.evaluate_all("(imgs) => imgs.map((i) => i.naturalWidth)")
+        assert sorted(widths) == [40, 64]
+        for link in await message.locator("a.msg__image").all():
+            src = await link.locator("img").get_attribute("src")
+            assert src is not None and src.startswith("/uploads/")
+            async with page.expect_popup() as opened:
+                await link.click()
+            popup = await opened.value
+            assert popup.url == live_server.base_url + src
+            await popup.close()
+
+    await both_shown()  # live: the pictures are stored after the message is shown
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-stream", "live")
+    await row(page, convo_id).click()
+    await both_shown()
+    assert window.errors == []
+
+
+def _picture(width: int = 40) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.new("RGB", (40, 30), (30, 120, 200)).save(out, format="PNG")
+    Image.new("RGB", (width, 30), (30, 120, 200)).save(out, format="PNG")
     return out.getvalue()
 
 

@@ -10,16 +10,17 @@ drives a MediaWorker's ``run_once`` itself, so nothing waits on time.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from server.api.webhooks_twilio import MEDIA_NOTE
 from server.services import Services
 from server.settings import Settings, load_settings
 from server.sms_media import MediaWorker
-from storage.models import Conversation
+from storage.models import Attachment, Conversation, Message, SmsMedia
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error
 from tests.outbound.servers import SMS_SID, SMS_TOKEN
 from tests.server.realtime_clients import free_port, serve, sse
@@ -43,9 +44,9 @@ BASIC = "Basic " + base64.b64encode(f"{SMS_SID}:{SMS_TOKEN}".encode()).decode()
 WAIT_S = 10.0
 
 
-def picture() -> bytes:
+def picture(red: int = 200) -> bytes:
     out = io.BytesIO()
-    Image.new("RGB", (40, 30), (200, 30, 30)).save(out, format="PNG")
+    Image.new("RGB", (40, 30), (red, 30, 30)).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -187,7 +188,9 @@ async def test_a_picture_is_fetched_with_the_channels_credentials_through_a_redi
             assert await run(services) == 1
             event = await stream.until("message:image", WAIT_S)
     _, message = await only_message(line)
-    assert event.data == {"conversation_id": convo.id, "seq": 1, "image_url": message.image_url}
+    assert event.data == {
+        "conversation_id": convo.id, "seq": 1, "image_url": message.image_url, "attachments": [],
+    }  # fmt: skip
     assert message.image_url.startswith(f"/uploads/{tenant.account_id}/")
     served = await client.get(message.image_url)
     assert (served.status_code, served.content) == (200, data)
@@ -296,6 +299,81 @@ async def test_a_fetch_whose_worker_died_is_done_by_the_next_one(
     assert (row["state"], row["attempts"], row["claimed_by"]) == ("stored", 2, None)
     _, message = await only_message(line)
     assert message.image_url is not None
+
+
+async def test_every_picture_of_an_mms_is_shown_live_and_after_a_reload(
+    app: Any,
+    client: httpx.AsyncClient,
+    services: Services,
+    tenant: Tenant,
+    line: Line,
+    provider: Host,
+) -> None:
+    """The first picture stored is the message's image; the others are its attachments, and
+    each stored picture is announced with all the message shows by then."""
+    base = f"http://127.0.0.1:{provider.port}"
+    data = {f"/p{n}.png": picture(100 + n) for n in range(3)}
+    for path, body in data.items():
+        provider.routes[path] = (200, {"Content-Type": "image/png"}, body)
+    assert_twiml(await line.post(mms(1, *((base + path, "image/png") for path in data))))
+    convo, _ = await only_message(line)
+    async with serve(app) as base_url:
+        login = await client.post(
+            "/api/v1/auth/login",
+            json={"email": f"alex@{tenant.account_id}.test", "password": TEST_PASSWORD},
+        )
+        async with sse(base_url, login.json()["token"]) as stream:
+            assert await run(services) == 3
+            # Announced as each one is stored; the three may finish in any order.
+            shown = [(await stream.until("message:image", WAIT_S)).data for _ in range(3)]
+    assert sorted(len(e["attachments"]) for e in shown) == [0, 1, 2]
+    token = {"Authorization": f"Bearer {login.json()['token']}"}
+    reloaded = await client.get(f"/api/v1/operator/conversation/{convo.id}", headers=token)
+    (message,) = reloaded.json()["messages"]
+    assert max(shown, key=lambda e: len(e["attachments"])) == {
+        "conversation_id": convo.id, "seq": 1, "image_url": message["image_url"],
+        "attachments": message["attachments"],
+    }  # fmt: skip
+    urls = [message["image_url"], *(a["url"] for a in message["attachments"])]
+    served = [(await client.get(url)).content for url in urls]
+    assert sorted(served) == sorted(data.values())
+    rows = sorted(await media_rows(services), key=lambda r: r["n"])
+    assert sorted(urls) == sorted(r["image_url"] for r in rows)
+    for attachment in message["attachments"]:
+        (row,) = [r for r in rows if r["image_url"] == attachment["url"]]
+        assert attachment == {
+            "name": f"picture-{row['n'] + 1}.png", "content_type": "image/png",
+            "size": len(data[f"/p{row['n']}.png"]), "url": row["image_url"],
+        }  # fmt: skip
+
+
+async def test_pictures_of_one_message_finishing_at_once_are_all_kept(
+    services: Services, line: Line, provider: Host
+) -> None:
+    """Several workers finish pictures of the same messages at the same moment: on PostgreSQL
+    these are concurrent transactions, and none may overwrite another's picture."""
+    store = services.store
+    count, messages = 6, 4
+    for seq in range(1, messages + 1):
+        media = [(f"https://api.twilio.com/m{seq}/{n}", "image/png") for n in range(count)]
+        assert_twiml(await line.post(mms(seq, *media)))
+    claimed = await store.claim_sms_media("w", now=time.time(), lease_s=60.0, limit=100)
+    assert len(claimed) == count * messages
+
+    def finish(m: SmsMedia) -> Awaitable[Message | Literal[False] | None]:
+        picture = Attachment(f"picture-{m.n + 1}.png", "image/png", 1, f"/u/{m.n}")
+        return store.finish_sms_media(m, "w", state="stored", error=None, picture=picture)
+
+    done = await asyncio.gather(*(finish(m) for m in claimed))
+    assert all(isinstance(d, Message) for d in done)
+    (convo,) = await line.conversations()
+    found = await store.list_messages(convo.account_id, convo.id)
+    assert len(found) == messages
+    for message in found:
+        assert message.image_url is not None
+        shown = sorted([message.image_url, *(a.url or "" for a in message.attachments)])
+        assert shown == sorted(f"/u/{n}" for n in range(count))
+        assert len(message.attachments) == count - 1
 
 
 TWILIO_MEDIA = "https://api.twilio.com/x"

@@ -36,7 +36,8 @@ function fillMacros(template, contact, operatorName) {
   );
 }
 
-/** A customer's mail's files (operators only): pictures the image store kept shown inline,
+/** A customer's mail's files or an MMS's further pictures (operators only): pictures the
+ * image store kept shown inline as thumbnails that open full size,
  * any other file a download link, and a file that was not kept named with why. */
 function attachmentList(attachments) {
   return h("ul", { class: "msg__files", "aria-label": "Attachments" }, attachments.map((a) => {
@@ -53,6 +54,11 @@ function attachmentList(attachments) {
     return h("li", { class: "msg__file" },
       h("a", { href: a.url, download: a.name, rel: "noopener" }, a.name), ` (${size})`);
   }));
+}
+
+/** How many pictures a message shows: its image and its attachments. */
+function pictures(m) {
+  return (m.image_url ? 1 : 0) + (m.attachments?.length || 0);
 }
 
 /** As server/conversations.py first_name: a whole name typed in the one name field greets
@@ -739,11 +745,13 @@ export function createConversation(ctx) {
         setMode();
       }
     },
-    /** An MMS picture arrived after its message: shown as the message's image. */
+    /** An MMS picture arrived after its message: the message's image and further pictures,
+     * as the message now has them. Pictures are only ever added, and two stored at once may
+     * be announced out of order: an announcement showing fewer than the row is older. */
     image(data) {
       const m = messages.get(data.seq);
-      if (data.conversation_id === openId && m) {
-        add({ ...m, image_url: data.image_url }, { scroll: false });
+      if (data.conversation_id === openId && m && pictures(data) >= pictures(m)) {
+        add({ ...m, image_url: data.image_url, attachments: data.attachments }, { scroll: false });
       }
     },
     /** The visitor read further: "Seen" moves. */
