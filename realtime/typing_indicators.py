@@ -36,10 +36,10 @@ class TypingIndicators(Protocol):
 
     def clear(self, convo_id: str, side: Side) -> Awaitable[bool]:
         """Ends the indicator: the message it announced has arrived. Called, not yet awaited,
-        it already holds for every reader that hears of anything this process publishes
-        afterwards (the message's own events), so no process can show the message and its
-        typist still typing. Awaiting it waits until every reader sees it ended; False when
-        a shared store could not be told (the indicator then expires by itself)."""
+        it already holds in every other process by the time that process hears of anything
+        this one publishes afterwards (the message's own events). Awaiting it waits until
+        every reader, this process's included, sees it ended; False when a shared store could
+        not be told (the indicator then expires by itself)."""
 
 
 class MemoryTypingIndicators:
