@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from realtime.backends.redis import RedisBroker
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,12 @@ class TypingIndicators(Protocol):
 
     async def is_typing(self, convo_id: str, side: Side) -> bool: ...
 
-    async def clear(self, convo_id: str, side: Side) -> None:
-        """Ends the indicator at once: the message it announced has arrived."""
+    def clear(self, convo_id: str, side: Side) -> Awaitable[bool]:
+        """Ends the indicator: the message it announced has arrived. Called, not yet awaited,
+        it already holds in every other process by the time that process hears of anything
+        this one publishes afterwards (the message's own events). Awaiting it waits until
+        every reader, this process's included, sees it ended; False when a shared store could
+        not be told (the indicator then expires by itself)."""
 
 
 class MemoryTypingIndicators:
@@ -52,8 +58,11 @@ class MemoryTypingIndicators:
     async def is_typing(self, convo_id: str, side: Side) -> bool:
         return self._expiry.get((convo_id, side), 0.0) > self._clock()
 
-    async def clear(self, convo_id: str, side: Side) -> None:
+    def clear(self, convo_id: str, side: Side) -> Awaitable[bool]:
         self._expiry.pop((convo_id, side), None)
+        cleared = asyncio.get_running_loop().create_future()
+        cleared.set_result(True)
+        return cleared
 
 
 class RedisTypingIndicators:
@@ -61,12 +70,21 @@ class RedisTypingIndicators:
     Redis expires itself. Typing is ephemeral, so a Redis outage reads as "nobody is typing"
     instead of failing the request that asked.
 
+    ``clear`` goes through ``broker``'s publishing connection, queued ahead of the message's
+    publishes: it needs no round trip of its own (one per message otherwise), and Redis has
+    deleted the key before any process hears of the message. Whether anybody was typing is
+    known only to Redis (any process may have touched the key), so it is always sent.
+
     Each call bounds itself; build ``redis`` with ``socket_timeout=None``, since redis-py's
     socket timeout routes every write through asyncio.wait_for, which on Python 3.11 can
     swallow the caller's cancellation (see realtime.backends.redis)."""
 
     def __init__(
-        self, redis: Redis, key_prefix: str = "liveop:typing:", ttl_s: float = TYPING_TTL_S
+        self,
+        redis: Redis,
+        broker: RedisBroker,
+        key_prefix: str = "liveop:typing:",
+        ttl_s: float = TYPING_TTL_S,
     ) -> None:
         # Imported here so that the embedded default never pays for loading redis-py.
         from redis.exceptions import RedisError
@@ -74,6 +92,7 @@ class RedisTypingIndicators:
         # Everything an outage can raise: redis-py wraps most socket errors, not all of them.
         self._outage_errors = (RedisError, OSError)
         self._redis = redis
+        self._broker = broker
         self._key_prefix = key_prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._failing = False
@@ -100,12 +119,9 @@ class RedisTypingIndicators:
         self._failing = False
         return bool(found)
 
-    async def clear(self, convo_id: str, side: Side) -> None:
-        try:
-            async with asyncio.timeout(REDIS_TYPING_TIMEOUT_S):
-                await self._redis.delete(self._key(convo_id, side))
-        except self._outage_errors as exc:
-            self._outage(exc)
+    def clear(self, convo_id: str, side: Side) -> Awaitable[bool]:
+        # Bounded and logged by the broker, like the publishes beside it.
+        return self._broker.delete(self._key(convo_id, side))
 
     def _outage(self, exc: BaseException) -> None:
         # Warn once per outage: every typing client heartbeats every few seconds.

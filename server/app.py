@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from realtime.broker import create_broker
+from realtime.broker import Broker, create_broker
 from realtime.holders import Holders
 from realtime.hub import Hub
 from realtime.presence import MemoryPresence, Presence, RedisPresence
@@ -89,7 +89,7 @@ BrokerPing = Callable[[], Awaitable[object]] | None
 
 
 async def _ephemeral_state(
-    settings: Settings, stack: contextlib.AsyncExitStack
+    settings: Settings, broker: Broker, stack: contextlib.AsyncExitStack
 ) -> tuple[TypingIndicators, Presence, RateLimiter, BrokerPing]:
     """Typing, presence and rate limits live where the broker does: in this process, or in
     Redis so that every process behind the load balancer sees the same."""
@@ -97,12 +97,17 @@ async def _ephemeral_state(
         return MemoryTypingIndicators(), MemoryPresence(), MemoryRateLimiter(), None
     from redis.asyncio import Redis
 
+    from realtime.backends.redis import RedisBroker
+
+    # create_broker made it from the same URL; typing clears ride on its publishing connection.
+    assert isinstance(broker, RedisBroker)
+
     # No socket timeout: each typing/presence call bounds itself, and redis-py's socket timeout
     # can swallow a task's cancellation on Python 3.11 (see realtime.backends.redis).
     client = Redis.from_url(settings.broker_url, socket_timeout=None)
     stack.push_async_callback(client.aclose)
     return (
-        RedisTypingIndicators(client),
+        RedisTypingIndicators(client, broker),
         RedisPresence(client),
         RedisRateLimiter(client),
         client.ping,
@@ -115,14 +120,15 @@ def create_app(settings: Settings, shutdown: ShutdownState | None = None) -> Sta
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = metered(create_store(settings.database_url))
-        hub = Hub(create_broker(settings.broker_url))
+        broker = create_broker(settings.broker_url)
+        hub = Hub(broker)
         await store.open()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(metrics.process_exited)
             stack.push_async_callback(store.close)
             await hub.start()
             stack.push_async_callback(hub.close)
-            typing, presence, limiter, broker_ping = await _ephemeral_state(settings, stack)
+            typing, presence, limiter, broker_ping = await _ephemeral_state(settings, broker, stack)
             app.state.readiness = Readiness(
                 store, settings.data_dir, broker_ping, shutdown or ShutdownState()
             )

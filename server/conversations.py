@@ -413,8 +413,15 @@ class ConversationEngine:
                 change = _rated_by_answer(change, score)
             return _with_contact(change, proven)
 
+        typist: Side | None = sender if sender == "visitor" or sender == "operator" else None
         committed = await self._write(
-            account_id, convo_id, decide, client_msg_id, Cause(by=operator), routed=new
+            account_id,
+            convo_id,
+            decide,
+            client_msg_id,
+            Cause(by=operator),
+            routed=new,
+            typist=typist,
         )
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
@@ -423,8 +430,6 @@ class ConversationEngine:
                 "client_msg_id_reused",
                 "clientMsgID was already used for another message; send a new one",
             )
-        if sender == "visitor" or sender == "operator":
-            await self._typing.clear(committed.conversation.id, sender)
         return committed
 
     async def _refuse_opted_out(self, account_id: str, convo_id: str) -> None:
@@ -1265,12 +1270,14 @@ class ConversationEngine:
         cause: Cause = NO_CAUSE,
         *,
         routed: Conversation | None = None,
+        typist: Side | None = None,
     ) -> Committed:
         """The one place a change is committed with the events it produces (server/events.py
         decides and renders them, with ``cause`` for the timeline), and announced only once
         it is. ``routed``: the conversation the change creates, as routed (its team and site),
         when it creates one; a team that auto-assigns gives it an owner in the same decision
-        (issue 18)."""
+        (issue 18). ``typist``: the side whose message this is, whose typing indicator ends
+        before anybody hears of it."""
         cause = dataclasses.replace(cause, at=self._clock())
         team = await self._auto_assigning(account_id, routed)
         if team is None or routed is None:
@@ -1289,7 +1296,16 @@ class ConversationEngine:
             committed = await self._store.write_routed(
                 account_id, team.id, assign, client_msg_id=client_msg_id
             )
+        # Not for a retry (it announces nothing, and its typist may be typing the next
+        # message by now) nor in a conversation this write created (nobody typed in it yet).
+        if typist is None or committed.duplicate or committed.before is None:
+            await self._feed.committed(committed)
+            return committed
+        # Started before the ring, so that no process hears of the message while its typist
+        # still reads as typing; awaited after it, by then usually landed with the events.
+        cleared = self._typing.clear(committed.conversation.id, typist)
         await self._feed.committed(committed)
+        await cleared
         return committed
 
     async def assign_waiting(self, operator: Operator) -> int:

@@ -65,6 +65,8 @@ CLOSE_CANCEL_EVERY_S = 0.1
 # fill a seq hole from the store), and batching turns N round trips under load into one.
 # A batch takes everything waiting: what waits is at most one round trip's worth of
 # publishes, and a round trip is bounded by PUBLISH_TIMEOUT_S even while Redis is away.
+# A DEL that must take effect before a publish (a typing indicator the message ends) rides
+# in the same queue, so it costs no round trip of its own and cannot be overtaken.
 # A pooled publishing connection may have been closed while idle (restart, idle timeout):
 # one immediate retry on a fresh connection turns that into a success. Only connection
 # errors are retried; after a timeout the PUBLISH may have gone out.
@@ -80,6 +82,9 @@ SUBSCRIBER_CLIENT_NAME = "liveop-broker-sub"
 
 # Everything an outage can raise: redis-py wraps most socket errors, not all of them.
 _OUTAGE = (RedisError, OSError)
+
+# What the publishing connection sends: a command's name and its arguments.
+_Command = tuple[bytes | str, ...]
 
 
 class SubscriberSilent(TimeoutError):
@@ -139,8 +144,9 @@ class RedisBroker:
         self._reset_pending = False
         self._publish_failing = False
         self._reader: asyncio.Task[NoReturn] | None = None
-        # Publishes waiting for the next batch, and the task writing batches while any wait.
-        self._pending: deque[tuple[str, bytes, asyncio.Future[bool]]] = deque()
+        # Commands (PUBLISH, DEL) waiting for the next batch, each with what its caller
+        # awaits, and the task writing batches while any wait.
+        self._pending: deque[tuple[_Command, asyncio.Future[bool]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
@@ -158,42 +164,52 @@ class RedisBroker:
             while task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=CLOSE_CANCEL_EVERY_S)
-        for _, _, published in self._pending:
-            if not published.done():
-                published.set_result(False)
+        for _, done in self._pending:
+            if not done.done():
+                done.set_result(False)
         self._pending.clear()
         await self._subscriber.aclose()
         await self._publisher.aclose()
 
     async def publish(self, channel: str, payload: bytes) -> bool:
-        published = asyncio.get_running_loop().create_future()
-        self._pending.append((channel, payload, published))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="redis-broker-publisher")
         # A waiter that gives up early is told False; its PUBLISH may still go out, which
         # only means other processes hear of the event (they would catch up from the store).
-        return await asyncio.shield(published)
+        return await asyncio.shield(self._queue((b"PUBLISH", channel, payload)))
+
+    def delete(self, key: str) -> asyncio.Future[bool]:
+        """Queues a DEL of ``key`` behind every publish already asked for and ahead of every
+        one asked for after this call returns: Redis runs it before any later publish of this
+        process reaches a subscriber. The future says, once it has gone out, whether Redis
+        took it (False during an outage, already logged)."""
+        return self._queue((b"DEL", key))
+
+    def _queue(self, command: _Command) -> asyncio.Future[bool]:
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((command, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="redis-broker-publisher")
+        return done
 
     async def _flush(self) -> None:
-        """Writes the waiting publishes in order, a batch per round trip, until none wait."""
+        """Writes the waiting commands in order, a batch per round trip, until none wait."""
         while self._pending:
             batch = list(self._pending)
             self._pending.clear()
             ok = await self._send(batch)
-            for _, _, published in batch:
-                if not published.done():
-                    published.set_result(ok)
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(ok)
 
-    async def _send(self, batch: list[tuple[str, bytes, asyncio.Future[bool]]]) -> bool:
+    async def _send(self, batch: list[tuple[_Command, asyncio.Future[bool]]]) -> bool:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 if len(batch) == 1:
-                    channel, payload, _ = batch[0]
-                    await self._publisher.publish(channel, payload)
+                    # redis-py 8 leaves the asyncio client's execute_command unannotated.
+                    await self._publisher.execute_command(*batch[0][0])  # type: ignore[no-untyped-call]
                 else:
                     pipe = self._publisher.pipeline(transaction=False)
-                    for channel, payload, _ in batch:
-                        pipe.publish(channel, payload)
+                    for command, _ in batch:
+                        pipe.execute_command(*command)
                     await pipe.execute()
         except _OUTAGE as exc:
             # Warn once per outage: under load, one line per publish would flood the log.
