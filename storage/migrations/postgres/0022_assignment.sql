@@ -7,7 +7,7 @@ ALTER TABLE teams ADD COLUMN auto_assign BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE teams ADD COLUMN assign_limit BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE teams ADD COLUMN last_assigned BIGINT NOT NULL DEFAULT 0;
 -- What an operator owns and has not finished: counted for the limit at every assignment.
-CREATE INDEX conversations_owned_open ON conversations (account_id, operator_id)
+CREATE INDEX IF NOT EXISTS conversations_owned_open ON conversations (account_id, operator_id)
     WHERE status IN ('open', 'active');
 -- Personal canned responses: an operator's own (`operator_id`), beside the account's (NULL).
 -- They go with their operator.
