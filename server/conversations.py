@@ -365,8 +365,9 @@ class ConversationEngine:
             raise Invalid("empty_message", "message is empty")
         self._check_length(text)
         sender: Sender = "operator" if operator else "bot" if bot else "visitor"
-        if sender == "operator" and convo_id:
-            await self._refuse_opted_out(account_id, convo_id)
+        # Whether this operator reply's phone was checked against the channel's opt-outs:
+        # only an SMS thread needs the lookup, and only ``decide`` knows it is one.
+        consent_checked = False
         new = await self._new_conversation(account_id, origin, user_info) if not convo_id else None
         proven = normalized(origin.identity) if new and origin and origin.identity else None
         translation = await self._translation(
@@ -381,6 +382,8 @@ class ConversationEngine:
                     raise NotFound("conversation_not_found", "no such conversation")
                 current, before = new, None
             else:
+                if sender == "operator" and not consent_checked and _texted(current):
+                    raise _ConsentUnchecked
                 before = current
                 current = dataclasses.replace(
                     current, user_info=_merge_user_info(current.user_info, user_info)
@@ -414,15 +417,22 @@ class ConversationEngine:
             return _with_contact(change, proven)
 
         typist: Side | None = sender if sender == "visitor" or sender == "operator" else None
-        committed = await self._write(
-            account_id,
-            convo_id,
-            decide,
-            client_msg_id,
-            Cause(by=operator),
-            routed=new,
-            typist=typist,
-        )
+
+        async def write() -> Committed:
+            return await self._write(
+                account_id, convo_id, decide, client_msg_id, Cause(by=operator),
+                routed=new, typist=typist,
+            )  # fmt: skip
+
+        try:
+            committed = await write()
+        except _ConsentUnchecked:
+            # Refused before anything is written: a reply the worker would only fail to send
+            # (a customer who texted STOP) is an error the caller sees now, on every API.
+            assert convo_id is not None
+            await self._refuse_opted_out(account_id, convo_id)
+            consent_checked = True
+            committed = await write()
         if committed.duplicate and not _holds(
             committed.conversation, convo_id, origin, account_key
         ):
@@ -433,8 +443,6 @@ class ConversationEngine:
         return committed
 
     async def _refuse_opted_out(self, account_id: str, convo_id: str) -> None:
-        """Refused before anything is written: a reply the worker would only fail to send
-        (a customer who texted STOP) is an error the caller sees now, on every API."""
         current = await self._conversation(account_id, convo_id)
         if current.channel_id is not None and await sms_opt_outs.opted_out(
             self._store, account_id, current.channel_id, current.user_info.phone
@@ -1407,6 +1415,15 @@ def _holds(
         and (original.site_id, original.session_id) == (origin.site_id, origin.session_id)
     )
     return own_session or (account_key and original.source_app != VISITOR_CHANNEL)
+
+
+class _ConsentUnchecked(Exception):
+    """An operator's reply to an SMS thread, decided before the phone's opt-out was looked up:
+    the write is abandoned (nothing written) and made again once it was."""
+
+
+def _texted(conversation: Conversation) -> bool:
+    return conversation.source_app == "smsbroadcast" and conversation.channel_id is not None
 
 
 def _rating_refusal(current: Conversation, site_asks: bool) -> Conflict | None:
