@@ -11,7 +11,6 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,10 +20,10 @@ import pytest
 from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
 
-from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, bearer
 from tests.server.realtime_clients import serve, websocket
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 BACKENDS = ["sqlite", "postgres"]
 BAD = "{bad}"  # replaced by each bad value in turn
@@ -35,14 +34,6 @@ SESSION = "visitor-session-1"
 # (superscript two, Arabic-Indic twelve, a mix, and 64-bit overflows both ways).
 BAD_INTEGERS = ["\u00b2", "--1", "\u0661\u0662", "1\u0662", "9" * 5000, "9" * 20, "-" + "9" * 20]
 BAD_INTEGERS += [" 7", "7\n"]
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from starlette.applications import Starlette
 
 from server.conversations import RATING_QUESTION, reply_score
 from server.services import Services
-from server.settings import Settings, load_settings
 from storage.models import Conversation
 from tests.conftest import Tenant, assert_error, bearer
 from tests.outbound.servers import SmsServer, SmtpServer, sms_server, smtp_server
@@ -26,17 +24,10 @@ from tests.server.test_email_channel import ADDRESS, CUSTOMER, ROOT, Mailbox, _p
 from tests.server.test_reports import around_today, get_report, token
 from tests.server.test_webhooks_twilio import Line, _line, assert_twiml, inbound
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 OPERATOR = "/api/v1/operator"
 DELIVERED_WITHIN_S = 10.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    env = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        env["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(env)
 
 
 @pytest.fixture

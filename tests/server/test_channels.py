@@ -22,10 +22,13 @@ from server.settings import Settings, SettingsError, load_settings
 from tests.conftest import Tenant, assert_error, bearer
 from tests.outbound.servers import SMS_SID, SMS_TOKEN, SmsServer, sms_server
 from tests.server.test_admin import admin_token, operator_token
-from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import (
+    BACKENDS,
+    backend_settings,
+    postgres_url,  # noqa: F401 (a fixture used by name)
+)
 from tests.test_cli import liveop, new_account
 
-BACKENDS = ["sqlite", "postgres"]
 ROOT = "/api/v1/admin/channels"
 # The installation's encryption key in these tests.
 KEY = new_key()
@@ -42,10 +45,7 @@ SMS = {
 
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data"), "LIVEOP_ENCRYPTION_KEYS": KEY}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+    return backend_settings(request, tmp_path, LIVEOP_ENCRYPTION_KEYS=KEY)
 
 
 def key(tenant: Tenant) -> dict[str, str]:

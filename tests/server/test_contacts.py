@@ -5,34 +5,23 @@ match, never a link."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from server.services import Services
-from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error, bearer
 from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import operator_token
 from tests.server.test_webhooks_twilio import CUSTOMER, Line, _line, inbound
 from tests.storage.conftest import (
-    BACKENDS,
     postgres_url,  # noqa: F401 (a fixture used by name)
 )
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 CONTACTS = "/api/v1/operator/contacts"
 SESSION = "sess_contact_0001"
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Every test here on SQLite and on PostgreSQL."""
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
 
 
 @pytest.fixture

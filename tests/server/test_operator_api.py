@@ -17,11 +17,15 @@ from server.channel_delivery import ChannelBot
 from server.crypto import new_key
 from server.outbound import OutboundWorker
 from server.services import Services
-from server.settings import Settings, load_settings
+from server.settings import Settings
 from tests.conftest import Tenant, assert_error, bearer
 from tests.server.bot_platform import Platform, bot_platform
 from tests.server.test_admin import admin_token, operator_token
-from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import (
+    BACKENDS,
+    backend_settings,
+    postgres_url,  # noqa: F401 (a fixture used by name)
+)
 
 ADMIN = "/api/v1/admin"
 PANEL = "/api/v1/operator"
@@ -30,17 +34,12 @@ AVATAR = "https://cdn.example.test/alex.png"
 START = 1_800_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     # The test runs the worker itself, with a clock it moves past each backoff.
-    environ = {
-        "LIVEOP_DATA_DIR": str(tmp_path / "data"),
-        "LIVEOP_ENCRYPTION_KEYS": new_key(),
-        "LIVEOP_OUTBOUND_WORKER": "0",
-    }
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+    return backend_settings(
+        request, tmp_path, LIVEOP_ENCRYPTION_KEYS=new_key(), LIVEOP_OUTBOUND_WORKER="0"
+    )
 
 
 class Clock:

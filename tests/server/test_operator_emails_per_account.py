@@ -7,7 +7,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,23 +15,15 @@ import pytest
 import server.auth
 from server.auth import LOGIN_ACCOUNTS_MAX
 from server.services import Services
-from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, make_tenant
 from tests.storage.conftest import postgres_url
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 __all__ = ["postgres_url"]
 
 ADMIN = "/api/v1/admin/operators"
 LOGIN = "/api/v1/auth/login"
 SHARED = "Shared@Example.test"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
 
 
 async def _add(tenant: Tenant, email: str, password: str) -> httpx.Response:

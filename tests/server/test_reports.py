@@ -5,27 +5,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
-from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.server.realtime_clients import SSEClient, serve, sse
 from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture, used by name)
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 PANEL = "/api/v1/operator"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    env = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        env["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(env)
 
 
 async def token(tenant: Tenant, who: str) -> dict[str, str]:

@@ -28,16 +28,19 @@ from PIL import Image
 
 from server.api.webhooks_twilio import MEDIA_NOTE
 from server.services import Services
-from server.settings import Settings, load_settings
+from server.settings import Settings
 from server.sms_media import MediaWorker
 from storage.models import Attachment, Conversation, Message, SmsMedia
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error
 from tests.outbound.servers import SMS_SID, SMS_TOKEN
 from tests.server.realtime_clients import free_port, serve, sse
 from tests.server.test_webhooks_twilio import Line, _line, assert_twiml, inbound
-from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import (
+    BACKENDS,
+    backend_settings,
+    postgres_url,  # noqa: F401 (a fixture used by name)
+)
 
-BACKENDS = ["sqlite", "postgres"]
 MAX_IMAGE_BYTES = 50_000
 MEDIA_PATH = f"/2010-04-01/Accounts/{SMS_SID}/Messages/MM{'1' * 32}/Media/ME{'2' * 32}"
 BASIC = "Basic " + base64.b64encode(f"{SMS_SID}:{SMS_TOKEN}".encode()).decode()
@@ -111,15 +114,10 @@ def foreign() -> Iterator[Host]:
 
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {
-        "LIVEOP_DATA_DIR": str(tmp_path / "data"),
-        "LIVEOP_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        # These tests run the media worker themselves (MediaWorker.run_once).
-        "LIVEOP_OUTBOUND_WORKER": "0",
-    }
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+    # These tests run the media worker themselves (MediaWorker.run_once).
+    return backend_settings(
+        request, tmp_path, LIVEOP_MAX_IMAGE_BYTES=str(MAX_IMAGE_BYTES), LIVEOP_OUTBOUND_WORKER="0"
+    )
 
 
 @pytest.fixture

@@ -5,30 +5,19 @@ the visitor. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 
-from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error
 from tests.server.realtime_clients import serve, sse
 from tests.server.test_assignment import _routed_site
 from tests.server.test_operator_panel import Panel, chat, chatpoll, login, next_event
 from tests.storage.conftest import (
-    BACKENDS,
     postgres_url,  # noqa: F401 (a fixture used by name)
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Every test here on SQLite and on PostgreSQL."""
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 
 @pytest.fixture

@@ -16,23 +16,20 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from server.settings import Settings, load_settings
+from server.settings import Settings
 from storage import create_store
 from tests.conftest import TEST_PASSWORD, Tenant, bearer
 from tests.server.realtime_clients import Socket, serve, websocket
-from tests.storage.conftest import postgres_url
+from tests.storage.conftest import BACKENDS, backend_settings, postgres_url
 
 __all__ = ["postgres_url"]
 
 NOTE = "VIP-note"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+    return backend_settings(request, tmp_path)
 
 
 @pytest.fixture

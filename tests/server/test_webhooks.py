@@ -14,12 +14,16 @@ import pytest
 
 from server.crypto import new_key
 from server.services import Services
-from server.settings import Settings, load_settings
+from server.settings import Settings
 from server.webhook_delivery import WebhookWorker
 from tests.conftest import Tenant, assert_error, bearer
 from tests.server.test_admin import operator_token
 from tests.server.webhook_receiver import Receiver, webhook_receiver
-from tests.storage.conftest import postgres_url  # noqa: F401 (a fixture used by name)
+from tests.storage.conftest import (
+    BACKENDS,
+    backend_settings,
+    postgres_url,  # noqa: F401 (a fixture used by name)
+)
 
 ADMIN = "/api/v1/admin"
 PANEL = "/api/v1/operator"
@@ -34,17 +38,12 @@ EVERY_EVENT = [
 MAX_ATTEMPTS = 3
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     # The test runs the worker itself, with a clock it moves past each backoff.
-    environ = {
-        "LIVEOP_DATA_DIR": str(tmp_path / "data"),
-        "LIVEOP_ENCRYPTION_KEYS": new_key(),
-        "LIVEOP_OUTBOUND_WORKER": "0",
-    }
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+    return backend_settings(
+        request, tmp_path, LIVEOP_ENCRYPTION_KEYS=new_key(), LIVEOP_OUTBOUND_WORKER="0"
+    )
 
 
 class Clock:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from server.settings import Settings, load_settings
 from storage import create_store
 from storage.base import Store
 from tests.conftest import require_service
@@ -42,6 +43,22 @@ async def postgres_url() -> AsyncIterator[str]:
         # FORCE ends the sessions a failed test may have left behind.
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path, **environ: str) -> Settings:
+    """The app's settings on the backend ``request.param`` names ("sqlite": a file under
+    ``tmp_path``; "postgres": a fresh database), plus ``environ``."""
+    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data"), **environ}
+    if request.param == "postgres":
+        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    return load_settings(environ)
+
+
+@pytest.fixture(params=BACKENDS)
+def settings_on_both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """A test module that imports this as ``settings`` runs every test on SQLite and on
+    PostgreSQL."""
+    return backend_settings(request, tmp_path)
 
 
 @pytest.fixture
