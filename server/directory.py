@@ -55,6 +55,12 @@ ACCOUNT_ID_BYTES = 8
 INVITE_TTL_S = 7 * 24 * 3600
 # 256 random bits, so the link is unguessable and a plain SHA-256 of it can be stored.
 INVITE_TOKEN_BYTES = 32
+# Open invitations an account may hold at once (used and expired ones do not count): a team
+# being hired, not a loop; the admin list shows them all.
+PENDING_INVITES_MAX = 100
+# An operator's own canned responses: every one is in the `/` picker, which any operator
+# may fill, so a bound that a person's shorthand never meets.
+PERSONAL_CANNED_MAX = 200
 # A widget greeting is a line or two shown above the chat, not a message.
 GREETING_MAX = 300
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -272,6 +278,16 @@ class Directory:
         team_ids: Sequence[int],
     ) -> tuple[Invite, str]:
         """The invitation and its token, which is in this answer only (stored hashed)."""
+        now = time.time()
+        pending = [
+            i for i in await self._store.list_invites(account_id)
+            if i.used_at is None and i.expires > now
+        ]  # fmt: skip
+        if len(pending) >= PENDING_INVITES_MAX:
+            raise Invalid(
+                "too_many_invites",
+                f"an account has at most {PENDING_INVITES_MAX} open invitations: revoke some",
+            )
         token = secrets.token_urlsafe(INVITE_TOKEN_BYTES)
         try:
             invite = await self._store.create_invite(
@@ -282,7 +298,7 @@ class Directory:
                 is_admin=is_admin,
                 team_ids=team_ids,
                 invited_by=invited_by,
-                expires=time.time() + INVITE_TTL_S,
+                expires=now + INVITE_TTL_S,
             )
         except DuplicateEmail:
             raise Conflict(
@@ -376,8 +392,6 @@ class Directory:
         if unknown:
             raise Invalid("unknown_operator", f"no operator {unknown[0]} in this account")
 
-    # canned responses
-
     # canned responses: the account's, or with ``owner`` that operator's personal ones (issue
     # 18), which nobody else sees or changes
 
@@ -387,6 +401,13 @@ class Directory:
     async def create_canned(
         self, account_id: str, *, name: str, tag: str, message: str, owner: int | None = None
     ) -> CannedResponse:
+        if owner is not None:
+            own = [c for c in await self._store.list_canned(account_id, owner) if c.owner == owner]
+            if len(own) >= PERSONAL_CANNED_MAX:
+                raise Invalid(
+                    "too_many_canned",
+                    f"an operator keeps at most {PERSONAL_CANNED_MAX} personal canned responses",
+                )
         try:
             return await self._store.create_canned(
                 account_id, _name(name, "name"), self._tag(tag), self._message(message), owner

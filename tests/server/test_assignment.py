@@ -4,29 +4,20 @@ personal canned responses (their REST, the composer's canned_id, bad input)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from server.directory import PERSONAL_CANNED_MAX
 from server.services import Services
-from server.settings import Settings, load_settings
 from tests.conftest import Tenant, assert_error
 from tests.server.test_admin import ROOT, key
 from tests.server.test_inbox import OPERATOR, Panel, admin_of, operator_of
 from tests.storage.conftest import (
-    BACKENDS,
     postgres_url,  # noqa: F401 (a fixture used by name)
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 
 async def _admin(tenant: Tenant, method: str, path: str, **body: Any) -> dict[str, Any]:
@@ -255,3 +246,18 @@ async def test_personal_canned_paths_and_callers(client: httpx.AsyncClient, tena
     response = await client.post(MINE, json={"name": "Hi", "message": "Hi"}, headers=key(tenant))
     assert_error(response, 400, "operator_required")
     assert_error(await client.get(MINE), 401, "missing_credentials")
+
+
+async def test_an_operators_personal_canned_responses_are_bounded(
+    tenant: Tenant, services: Services
+) -> None:
+    alex = await operator_of(tenant)
+    for n in range(PERSONAL_CANNED_MAX):
+        await services.directory.create_canned(
+            tenant.account_id, name=f"R{n}", tag="", message="Hi", owner=alex.operator_id
+        )
+    body = {"name": "One more", "message": "Hi"}
+    response = await alex.client.post(MINE, json=body, headers=alex.headers)
+    assert_error(response, 400, "too_many_canned")
+    # The account's responses are the admins' to keep, and count apart.
+    await _admin(tenant, "POST", "canned", name="Team", message="Hello!")

@@ -6,37 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from server.directory import PENDING_INVITES_MAX
 from server.services import Services
-from server.settings import Settings, load_settings
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 from tests.server.realtime_clients import serve, sse
 from tests.server.test_admin import admin_token, operator_token, token_of
 from tests.storage.conftest import (
-    BACKENDS,
     postgres_url,  # noqa: F401 (a fixture used by name)
 )
+from tests.storage.conftest import settings_on_both_backends as settings  # noqa: F401 (the fixture)
 
 ME = "/api/v1/operator/me"
 INVITES = "/api/v1/admin/invites"
 OPEN = "/api/v1/auth/invite"
 ACCEPT = "/api/v1/auth/invite/accept"
 NEW_PASSWORD = "a-new-password-9"
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Every test here on SQLite and on PostgreSQL."""
-    environ = {"LIVEOP_DATA_DIR": str(tmp_path / "data")}
-    if request.param == "postgres":
-        environ["LIVEOP_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return load_settings(environ)
 
 
 async def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
@@ -358,3 +348,19 @@ async def test_an_invitees_password_is_checked_and_the_link_survives_a_bad_one(
         refused = await client.post(ACCEPT, json={"token": invite["token"], "password": password})
         assert_error(refused, 400, "invalid_field")
     await _ok(await client.post(ACCEPT, json={"token": invite["token"], "password": NEW_PASSWORD}))
+
+
+async def test_open_invitations_are_bounded_and_revoking_frees_a_place(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    for n in range(PENDING_INVITES_MAX):
+        await services.directory.invite(
+            tenant.account_id, None, email=f"p{n}@example.test", name="P", is_admin=False,
+            team_ids=[],
+        )  # fmt: skip
+    headers = bearer(await admin_token(client, tenant))
+    body = {"email": "late@example.test", "name": "Late"}
+    assert_error(await client.post(INVITES, json=body, headers=headers), 400, "too_many_invites")
+    first = (await _ok(await client.get(INVITES, headers=headers)))["invites"][0]
+    await _ok(await client.delete(f"{INVITES}/{first['id']}", headers=headers))
+    await _ok(await client.post(INVITES, json=body, headers=headers), 201)
