@@ -84,7 +84,7 @@ function main() {
   const siteID = Number(clean(body.dataset.site)) || 1;
   const call = createApi(base, { sessionID, siteID });
   const rating = createRating($("rating"), call);
-  const away = createAway(ui, `${base}widget-config?site=${siteID}`);
+  const away = createAway(ui, `${base}widget-config?site=${siteID}`, refresh);
 
   const params = new URLSearchParams(window.location.search);
   const greeting = (params.get("greeting") || "").trim().slice(0, GREETING_MAX_CHARS);

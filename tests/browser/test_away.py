@@ -77,6 +77,8 @@ async def test_with_nobody_online_the_widget_takes_an_email_and_the_operator_fin
     await expect(away.get_by_role("heading")).to_have_text("Nobody\u2019s here right now")
     await expect(away.locator("#away-text")).to_have_text(AWAY_MESSAGE)
     await expect(away.locator("#away-when")).to_have_text("Expected reply: within a day.")
+    # The header does not promise help right now above a box that says nobody is here.
+    await expect(chat.locator("#subtitle")).to_have_text("We\u2019ll get back to you")
     await away.get_by_label("Your email, so we can answer").fill(EMAIL)
     composer = chat.get_by_label("Message", exact=True)
     await composer.fill("Do you ship mugs to Norway?")
@@ -102,6 +104,7 @@ async def test_with_nobody_online_the_widget_takes_an_email_and_the_operator_fin
     latest = later.page.frame_locator(FRAME)
     await expect(latest.locator("#composer")).to_be_visible()
     await expect(latest.locator("#away")).to_be_hidden()
+    await expect(latest.locator("#subtitle")).to_have_text("We\u2019re here to help")
     assert visitor.errors == [] and operator.errors == [] and later.errors == []
 
 

@@ -1,16 +1,16 @@
-// Live Operator Chat, chat window: when nobody can answer (issue 18). The site's availability
-// comes from the public widget-config (nobody of the site's team online, or outside its
-// business hours); while it says "away", the window says so with the site's away message,
-// shows when to expect an answer, and asks for the visitor's email to go with the message.
+// Live Operator Chat, chat window: when nobody can answer (issue 18). While the site's
+// widget-config says "away" (nobody of its team online, or outside business hours), the
+// window says so, when to expect an answer, and asks for the visitor's email.
 
 /** Wires the away box in ``ui``; ``config`` is the site's widget-config URL. The email typed
- * here is the details' email (``ui.email``), which every message carries. */
-export function createAway(ui, config) {
+ * here is the details' email (``ui.email``), which every message carries. ``changed``: it
+ * showed or hid. */
+export function createAway(ui, config, changed) {
   let asked = null; // the request in flight: one at a time
 
   function show(a) {
     if (!a || typeof a !== "object" || a.away !== true) {
-      ui.away.hidden = true;
+      hide();
       return;
     }
     const text = (v) => (typeof v === "string" ? v.trim() : "");
@@ -24,6 +24,13 @@ export function createAway(ui, config) {
     ui.awayWhen.hidden = !when.length;
     if (!ui.awayEmail.value) ui.awayEmail.value = ui.email.value;
     ui.away.hidden = false;
+    changed();
+  }
+
+  function hide() {
+    if (ui.away.hidden) return;
+    ui.away.hidden = true;
+    changed();
   }
 
   async function check() {
@@ -51,9 +58,7 @@ export function createAway(ui, config) {
   return {
     check,
     /** An operator just wrote: somebody is here after all. */
-    answered() {
-      ui.away.hidden = true;
-    },
+    answered: hide,
   };
 }
 

@@ -226,7 +226,9 @@ export function createView(ui, state) {
     const subtitle =
       state.operatorName && state.status !== "resolved"
         ? `You're chatting with ${state.operatorName}`
-        : DEFAULT_SUBTITLE;
+        : ui.away.hidden
+          ? DEFAULT_SUBTITLE
+          : "We’ll get back to you"; // away: no promise of help now
     if (ui.subtitle.textContent !== subtitle) ui.subtitle.textContent = subtitle;
   }
 
