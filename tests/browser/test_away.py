@@ -181,3 +181,13 @@ async def test_an_admin_sets_business_hours_and_the_away_message_on_the_sites_sc
         {"day": "fri", "open": "09:00", "close": "12:30"},
     ]
     assert (site["away_message"], site["reply_time"]) == ("Back on Monday.", "within a day")
+
+    # Emptying the away message on the form clears it; fields left as they were stay.
+    await page.get_by_role("button", name="Edit Default").click()
+    await expect(form.get_by_label("Away message")).to_have_value("Back on Monday.")
+    await form.get_by_label("Away message").fill("")
+    await form.get_by_role("button", name="Save").click()
+    await expect(page.locator("#admin-status")).to_have_text("Saved \u201cDefault\u201d.")
+    (site,) = [s for s in await listed(live_server, "sites") if s["id"] == 1]
+    assert (site["away_message"], site["reply_time"]) == ("", "within a day")
+    assert site["time_zone"] == "Europe/Berlin" and len(site["business_hours"]) == 2

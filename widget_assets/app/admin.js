@@ -169,7 +169,7 @@ const RESOURCES = {
       { name: "color", label: "Widget color", type: "color", value: (s) => s.color },
       { name: "position", label: "Widget position", options: [["right", "Right"], ["left", "Left"]],
         value: (s) => s.position },
-      { name: "greeting", label: "Greeting", multiline: true, maxlength: 300 },
+      { name: "greeting", label: "Greeting", multiline: true, maxlength: 300, clearable: true },
       { name: "team_id", label: "Team for new conversations", number: true,
         options: [["0", "None"], ...ctx.teams.map((t) => [String(t.id), t.name])],
         value: (s) => String(s.team_id || 0) },
@@ -180,10 +180,10 @@ const RESOURCES = {
         value: (s) => hoursText(s.business_hours), parse: parseHours,
         hint: "One interval a line, like “mon 09:00-17:00”. Empty: always open." },
       { name: "away_message", label: "Away message", multiline: true, editOnly: true,
-        maxlength: 500,
+        maxlength: 500, clearable: true,
         hint: "Shown in the widget when nobody is online or outside business hours." },
       { name: "reply_time", label: "Expected reply time", editOnly: true, maxlength: 120,
-        placeholder: "within a few hours" },
+        placeholder: "within a few hours", clearable: true },
     ],
   },
   channels: {
@@ -361,6 +361,7 @@ function form(ctx, resource, spec, editing, rerun) {
   const fields = spec.fields(ctx);
   const error = h("p", { class: "form-error", role: "alert", hidden: true });
   const inputs = new Map();
+  const clearable = new Set(); // fields whose emptied text is sent, to clear it
   const kindFields = [];
   const shownFields = fields.filter((f) => (editing ? !f.createOnly : !f.editOnly));
   const controls = shownFields.map((f) => {
@@ -407,6 +408,7 @@ function form(ctx, resource, spec, editing, rerun) {
       h("label", { class: "field__label", for: id }, f.label), input,
       hint && h("span", { class: "field__hint", id: `${id}-hint` }, hint));
     // Another kind's field is hidden and left out of what is sent.
+    if (f.clearable) clearable.add(f.name);
     inputs.set(f.name, () => {
       if (box.hidden) return "";
       if (f.parse) return f.parse(input.value);
@@ -432,8 +434,10 @@ function form(ctx, resource, spec, editing, rerun) {
     const values = {};
     for (const [name, read] of inputs) {
       const value = read();
-      // Empty optional fields are left out: on create the server's default, on edit unchanged.
+      // Empty optional fields are left out: on create the server's default, on edit unchanged;
+      // but a text the admin emptied where empty means "none" (an away message) is cleared.
       if (value !== "" && !(name === "team_id" && value === 0 && !editing)) values[name] = value;
+      else if (value === "" && editing?.[name] && clearable.has(name)) values[name] = "";
     }
     const named = nameOf(spec, values);
     try {
