@@ -11,7 +11,7 @@ from __future__ import annotations
 from server.channels import _url
 from server.crypto import Sealer
 from server.directory import _name
-from server.errors import Invalid, NotFound
+from server.errors import Invalid, NotFound, at_most
 from server.text import check_body, has_control_characters
 from storage.base import AssistantPatch, Store
 from storage.models import Assistant
@@ -19,6 +19,9 @@ from storage.models import Assistant
 MODEL_MAX = 200
 API_KEY_MAX = 1000
 SYSTEM_PROMPT_MAX = 20_000
+# Assistants an account may configure (server.errors.at_most): its sites share a few, with
+# room to try other models and prompts.
+ASSISTANTS_MAX = 50
 # A chat reply, not an essay; providers cap far higher, and the operator reads these.
 MAX_TOKENS_LIMIT = 16_384
 DEFAULT_MAX_TOKENS = 512
@@ -81,6 +84,7 @@ class Assistants:
         max_tokens: int | None,
         monthly_token_budget: int,
     ) -> Assistant:
+        at_most(len(await self._store.list_assistants(account_id)), ASSISTANTS_MAX, "assistants")
         return await self._store.create_assistant(
             account_id,
             _name(name, "name"),

@@ -23,7 +23,7 @@ from server.adapters.imap import ImapFailed, check_mailbox, parse_imap_url
 from server.adapters.sms import TWILIO_URL, TwilioSms
 from server.crypto import Sealer, UnreadableSecret
 from server.directory import NAME_MAX, _name
-from server.errors import Conflict, Invalid, NotFound
+from server.errors import Conflict, Invalid, NotFound, at_most
 from server.text import has_control_characters, is_email
 from storage.base import ChannelPatch, DuplicateKey, Store
 from storage.models import Channel, ChannelKind
@@ -49,6 +49,9 @@ UNREADABLE = "the channel's credentials open with none of LIVEOP_ENCRYPTION_KEYS
 SIGNING_KEY_MAX = 256
 # How far back a mailbox's first connection imports, in days; a year is plenty.
 BACKFILL_DAYS_MAX = 365
+# Channels an account may have (server.errors.at_most): every SMS number and mailbox it
+# answers, with room; each email channel with IMAP is a connection a process keeps open.
+CHANNELS_MAX = 100
 # What each kind's settings are called, for refusing one kind's field on another kind.
 _FIELDS: dict[ChannelKind, tuple[str, ...]] = {
     "sms": ("account_sid", "auth_token", "from", "api_url", "after_resolved", "ask_rating"),
@@ -404,6 +407,7 @@ class Channels:
         known = [k for k in CREATABLE_KINDS if k == kind]
         if not known:
             raise Invalid("invalid_field", f"kind must be one of {', '.join(CREATABLE_KINDS)}")
+        at_most(len(await self._store.list_channels(account_id)), CHANNELS_MAX, "channels")
         given = {
             "account_sid": account_sid, "auth_token": auth_token, "from": sender,
             "api_url": api_url, "address": address, "smtp_url": smtp_url, "imap_url": imap_url,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from server import business_hours as hours
 from server.adapters.translate import check_language
-from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.errors import Conflict, Forbidden, Invalid, NotFound, at_most
 from server.security import hash_api_key, hash_password, new_api_key, verify_password
 from server.text import check_body, has_control_characters, has_invisible_formatting, is_email
 from storage.base import (
@@ -61,6 +61,13 @@ PENDING_INVITES_MAX = 100
 # An operator's own canned responses: every one is in the `/` picker, which any operator
 # may fill, so a bound that a person's shorthand never meets.
 PERSONAL_CANNED_MAX = 200
+# What an account's admins create (server.errors.at_most): operators (deactivated ones
+# count: they keep their history) with open invitations, teams, sites and the account's
+# canned responses. Each list is read whole by the inbox or the admin screens.
+OPERATORS_MAX = 1000
+TEAMS_MAX = 200
+SITES_MAX = 200
+ACCOUNT_CANNED_MAX = 1000
 # A widget greeting is a line or two shown above the chat, not a message.
 GREETING_MAX = 300
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -172,6 +179,7 @@ class Directory:
         name, email = _name(name, "name"), _email(email)
         lang = check_language(lang) if lang is not None else "en"
         avatar = _avatar_url(avatar_url or "")
+        at_most(await self._seats(account_id), OPERATORS_MAX, "operators")
         password_hash = await asyncio.to_thread(hash_password, _password(password))
         try:
             return await self._store.create_operator(
@@ -279,15 +287,9 @@ class Directory:
     ) -> tuple[Invite, str]:
         """The invitation and its token, which is in this answer only (stored hashed)."""
         now = time.time()
-        pending = [
-            i for i in await self._store.list_invites(account_id)
-            if i.used_at is None and i.expires > now
-        ]  # fmt: skip
-        if len(pending) >= PENDING_INVITES_MAX:
-            raise Invalid(
-                "too_many_invites",
-                f"an account has at most {PENDING_INVITES_MAX} open invitations: revoke some",
-            )
+        at_most(len(await self._open_invites(account_id)), PENDING_INVITES_MAX, "invites")
+        # Each open invitation is an operator to be: it takes a seat now.
+        at_most(await self._seats(account_id), OPERATORS_MAX, "operators")
         token = secrets.token_urlsafe(INVITE_TOKEN_BYTES)
         try:
             invite = await self._store.create_invite(
@@ -310,6 +312,16 @@ class Directory:
 
     async def list_invites(self, account_id: str) -> list[Invite]:
         return await self._store.list_invites(account_id)
+
+    async def _open_invites(self, account_id: str) -> list[Invite]:
+        now = time.time()
+        invites = await self._store.list_invites(account_id)
+        return [i for i in invites if i.used_at is None and i.expires > now]
+
+    async def _seats(self, account_id: str) -> int:
+        """Operators, deactivated ones too, and the invitations that may still become one."""
+        operators = await self._store.list_operators(account_id)
+        return len(operators) + len(await self._open_invites(account_id))
 
     async def revoke_invite(self, account_id: str, invite_id: int) -> None:
         deleted = await self._store.delete_invite(account_id, invite_id)
@@ -351,6 +363,7 @@ class Directory:
         assign_limit: int = 0,
     ) -> Team:
         await self._check_members(account_id, member_ids)
+        at_most(len(await self._store.list_teams(account_id)), TEAMS_MAX, "teams")
         with _members_exist():
             return await self._store.create_team(
                 account_id,
@@ -401,13 +414,12 @@ class Directory:
     async def create_canned(
         self, account_id: str, *, name: str, tag: str, message: str, owner: int | None = None
     ) -> CannedResponse:
-        if owner is not None:
-            own = [c for c in await self._store.list_canned(account_id, owner) if c.owner == owner]
-            if len(own) >= PERSONAL_CANNED_MAX:
-                raise Invalid(
-                    "too_many_canned",
-                    f"an operator keeps at most {PERSONAL_CANNED_MAX} personal canned responses",
-                )
+        # The account's and an operator's own count apart (listing with an owner shows both).
+        held = [c for c in await self._store.list_canned(account_id, owner) if c.owner == owner]
+        if owner is None:
+            at_most(len(held), ACCOUNT_CANNED_MAX, "canned", noun="canned responses")
+        else:
+            at_most(len(held), PERSONAL_CANNED_MAX, "canned", "an operator", "canned responses")
         try:
             return await self._store.create_canned(
                 account_id, _name(name, "name"), self._tag(tag), self._message(message), owner
@@ -458,6 +470,7 @@ class Directory:
         greeting: str | None,
         team_id: int | None,
     ) -> Site:
+        at_most(len(await self._store.list_sites(account_id)), SITES_MAX, "sites")
         with _team_exists():
             return await self._store.create_site(
                 account_id,

@@ -18,6 +18,17 @@ class Invalid(LiveOpError):
     """The request is malformed or breaks a documented limit."""
 
 
+def at_most(
+    held: int, limit: int, what: str, holder: str = "an account", noun: str | None = None
+) -> None:
+    """Refuses one more of ``what`` when ``holder`` already has ``limit``: every list a person
+    or a script can grow is bounded, far above what a real team needs, so a script gone wrong
+    meets a clear ``400 too_many_<what>`` rather than lists every screen reads whole. Checked
+    before the insert: creates racing each other may pass the bound by their number."""
+    if held >= limit:
+        raise Invalid(f"too_many_{what}", f"{holder} has at most {limit} {noun or what}")
+
+
 class Unauthorized(LiveOpError):
     """No credentials, or credentials that do not check out."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from server.crypto import Sealer
-from server.errors import Invalid, NotFound
+from server.errors import Invalid, NotFound, at_most
 from server.event_catalogue import (
     CONTROL_CHANGED,
     CONVERSATION_NEW,
@@ -146,8 +146,7 @@ class Webhooks:
     async def create(self, account_id: str, url: str, events: Sequence[str]) -> NewWebhook:
         """The new webhook and its secret, which nothing shows again."""
         checked_url, checked_events = _url(url), _events(events)
-        if len(await self._store.list_webhooks(account_id)) >= WEBHOOKS_MAX:
-            raise Invalid("too_many_webhooks", f"an account has at most {WEBHOOKS_MAX} webhooks")
+        at_most(len(await self._store.list_webhooks(account_id)), WEBHOOKS_MAX, "webhooks")
         secret = "whsec_" + secrets.token_urlsafe(SECRET_BYTES)
         sealed = self._sealer.seal({SECRET_FIELD: secret})
         hook = await self._store.create_webhook(account_id, checked_url, checked_events, sealed)
