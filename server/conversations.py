@@ -622,7 +622,8 @@ class ConversationEngine:
         """A bot platform hands its user to a team's queue: the user's conversation on the
         channel (a new one, or the newest, reopened when closed) takes the team, the name and
         the attributes given; a fresh hand-over brings the bot's dialogue into the history
-        before control passes to the queue. A human who already has it keeps it."""
+        before control passes to the queue. A human who already has it keeps it; a team that
+        auto-assigns gives it to its next operator in turn (issue 18)."""
         for _, text in hand.dialogue:
             self._check_length(text)
         team = await self._team(account_id, hand.team_id)
@@ -657,7 +658,14 @@ class ConversationEngine:
             return _with_contact(Change(before, after, tuple(messages)), proven)
 
         routed = dataclasses.replace(new, team_id=team.id) if new else None
-        return await self._write(account_id, found.id if found else None, decide, routed=routed)
+        committed = await self._write(
+            account_id, found.id if found else None, decide, routed=routed
+        )
+        # A new conversation was given its owner in the write (routed); one the user had
+        # already joins the team's queue now, and goes out with what waits there.
+        if found and team.auto_assign and committed.conversation.operator_id is None:
+            await self._hand_out(account_id, team)
+        return committed
 
     async def close_by_customer(
         self, account_id: str, channel_id: int, user_id: str, text: str

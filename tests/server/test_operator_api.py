@@ -301,6 +301,21 @@ async def test_control_passes_to_the_human_who_speaks_and_is_announced(rig: Rig)
     assert again["control"] == "human" and again["team_id"] == rig.sales
 
 
+async def test_handing_over_a_conversation_the_user_had_to_an_auto_assigning_team_gives_it_out(
+    rig: Rig,
+) -> None:
+    patched = await rig.client.patch(
+        f"{ADMIN}/teams/{rig.billing}", headers=admin_key(rig), json={"auto_assign": True}
+    )
+    assert patched.status_code == 200, patched.text
+    await rig.panel("heartbeat", site_ids=[1])  # Alex, Billing's member, has the inbox open
+    await rig.platform.ok("sendText", userId="u-9", text="Hello?")
+    assert (await rig.conversation("u-9"))["conversation"]["operator_id"] is None
+    await rig.platform.ok("selectDestination", userId="u-9", destinationId=str(rig.billing))
+    handed = (await rig.conversation("u-9"))["conversation"]
+    assert (handed["team_id"], handed["operator_id"]) == (rig.billing, rig.tenant.operator_id)
+
+
 async def test_the_customer_closing_resolves_it_and_a_new_message_reopens_it_queued(
     rig: Rig,
 ) -> None:
