@@ -1817,6 +1817,10 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
         else:
             # The row is locked already: its update rides with the events' numbering.
             update = (_UPDATE_CONVO, (after.id, account_id, *(row[n] for n in _CONVO_SET)))
+        # The messages go on their own statement: their insert may wait on the client id
+        # index (see storage/postgres.py) and must not hold the account row meanwhile, and
+        # migration 0008's trigger for old writers updates their conversation, which one
+        # statement may not do beside the conversation's own update.
         if change.messages:
             await conn.executemany(
                 _INSERT_MESSAGE,
