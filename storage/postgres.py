@@ -9,6 +9,11 @@ accounts never wait on each other:
 - it takes the account row last, through ``UPDATE accounts ... RETURNING last_event_seq``, and
   holds it to commit, so account event seqs are gapless and follow commit order.
 
+That last statement also carries the conversation's update (its row is locked already) and the
+events' insert, as data-modifying WITH clauses (``Dialect.chains_writes``): one round trip
+where they took three. The messages are inserted before it, on their own, so a send that waits
+on the client id index (below) waits holding no account row.
+
 Every writer takes these locks in that order (conversation, then account), which rules out a
 deadlock between two writes. Creating a conversation locks no account row first: the new row
 is invisible until commit, so there is nothing to serialize except the event seq, taken last
@@ -92,6 +97,9 @@ DIALECT = Dialect(
     lock_key_share=" FOR KEY SHARE",
     lock_exclusive=" FOR UPDATE",
     lock_skip_locked=" FOR UPDATE SKIP LOCKED",
+    # A write's conversation update, the numbering of its events and their insert go in one
+    # statement: two round trips less per write (docs/benchmarks.md, issue 20).
+    chains_writes=True,
     unique_violation=asyncpg.UniqueViolationError,
     foreign_key_violation=asyncpg.ForeignKeyViolationError,
     integrity_violation=asyncpg.IntegrityConstraintViolationError,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import (
     AsyncIterator,
@@ -152,6 +153,10 @@ class Dialect:
     lock_skip_locked: str = ""
     # Run first in a report's read transaction.
     report_prelude: tuple[str, ...] = ()
+    # Whether one statement may hold several writes (data-modifying WITH clauses, rows passed
+    # as one array per column): a write then sends its last statements in one round trip.
+    # Where the database runs in process, a statement costs no round trip.
+    chains_writes: bool = False
 
 
 _SELECT_CONVO = (
@@ -367,6 +372,28 @@ def _rows_of(table: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[A
     return [rows.values(table, r) for r in records]
 
 
+# The array type that carries a column of each kind in a chained statement.
+_ARRAY_TYPES: dict[type, str] = {
+    str: "text[]",
+    int: "bigint[]",
+    float: "double precision[]",
+    bool: "boolean[]",
+}
+
+
+def _unnest(table: Table, first: int) -> str:
+    """A FROM item ``r`` with the table's columns, made of one array parameter per column
+    numbered from ``first`` (the rows as ``_columns`` gives them)."""
+    arrays = ", ".join(
+        f"${i}::{_ARRAY_TYPES[c.kind]}" for i, c in enumerate(table.columns, start=first)
+    )
+    return f"unnest({arrays}) AS r ({', '.join(table.column_names)})"
+
+
+def _columns(table: Table, batch: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [[row[i] for row in batch] for i in range(len(table.columns))]
+
+
 async def _next_id(conn: Conn, account_id: str, kind: str) -> int:
     # The counter row stays locked to commit, and a rolled-back create rolls its number back.
     row = await conn.fetchrow(
@@ -392,42 +419,92 @@ class _Appended:
     hooked: bool
 
 
+def _number_events(first: int) -> str:
+    """Takes the account's next seqs for a write's events: parameters ``$first`` (how many)
+    and ``$first + 1`` (the account)."""
+    n, account = f"${first}", f"${first + 1}"
+    # The webhooks test rides in the statement that numbers the events, so it sees every
+    # webhook committed before this write's last statement began, from any process.
+    return (
+        f"UPDATE accounts SET last_event_seq = last_event_seq + {n} WHERE id = {account}"
+        " RETURNING last_event_seq,"
+        f" EXISTS (SELECT 1 FROM webhooks WHERE account_id = {account} AND enabled) AS hooked"
+    )
+
+
+_NUMBER_EVENTS = _number_events(1)
+
+
+@functools.cache
+def _chained_numbering(head: str, head_params: int) -> str:
+    """``head`` (a write that returns nothing, parameters from $1, or none), the numbering of
+    the events, and their insert, as one statement. The events come with seqs 1 to n, and are
+    moved past the account's seq before this write."""
+    first = head_params + 1
+    seq = f"r.seq + a.last_event_seq - ${first}"
+    columns = ", ".join(seq if c == "seq" else f"r.{c}" for c in rows.EVENTS.column_names)
+    return (
+        f"WITH {f'w AS ({head}), ' if head else ''}a AS ({_number_events(first)}),"
+        f" e AS (INSERT INTO events ({rows.select_list(rows.EVENTS)}) SELECT {columns}"
+        f" FROM a, {_unnest(rows.EVENTS, first + 2)}) SELECT last_event_seq, hooked FROM a"
+    )
+
+
 async def append_events(
-    conn: Conn, account_id: str, conversation: Conversation, announced: Sequence[NewEvent]
+    conn: Conn,
+    dialect: Dialect,
+    conversation: Conversation,
+    announced: Sequence[NewEvent],
+    update: tuple[str, Sequence[Any]] | None,
 ) -> _Appended:
     """Numbers and stores, as given, the account events the engine announced with one write:
     the only place events are written.
 
+    ``update``, the write's last statement on rows it holds already (its conversation's), runs
+    first: in the same statement where writes chain.
+
     The account row is taken last in every write and held to commit (PostgreSQL's row lock,
     SQLite's single writer), so account event seqs are gapless and follow commit order.
     """
+    account_id = conversation.account_id
+    head, head_args = update or ("", ())
+    chained = dialect.chains_writes and bool(announced)
+    if head and not chained:
+        await conn.execute(head, *head_args)
     if not announced:
         return _Appended((), hooked=False)
-    # The webhooks test rides in the statement that numbers the events, so it sees every
-    # webhook committed before this write's last statement began, from any process.
-    row = await conn.fetchrow(
-        "UPDATE accounts SET last_event_seq = last_event_seq + $1 WHERE id = $2"
-        " RETURNING last_event_seq,"
-        " EXISTS (SELECT 1 FROM webhooks WHERE account_id = $2 AND enabled) AS hooked",
-        len(announced),
-        account_id,
-    )
-    assert row is not None, "a conversation's account is never deleted under it"
-    first = row["last_event_seq"] - len(announced) + 1
-    events = tuple(
-        Event(
-            account_id,
-            seq,
-            new.kind,
-            conversation.id,
-            new.msg_seq,
-            conversation.last_activity,
-            new.data,
-            new.visitor_data,
+
+    def numbered(first: int) -> tuple[Event, ...]:
+        return tuple(
+            Event(
+                account_id,
+                seq,
+                new.kind,
+                conversation.id,
+                new.msg_seq,
+                conversation.last_activity,
+                new.data,
+                new.visitor_data,
+            )
+            for seq, new in enumerate(announced, start=first)
         )
-        for seq, new in enumerate(announced, start=first)
-    )
-    await conn.executemany(_INSERT_EVENT, _rows_of(rows.EVENTS, map(rows.event_row, events)))
+
+    n = len(announced)
+    if chained:
+        batch = _rows_of(rows.EVENTS, map(rows.event_row, numbered(1)))
+        row = await conn.fetchrow(
+            _chained_numbering(head, len(head_args)),
+            *head_args,
+            n,
+            account_id,
+            *_columns(rows.EVENTS, batch),
+        )
+    else:
+        row = await conn.fetchrow(_NUMBER_EVENTS, n, account_id)
+    assert row is not None, "a conversation's account is never deleted under it"
+    events = numbered(row["last_event_seq"] - n + 1)
+    if not chained:
+        await conn.executemany(_INSERT_EVENT, _rows_of(rows.EVENTS, map(rows.event_row, events)))
     return _Appended(events, hooked=bool(row["hooked"]))
 
 
@@ -1733,11 +1810,17 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             )
             after = dataclasses.replace(after, contact_id=contact_id)
         row = rows.convo_row(after)
+        update: tuple[str, Sequence[Any]] | None = None
         if change.before is None:
+            # Before its messages, which refer to it.
             await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
         else:
-            update = (row[name] for name in _CONVO_SET)
-            await conn.execute(_UPDATE_CONVO, after.id, account_id, *update)
+            # The row is locked already: its update rides with the events' numbering.
+            update = (_UPDATE_CONVO, (after.id, account_id, *(row[n] for n in _CONVO_SET)))
+        # The messages go on their own statement: their insert may wait on the client id
+        # index (see storage/postgres.py) and must not hold the account row meanwhile, and
+        # migration 0008's trigger for old writers updates their conversation, which one
+        # statement may not do beside the conversation's own update.
         if change.messages:
             await conn.executemany(
                 _INSERT_MESSAGE,
@@ -1758,7 +1841,7 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
                 after.last_activity,
             )
         # Last, and held to commit: see append_events.
-        appended = await append_events(conn, account_id, after, change.events)
+        appended = await append_events(conn, self._dialect, after, change.events, update)
         if appended.hooked:
             await _webhooks.enqueue(conn, account_id, appended.events, change.hooks)
         return Committed(after, change.messages, appended.events, before=change.before)
