@@ -106,10 +106,6 @@ from storage.rows import Row
 T = TypeVar("T")
 R = TypeVar("R")
 
-# The most messages a conversation read may return and still be a point read: a full poll
-# (the chat window's POLL_BATCH) or a page of history, a few hundred microseconds of SQLite.
-POINT_ROWS = 200
-
 
 class Conn(Protocol):
     """What an operation may do with its connection (asyncpg's names and signatures)."""
@@ -457,17 +453,6 @@ class _Window:
     before_seq: int | None
     visitor_seqs: bool
 
-    @property
-    def bounded(self) -> bool:
-        """Whether the read walks one index range and stops after ``limit`` rows: no filter the
-        index cannot seek to (a time, or notes to skip, which may pass over a whole
-        conversation), and few enough rows for a point read (see SqlStore._point_read)."""
-        return (
-            self.after_created == 0
-            and (self.visitor_seqs or not self.visitor_view)
-            and self.limit <= POINT_ROWS
-        )
-
 
 async def _messages(conn: Conn, account_id: str, convo_id: str, w: _Window) -> list[Message]:
     found = await conn.fetch(
@@ -636,13 +621,6 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
     @abc.abstractmethod
     async def _read(self, op: Op[T]) -> T:
         """Runs a read-only ``op`` on a connection of its own."""
-
-    async def _point_read(self, op: Op[T]) -> T:
-        """As ``_read``, for an ``op`` whose cost a primary key or one index range with a
-        small LIMIT bounds, never the size of a table or a conversation: a driver may run it
-        where it costs less than a trip to its own connection (SQLite: on the caller's
-        thread). Searches, reports and listings stay on ``_read``."""
-        return await self._read(op)
 
     @abc.abstractmethod
     async def _write(self, op: Op[T]) -> T:
@@ -1834,7 +1812,7 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             messages = await _messages(conn, account_id, convo_id, window)
             return rows.convo(row), messages
 
-        return await (self._point_read(op) if window.bounded else self._read(op))
+        return await self._read(op)
 
     async def list_events(self, account_id: str, *, after_seq: int, limit: int) -> list[Event]:
         async def op(conn: Conn) -> list[Event]:

@@ -5,9 +5,7 @@ waiting in line, runs each inside its own SAVEPOINT (a decision that raises roll
 itself), commits once and only then answers the callers. That keeps ``synchronous=FULL``
 durability (a success means the commit reached the disk) at the cost of one fsync per group
 rather than one per message. Reads run on a small pool of reader connections, which WAL lets
-proceed while the writer commits; a point read (a conversation and a few of its messages, see
-SqlStore._point_read) runs on the event loop's thread, on a connection of its own, where it
-costs less than the trip to a reader and back.
+proceed while the writer commits.
 
 The operations themselves are storage/sql.py's. sqlite3 is synchronous, so an operation's
 coroutine never suspends here: the thread that holds the connection runs it to completion in
@@ -47,9 +45,6 @@ MAX_GROUP = 256
 READERS = 2
 # How long a connection waits on a lock held by another process before giving up.
 BUSY_TIMEOUT_MS = 5000
-# A point read meeting a lock goes to the reader pool, which may wait for it; the event loop
-# never does. These are SQLite's primary result codes for "another connection holds a lock".
-_LOCKED = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 # Distinct statements whose renumbered text is kept: the fixed ones plus the inbox's filter
 # combinations, with room to spare.
 STATEMENT_CACHE = 1024
@@ -128,9 +123,6 @@ class _Conn:
 
     def rollback(self) -> None:
         self._db.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._db.close()
 
 
 def _run(op: Op[T], conn: Conn) -> T:
@@ -259,7 +251,6 @@ class SQLiteStore(SqlStore):
         self._path = path
         self._writer = _Writer(path)
         self._readers: ThreadPoolExecutor | None = None
-        self._loop_reader: _Conn | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
@@ -269,17 +260,11 @@ class SQLiteStore(SqlStore):
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._writer.start, _migrate)
         self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="liveop-read")
-        db = await asyncio.to_thread(_connect, self._path)
-        db.execute("PRAGMA busy_timeout = 0")
-        self._loop_reader = _Conn(db)
 
     async def close(self) -> None:
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
-        if self._loop_reader is not None:
-            self._loop_reader.close()
-            self._loop_reader = None
         await asyncio.to_thread(self._writer.stop)
         with self._reader_lock:
             for conn in self._reader_conns:
@@ -290,20 +275,6 @@ class SQLiteStore(SqlStore):
         assert self._readers is not None, "store is not open"
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._in_reader, op)
-
-    async def _point_read(self, op: Op[T]) -> T:
-        # On the event loop's thread, on a connection of its own: a few indexed rows cost less
-        # than the hop to a reader thread and back. It sees every commit made before it: the
-        # connection is in autocommit mode and `_run` finishes the op's statements before it
-        # returns, so no read transaction outlives an op; each statement starts one, which WAL
-        # gives the newest commit; and the writer answers a write's caller only after COMMIT.
-        assert self._loop_reader is not None, "store is not open"
-        try:
-            return _run(op, self._loop_reader)
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _LOCKED:
-                raise
-        return await self._read(op)
 
     async def _read_consistent(self, op: Op[T]) -> T:
         assert self._readers is not None, "store is not open"

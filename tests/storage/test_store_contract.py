@@ -390,21 +390,6 @@ async def test_read_conversation_returns_the_row_and_its_messages_in_one_call(
     assert await store.read_conversation(other, convo.id) is None
 
 
-async def test_a_poll_right_after_a_write_sees_it(store: Store) -> None:
-    """A poll's read may run elsewhere than other reads (SQLite: on the event loop's own
-    connection); it still sees every commit made before it, never an older snapshot."""
-    account = await _account(store)
-    convo = await _open(store, account)
-    for i in range(1, 21):
-        await store.write(account, convo.id, lambda c, i=i: _append(_req(c), f"m{i}"))
-        found = await store.read_conversation(
-            account, convo.id, after_seq=i - 1, visitor_view=True, visitor_seqs=True, limit=50
-        )
-        assert found is not None
-        assert found[0].visitor_last_seq == i
-        assert [m.text for m in found[1]] == [f"m{i}"]
-
-
 async def test_operator_emails_are_unique_case_insensitively(store: Store) -> None:
     """Within an account (issue 21 item 9: no longer across accounts)."""
     a = await _account(store)
