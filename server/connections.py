@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -157,6 +158,15 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def hold_slot(self, address: str) -> None:
         self._slot = address
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake is written and nothing reads it again, but uvicorn keeps its
+            # request and response (both header sets, parsed) for the socket's lifetime:
+            # about 4 KiB and 50 blocks of every idle socket (issue 20). The ASGI scope
+            # keeps its own copy of the request's headers for the app.
+            del self.request, self.response
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._slot is not None:
