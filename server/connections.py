@@ -25,7 +25,6 @@ import asyncio
 import resource
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.middleware.proxy_headers import _TrustedHosts
@@ -89,20 +88,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     installed) with the guarantees above."""
 
     ledger: ConnectionLedger
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._address = ""
-        self._admitted = False
-        self._header_deadline: asyncio.TimerHandle | None = None
+    # Two attributes, defaulted here: uvicorn's protocol sets 27 of its own, and CPython
+    # shares an instance dict's keys only up to 30, past which every connection gets a
+    # dict of its own (1.3 KiB more for each open connection and event stream, issue 20).
+    # The address whose slot this connection holds; None when it holds none.
+    _slot: str | None = None
+    _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._address = self.client[0] if self.client else ""
-        self._admitted = self.ledger.admit(self._address)
-        if not self._admitted:
+        address = self.client[0] if self.client else ""
+        if not self.ledger.admit(address):
             transport.close()
             return
+        self._slot = address
         self._await_headers()
 
     def on_headers_complete(self) -> None:
@@ -119,17 +118,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         self._request_started()
         # The slot moves with the transport to the WebSocket protocol, which releases it.
-        self._admitted = False
+        address, self._slot = self._slot, None
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
-        if isinstance(protocol, GuardedWebSocketProtocol):
-            protocol.hold_slot(self._address)
+        if address is not None and isinstance(protocol, GuardedWebSocketProtocol):
+            protocol.hold_slot(address)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._request_started()
-        if self._admitted:
-            self._admitted = False
-            self.ledger.release(self._address)
+        if self._slot is not None:
+            self.ledger.release(self._slot)
+            self._slot = None
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
