@@ -54,14 +54,14 @@ def process_connection_cap() -> int:
 @dataclass
 class ConnectionLedger:
     """One process's connections: how many, per address, and those with no request open
-    (oldest first, as dicts keep insertion order)."""
+    (oldest first, as dicts keep insertion order), each with its header deadline."""
 
     total: int
     per_address: int
     trusted: _TrustedHosts
     open: int = 0
     by_address: Counter[str] = field(default_factory=Counter)
-    idle: dict[GuardedHttpProtocol, None] = field(default_factory=dict)
+    idle: dict[GuardedHttpProtocol, asyncio.TimerHandle] = field(default_factory=dict)
 
     def admit(self, address: str) -> bool:
         if address not in self.trusted and self.by_address[address] >= self.per_address:
@@ -70,7 +70,7 @@ class ConnectionLedger:
             if not self.idle:
                 return False
             oldest = next(iter(self.idle))
-            self.idle.pop(oldest)
+            self.idle.pop(oldest).cancel()
             oldest.transport.close()
         self.open += 1
         self.by_address[address] += 1
@@ -88,12 +88,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     installed) with the guarantees above."""
 
     ledger: ConnectionLedger
-    # Two attributes, defaulted here: uvicorn's protocol sets 27 of its own, and CPython
-    # shares an instance dict's keys only up to 30, past which every connection gets a
-    # dict of its own (1.3 KiB more for each open connection and event stream, issue 20).
+    # One attribute of its own, defaulted here (the header deadline is the ledger's):
+    # uvicorn's protocol sets 28, and past 29 CPython stops sharing the instance dict's
+    # keys and gives every connection a dict of its own, 1.3 KiB more for each open
+    # connection and event stream (issue 20).
     # The address whose slot this connection holds; None when it holds none.
     _slot: str | None = None
-    _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -132,19 +132,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
-        if self._header_deadline is not None:
-            return
-        self.ledger.idle[self] = None
-        self._header_deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+        if self not in self.ledger.idle:
+            deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
+            self.ledger.idle[self] = deadline
 
     def _request_started(self) -> None:
-        self.ledger.idle.pop(self, None)
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
+        deadline = self.ledger.idle.pop(self, None)
+        if deadline is not None:
+            deadline.cancel()
 
     def _headers_too_slow(self) -> None:
-        self._header_deadline = None
         self.ledger.idle.pop(self, None)
         self.transport.close()
 
