@@ -79,6 +79,15 @@ class Reset(Exception):
     """The cursor is too far behind (or ahead) to replay: the client must reload."""
 
 
+class Idle(Exception):
+    """Nothing arrived within the wait ``next_batch`` was given: time for a keep-alive."""
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
+
 class _Resync:
     """Marker the hub pushes after a broker outage: catch up from the store."""
 
@@ -97,7 +106,8 @@ class Outbox:
         self._fetch = fetch
         self._limit = limit
         self._queue: deque[Item | _Resync] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        # Its result says whether the wait ran out (True) rather than something happened.
+        self._waiter: asyncio.Future[bool] | None = None
         self._overflowed = False
         self._closed = False
         self._caught_up = False
@@ -122,13 +132,15 @@ class Outbox:
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(False)
 
-    async def next_batch(self) -> list[Item]:
+    async def next_batch(self, idle_s: float | None = None) -> list[Item]:
         """The next events to send, in order; [] once closed.
 
         Raises Overflow when the consumer fell too far behind, Reset when a catch-up would
-        replay more than REPLAY_LIMIT events.
+        replay more than REPLAY_LIMIT events, and Idle when ``idle_s`` passed with nothing
+        to send. Only the wait itself times out, never a catch-up from the store, so an
+        Idle loses nothing: the next call carries on where this one stopped.
         """
         if self._overflowed:
             raise Overflow
@@ -150,11 +162,18 @@ class Outbox:
                 # nothing to send is not the end of the stream, so wait for more.
                 continue
             self._queue = None
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            # A timer, not a task: the keep-alive of an idle stream costs one handle.
+            timer = None if idle_s is None else loop.call_later(idle_s, _expire, waiter)
             try:
-                await self._waiter
+                expired = await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if expired:
+                raise Idle
 
     async def _drain(self) -> list[Item]:
         out: list[Item] = []

@@ -10,6 +10,7 @@ the cursor the stream continues from.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from realtime.outbox import Outbox, Overflow, Reset
+from realtime.outbox import Idle, Outbox, Overflow, Reset
 from server import metrics
 from server.api.wire import parse_integer
 from server.auth import Principal
@@ -26,8 +27,10 @@ from server.events import account_channel
 from server.services import Services, services
 
 ROUTE = "/api/v1/operator/stream"
-# A comment line this often keeps proxies and load balancers from closing an idle stream.
+# A comment line after this long without an event keeps proxies and load balancers from
+# closing an idle stream.
 KEEPALIVE_S = 15
+KEEPALIVE = ServerSentEvent(comment="ping")
 # A client that takes longer than this to accept one write is gone; drop it.
 SEND_TIMEOUT_S = 30
 # Streams one operator (or the API key) holds open in one process: a browser tab needs one,
@@ -60,7 +63,9 @@ class _HeldStream(EventSourceResponse):
     """The stream, giving its operator's slot back when it ends, however it ends."""
 
     def __init__(self, events: AsyncIterator[ServerSentEvent], release: Callable[[], None]) -> None:
-        super().__init__(events, ping=KEEPALIVE_S, send_timeout=SEND_TIMEOUT_S)
+        # The stream's own wait sends the keep-alive (KEEPALIVE): sse-starlette's ping would
+        # be one more task, with its task-group state, for every idle stream (issue 20).
+        super().__init__(events, ping=0, send_timeout=SEND_TIMEOUT_S)
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,47 +75,56 @@ class _HeldStream(EventSourceResponse):
             self._release()
 
 
+async def _events(
+    svc: Services, account_id: str, resume: int | None
+) -> AsyncIterator[ServerSentEvent]:
+    # A function of its own, not a closure in ``stream``: its arguments live in its frame,
+    # which every idle stream keeps anyway, instead of in cells beside it.
+    channel = account_channel(account_id)
+    outbox = Outbox(0, svc.hub.replays.gated(svc.feed.account_fetch(account_id)))
+    await svc.hub.attach(channel, outbox)
+    try:
+        head = await svc.feed.account_head(account_id)
+        outbox.cursor = head if resume is None or resume > head else resume
+        if resume is not None and resume > head:
+            yield ServerSentEvent(data="{}", event=RESET, id=str(head))
+        else:
+            # Live from here: a client that starts without a cursor learns one at once,
+            # so even its first reconnect resumes exactly.
+            yield ServerSentEvent(data="{}", event=READY, id=str(outbox.cursor))
+        while True:
+            try:
+                batch = await outbox.next_batch(KEEPALIVE_S)
+            except Idle:
+                yield KEEPALIVE
+                continue
+            except Reset:
+                outbox.cursor = await svc.feed.account_head(account_id)
+                yield ServerSentEvent(data="{}", event=RESET, id=str(outbox.cursor))
+                continue
+            except Overflow:
+                return  # the EventSource reconnects with Last-Event-ID and catches up
+            if not batch:
+                return
+            metrics.delivered(metrics.OPERATOR_SSE, batch)
+            for item in batch:
+                yield ServerSentEvent(
+                    data=item.data.decode(),
+                    event=item.kind,
+                    id=None if item.seq is None else str(item.seq),
+                )
+            # Not kept through the wait for the next batch: an idle stream would hold its
+            # last events' payloads for as long as it stays idle.
+            del batch, item
+    finally:
+        await svc.hub.detach(channel, outbox)
+
+
 async def stream(request: Request) -> Response:
     svc = services(request)
     principal = await _principal(request, svc)
     resume = _cursor(request)
     holder = f"{principal.account_id}:{principal.operator.id if principal.operator else 'key'}"
-    account_id = principal.account_id
-    channel = account_channel(account_id)
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        outbox = Outbox(0, svc.hub.replays.gated(svc.feed.account_fetch(account_id)))
-        await svc.hub.attach(channel, outbox)
-        try:
-            head = await svc.feed.account_head(account_id)
-            outbox.cursor = head if resume is None or resume > head else resume
-            if resume is not None and resume > head:
-                yield ServerSentEvent(data="{}", event=RESET, id=str(head))
-            else:
-                # Live from here: a client that starts without a cursor learns one at once,
-                # so even its first reconnect resumes exactly.
-                yield ServerSentEvent(data="{}", event=READY, id=str(outbox.cursor))
-            while True:
-                try:
-                    batch = await outbox.next_batch()
-                except Reset:
-                    outbox.cursor = await svc.feed.account_head(account_id)
-                    yield ServerSentEvent(data="{}", event=RESET, id=str(outbox.cursor))
-                    continue
-                except Overflow:
-                    return  # the EventSource reconnects with Last-Event-ID and catches up
-                if not batch:
-                    return
-                metrics.delivered(metrics.OPERATOR_SSE, batch)
-                for item in batch:
-                    yield ServerSentEvent(
-                        data=item.data.decode(),
-                        event=item.kind,
-                        id=None if item.seq is None else str(item.seq),
-                    )
-        finally:
-            await svc.hub.detach(channel, outbox)
-
     # Taken last, right before the response that gives it back: nothing between can raise.
     if not svc.streams.acquire(holder):
         raise TooManyRequests(
@@ -118,7 +132,8 @@ async def stream(request: Request) -> Response:
             f"at most {MAX_STREAMS_PER_OPERATOR} open streams per operator: close one",
             1,
         )
-    return _HeldStream(events(), lambda: svc.streams.release(holder))
+    events = _events(svc, principal.account_id, resume)
+    return _HeldStream(events, partial(svc.streams.release, holder))
 
 
 routes = [Route(ROUTE, stream, methods=["GET"])]

@@ -68,6 +68,63 @@ def given_request_id(scope: Scope) -> str | None:
     return None
 
 
+class _Watch:
+    """One request's or connection's messages, watched for what Telemetry records: the
+    status, the connection kind opened and who closed it. One slotted object and its two
+    bound methods instead of closures over a dozen cells: an idle WebSocket or event
+    stream keeps it for its lifetime (issue 20)."""
+
+    __slots__ = (
+        "_context",
+        "_id_bytes",
+        "_receive",
+        "_send",
+        "kind",
+        "reason",
+        "started",
+        "status",
+    )
+
+    def __init__(self, context: RequestContext, receive: Receive, send: Send) -> None:
+        self._context = context
+        self._id_bytes = context.request_id.encode()
+        self._receive = receive
+        self._send = send
+        self.status = 500
+        self.started = False
+        self.kind: str | None = None
+        # Whoever closes first names the reason: the other side's close that follows is an echo.
+        self.reason: str | None = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if self.reason is None and message["type"] == "websocket.disconnect":
+            self.reason = CLOSE_REASON.get(message.get("code", 1005), "other")
+        elif self.reason is None and message["type"] == "http.disconnect":
+            self.reason = "client"
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            self.started = True
+            self.status = message.get("status", 101)
+            # Appended, not merged: no endpoint sets this header itself.
+            message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, self._id_bytes)]
+            self.kind = self._opened(message)
+        elif message["type"] == "websocket.close" and self.reason is None:
+            self.reason = CLOSE_REASON.get(message.get("code", 1000), "other")
+        await self._send(message)
+
+    def _opened(self, message: Message) -> str | None:
+        """The connection kind the response opens (counted as open), if it opens one."""
+        found = CONNECTION_KIND.get(self._context.route)
+        if found is None or message.get("status", 200) != 200:
+            return None
+        metrics.connections_opened.labels(found).inc()
+        metrics.connections.labels(found).inc()
+        return found
+
+
 class Telemetry:
     def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
         self.app = app
@@ -88,56 +145,21 @@ class Telemetry:
         context = RequestContext(
             given_request_id(scope) or f"{self._id_prefix}-{next(self._id_numbers):x}", scope
         )
-        id_bytes = context.request_id.encode()
         token = current_request.set(context)
         start = time.perf_counter()
-        status = 500
-        started = False
-        kind: str | None = None
-        # Whoever closes first names the reason: the other side's close that follows is an echo.
-        reason: str | None = None
-
-        def opened(message: Message) -> str | None:
-            found = CONNECTION_KIND.get(context.route)
-            if found is None or message.get("status", 200) != 200:
-                return None
-            metrics.connections_opened.labels(found).inc()
-            metrics.connections.labels(found).inc()
-            return found
-
-        async def watched_receive() -> Message:
-            nonlocal reason
-            message = await receive()
-            if reason is None and message["type"] == "websocket.disconnect":
-                reason = CLOSE_REASON.get(message.get("code", 1005), "other")
-            elif reason is None and message["type"] == "http.disconnect":
-                reason = "client"
-            return message
-
-        async def watched_send(message: Message) -> None:
-            nonlocal status, started, kind, reason
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                started = True
-                status = message.get("status", 101)
-                # Appended, not merged: no endpoint sets this header itself.
-                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, id_bytes)]
-                kind = opened(message)
-            elif message["type"] == "websocket.close" and reason is None:
-                reason = CLOSE_REASON.get(message.get("code", 1000), "other")
-            await send(message)
-
+        watch = _Watch(context, receive, send)
         try:
-            await self.app(scope, watched_receive, watched_send)
+            await self.app(scope, watch.receive, watch.send)
         except Exception as exc:
-            if scope["type"] == "http" and not started:
+            if scope["type"] == "http" and not watch.started:
                 # The crash handler outside this middleware would answer without the id.
-                await crash_response(exc)(scope, receive, watched_send)
+                await crash_response(exc)(scope, receive, watch.send)
             raise
         finally:
-            if kind is not None:
-                self._closed(scope, kind, reason or "server")
+            if watch.kind is not None:
+                self._closed(scope, watch.kind, watch.reason or "server")
             if scope["type"] == "http":
-                self._record(scope, context.route, status, time.perf_counter() - start)
+                self._record(scope, context.route, watch.status, time.perf_counter() - start)
             current_request.reset(token)
 
     def _closed(self, scope: Scope, kind: str, reason: str) -> None:

@@ -9,7 +9,7 @@ decoded) and case-folded, so ``?%74oken=`` or ``?KEY=`` is refused as well.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,7 +34,9 @@ class CredentialsStayOutOfURLs:
         self.app = app
         self.allowed = allowed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: it hands back the next app's, so a request it lets through keeps
+        # no frame of it alive for as long as it lasts (an SSE stream, a WebSocket).
         if scope["type"] == "http":
             found = credential_names(scope.get("query_string", b""))
             refused = sorted(found - set(self.allowed.get(scope["path"], ())))
@@ -44,6 +46,5 @@ class CredentialsStayOutOfURLs:
                     "credentials_in_query",
                     f"send {', '.join(refused)} in the body or a header, never in the URL",
                 )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return response(scope, receive, send)
+        return self.app(scope, receive, send)

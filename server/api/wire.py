@@ -6,7 +6,7 @@ import asyncio
 import math
 import re
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Literal, overload
@@ -474,10 +474,14 @@ class InFlightLimit:
         self.exempt = frozenset(exempt)
         self._slots = asyncio.Semaphore(limit)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Hands back the next app's coroutine where it has nothing to do, so that streams
+        # and sockets keep no frame of it alive (see CredentialsStayOutOfURLs).
         if scope["type"] != "http" or scope["path"] in self.exempt:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._in_turn(scope, receive, send)
+
+    async def _in_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.wait_s)
         except TimeoutError:
@@ -508,15 +512,24 @@ class BodyLimit:
         self.exempt = frozenset(exempt)
         self.exempt_prefixes = exempt_prefixes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # As InFlightLimit: no frame of it for what it lets through untouched.
         if (
             scope["type"] != "http"
             or scope["path"] in self.exempt
             or scope["path"].startswith(self.exempt_prefixes)
         ):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
+            return self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            # No body to count (RFC 9112 6.3): a GET, such as an operator's event stream.
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send, declared)
+
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, declared: bytes | None
+    ) -> None:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             response = error_response(413, "body_too_large", self._message())
             await response(scope, receive, send)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.outbox import REPLAY_LIMIT, RESYNC, Item, Outbox, Overflow, Reset
+from realtime.outbox import REPLAY_LIMIT, RESYNC, Idle, Item, Outbox, Overflow, Reset
 
 
 class Log:
@@ -141,3 +141,25 @@ async def test_a_drain_that_finds_only_delivered_items_keeps_waiting() -> None:
     log.head = 4
     outbox.push(log.item(4))
     assert [i.seq for i in await asyncio.wait_for(waiting, 1)] == [4]
+
+
+async def test_an_idle_wait_runs_out_and_loses_nothing() -> None:
+    """The SSE stream's keep-alive: a wait with nothing to send raises Idle, and what comes
+    after is delivered by the next call, in order."""
+    log = Log(1)
+    outbox = Outbox(0, log.fetch)
+    assert [i.seq for i in await outbox.next_batch(0.01)] == [1]
+    with pytest.raises(Idle):
+        await asyncio.wait_for(outbox.next_batch(0.01), 1)
+    log.head = 3
+    outbox.push(log.item(3))
+    assert [i.seq for i in await asyncio.wait_for(outbox.next_batch(0.01), 1)] == [2, 3]
+
+
+async def test_an_item_pushed_during_an_idle_wait_ends_it_without_idle() -> None:
+    outbox = Outbox(0, Log(0).fetch)
+    waiter = asyncio.create_task(outbox.next_batch(5))
+    await asyncio.sleep(0)
+    outbox.push(Item(None, "typing", b"{}"))
+    batch = await asyncio.wait_for(waiter, 1)
+    assert [i.kind for i in batch] == ["typing"]

@@ -11,6 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
 
+from server.api import stream
 from server.logs import RedactSecrets, redact
 from server.services import Services
 from tests.conftest import TEST_PASSWORD, Tenant
@@ -73,6 +74,26 @@ async def test_operator_stream_starts_with_ready_and_its_cursor(base: str, tenan
         assert (stream.first.event, stream.first.id) == ("ready", "1")
         replayed = await stream.next()
         assert (replayed.event, replayed.id) == ("message:new", "2")
+
+
+async def test_an_idle_operator_stream_gets_keepalive_comments(
+    base: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "KEEPALIVE_S", 0.05)
+    async with (
+        httpx.AsyncClient(base_url=f"http://{base}", timeout=5) as client,
+        client.stream(
+            "GET", "/api/v1/operator/stream", params={"token": await _token(tenant)}
+        ) as response,
+    ):
+        lines = response.aiter_lines()
+        seen: list[str] = []
+        while sum(line.startswith(": ping") for line in seen) < 2:
+            seen.append(await asyncio.wait_for(anext(lines), 5))
+        assert seen[:3] == ["id: 0", "event: ready", "data: {}"]
+        await tenant.visitor_says("after the pings")
+        while not seen[-1].startswith("event: conversation:new"):
+            seen.append(await asyncio.wait_for(anext(lines), 5))
 
 
 async def test_operator_stream_resumes_exactly_after_last_event_id(
