@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +30,11 @@ BEARER = "bearer "
 # times, found or not, so its time tells neither whether the email is used nor how often; an
 # email in more accounts logs in naming its account.
 LOGIN_ACCOUNTS_MAX = 3
+# How long a connection that outlives requests (the operator stream, the tenant socket) may go
+# on after its token stops being accepted (signed out, expired, its operator deactivated or
+# deleted): each asks again this often, one read per connection, so 10,000 open streams cost
+# about 300 reads a second.
+RECHECK_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,34 @@ class Session:
     operator: Operator
     # Proof for later logins that this client has signed in as this email before.
     device_token: str
+
+
+class Recheck:
+    """When a long-lived connection asks the Authenticator again whether its token is still
+    accepted; an API key's connection never does (keys are not revoked)."""
+
+    __slots__ = ("_auth", "_due", "_principal")
+
+    def __init__(self, auth: Authenticator, principal: Principal) -> None:
+        self._auth = auth
+        self._principal = principal
+        self._due = time.monotonic() + RECHECK_S if principal.token else math.inf
+
+    def wait(self, longest_s: float | None) -> float | None:
+        """How long the connection may wait for its next event (at most ``longest_s``; None:
+        without end) before it should ask."""
+        left = max(self._due - time.monotonic(), 0.0)
+        if left == math.inf:
+            return longest_s
+        return left if longest_s is None else min(left, longest_s)
+
+    async def revoked(self) -> bool:
+        """Whether the token is no longer accepted; reads the store only once due."""
+        now = time.monotonic()
+        if now < self._due:
+            return False
+        self._due = now + RECHECK_S
+        return not await self._auth.still_signed_in(self._principal)
 
 
 def login_key(email: str) -> str:
@@ -147,6 +182,20 @@ class Authenticator:
                 "invalid_token", "the token was revoked or its operator no longer exists"
             )
         return Principal(claims.account_id, operator, claims)
+
+    async def still_signed_in(self, principal: Principal) -> bool:
+        """Whether the token a long-lived connection (the SSE stream, the tenant socket)
+        opened with would still be accepted: not expired, not signed out, its operator not
+        deactivated nor deleted. An API key's connection stays: keys are not revoked."""
+        claims = principal.token
+        if claims is None:
+            return True
+        if claims.expires <= time.time():
+            return False
+        operator = await self._store.get_signed_in_operator(
+            claims.account_id, claims.operator_id, claims.version, claims.token_id
+        )
+        return operator is not None
 
     async def sign_out(self, principal: Principal) -> None:
         """Revokes the token the caller authenticated with, on every process at once."""

@@ -11,8 +11,9 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.hub import Hub
-from realtime.outbox import Outbox, Overflow, Reset
+from realtime.outbox import Idle, Outbox, Overflow, Reset
 from server import metrics
+from server.auth import Recheck
 
 # The client must introduce itself (hello or auth) within this many seconds (seed 003).
 HELLO_TIMEOUT_S = 5.0
@@ -64,15 +65,25 @@ async def read_json(websocket: WebSocket, timeout_s: float | None = None) -> dic
 
 
 async def pump(
-    websocket: WebSocket, outbox: Outbox, on_reset: Callable[[], Awaitable[int]], kind: str
+    websocket: WebSocket,
+    outbox: Outbox,
+    on_reset: Callable[[], Awaitable[int]],
+    kind: str,
+    recheck: Recheck | None,
 ) -> None:
     """Sends the outbox to the socket until either closes (a client gone is no error).
     ``on_reset`` moves the outbox to the present and returns the seq the client should
-    reload up to; ``kind`` is the socket's connection kind in the metrics."""
+    reload up to; ``kind`` is the socket's connection kind in the metrics; ``recheck``, an
+    operator's socket's, closes it once its token is revoked."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         while True:
             try:
-                batch = await outbox.next_batch()
+                batch = await outbox.next_batch(None if recheck is None else recheck.wait(None))
+            except Idle:
+                if recheck is not None and await recheck.revoked():
+                    await websocket.close(CLOSE_UNAUTHORIZED, "signed out: log in again")
+                    return
+                continue
             except Reset:
                 await websocket.send_text(control("reset", seq=await on_reset()))
                 continue
@@ -88,6 +99,9 @@ async def pump(
             # Not kept through the wait for the next batch: an idle socket would hold its
             # last events' payloads for as long as it stays idle.
             del batch, item
+            if recheck is not None and await recheck.revoked():
+                await websocket.close(CLOSE_UNAUTHORIZED, "signed out: log in again")
+                return
 
 
 class Session:
@@ -108,14 +122,17 @@ class Session:
 
     async def subscribe(
         self, channel: str, outbox: Outbox, cursor: Callable[[], Awaitable[int]],
-        on_reset: Callable[[], Awaitable[int]],
+        on_reset: Callable[[], Awaitable[int]], recheck: Recheck | None = None,
     ) -> None:  # fmt: skip
-        """Attaches first, then sets the cursor, so nothing committed in between is lost."""
+        """Attaches first, then sets the cursor, so nothing committed in between is lost.
+        ``recheck``: see ``pump``."""
         await self._hub.attach(channel, outbox)
         self._subscription = (channel, outbox)
         outbox.cursor = await cursor()
         # The pump itself, not a wrapper around it: one frame less for every idle socket.
-        self._task = asyncio.create_task(pump(self._websocket, outbox, on_reset, self._kind))
+        self._task = asyncio.create_task(
+            pump(self._websocket, outbox, on_reset, self._kind, recheck)
+        )
 
     async def close(self) -> None:
         if self._task is not None:

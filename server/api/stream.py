@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 from realtime.outbox import Idle, Outbox, Overflow, Reset
 from server import metrics
 from server.api.wire import parse_integer
-from server.auth import Principal
+from server.auth import Principal, Recheck
 from server.errors import Invalid, TooManyRequests
 from server.events import account_channel
 from server.services import Services, services
@@ -76,12 +76,15 @@ class _HeldStream(EventSourceResponse):
 
 
 async def _events(
-    svc: Services, account_id: str, resume: int | None
+    svc: Services, principal: Principal, resume: int | None
 ) -> AsyncIterator[ServerSentEvent]:
     # A function of its own, not a closure in ``stream``: its arguments live in its frame,
     # which every idle stream keeps anyway, instead of in cells beside it.
+    account_id = principal.account_id
     channel = account_channel(account_id)
     outbox = Outbox(0, svc.hub.replays.gated(svc.feed.account_fetch(account_id)))
+    # A stream whose token is revoked ends; the EventSource's reconnect is then refused.
+    recheck = Recheck(svc.auth, principal)
     await svc.hub.attach(channel, outbox)
     try:
         head = await svc.feed.account_head(account_id)
@@ -94,8 +97,10 @@ async def _events(
             yield ServerSentEvent(data="{}", event=READY, id=str(outbox.cursor))
         while True:
             try:
-                batch = await outbox.next_batch(KEEPALIVE_S)
+                batch = await outbox.next_batch(recheck.wait(KEEPALIVE_S))
             except Idle:
+                if await recheck.revoked():
+                    return
                 yield KEEPALIVE
                 continue
             except Reset:
@@ -116,6 +121,8 @@ async def _events(
             # Not kept through the wait for the next batch: an idle stream would hold its
             # last events' payloads for as long as it stays idle.
             del batch, item
+            if await recheck.revoked():
+                return
     finally:
         await svc.hub.detach(channel, outbox)
 
@@ -132,7 +139,7 @@ async def stream(request: Request) -> Response:
             f"at most {MAX_STREAMS_PER_OPERATOR} open streams per operator: close one",
             1,
         )
-    events = _events(svc, principal.account_id, resume)
+    events = _events(svc, principal, resume)
     return _HeldStream(events, partial(svc.streams.release, holder))
 
 

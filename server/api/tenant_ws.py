@@ -19,6 +19,7 @@ from server.api.sockets import (
     control,
     read_json,
 )
+from server.auth import Recheck
 from server.errors import Unauthorized
 from server.events import account_channel
 from server.services import services
@@ -62,7 +63,9 @@ async def tenant_socket(websocket: WebSocket) -> None:
             outbox.cursor = await head()
             return outbox.cursor
 
-        await session.subscribe(account_channel(account_id), outbox, cursor, on_reset)
+        await session.subscribe(
+            account_channel(account_id), outbox, cursor, on_reset, Recheck(svc.auth, principal)
+        )
         await websocket.send_text(control("auth_ok", seq=outbox.cursor))
         while True:
             frame = await read_json(websocket)

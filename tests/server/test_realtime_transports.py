@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
 
+from server import auth
 from server.api import stream
 from server.logs import RedactSecrets, redact
 from server.services import Services
@@ -32,6 +33,12 @@ async def _token(tenant: Tenant, operator_id: int | None = None) -> str:
     )
     token: str = response.json()["token"]
     return token
+
+
+async def _read_to_the_end(read: Callable[[], Awaitable[object]]) -> None:
+    """Reads until the connection ends, which ``read`` raises."""
+    while True:
+        await read()
 
 
 def _ws(base: str, tenant: Tenant) -> str:
@@ -94,6 +101,30 @@ async def test_an_idle_operator_stream_gets_keepalive_comments(
         await tenant.visitor_says("after the pings")
         while not seen[-1].startswith("event: conversation:new"):
             seen.append(await asyncio.wait_for(anext(lines), 5))
+
+
+async def test_a_signed_out_operators_stream_ends_and_is_not_let_back_in(
+    base: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "RECHECK_S", 0.2)
+    token = await _token(tenant)
+    colleague = await _token(tenant, tenant.admin_id)
+    async with sse(base, token) as mine, sse(base, colleague) as theirs:
+        await tenant.visitor_says("before")
+        await mine.until("conversation:new")
+        signed_out = await tenant.client.post(
+            "/api/v1/auth/sign-out", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert signed_out.status_code == 200, signed_out.text
+        with pytest.raises(EOFError):
+            await _read_to_the_end(mine.next)
+        # Only the token signed out: the colleague's stream goes on.
+        await tenant.visitor_says("after")
+        await theirs.until("conversation:new")
+        await theirs.until("conversation:new")
+    async with httpx.AsyncClient(base_url=f"http://{base}") as client:
+        again = await client.get("/api/v1/operator/stream", params={"token": token})
+        assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_token"
 
 
 async def test_operator_stream_resumes_exactly_after_last_event_id(
@@ -240,6 +271,24 @@ async def test_tenant_socket_follows_seed_003(base: str, tenant: Tenant) -> None
         await ws.until("auth_ok")
         missed = await ws.recv()
         assert missed["seq"] == 3 and missed["data"]["message"]["content"] == "missed"
+
+
+async def test_a_deactivated_operators_tenant_socket_is_closed(
+    base: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "RECHECK_S", 0.2)
+    async with websocket(f"ws://{base}/api/ws/tenant") as ws:
+        await ws.send(type="auth", token=await _token(tenant))
+        assert (await ws.recv())["type"] == "auth_ok"
+        deactivated = await tenant.client.post(
+            f"/api/v1/admin/operators/{tenant.operator_id}/deactivate",
+            headers={"X-Api-Key": tenant.api_key},
+            json={},
+        )
+        assert deactivated.status_code == 200, deactivated.text
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_to_the_end(ws.recv)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4003
 
 
 async def test_tenant_socket_refuses_a_bad_token(base: str) -> None:
