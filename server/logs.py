@@ -11,12 +11,11 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
@@ -126,67 +125,12 @@ class JsonLines(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-# How late a line written at INFO may reach the log: the access log's lines are written out
-# in batches, as nginx's `access_log ... buffer= flush=` does, instead of one write(2) per
-# request (4% of a busy server's CPU in the closed-loop bench, docs/benchmarks.md).
-FLUSH_INTERVAL_S = 0.5
-
-
-class BatchedStreamHandler(logging.StreamHandler[TextIO]):
-    """A StreamHandler whose lines below WARNING leave the stream's buffer every
-    FLUSH_INTERVAL_S (or when the buffer fills) rather than after each record. A warning or an
-    error writes out at once, with everything before it, so the lines that explain a failure
-    are never held back; closing (logging's exit hook) writes out the rest. A process killed
-    without warning may lose the last interval's INFO lines."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__(stream)
-        self._flusher: threading.Thread | None = None
-        self._stop_flushing = threading.Event()
-
-    def flush(self) -> None:
-        # StreamHandler.emit flushes after every record; the flusher thread does it instead.
-        if self._flusher is None:
-            self._flusher = threading.Thread(
-                target=self._flush_every_interval, name="liveop-log-flush", daemon=True
-            )
-            self._flusher.start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if record.levelno >= logging.WARNING:
-            self._write_out()
-
-    def close(self) -> None:
-        self.acquire()
-        try:
-            self._stop_flushing.set()
-            self._write_out()
-        finally:
-            self.release()
-        super().close()
-
-    def _write_out(self) -> None:
-        super().flush()
-
-    def _flush_every_interval(self) -> None:
-        while not self._stop_flushing.wait(FLUSH_INTERVAL_S):
-            self.acquire()
-            try:
-                # Checked under the lock: once closed, the stream's owner may close it.
-                if not self._stop_flushing.is_set():
-                    self._write_out()
-            finally:
-                self.release()
-
-
 def uvicorn_log_config(log_format: str = TEXT) -> dict[str, Any]:
     """uvicorn's own logging config with the redacting filter on its access log; in JSON, every
     logger (uvicorn's, the app's, the access line) writes JSON lines to stderr."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     config["handlers"]["access"]["filters"] = ["redact_secrets"]
-    config["handlers"]["access"]["class"] = f"{__name__}.BatchedStreamHandler"
     if log_format == JSON:
         config["formatters"] = {"json": {"()": JsonLines}}
         config["handlers"] = {
