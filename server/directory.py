@@ -287,7 +287,8 @@ class Directory:
     ) -> tuple[Invite, str]:
         """The invitation and its token, which is in this answer only (stored hashed)."""
         now = time.time()
-        at_most(len(await self._open_invites(account_id)), PENDING_INVITES_MAX, "invites")
+        open_invites = len(await self._open_invites(account_id))
+        at_most(open_invites, PENDING_INVITES_MAX, "invites", noun="open invitations: revoke one")
         # Each open invitation is an operator to be: it takes a seat now.
         at_most(await self._seats(account_id), OPERATORS_MAX, "operators")
         token = secrets.token_urlsafe(INVITE_TOKEN_BYTES)

@@ -249,10 +249,12 @@ _FINISH_SMS_MEDIA = (
 # A stored MMS picture's message, read under the dialect's row lock so that two of its
 # pictures finishing at once add one after the other and neither is lost.
 _MESSAGE_PICTURES = (
-    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages WHERE convo_id = $1 AND seq = $2"
+    f"SELECT {rows.select_list(rows.MESSAGES)} FROM messages"
+    " WHERE account_id = $1 AND convo_id = $2 AND seq = $3"
 )
 _SET_MESSAGE_PICTURES = (
-    "UPDATE messages SET image_url = $1, attachments = $2 WHERE convo_id = $3 AND seq = $4"
+    "UPDATE messages SET image_url = $1, attachments = $2"
+    " WHERE account_id = $3 AND convo_id = $4 AND seq = $5"
 )
 _SELECT_OPERATORS = f"SELECT {rows.select_list(rows.OPERATORS)} FROM operators"
 # An email's operators, as logins find them: lower() on both sides matches the unique index
@@ -1249,7 +1251,8 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
         async def op(conn: Conn) -> Message | Literal[False] | None:
             if not await _exists(conn, _FINISH_SMS_MEDIA, *params, *fence):
                 return None
-            row = await conn.fetchrow(locked, media.convo_id, media.seq) if picture else None
+            message_key = (media.account_id, media.convo_id, media.seq)
+            row = await conn.fetchrow(locked, *message_key) if picture else None
             if picture is None or row is None:
                 return False
             message = rows.message(row)
@@ -1258,9 +1261,7 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             else:
                 message = replace(message, attachments=(*message.attachments, picture))
             attachments = rows.attachments_column(message.attachments)
-            await conn.execute(
-                _SET_MESSAGE_PICTURES, message.image_url, attachments, media.convo_id, media.seq
-            )
+            await conn.execute(_SET_MESSAGE_PICTURES, message.image_url, attachments, *message_key)
             return message
 
         return await self._write(op)

@@ -80,8 +80,7 @@ async def pump(
             try:
                 batch = await outbox.next_batch(None if recheck is None else recheck.wait(None))
             except Idle:
-                if recheck is not None and await recheck.revoked():
-                    await websocket.close(CLOSE_UNAUTHORIZED, "signed out: log in again")
+                if await _signed_out(websocket, recheck):
                     return
                 continue
             except Reset:
@@ -99,9 +98,16 @@ async def pump(
             # Not kept through the wait for the next batch: an idle socket would hold its
             # last events' payloads for as long as it stays idle.
             del batch, item
-            if recheck is not None and await recheck.revoked():
-                await websocket.close(CLOSE_UNAUTHORIZED, "signed out: log in again")
+            if await _signed_out(websocket, recheck):
                 return
+
+
+async def _signed_out(websocket: WebSocket, recheck: Recheck | None) -> bool:
+    """Closes the socket when its operator's token is no longer accepted (see Recheck)."""
+    if recheck is None or not await recheck.revoked():
+        return False
+    await websocket.close(CLOSE_UNAUTHORIZED, "signed out: log in again")
+    return True
 
 
 class Session:

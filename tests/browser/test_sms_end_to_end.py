@@ -169,6 +169,23 @@ async def _conversations(client: httpx.AsyncClient, token: str) -> list[dict[str
     return found
 
 
+async def _texted_and_opened(
+    api: httpx.AsyncClient, page: Any, live_server: LiveServer, customer: Line, sid: int, text: str
+) -> tuple[str, str]:
+    """Signs the operator in on ``page``, has ``customer`` text ``text`` (message ``sid``) and
+    opens that conversation in the inbox: the operator's token and the conversation's id."""
+    token = await _login(api, OPERATOR_EMAIL, OPERATOR_PASSWORD)
+    await sign_in(page, live_server)
+    await customer.text(sid, text)
+    (convo_id,) = [
+        c["id"]
+        for c in await _conversations(api, token)
+        if c["contact_data"]["phone"] == customer.customer
+    ]
+    await row(page, convo_id).click()
+    return token, convo_id
+
+
 async def _messages(client: httpx.AsyncClient, token: str, convo_id: str) -> list[dict[str, Any]]:
     answer = await client.get(
         f"/api/v1/operator/conversation/{convo_id}", headers={"Authorization": f"Bearer {token}"}
@@ -321,17 +338,11 @@ async def test_an_sms_customer_rates_the_resolved_conversation_and_the_report_co
     assert patched.status_code == 200, patched.text
     customer = Line(accounts.a.base_url, patched.json()["channel"], SMS_TOKEN, SMS_SID,
                     "+15550003333")  # fmt: skip
-    token = await _login(api, OPERATOR_EMAIL, OPERATOR_PASSWORD)
     window = await open_window(viewport=DESKTOP)
     page = window.page
-    await sign_in(page, live_server)
-    await customer.text(101, "Do you ship to Norway?")
-    (convo_id,) = [
-        c["id"]
-        for c in await _conversations(api, token)
-        if c["contact_data"]["phone"] == customer.customer
-    ]
-    await row(page, convo_id).click()
+    token, convo_id = await _texted_and_opened(
+        api, page, live_server, customer, 101, "Do you ship to Norway?"
+    )
     await page.locator("#composer-text").fill("We do, in three days.")
     await page.get_by_role("button", name="Send", exact=True).click()
     await _received(provider, "We do, in three days.")
@@ -367,17 +378,11 @@ async def test_the_operator_sees_every_picture_of_an_mms(
 
     a = accounts.a
     customer = Line(a.base_url, a.channel, SMS_TOKEN, SMS_SID, "+15550004444")
-    token = await _login(api, OPERATOR_EMAIL, OPERATOR_PASSWORD)
     window = await open_window(viewport=DESKTOP)
     page = window.page
-    await sign_in(page, live_server)
-    await customer.text(201, "Two photos of the damage coming")
-    (convo_id,) = [
-        c["id"]
-        for c in await _conversations(api, token)
-        if c["contact_data"]["phone"] == customer.customer
-    ]
-    await row(page, convo_id).click()
+    _, convo_id = await _texted_and_opened(
+        api, page, live_server, customer, 201, "Two photos of the damage coming"
+    )
     thread = page.locator("#messages")
     await expect(thread).to_contain_text("Two photos of the damage coming")
 

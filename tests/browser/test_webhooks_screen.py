@@ -22,7 +22,7 @@ from .test_inbox import ADMIN, DESKTOP, created, listed, sign_in
 from .test_inbox import admin_operator as admin_operator  # the fixture
 
 if TYPE_CHECKING:
-    from .conftest import LiveServer, OpenWindow
+    from .conftest import LiveServer, OpenWindow, Window
 
 # How long the server's worker may take to post (it polls every second); a bound, not a timing.
 DELIVERY_WAIT_S = 30.0
@@ -65,6 +65,15 @@ async def _delivered(receiver: Receiver, more_than: int = 0) -> list[dict[str, A
         return list(receiver.deliveries)
 
 
+async def _webhooks_screen(open_window: OpenWindow, live_server: LiveServer) -> Window:
+    """A window where the admin has signed in and opened Admin → Webhooks."""
+    window = await open_window(viewport=DESKTOP)
+    await sign_in(window.page, live_server, ADMIN["email"], ADMIN["password"])
+    await window.page.get_by_role("link", name="Admin").click()
+    await window.page.get_by_role("link", name="Webhooks").click()
+    return window
+
+
 async def test_an_admin_adds_a_webhook_sees_its_secret_once_disables_and_deletes_it(
     open_window: OpenWindow,
     live_server: LiveServer,
@@ -73,11 +82,8 @@ async def test_an_admin_adds_a_webhook_sees_its_secret_once_disables_and_deletes
 ) -> None:
     from playwright.async_api import expect
 
-    window = await open_window(viewport=DESKTOP)
+    window = await _webhooks_screen(open_window, live_server)
     page = window.page
-    await sign_in(page, live_server, ADMIN["email"], ADMIN["password"])
-    await page.get_by_role("link", name="Admin").click()
-    await page.get_by_role("link", name="Webhooks").click()
     body = page.locator("#admin-body")
     form = page.locator("#admin-form")
     status = page.locator("#admin-status")
@@ -144,11 +150,8 @@ async def test_an_admin_sees_a_failed_delivery_replays_it_and_re_enables_the_web
     await _visitor_says(live_server, "Is my parcel lost?")
     await _until(receiver, lambda r: r.refused > 0, "the server never tried the receiver")
 
-    window = await open_window(viewport=DESKTOP)
+    window = await _webhooks_screen(open_window, live_server)
     page = window.page
-    await sign_in(page, live_server, ADMIN["email"], ADMIN["password"])
-    await page.get_by_role("link", name="Admin").click()
-    await page.get_by_role("link", name="Webhooks").click()
     body = page.locator("#admin-body")
     row = body.locator("tr", has_text=receiver.url)
     await row.get_by_role("button", name=f"Deliveries {receiver.url}").click()
