@@ -230,17 +230,24 @@ class _Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(group)
+        # One wake-up per event loop for the whole group: each call_soon_threadsafe writes to
+        # the loop's self-pipe, and a wake-up per write had the loop and this thread trade the
+        # GIL once per message.
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(group, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            settled.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, outcomes_of_loop in settled.items():
+            loop.call_soon_threadsafe(_settle, outcomes_of_loop)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class SQLiteStore(SqlStore):
