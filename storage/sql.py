@@ -170,11 +170,17 @@ _SELECT_CONVO = (
 _CONVO_SET = tuple(
     n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id", "contact_id")
 )
-_UPDATE_CONVO = (
-    f"UPDATE conversations SET ({', '.join(_CONVO_SET)})"
-    f" = ({', '.join(f'${i}' for i in range(3, len(_CONVO_SET) + 3))})"
-    " WHERE id = $1 AND account_id = $2"
-)
+
+
+@functools.lru_cache(maxsize=256)
+def _update_convo(columns: tuple[str, ...]) -> str:
+    """The update of a conversation's ``columns`` (those a write changed). Only those: SQLite
+    rewrites the entry of every index over a column the SET list names, changed or not, and
+    the conversations table has nine besides its key; a message changes three to six of its
+    forty-odd columns. (PostgreSQL compares values itself and gains only the parameters it is
+    not sent.) The combinations the engine's writes produce are few, so each statement's text is made once."""
+    assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=3))
+    return f"UPDATE conversations SET {assignments} WHERE id = $1 AND account_id = $2"
 
 
 def _select_messages(visitor_view: bool, newest: bool, visitor_seqs: bool) -> str:
@@ -1816,8 +1822,16 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             # Before its messages, which refer to it.
             await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
         else:
-            # The row is locked already: its update rides with the events' numbering.
-            update = (_UPDATE_CONVO, (after.id, account_id, *(row[n] for n in _CONVO_SET)))
+            # The row is locked already: its update rides with the events' numbering. What it
+            # changed is measured against the row as read, not the decision's ``before``.
+            assert before is not None, "a change with a before was decided on a stored row"
+            was = rows.convo_row(before)
+            changed = tuple(n for n in _CONVO_SET if row[n] != was[n])
+            if changed:
+                update = (
+                    _update_convo(changed),
+                    (after.id, account_id, *(row[n] for n in changed)),
+                )
         # The messages go on their own statement: their insert may wait on the client id
         # index (see storage/postgres.py) and must not hold the account row meanwhile, and
         # migration 0008's trigger for old writers updates their conversation, which one

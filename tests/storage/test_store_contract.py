@@ -83,6 +83,35 @@ async def test_create_appends_conversation_new_event(store: Store) -> None:
     assert await store.get_conversation(account, fresh.id) == committed.conversation
 
 
+async def test_an_update_stores_what_it_changed_and_keeps_the_rest(store: Store) -> None:
+    # Updates set only the columns a change moved (storage/sql.py `_update_convo`): every
+    # kind of column, each set, moved, and cleared again, must read back as written.
+    account = await _account(store)
+    convo = await _open(store, account)
+    everything = replace(
+        convo, status="resolved", mode="operator",
+        user_info=UserInfo(fname="Ann", email="a@x.test", info="vip"), last_activity=1005.5,
+        resolved_at=1005.5, unread=3, operator_read_seq=2, visitor_read_seq=1,
+        session_id="session-1", block_type="ai", translate=True,
+        visitor_lang="fr", preview="hi", rating=4, rating_comment="ok",
+        rated_resolved_at=1005.5, asked_at=1001.0, bot_answered=True, control="human",
+        bot_user_id="user-1", attributes='{"a": 1}', custom_data='{"c": 2}',
+        qualified_at=1002.0, visitor_context='{"url": "https://x.test/"}',
+        operator_read_visitor_seq=1, rating_asked_resolved_at=1005.5,
+    )  # fmt: skip
+    cleared = replace(
+        everything, status="open", user_info=UserInfo(), resolved_at=None, session_id=None,
+        block_type=None, rating=None, rated_resolved_at=None, bot_user_id=None,
+        attributes="{}", qualified_at=None, last_activity=1006.0,
+    )  # fmt: skip
+    for after in (everything, replace(everything, preview="moved"), cleared):
+        committed = await store.write(
+            account, convo.id, lambda current, after=after: announce(Change(current, after))
+        )
+        assert committed.conversation == after
+        assert await store.get_conversation(account, convo.id) == after
+
+
 async def test_concurrent_appends_get_gapless_seqs_in_commit_order(store: Store) -> None:
     account = await _account(store)
     convo = await _open(store, account)
