@@ -385,9 +385,10 @@ class ConversationEngine:
                 if sender == "operator" and not consent_checked and _texted(current):
                     raise _ConsentUnchecked
                 before = current
-                current = dataclasses.replace(
-                    current, user_info=_merge_user_info(current.user_info, user_info)
-                )
+                if user_info is not None:
+                    current = dataclasses.replace(
+                        current, user_info=_merge_user_info(current.user_info, user_info)
+                    )
             if context is not None:
                 current = dataclasses.replace(
                     current, visitor_context=merged(current.visitor_context, context)

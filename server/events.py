@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -154,9 +155,12 @@ def _control(previous: str, after: Conversation) -> dict[str, Any]:
     }
 
 
+_ANNOUNCED = attrgetter(*_ANNOUNCED_FIELDS)
+
+
 def _announces_update(before: Conversation, change: Change) -> bool:
     after = change.after
-    if any(getattr(before, f) != getattr(after, f) for f in _ANNOUNCED_FIELDS):
+    if _ANNOUNCED(before) != _ANNOUNCED(after):
         return True
     # A read cursor moving without a new message changes the unread badge operators see.
     return not change.messages and before.unread != after.unread

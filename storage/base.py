@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from storage.models import (
@@ -100,10 +100,11 @@ class Table:
     columns: tuple[Column, ...]
     # The primary key: exports are ordered by it, so two exports of one state list it alike.
     key: tuple[str, ...]
+    # Kept, not derived on each use: every row written is laid out by it.
+    column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "column_names", tuple(c.name for c in self.columns))
 
 
 def _columns(spec: str) -> tuple[Column, ...]:
