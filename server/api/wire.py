@@ -482,11 +482,16 @@ class InFlightLimit:
         return self._in_turn(scope, receive, send)
 
     async def _in_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.wait_s)
-        except TimeoutError:
-            await unavailable()(scope, receive, send)
-            return
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.wait_s)
+            except TimeoutError:
+                await unavailable()(scope, receive, send)
+                return
+        else:
+            # A free slot is taken without suspending. wait_for (Python 3.11) would wrap the
+            # acquire in a task of its own, with a timer, on every request.
+            await self._slots.acquire()
         try:
             await self.app(scope, receive, send)
         finally:
