@@ -35,6 +35,11 @@ LOGIN_ACCOUNTS_MAX = 3
 # deleted): each asks again this often, one read per connection, so 10,000 open streams cost
 # about 300 reads a second.
 RECHECK_S = 30.0
+# API keys whose account this process has looked up once and keeps. A key never changes
+# account and is never revoked (the store has no statement that deletes or moves one): what
+# was found stays true. Misses are not kept, so a wrong key cannot grow the table; a full table
+# starts over.
+KNOWN_KEYS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,7 @@ class Authenticator:
         self._store = store
         self._secret = secret_key
         self._ttl_s = jwt_ttl_s
+        self._known_keys: dict[str, str] = {}
 
     async def login(self, email: str, password: str, account_id: str | None = None) -> Session:
         """The operator with this email and password: of ``account_id``, or without it the one
@@ -165,9 +171,23 @@ class Authenticator:
 
     async def account_key(self, account_id: str, key: str) -> Principal:
         """The App Command API names the account and the key; both must agree."""
-        if await self._store.account_for_api_key(hash_api_key(key)) != account_id:
+        if await self._key_owner(key) != account_id:
             raise _invalid()
         return Principal(account_id, None)
+
+    async def _key_owner(self, key: str) -> str:
+        """The account of API key ``key``; a store read only the first time this process
+        sees the key (see KNOWN_KEYS_MAX): every App Command names one."""
+        key_hash = hash_api_key(key)
+        owner = self._known_keys.get(key_hash)
+        if owner is None:
+            owner = await self._store.account_for_api_key(key_hash)
+            if owner is None:
+                raise _invalid()
+            if len(self._known_keys) >= KNOWN_KEYS_MAX:
+                self._known_keys.clear()
+            self._known_keys[key_hash] = owner
+        return owner
 
     async def token(self, token: str) -> Principal:
         try:
@@ -221,7 +241,4 @@ class Authenticator:
             key = credential
         if not key:
             raise Unauthorized("missing_credentials", "send X-Api-Key or Authorization: Bearer")
-        account_id = await self._store.account_for_api_key(hash_api_key(key))
-        if account_id is None:
-            raise _invalid()
-        return Principal(account_id, None)
+        return Principal(await self._key_owner(key), None)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import jwt
 import pytest
 
+from server.auth import Authenticator
+from server.errors import Unauthorized
 from server.security import TokenClaims, issue_token
 from server.services import Services
+from storage.base import Store
 from tests.conftest import TEST_PASSWORD, Tenant, assert_error, bearer
 
 LOGIN = "/api/v1/auth/login"
@@ -296,3 +299,42 @@ async def test_email_change_takes_effect_at_login(
     assert_error(old, 401, "invalid_credentials")
     body = await login(client, "alex.new@example.test", TEST_PASSWORD)
     assert body["operator"]["id"] == tenant.operator_id
+
+
+# API keys: a key never moves to another account nor is revoked, so its owner is read once
+
+
+class _CountingStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.key_reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def account_for_api_key(self, api_key_hash: str) -> str | None:
+        self.key_reads += 1
+        return await self._store.account_for_api_key(api_key_hash)
+
+
+async def test_an_api_key_is_looked_up_once_and_still_refused_where_it_does_not_belong(
+    services: Services, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    store = _CountingStore(services.store)
+    auth = Authenticator(cast(Store, store), services.settings.secret_key, 3600)
+    for _ in range(3):
+        assert (await auth.account_key(tenant.account_id, tenant.api_key)).account_id == (
+            tenant.account_id
+        )
+        assert (await auth.headers({"x-api-key": tenant.api_key})).account_id == tenant.account_id
+    assert store.key_reads == 1
+    # Known, but another account's: refused without a read, as an unknown key is.
+    with pytest.raises(Unauthorized):
+        await auth.account_key(other_tenant.account_id, tenant.api_key)
+    assert store.key_reads == 1
+    wrong = "lok_" + secrets.token_urlsafe(32)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await auth.account_key(tenant.account_id, wrong)
+    # A miss is not kept: each wrong key is asked again (and cannot fill the table).
+    assert store.key_reads == 3
