@@ -178,7 +178,7 @@ def _update_convo(columns: tuple[str, ...]) -> str:
     rewrites the entry of every index over a column the SET list names, changed or not, and
     the conversations table has nine besides its key; a message changes three to six of its
     forty-odd columns. (PostgreSQL compares values itself and gains only the parameters it is
-    not sent.) The combinations the engine's writes produce are few, so each statement's text is made once."""
+    not sent.) The engine's writes make few combinations: each statement's text is made once."""
     assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=3))
     return f"UPDATE conversations SET {assignments} WHERE id = $1 AND account_id = $2"
 
