@@ -90,12 +90,12 @@ def insert_sql(table: Table) -> str:
 def values(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
     """``row``'s values in the table's column order; a KeyError names a column that a
     record-to-row mapping below has not learnt yet."""
-    result: tuple[Any, ...] = _IN_ORDER[table.name](row)
-    return result
+    picked = _IN_ORDER[table.name](row)
+    # itemgetter of one name returns the value itself, of several a tuple.
+    return picked if len(table.columns) > 1 else (picked,)
 
 
 # Each table's columns picked in one C call: every row a write stores is laid out by them.
-# (Every table has two columns or more, so each getter returns a tuple.)
 _IN_ORDER = {name: itemgetter(*t.column_names) for name, t in TABLES_BY_NAME.items()}
 
 

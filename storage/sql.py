@@ -171,8 +171,13 @@ _CONVO_SET = tuple(
     n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id", "contact_id")
 )
 
+# Statement texts kept for conversation updates, one per set of columns a write changed (and
+# as many chained with the events' numbering on PostgreSQL): the engine's writes make a few
+# dozen sets; the bound keeps an unforeseen variety from growing the caches.
+UPDATE_SHAPES = 256
 
-@functools.lru_cache(maxsize=256)
+
+@functools.lru_cache(maxsize=UPDATE_SHAPES)
 def _update_convo(columns: tuple[str, ...]) -> str:
     """The update of a conversation's ``columns`` (those a write changed). Only those: SQLite
     rewrites the entry of every index over a column the SET list names, changed or not, and
@@ -443,7 +448,7 @@ def _number_events(first: int) -> str:
 _NUMBER_EVENTS = _number_events(1)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=UPDATE_SHAPES + 1)
 def _chained_numbering(head: str, head_params: int) -> str:
     """``head`` (a write that returns nothing, parameters from $1, or none), the numbering of
     the events, and their insert, as one statement. The events come with seqs 1 to n, and are
