@@ -18,6 +18,8 @@ import abc
 import contextlib
 import dataclasses
 import functools
+import itertools
+import operator
 import time
 from collections.abc import (
     AsyncIterator,
@@ -170,6 +172,7 @@ _SELECT_CONVO = (
 _CONVO_SET = tuple(
     n for n in rows.CONVERSATIONS.column_names if n not in ("id", "account_id", "contact_id")
 )
+_CONVO_SET_VALUES = operator.itemgetter(*_CONVO_SET)
 
 # Statement texts kept for conversation updates, one per set of columns a write changed (and
 # as many chained with the events' numbering on PostgreSQL): the engine's writes make a few
@@ -1795,9 +1798,10 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
         """Store.write's transaction, on ``conn``."""
         locked = _SELECT_CONVO + self._dialect.lock_for_update
         before: Conversation | None = None
+        stored: Row | None = None
         if convo_id is not None:
-            row = await conn.fetchrow(locked, convo_id, account_id)
-            before = rows.convo(row) if row else None
+            stored = await conn.fetchrow(locked, convo_id, account_id)
+            before = rows.convo(stored) if stored else None
         # Looked up after the lock: a retry racing the original into the same conversation
         # then finds it committed (PostgreSQL retries the rest, see storage/postgres.py).
         if client_msg_id is not None:
@@ -1828,10 +1832,15 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
             await conn.execute(_INSERT_CONVO, *rows.values(rows.CONVERSATIONS, row))
         else:
             # The row is locked already: its update rides with the events' numbering. What it
-            # changed is measured against the row as read, not the decision's ``before``.
-            assert before is not None, "a change with a before was decided on a stored row"
-            was = rows.convo_row(before)
-            changed = tuple(n for n in _CONVO_SET if row[n] != was[n])
+            # changed is measured against the row as read, not the decision's ``before``; the
+            # stored flags read 0 and 1 on SQLite, which compare equal to False and True.
+            assert stored is not None, "a change with a before was decided on a stored row"
+            changed = tuple(
+                itertools.compress(
+                    _CONVO_SET,
+                    map(operator.ne, _CONVO_SET_VALUES(row), _CONVO_SET_VALUES(stored)),
+                )
+            )
             if changed:
                 update = (
                     _update_convo(changed),
