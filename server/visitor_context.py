@@ -5,6 +5,7 @@ the inbox's side panel."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ TIME_ZONE_MAX_CHARS = 64
 # Only the browser and OS named below are kept, so a longer header is cut, never refused:
 # the header is the browser's, not something the visitor typed.
 USER_AGENT_MAX_CHARS = 512
+# The distinct browsers one process hears from at a time; each visitor message is read
+# again inside the conversation's write, and a chat repeats its browser's header every time.
+KNOWN_USER_AGENTS = 1024
 
 # Bounded by the limits above: a stored context is a few kilobytes at most.
 KEYS = ("start_url", "start_title", "url", "title", "referrer", "browser", "os", "time_zone")
@@ -93,7 +97,12 @@ def browser_and_os(user_agent: str) -> tuple[str, str]:
     """A deliberately small reading of the User-Agent header: the common browsers with their
     major version, and the OS family; anything else is "" (shown as unknown), since a full
     parser's database would outweigh what an operator needs to know."""
-    agent = user_agent[:USER_AGENT_MAX_CHARS]
+    return _read_agent(user_agent[:USER_AGENT_MAX_CHARS])
+
+
+# Keyed by the cut header, so the cache holds at most KNOWN_USER_AGENTS x 512 characters.
+@functools.lru_cache(maxsize=KNOWN_USER_AGENTS)
+def _read_agent(agent: str) -> tuple[str, str]:
     browser = next(
         (f"{name} {m.group(1)}" for name, rx in _BROWSERS if (m := rx.search(agent))), ""
     )
