@@ -188,6 +188,12 @@ class _Writer:
         try:
             conn = _connect(self._path)
             self._migrate(conn)
+            # Each write runs in a savepoint of its group's transaction, which copies every
+            # stored page it changes to a sub-journal; past 64 KiB SQLite spills that to a new
+            # temporary file (/var/tmp/etilqs_*), written page by page, once per group. In
+            # memory it is one copy, dropped when the write is released; a write changes a
+            # handful of pages. Set after the migrations, whose backfills may change a table.
+            conn.execute("PRAGMA temp_store = MEMORY")
         except BaseException as exc:  # reported to start() in the caller's thread
             self._failure = exc
             self._ready.set()
