@@ -385,14 +385,15 @@ class ConversationEngine:
                 if sender == "operator" and not consent_checked and _texted(current):
                     raise _ConsentUnchecked
                 before = current
-                if user_info is not None:
-                    current = dataclasses.replace(
-                        current, user_info=_merge_user_info(current.user_info, user_info)
-                    )
+                info = _merge_user_info(current.user_info, user_info)
+                # Most messages repeat what the conversation knows already: no copy of its
+                # forty-odd fields for those (this runs inside the write).
+                if info != current.user_info:
+                    current = dataclasses.replace(current, user_info=info)
             if context is not None:
-                current = dataclasses.replace(
-                    current, visitor_context=merged(current.visitor_context, context)
-                )
+                where = merged(current.visitor_context, context)
+                if where != current.visitor_context:
+                    current = dataclasses.replace(current, visitor_context=where)
             if (
                 current.source_app == VISITOR_CHANNEL
                 and current.qualified_at is None
