@@ -102,7 +102,8 @@ async def test_an_update_stores_what_it_changed_and_keeps_the_rest(store: Store)
     cleared = replace(
         everything, status="open", user_info=UserInfo(), resolved_at=None, session_id=None,
         block_type=None, rating=None, rated_resolved_at=None, bot_user_id=None,
-        attributes="{}", qualified_at=None, last_activity=1006.0,
+        attributes="{}", qualified_at=None, last_activity=1006.0, translate=False,
+        bot_answered=False,
     )  # fmt: skip
     for after in (everything, replace(everything, preview="moved"), cleared):
         committed = await store.write(
