@@ -8,12 +8,15 @@ SQLite, in-memory broker), one account and one operator, ``--conversations`` con
 then ``--rounds`` rounds of one visitor message into each (concurrently, so the writer groups
 them as under load) followed by one operator reply into each, all through
 ``ConversationEngine.send``. It prints CPU microseconds per write: the process's, and the SQLite
-writer thread's (from /proc/self/task, so Linux only).
+writer thread's (from /proc/self/task, so Linux only, counted in clock ticks of 10 ms: keep a
+run to thousands of writes, as the defaults' 8,000).
 
 Why beside the closed loop of realtime_bench: each write there is one delivery, but the
 sockets, streams and HTTP layers around it, and the client processes sharing the machine, make
-runs of one checkout swing by 10-15%. This loop has only the engine and the store, and resolves
-differences of about 10% in three interleaved runs. Its imports are the app's own and nothing
+runs of one checkout swing by 10-15%. This loop has only the engine and the store, and splits
+the CPU between the writer thread and the rest; its runs still spread by about a tenth (287 to
+365 us per write over four runs of one checkout), so compare medians of interleaved runs. Its
+imports are the app's own and nothing
 from bench/, so the file runs unchanged against an older checkout put first on PYTHONPATH (run
 it by path, not with -m, then), which is how docs/benchmarks.md compares two commits.
 """
@@ -103,11 +106,20 @@ async def run_once(conversations: int, rounds: int) -> Run:
             )
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conversations", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=20, help="visitor + operator messages each")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--conversations", type=positive, default=200)
+    parser.add_argument(
+        "--rounds", type=positive, default=20, help="visitor + operator messages each"
+    )
+    parser.add_argument("--runs", type=positive, default=3)
     args = parser.parse_args()
     runs = []
     for _ in range(args.runs):
