@@ -1,15 +1,17 @@
 """SQLite backend: the embedded default.
 
 One writer thread owns the only writing connection and commits in groups: it takes every write
-waiting in line, runs each inside its own SAVEPOINT (a decision that raises rolls back only
-itself), commits once and only then answers the callers. That keeps ``synchronous=FULL``
-durability (a success means the commit reached the disk) at the cost of one fsync per group
-rather than one per message. Reads run on a small pool of reader connections, which WAL lets
-proceed while the writer commits.
+waiting in line, runs them in one transaction, commits once and only then answers the callers.
+That keeps ``synchronous=FULL`` durability (a success means the commit reached the disk) at the
+cost of one fsync per group rather than one per message. A write that raises must roll back
+only itself: the group then runs again from the start with each write in its own SAVEPOINT
+(operations are pure functions of the database, as PostgreSQL's retries already require).
+Reads run on a small pool of reader connections, which WAL lets proceed while the writer
+commits.
 
 The operations themselves are storage/sql.py's. sqlite3 is synchronous, so an operation's
 coroutine never suspends here: the thread that holds the connection runs it to completion in
-one step (``_run``), inside its savepoint or on its reader.
+one step (``_run``), on the writer or on its reader.
 """
 
 from __future__ import annotations
@@ -151,6 +153,8 @@ class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    # Never run twice (it consumes an iterator): its group takes a savepoint per write.
+    once: bool
 
 
 class _Writer:
@@ -176,20 +180,21 @@ class _Writer:
             self._jobs.put(None)
             self._thread.join()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Runs ``fn`` in its own savepoint of the next group commit; returns after COMMIT."""
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, once: bool = False) -> T:
+        """Runs ``fn`` in the next group commit; returns after COMMIT. Without ``once``, ``fn``
+        may run twice, the first run rolled back (see _commit_group)."""
         async with self._slots:
             loop = asyncio.get_running_loop()
             future: asyncio.Future[T] = loop.create_future()
-            self._jobs.put(_Job(fn, future, loop))
+            self._jobs.put(_Job(fn, future, loop, once))
             return await future
 
     def _run(self) -> None:
         try:
             conn = _connect(self._path)
             self._migrate(conn)
-            # Each write runs in a savepoint of its group's transaction, which copies every
-            # stored page it changes to a sub-journal; past 64 KiB SQLite spills that to a new
+            # A write run again in a savepoint (see _commit_group) has every stored page it
+            # changes copied to a sub-journal; past 64 KiB SQLite spills that to a new
             # temporary file (/var/tmp/etilqs_*), written page by page, once per group. In
             # memory it is one copy, dropped when the write is released; a write changes a
             # handful of pages. Set after the migrations, whose backfills may change a table.
@@ -218,19 +223,20 @@ class _Writer:
 
     @staticmethod
     def _commit_group(conn: sqlite3.Connection, group: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in group:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job.fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    outcomes.append((False, exc))
-                else:
-                    outcomes.append((True, result))
-                conn.execute("RELEASE job")
+            if any(job.once for job in group):
+                outcomes = _each_of(conn, group)
+            else:
+                outcomes = _all_of(conn, group)
+                if not outcomes[-1][0]:
+                    # A write raised, its statements mixed with the others': start over, each
+                    # write in a savepoint so that one rolls back alone (alone, it needs
+                    # none). A savepoint per write on every group cost a sixth of a write's
+                    # statement CPU (docs/benchmarks.md), for a refusal that is rare.
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    outcomes = outcomes if len(group) == 1 else _each_of(conn, group)
             conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
@@ -244,6 +250,32 @@ class _Writer:
             settled.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, outcomes_of_loop in settled.items():
             loop.call_soon_threadsafe(_settle, outcomes_of_loop)
+
+
+def _all_of(conn: sqlite3.Connection, group: list[_Job]) -> list[tuple[bool, Any]]:
+    """The group's outcomes, up to the first write that raised."""
+    outcomes: list[tuple[bool, Any]] = []
+    for job in group:
+        try:
+            outcomes.append((True, job.fn(conn)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+            break
+    return outcomes
+
+
+def _each_of(conn: sqlite3.Connection, group: list[_Job]) -> list[tuple[bool, Any]]:
+    """The group's outcomes, each write in its own savepoint."""
+    outcomes: list[tuple[bool, Any]] = []
+    for job in group:
+        conn.execute("SAVEPOINT job")
+        try:
+            outcomes.append((True, job.fn(conn)))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            outcomes.append((False, exc))
+        conn.execute("RELEASE job")
+    return outcomes
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -317,7 +349,7 @@ class SQLiteStore(SqlStore):
     async def _write_once(self, op: Op[T]) -> T:
         # One job of the writer thread: an import's rows are read in that thread, which may
         # block on the file they come from without holding up the event loop.
-        return await self._write(op)
+        return await self._writer.run(lambda db: _run(op, _Conn(db)), once=True)
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[Callable[[str], AsyncIterator[dict[str, Any]]]]:
