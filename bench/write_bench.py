@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def thread_cpu_s(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def run_once(conversations: int, rounds: int) -> Run:
+async def run_once(
+    conversations: int, rounds: int, on_measured: Callable[[], None] = lambda: None
+) -> Run:
+    """One run; ``on_measured`` is called where the measured part begins."""
     with tempfile.TemporaryDirectory(prefix="liveop-write-bench-") as data_dir:
         settings = load_settings({"LIVEOP_DATA_DIR": data_dir, "LIVEOP_RATE_LIMITS": "0"})
         app = create_app(settings)
@@ -75,6 +79,7 @@ async def run_once(conversations: int, rounds: int) -> Run:
                 convo_ids.append(first.conversation.id)
             writer = next(t for t in threading.enumerate() if t.name == WRITER_THREAD)
             assert writer.native_id is not None, "the writer thread is running"
+            on_measured()
             wall, cpu, writer_cpu = (
                 time.perf_counter(),
                 time.process_time(),
