@@ -59,6 +59,7 @@ from storage.models import (
     Status,
     Team,
     UserInfo,
+    evolve,
 )
 
 # Seed 000: gethistory "Default 50, maximum 200".
@@ -389,18 +390,18 @@ class ConversationEngine:
                 # Most messages repeat what the conversation knows already: no copy of its
                 # forty-odd fields for those (this runs inside the write).
                 if info != current.user_info:
-                    current = dataclasses.replace(current, user_info=info)
+                    current = evolve(current, user_info=info)
             if context is not None:
                 where = merged(current.visitor_context, context)
                 if where != current.visitor_context:
-                    current = dataclasses.replace(current, visitor_context=where)
+                    current = evolve(current, visitor_context=where)
             if (
                 current.source_app == VISITOR_CHANNEL
                 and current.qualified_at is None
                 and (current.user_info.email or current.user_info.phone)
             ):
                 # The widget's visitor left a way to reach them: a lead (issue 17).
-                current = dataclasses.replace(current, qualified_at=self._clock())
+                current = evolve(current, qualified_at=self._clock())
             body = text
             if template is not None:
                 assert operator is not None
@@ -493,9 +494,7 @@ class ConversationEngine:
             change = _append(current, current, draft, self._clock())
             if not hand_over:
                 return change
-            return dataclasses.replace(
-                change, after=dataclasses.replace(change.after, mode="operator")
-            )
+            return evolve(change, after=evolve(change.after, mode="operator"))
 
         return await self._write(account_id, convo_id, decide)
 
@@ -524,7 +523,7 @@ class ConversationEngine:
         return await self._patch(
             account_id,
             convo_id,
-            lambda c: c if c.qualified_at is not None else dataclasses.replace(c, qualified_at=now),
+            lambda c: c if c.qualified_at is not None else evolve(c, qualified_at=now),
         )
 
     async def to_queue(self, account_id: str, convo_id: str) -> Conversation:
@@ -534,7 +533,7 @@ class ConversationEngine:
 
         def queued(c: Conversation) -> Conversation:
             control: Control = "human" if c.control == "human" else "queued"
-            return dataclasses.replace(c, mode="operator", control=control)
+            return evolve(c, mode="operator", control=control)
 
         return await self._patch(account_id, convo_id, queued)
 
@@ -545,7 +544,7 @@ class ConversationEngine:
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
-            after = dataclasses.replace(
+            after = evolve(
                 current,
                 mode="operator",
                 operator_id=current.operator_id if current.operator_id is not None else operator.id,
@@ -592,16 +591,14 @@ class ConversationEngine:
                 raise Forbidden("not_owner", "only its owner or an admin may transfer it")
             control: Control = current.control
             if team is None:
-                after = dataclasses.replace(current, operator_id=to_operator)
+                after = evolve(current, operator_id=to_operator)
                 control = "human" if control != "closed" else control
             else:
                 # Back in a queue: pending again until one of the team replies and owns it.
                 status: Status = "open" if current.status == "active" else current.status
-                after = dataclasses.replace(
-                    current, operator_id=None, team_id=team.id, status=status
-                )
+                after = evolve(current, operator_id=None, team_id=team.id, status=status)
                 control = "queued" if control != "closed" else control
-            after = dataclasses.replace(after, control=control)
+            after = evolve(after, control=control)
             if after == current:
                 return None
             if team is not None and current.bot_user_id is not None and team.id != current.team_id:
@@ -637,9 +634,9 @@ class ConversationEngine:
 
         def decide(current: Conversation | None) -> Change:
             before = current
-            base = current or dataclasses.replace(_require(new), control="bot")
+            base = current or evolve(_require(new), control="bot")
             fresh = before is None or base.control in ("bot", "closed")
-            base = dataclasses.replace(
+            base = evolve(
                 base,
                 team_id=team.id,
                 user_info=_merge_user_info(base.user_info, hand.user_info),
@@ -656,10 +653,10 @@ class ConversationEngine:
                 messages.extend(step.messages)
                 base = step.after
             control: Control = "human" if base.control == "human" else "queued"
-            after = dataclasses.replace(base, control=control)
+            after = evolve(base, control=control)
             return _with_contact(Change(before, after, tuple(messages)), proven)
 
-        routed = dataclasses.replace(new, team_id=team.id) if new else None
+        routed = evolve(new, team_id=team.id) if new else None
         committed = await self._write(
             account_id, found.id if found else None, decide, routed=routed
         )
@@ -686,9 +683,7 @@ class ConversationEngine:
             if current.status == "resolved":
                 return None
             step = _append(current, current, Draft("system", None, text), now)
-            after = dataclasses.replace(
-                step.after, status="resolved", resolved_at=now, control="closed"
-            )
+            after = evolve(step.after, status="resolved", resolved_at=now, control="closed")
             return Change(current, after, step.messages)
 
         return (await self._write(account_id, found.id, decide)).conversation
@@ -762,9 +757,9 @@ class ConversationEngine:
                 return None  # moved or resolved since it was listed
             status: Status = "open" if current.status == "active" else current.status
             if to_operator is not None:
-                after = dataclasses.replace(current, operator_id=to_operator)
+                after = evolve(current, operator_id=to_operator)
             else:
-                after = dataclasses.replace(current, operator_id=None, status=status)
+                after = evolve(current, operator_id=None, status=status)
             return Change(current, after)
 
         moved = 0
@@ -799,7 +794,7 @@ class ConversationEngine:
             )
         chosen: BlockType | None = block_type
         return await self._patch(
-            account_id, convo_id, lambda c: dataclasses.replace(c, block_type=chosen), Cause(by=by)
+            account_id, convo_id, lambda c: evolve(c, block_type=chosen), Cause(by=by)
         )
 
     async def update_visitor(
@@ -809,11 +804,9 @@ class ConversationEngine:
 
         def decide(current: Conversation | None) -> Change | None:
             current = _require(current)
-            info = dataclasses.replace(
-                current.user_info, **{k: v for k, v in given.items() if v is not None}
-            )
+            info = evolve(current.user_info, **{k: v for k, v in given.items() if v is not None})
             check_user_info(info)
-            after = dataclasses.replace(current, user_info=info)
+            after = evolve(current, user_info=info)
             return None if after == current else _with_contact(Change(current, after), None)
 
         return (await self._write(account_id, convo_id, decide)).conversation
@@ -826,15 +819,11 @@ class ConversationEngine:
                 "translation_unavailable",
                 "no translator is configured on this server (LIVEOP_TRANSLATE_URL)",
             )
-        return await self._patch(
-            account_id, convo_id, lambda c: dataclasses.replace(c, translate=enabled)
-        )
+        return await self._patch(account_id, convo_id, lambda c: evolve(c, translate=enabled))
 
     async def set_visitor_lang(self, account_id: str, convo_id: str, lang: str) -> Conversation:
         lang = check_language(lang)
-        return await self._patch(
-            account_id, convo_id, lambda c: dataclasses.replace(c, visitor_lang=lang)
-        )
+        return await self._patch(account_id, convo_id, lambda c: evolve(c, visitor_lang=lang))
 
     # -- satisfaction ratings (issue 19) --
 
@@ -866,7 +855,7 @@ class ConversationEngine:
             refusal = _rating_refusal(current, asks)
             if refusal is not None:
                 raise refusal
-            after = dataclasses.replace(
+            after = evolve(
                 current,
                 rating=rating,
                 rating_comment=comment,
@@ -1069,7 +1058,7 @@ class ConversationEngine:
                 return None
             resolved_at = now if new_status == "resolved" else None
             control = "closed" if new_status == "resolved" else _reopened(current)
-            after = dataclasses.replace(
+            after = evolve(
                 current, status=new_status, resolved_at=resolved_at, last_activity=now,
                 control=control,
             )  # fmt: skip
@@ -1080,11 +1069,11 @@ class ConversationEngine:
             elif asks:
                 # The question leaves through the channel like a reply (server/outbound.py).
                 line = Draft("system", None, RATING_QUESTION)
-                after = dataclasses.replace(after, rating_asked_resolved_at=resolved_at)
+                after = evolve(after, rating_asked_resolved_at=resolved_at)
             if line is None:
                 return Change(current, after)
             change = _append(current, current, line, now)
-            closed = dataclasses.replace(
+            closed = evolve(
                 change.after, **_closing(after),
                 rating_asked_resolved_at=after.rating_asked_resolved_at,
             )  # fmt: skip
@@ -1255,7 +1244,7 @@ class ConversationEngine:
             if side == "visitor":
                 if current.visitor_read_seq >= high:
                     return None
-                return Change(current, dataclasses.replace(current, visitor_read_seq=high))
+                return Change(current, evolve(current, visitor_read_seq=high))
             if current.operator_read_seq >= high:
                 return None
             # Only messages past the cursor as it is now were still counted as unread; a view
@@ -1267,7 +1256,7 @@ class ConversationEngine:
             # The same cursor as the visitor numbers messages: the newest one it was shown.
             visible = [m.visitor_seq for m in shown if m.visitor_seq is not None and m.seq <= high]
             read_visitor_seq = max([current.operator_read_visitor_seq, *visible])
-            after = dataclasses.replace(
+            after = evolve(
                 current,
                 operator_read_seq=high,
                 unread=unread,
@@ -1296,7 +1285,7 @@ class ConversationEngine:
         when it creates one; a team that auto-assigns gives it an owner in the same decision
         (issue 18). ``typist``: the side whose message this is, whose typing indicator ends
         before anybody hears of it."""
-        cause = dataclasses.replace(cause, at=self._clock())
+        cause = evolve(cause, at=self._clock())
         team = await self._auto_assigning(account_id, routed)
         if team is None or routed is None:
             committed = await self._store.write(
@@ -1501,7 +1490,7 @@ def _rated_by_answer(change: Change, score: int) -> Change:
     resolved, with the owner and the unread count it had."""
     before = change.before
     assert before is not None
-    after = dataclasses.replace(
+    after = evolve(
         change.after,
         status=before.status,
         resolved_at=before.resolved_at,
@@ -1511,7 +1500,7 @@ def _rated_by_answer(change: Change, score: int) -> Change:
         rating_comment="",
         rated_resolved_at=before.resolved_at,
     )
-    return dataclasses.replace(change, after=after)
+    return evolve(change, after=after)
 
 
 def rating_score(value: str) -> int:
@@ -1619,7 +1608,7 @@ def _append(before: Conversation | None, current: Conversation, draft: Draft, no
             platform = reply_event(message, operator)
         event = addressed(platform, message_id, current.bot_user_id)
         payloads = ((seq, orjson.dumps(event).decode()),)
-    after = dataclasses.replace(
+    after = evolve(
         current,
         status=status,
         mode=mode,
@@ -1661,7 +1650,7 @@ def round_robin(change: Change, roster: Roster | None, available: frozenset[int]
     owner = next_in_turn(roster, available)
     if owner is None:
         return change
-    return dataclasses.replace(change, after=dataclasses.replace(change.after, operator_id=owner))
+    return evolve(change, after=evolve(change.after, operator_id=owner))
 
 
 def _take_turn(team_id: int, available: frozenset[int]) -> RosterDecide:
@@ -1718,7 +1707,7 @@ def _with_contact(change: Change, proven: Identity | None) -> Change:
     info = change.after.user_info
     if change.before is not None and change.before.user_info == info:
         return change
-    return dataclasses.replace(
+    return evolve(
         change,
         identity=proven if change.before is None else None,
         typed=typed_identities(info),

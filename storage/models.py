@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, dataclass_transform
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, dataclass_transform
 
 from storage.webhooks import HookEvent
 
@@ -23,6 +26,49 @@ def record(cls: type[_R]) -> type[_R]:
     one (by value), so only a deliberate ``object.__setattr__`` could change a record, as it
     could a frozen one."""
     return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+if TYPE_CHECKING:
+    # To the type checker evolve is dataclasses.replace, whose keywords it checks against the
+    # record's fields.
+    from dataclasses import replace as evolve
+else:
+
+    def evolve(obj: Any, /, **changes: Any) -> Any:
+        """``dataclasses.replace`` for records, in about a third of its time.
+
+        replace walks the record's fields in Python on every call, and the engine replaces a
+        44-field Conversation several times per message inside the write. A record's fields
+        are all ``__init__`` arguments, in order, with no ``__post_init__``: the copy is its
+        values, read in one C call, with ``changes`` put in their places."""
+        kind = type(obj)
+        layout = _LAYOUTS.get(kind)
+        if layout is None:
+            layout = _LAYOUTS[kind] = _layout(kind)
+        values_of, places = layout
+        values = list(values_of(obj))
+        for name, value in changes.items():
+            place = places.get(name)
+            if place is None:
+                raise TypeError(f"{kind.__name__} has no field {name!r}")
+            values[place] = value
+        return kind(*values)
+
+
+# Per record class: what reads its fields' values in order, and each field's place.
+_LAYOUTS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = {}
+
+
+def _layout(kind: type) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]:
+    fields = dataclasses.fields(kind)
+    if hasattr(kind, "__post_init__") or not all(f.init for f in fields):
+        raise TypeError(f"{kind.__name__} is not a record evolve can copy")
+    names = [f.name for f in fields]
+    read = attrgetter(*names)
+    # attrgetter of one name returns the value itself, of several a tuple.
+    return (read if len(names) > 1 else lambda obj: (read(obj),)), {
+        n: i for i, n in enumerate(names)
+    }
 
 
 SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]

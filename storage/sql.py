@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import functools
 import itertools
 import operator
@@ -100,6 +99,7 @@ from storage.models import (
     WidgetPosition,
     WidgetToken,
     default_site,
+    evolve,
     new_widget_id,
 )
 from storage.outbound import Claim, OutboundChannel, OutboundJob
@@ -1824,7 +1824,7 @@ class SqlStore(_webhooks.WebhooksSql, _invites.InvitesSql, abc.ABC):
                 change.contact_name,
                 after.created,
             )
-            after = dataclasses.replace(after, contact_id=contact_id)
+            after = evolve(after, contact_id=contact_id)
         row = rows.convo_row(after)
         update: tuple[str, Sequence[Any]] | None = None
         if change.before is None:
