@@ -37,13 +37,14 @@ else:
     def evolve(obj: Any, /, **changes: Any) -> Any:
         """``dataclasses.replace`` for records, in about a third of its time.
 
-        replace walks the record's fields in Python on every call, and the engine replaces a
-        44-field Conversation several times per message inside the write. A record's fields
-        are all ``__init__`` arguments, in order, with no ``__post_init__``: the copy is its
-        values, read in one C call, with ``changes`` put in their places."""
+        replace walks the record's fields in Python on every call, and the engine copies a
+        40-field Conversation several times per message inside the write. A record's fields
+        are all positional ``__init__`` arguments, in order, with no ``__post_init__``: the
+        copy is its values, read in one C call, with ``changes`` put in their places."""
         kind = type(obj)
         layout = _LAYOUTS.get(kind)
         if layout is None:
+            # Two threads may both make a class's layout once; either one is the same.
             layout = _LAYOUTS[kind] = _layout(kind)
         values_of, places = layout
         values = list(values_of(obj))
@@ -61,14 +62,14 @@ _LAYOUTS: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]] = 
 
 def _layout(kind: type) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]]:
     fields = dataclasses.fields(kind)
-    if hasattr(kind, "__post_init__") or not all(f.init for f in fields):
+    if hasattr(kind, "__post_init__") or any(f.kw_only or not f.init for f in fields):
         raise TypeError(f"{kind.__name__} is not a record evolve can copy")
     names = [f.name for f in fields]
     read = attrgetter(*names)
-    # attrgetter of one name returns the value itself, of several a tuple.
-    return (read if len(names) > 1 else lambda obj: (read(obj),)), {
-        n: i for i, n in enumerate(names)
-    }
+    places = {name: place for place, name in enumerate(names)}
+    if len(names) == 1:  # attrgetter of one name returns the value itself, not a tuple
+        return (lambda obj: (read(obj),)), places
+    return read, places
 
 
 SourceApp = Literal["chatbot", "smsbroadcast", "emailbroadcast", "liveoperator"]

@@ -54,5 +54,10 @@ def test_evolve_refuses_a_class_whose_init_is_not_its_fields() -> None:
         a: int
         b: int = dataclasses.field(init=False, default=0)
 
-    with pytest.raises(TypeError, match="not a record"):
-        evolve(Derived(1), a=2)
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Named:
+        a: int
+
+    for refused in (Derived(1), Named(a=1)):
+        with pytest.raises(TypeError, match="not a record"):
+            evolve(refused, a=2)
